@@ -1,0 +1,117 @@
+#include "autograd/node.h"
+
+#include <atomic>
+
+#include "autograd/accumulate_grad.h"
+#include "autograd/grad_mode.h"
+#include "autograd/meta.h"
+#include "core/error.h"
+#include "memory/category.h"
+
+namespace tilegrad {
+
+namespace {
+std::atomic<uint64_t> g_next_seq{0};
+}
+
+SavedTensor::SavedTensor(const Tensor& t) : was_defined_(t.defined()) {
+  if (t.defined()) {
+    data_ = t.alias();
+    version_ = t.storage()->version();
+  }
+}
+
+Tensor SavedTensor::unpack(const Node& owner) const {
+  TG_CHECK(!released(), owner.name(),
+           " backward: its saved tensors were already freed by an earlier backward; trying to "
+           "backward through the graph a second time needs retain_graph=true on the first call");
+  if (data_.defined()) {
+    TG_CHECK(data_.storage()->version() == version_, owner.name(),
+             " backward: a tensor of shape ", shape_str(data_.shape()),
+             " saved for the gradient was modified in place after it was saved (version ", version_,
+             " -> ", data_.storage()->version(), ")");
+  }
+  return data_;
+}
+
+Node::Node(const char* name) : name_(name), seq_(g_next_seq++) {}
+
+size_t Node::save(const Tensor& t) {
+  saved_.emplace_back(t);
+  return saved_.size() - 1;
+}
+
+int64_t Node::saved_bytes() const {
+  int64_t n = 0;
+  for (const auto& s : saved_) n += s.nbytes();
+  return n;
+}
+
+void Node::release_saved() {
+  for (auto& s : saved_) s.release();
+  released_ = true;
+}
+
+AutogradMeta& autograd_meta(const Tensor& t) {
+  auto& p = t.impl().autograd;
+  if (!p) p = std::make_shared<AutogradMeta>();
+  return *p;
+}
+
+Edge gradient_edge(const Tensor& t) {
+  AutogradMeta* m = autograd_meta_or_null(t);
+  if (!m) return {};
+  if (m->grad_fn) return {m->grad_fn, m->output_nr};
+  if (!m->requires_grad) return {};
+  std::shared_ptr<Node> acc = m->grad_accumulator.lock();
+  if (!acc) {
+    acc = std::make_shared<AccumulateGrad>(t);
+    m->grad_accumulator = acc;
+  }
+  return {acc, 0};
+}
+
+bool any_requires_grad(std::initializer_list<Tensor> inputs) {
+  if (!grad_enabled()) return false;
+  for (const Tensor& t : inputs) {
+    if (t.defined() && t.requires_grad()) return true;
+  }
+  return false;
+}
+
+bool any_requires_grad(const std::vector<Tensor>& inputs) {
+  if (!grad_enabled()) return false;
+  for (const Tensor& t : inputs) {
+    if (t.defined() && t.requires_grad()) return true;
+  }
+  return false;
+}
+
+void set_history(const std::shared_ptr<Node>& node, const std::vector<Tensor>& inputs,
+                 const std::vector<Tensor>& outputs) {
+  auto& edges = node->next_edges();
+  edges.clear();
+  edges.reserve(inputs.size());
+  for (const Tensor& t : inputs) edges.push_back(t.defined() ? gradient_edge(t) : Edge{});
+  auto& infos = node->outputs();
+  infos.clear();
+  for (uint32_t i = 0; i < outputs.size(); ++i) {
+    const Tensor& out = outputs[i];
+    AutogradMeta& m = autograd_meta(out);
+    m.grad_fn = node;
+    m.output_nr = i;
+    infos.push_back({out.shape(), out.dtype(), out.device()});
+  }
+  if (eager_grad_buffers()) {
+    CategoryScope cat(Category::gradient);
+    auto& pre = node->preallocated_grads();
+    pre.clear();
+    for (const Tensor& out : outputs) {
+      Tensor z = empty(out.shape(), {out.dtype(), out.device(), Category::gradient});
+      z.zero_();
+      pre.push_back(z);
+    }
+  }
+}
+
+}  // namespace tilegrad

@@ -1,0 +1,117 @@
+// The recorded graph: nodes, edges and saved tensors.
+//
+// A Node is the backward of one op call. It records what the planners and the analysis read — the op
+// name, its cost, its outputs' shapes, the tensors it saved (and their bytes) — and the edges to the
+// nodes that produced its inputs (or to AccumulateGrad nodes for leaves). An input that does not
+// require grad has an invalid edge: its gradient is never computed.
+//
+// Note [Saved tensors]: a node saves detached aliases (same storage, no history), never the tensors
+// themselves, so a node that saves its own output makes no reference cycle. Each saved tensor
+// remembers the storage's version; unpacking after an in-place write is an error, as is unpacking
+// after release (backward twice without retain_graph).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/cost.h"
+#include "core/tensor.h"
+
+namespace tilegrad {
+
+class Node;
+
+struct Edge {
+  std::shared_ptr<Node> node;
+  uint32_t input_nr = 0;  // which output of `node` (= which gradient slot of it) this edge feeds
+  bool valid() const { return node != nullptr; }
+};
+
+struct OutputInfo {
+  Shape shape;
+  DType dtype = DType::f32;
+  Device device;
+};
+
+class SavedTensor {
+ public:
+  SavedTensor() = default;
+  explicit SavedTensor(const Tensor& t);
+  // The saved value; throws Error if released or modified in place since it was saved.
+  Tensor unpack(const Node& owner) const;
+  void release() { data_ = Tensor(); }
+  bool released() const { return was_defined_ && !data_.defined(); }
+  // Payload bytes held (0 once released).
+  int64_t nbytes() const { return data_.defined() ? data_.nbytes() : 0; }
+  const Tensor& peek() const { return data_; }
+
+ private:
+  Tensor data_;
+  uint64_t version_ = 0;
+  bool was_defined_ = false;
+};
+
+class Node : public std::enable_shared_from_this<Node> {
+ public:
+  explicit Node(const char* name);
+  virtual ~Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // grads[i] is the gradient with respect to output i, undefined if none arrived (read it as zero).
+  // Returns one gradient per next edge; an entry may be undefined (no gradient, or the edge is
+  // invalid). Runs with grad mode off.
+  virtual std::vector<Tensor> apply(std::vector<Tensor>& grads) = 0;
+
+  const char* name() const { return name_; }
+  uint64_t sequence_nr() const { return seq_; }
+  std::vector<Edge>& next_edges() { return next_edges_; }
+  const std::vector<Edge>& next_edges() const { return next_edges_; }
+  // Whether input i's gradient is wanted (its edge is valid).
+  bool needs_input_grad(size_t i) const { return i < next_edges_.size() && next_edges_[i].valid(); }
+  std::vector<OutputInfo>& outputs() { return outputs_; }
+  const std::vector<OutputInfo>& outputs() const { return outputs_; }
+  size_t num_outputs() const { return outputs_.size(); }
+
+  // Saves a tensor for the backward and returns its index (an undefined tensor is allowed).
+  size_t save(const Tensor& t);
+  Tensor saved(size_t i) const { return saved_.at(i).unpack(*this); }
+  const std::vector<SavedTensor>& saved_tensors() const { return saved_; }
+  int64_t saved_bytes() const;
+  // Drops the saved tensors; the node cannot run again afterwards.
+  virtual void release_saved();
+  bool released() const { return released_; }
+
+  Cost cost;  // of the forward op call this node records
+
+  // Eager gradient buffers (EagerGradScope): zero buffers allocated at forward time, one per output.
+  std::vector<Tensor>& preallocated_grads() { return preallocated_; }
+
+ protected:
+  bool released_ = false;
+
+ private:
+  const char* name_;
+  uint64_t seq_;
+  std::vector<Edge> next_edges_;
+  std::vector<OutputInfo> outputs_;
+  std::vector<SavedTensor> saved_;
+  std::vector<Tensor> preallocated_;
+};
+
+// The edge that a gradient for `t` should flow along: its grad_fn, or its leaf accumulator if it is
+// a leaf that requires grad, or an invalid edge.
+Edge gradient_edge(const Tensor& t);
+
+// True when grad mode is on and any defined input requires grad.
+bool any_requires_grad(std::initializer_list<Tensor> inputs);
+bool any_requires_grad(const std::vector<Tensor>& inputs);
+
+// Connects a freshly computed op to the graph: edges from `inputs`, history on `outputs`, output
+// shapes recorded, and eager gradient buffers if that mode is on.
+void set_history(const std::shared_ptr<Node>& node, const std::vector<Tensor>& inputs,
+                 const std::vector<Tensor>& outputs);
+
+}  // namespace tilegrad

@@ -1,0 +1,128 @@
+// The backend interface: everything a device must implement for the ops to run on it.
+//
+// ops/ checks shapes and dtypes, allocates outputs and calls these entries through backend(device);
+// the CPU backend forwards them to kernels/cpu/, a CUDA backend (registered with register_backend
+// when built) to kernels/cuda/. Entries take StridedViews or raw pointers and sizes — never Tensors —
+// so kernels can be tested and benchmarked alone. Unless an entry says otherwise, outputs are
+// contiguous and inputs are contiguous or already broadcast to the output's shape (stride 0).
+#pragma once
+
+#include <cstdint>
+
+#include "core/device.h"
+#include "core/dtype.h"
+#include "kernels/strided.h"
+
+namespace tilegrad {
+
+enum class UnaryOp : uint8_t { neg, exp, log, tanh, relu, gelu, sigmoid, sqrt };
+// a OP b, elementwise. eq yields 1 where a == b, else 0 (in the operands' dtype).
+enum class BinaryOp : uint8_t { add, sub, mul, div, eq };
+// a OP s with a scalar s: add a+s, mul a*s, rsub s-a, rdiv s/a, pow a^s.
+enum class ScalarOp : uint8_t { add, mul, rsub, rdiv, pow };
+enum class ReduceOp : uint8_t { sum, max };
+
+const char* unary_op_name(UnaryOp op);
+const char* binary_op_name(BinaryOp op);
+const char* scalar_op_name(ScalarOp op);
+
+// The tensor that an elementwise op's backward reads: its input x or its output y.
+enum class SavedOperand : uint8_t { input, output };
+SavedOperand unary_backward_reads(UnaryOp op);
+
+// C = alpha * op(A) · op(B) + beta * C, row-major, for `batch` matrices spaced by stride_* elements.
+// op(A) is [m, k] and op(B) is [k, n]; lda/ldb/ldc are the row strides of A, B, C as stored.
+struct GemmArgs {
+  DType dtype = DType::f32;
+  bool trans_a = false, trans_b = false;
+  int64_t m = 0, n = 0, k = 0;
+  const void* a = nullptr;
+  int64_t lda = 0;
+  const void* b = nullptr;
+  int64_t ldb = 0;
+  void* c = nullptr;
+  int64_t ldc = 0;
+  int64_t batch = 1, stride_a = 0, stride_b = 0, stride_c = 0;
+  double alpha = 1.0, beta = 0.0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // --- elementwise: any layout for inputs and for dst/out ---
+  virtual void copy(const StridedView& src, const StridedView& dst) = 0;  // converts dtype
+  virtual void fill(const StridedView& dst, double value) = 0;
+  virtual void unary(UnaryOp op, const StridedView& x, const StridedView& y) = 0;
+  // gx = gy * f'(.), where `saved` is x or y as unary_backward_reads(op) says.
+  virtual void unary_backward(UnaryOp op, const StridedView& gy, const StridedView& saved,
+                              const StridedView& gx) = 0;
+  virtual void binary(BinaryOp op, const StridedView& a, const StridedView& b,
+                      const StridedView& out) = 0;
+  virtual void scalar(ScalarOp op, const StridedView& a, double s, const StridedView& out) = 0;
+  // dst += alpha * src (in place; src broadcast to dst's shape).
+  virtual void add_scaled(const StridedView& src, double alpha, const StridedView& dst) = 0;
+
+  // --- reductions: out has x's rank with size 1 on the reduced dimensions, and is contiguous ---
+  virtual void reduce(ReduceOp op, const StridedView& x, const StridedView& out) = 0;
+
+  // --- matrix multiply ---
+  virtual void gemm(const GemmArgs& args) = 0;
+
+  // --- softmax along the middle axis of a contiguous [outer, n, inner] block ---
+  virtual void softmax_forward(DType dt, const void* x, void* y, int64_t outer, int64_t n,
+                               int64_t inner, bool log) = 0;
+  // gx from y (the forward output) and gy.
+  virtual void softmax_backward(DType dt, const void* y, const void* gy, void* gx, int64_t outer,
+                                int64_t n, int64_t inner, bool log) = 0;
+
+  // --- layer norm over the last dimension C of `rows` contiguous rows ---
+  // mean and rstd are [rows] in the accumulation type (float64 for f64 inputs, else float32).
+  // w and b may be null (no affine part).
+  virtual void layernorm_forward(DType dt, const void* x, const void* w, const void* b, void* y,
+                                 void* mean, void* rstd, int64_t rows, int64_t C, double eps) = 0;
+  // Writes (not accumulates) gx, gw, gb; a null output is not computed.
+  virtual void layernorm_backward(DType dt, const void* gy, const void* x, const void* w,
+                                  const void* mean, const void* rstd, void* gx, void* gw, void* gb,
+                                  int64_t rows, int64_t C) = 0;
+
+  // --- embedding: out[i, :] = weight[idx[i], :] for n contiguous indices ---
+  virtual void embedding_forward(DType dt, const void* weight, DType idx_dt, const void* idx,
+                                 void* out, int64_t n, int64_t C) = 0;
+  // gweight [V, C] is overwritten with the sum of the rows of gout for each index, deterministically.
+  virtual void embedding_backward(DType dt, const void* gout, DType idx_dt, const void* idx,
+                                  void* gweight, int64_t n, int64_t C, int64_t V) = 0;
+  // The first position i in idx[0, n) with idx[i] outside [lo, hi) and idx[i] != ignore, or -1.
+  // Its value goes to *bad_value.
+  virtual int64_t find_out_of_range(DType idx_dt, const void* idx, int64_t n, int64_t lo,
+                                    int64_t hi, int64_t ignore, int64_t* bad_value) = 0;
+
+  // --- cross-entropy on logits [rows, V] with integer targets [rows] ---
+  // losses[r] = lse[r] - logits[r, t[r]], or 0 where t[r] == ignore_index. losses and lse are in
+  // the accumulation type (float64 for f64 logits, else float32).
+  virtual void cross_entropy_forward(DType dt, const void* logits, DType t_dt, const void* targets,
+                                     void* losses, void* lse, int64_t rows, int64_t V,
+                                     int64_t ignore_index) = 0;
+  // glogits[r, j] = (softmax[r, j] - [j == t[r]]) * gloss * scale, where gloss is the single
+  // upstream gradient (accumulation type, on the device) and rows with ignored targets get 0.
+  virtual void cross_entropy_backward(DType dt, const void* logits, DType t_dt, const void* targets,
+                                      const void* lse, const void* gloss, double scale,
+                                      void* glogits, int64_t rows, int64_t V,
+                                      int64_t ignore_index) = 0;
+
+  // --- counter-based randomness (core/rng.h); element i uses draw offset + i ---
+  // y[i] = x[i] * keep[i] / (1 - p), keep[i] = uniform(draw(seed, offset + i)) >= p; contiguous.
+  virtual void dropout(DType dt, const void* x, void* y, int64_t n, double p, uint64_t seed,
+                       uint64_t offset) = 0;
+  virtual void fill_uniform(DType dt, void* dst, int64_t n, double lo, double hi, uint64_t seed,
+                            uint64_t offset) = 0;
+  // Element i draws offset + 2i and offset + 2i + 1 (Box-Muller).
+  virtual void fill_normal(DType dt, void* dst, int64_t n, double mean, double std, uint64_t seed,
+                           uint64_t offset) = 0;
+};
+
+// The backend of a device; throws Error if this build has none for it.
+Backend& backend(Device device);
+void register_backend(DeviceType type, Backend* backend);
+
+}  // namespace tilegrad

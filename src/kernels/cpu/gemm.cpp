@@ -1,0 +1,102 @@
+// CPU GEMM: OpenBLAS's sgemm/dgemm for float32/float64. Our OpenBLAS build has no half-precision
+// GEMM, so bf16/f16 operands are widened into float32 workspace (tracked as `workspace`), multiplied,
+// and rounded back.
+#include "kernels/cpu/gemm.h"
+
+#include <cblas.h>
+
+#include <vector>
+
+#include "core/error.h"
+#include "memory/workspace.h"
+
+namespace tilegrad::kernels::cpu {
+
+namespace {
+
+CBLAS_TRANSPOSE tr(bool t) { return t ? CblasTrans : CblasNoTrans; }
+
+template <class T>
+void gemm_blas(const GemmArgs& g) {
+  const T* a = static_cast<const T*>(g.a);
+  const T* b = static_cast<const T*>(g.b);
+  T* c = static_cast<T*>(g.c);
+  for (int64_t i = 0; i < g.batch; ++i) {
+    const T* ai = a + i * g.stride_a;
+    const T* bi = b + i * g.stride_b;
+    T* ci = c + i * g.stride_c;
+    if constexpr (std::is_same_v<T, float>) {
+      cblas_sgemm(CblasRowMajor, tr(g.trans_a), tr(g.trans_b), static_cast<blasint>(g.m),
+                  static_cast<blasint>(g.n), static_cast<blasint>(g.k), static_cast<float>(g.alpha),
+                  ai, static_cast<blasint>(g.lda), bi, static_cast<blasint>(g.ldb),
+                  static_cast<float>(g.beta), ci, static_cast<blasint>(g.ldc));
+    } else {
+      cblas_dgemm(CblasRowMajor, tr(g.trans_a), tr(g.trans_b), static_cast<blasint>(g.m),
+                  static_cast<blasint>(g.n), static_cast<blasint>(g.k), g.alpha, ai,
+                  static_cast<blasint>(g.lda), bi, static_cast<blasint>(g.ldb), g.beta, ci,
+                  static_cast<blasint>(g.ldc));
+    }
+  }
+}
+
+// Packs a stored rows x cols matrix with row stride ld into contiguous float.
+template <class T>
+void widen(const T* src, int64_t rows, int64_t cols, int64_t ld, float* dst) {
+#pragma omp parallel for schedule(static) if (rows * cols >= (1 << 15))
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < cols; ++j) dst[r * cols + j] = static_cast<float>(src[r * ld + j]);
+  }
+}
+
+template <class T>
+void gemm_half(const GemmArgs& g) {
+  const int64_t a_rows = g.trans_a ? g.k : g.m, a_cols = g.trans_a ? g.m : g.k;
+  const int64_t b_rows = g.trans_b ? g.n : g.k, b_cols = g.trans_b ? g.k : g.n;
+  Workspace wa(a_rows * a_cols * 4), wb(b_rows * b_cols * 4), wc(g.m * g.n * 4);
+  float* fa = wa.as<float>();
+  float* fb = wb.as<float>();
+  float* fc = wc.as<float>();
+  for (int64_t i = 0; i < g.batch; ++i) {
+    const T* ai = static_cast<const T*>(g.a) + i * g.stride_a;
+    const T* bi = static_cast<const T*>(g.b) + i * g.stride_b;
+    T* ci = static_cast<T*>(g.c) + i * g.stride_c;
+    widen(ai, a_rows, a_cols, g.lda, fa);
+    widen(bi, b_rows, b_cols, g.ldb, fb);
+    if (g.beta != 0.0) widen(ci, g.m, g.n, g.ldc, fc);
+    cblas_sgemm(CblasRowMajor, tr(g.trans_a), tr(g.trans_b), static_cast<blasint>(g.m),
+                static_cast<blasint>(g.n), static_cast<blasint>(g.k), static_cast<float>(g.alpha),
+                fa, static_cast<blasint>(a_cols), fb, static_cast<blasint>(b_cols),
+                static_cast<float>(g.beta), fc, static_cast<blasint>(g.n));
+    for (int64_t r = 0; r < g.m; ++r) {
+      for (int64_t j = 0; j < g.n; ++j) ci[r * g.ldc + j] = T(fc[r * g.n + j]);
+    }
+  }
+}
+
+}  // namespace
+
+void gemm(const GemmArgs& g) {
+  if (g.m == 0 || g.n == 0 || g.batch == 0) return;
+  if (g.k == 0) {  // BLAS may skip C entirely; the product of empty matrices is zero
+    dispatch_floating(g.dtype, "matmul", [&]<class T>() {
+      for (int64_t i = 0; i < g.batch; ++i) {
+        T* ci = static_cast<T*>(g.c) + i * g.stride_c;
+        for (int64_t r = 0; r < g.m; ++r) {
+          for (int64_t j = 0; j < g.n; ++j) {
+            ci[r * g.ldc + j] = T(static_cast<acc_t<T>>(g.beta * static_cast<double>(static_cast<acc_t<T>>(ci[r * g.ldc + j]))));
+          }
+        }
+      }
+    });
+    return;
+  }
+  dispatch_floating(g.dtype, "matmul", [&]<class T>() {
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+      gemm_blas<T>(g);
+    } else {
+      gemm_half<T>(g);
+    }
+  });
+}
+
+}  // namespace tilegrad::kernels::cpu

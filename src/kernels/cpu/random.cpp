@@ -1,0 +1,60 @@
+// CPU kernels that draw from the Philox stream (core/rng.h). Element i of a call uses draw
+// offset + i (dropout, uniform) or draws offset + 2i and offset + 2i + 1 (normal), whatever the
+// thread count, so the numbers are the same on every run and every device.
+#include "kernels/cpu/random.h"
+
+#include <cmath>
+
+#include "core/rng.h"
+
+namespace tilegrad::kernels::cpu {
+
+namespace {
+constexpr int64_t kGrain = 1 << 14;
+}
+
+void dropout(DType dt, const void* x, void* y, int64_t n, double p, uint64_t seed,
+             uint64_t offset) {
+  dispatch_floating(dt, "dropout", [&]<class T>() {
+    using A = acc_t<T>;
+    const T* px = static_cast<const T*>(x);
+    T* py = static_cast<T*>(y);
+    const A scale = p < 1.0 ? A(1.0 / (1.0 - p)) : A(0);
+    const float threshold = static_cast<float>(p);
+#pragma omp parallel for schedule(static) if (n >= kGrain)
+    for (int64_t i = 0; i < n; ++i) {
+      const bool keep = uniform_from_bits(philox_draw(seed, offset + static_cast<uint64_t>(i))) >= threshold;
+      py[i] = keep ? T(A(px[i]) * scale) : T(A(0));
+    }
+  });
+}
+
+void fill_uniform(DType dt, void* dst, int64_t n, double lo, double hi, uint64_t seed,
+                  uint64_t offset) {
+  dispatch_floating(dt, "rand_uniform", [&]<class T>() {
+    T* p = static_cast<T*>(dst);
+#pragma omp parallel for schedule(static) if (n >= kGrain)
+    for (int64_t i = 0; i < n; ++i) {
+      const double u = uniform_from_bits(philox_draw(seed, offset + static_cast<uint64_t>(i)));
+      p[i] = T(static_cast<acc_t<T>>(lo + (hi - lo) * u));
+    }
+  });
+}
+
+void fill_normal(DType dt, void* dst, int64_t n, double mean, double std, uint64_t seed,
+                 uint64_t offset) {
+  dispatch_floating(dt, "randn", [&]<class T>() {
+    T* p = static_cast<T*>(dst);
+#pragma omp parallel for schedule(static) if (n >= kGrain)
+    for (int64_t i = 0; i < n; ++i) {
+      const uint64_t d = offset + 2 * static_cast<uint64_t>(i);
+      // Box-Muller; u1 in (0, 1] so the log is finite.
+      const double u1 = (static_cast<double>(philox_draw(seed, d) >> 8) + 1.0) / 16777216.0;
+      const double u2 = static_cast<double>(philox_draw(seed, d + 1) >> 8) / 16777216.0;
+      const double z = std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+      p[i] = T(static_cast<acc_t<T>>(mean + std * z));
+    }
+  });
+}
+
+}  // namespace tilegrad::kernels::cpu

@@ -1,0 +1,35 @@
+// StridedView: what a kernel sees of a tensor — a pointer, a dtype and a layout (shape and strides in
+// elements, up to kMaxDims), like a CuTe tensor is a pointer plus a layout. No Tensor, no ownership.
+#pragma once
+
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "core/shape.h"
+
+namespace tilegrad {
+
+struct StridedView {
+  void* data = nullptr;
+  DType dtype = DType::f32;
+  int ndim = 0;
+  int64_t shape[kMaxDims] = {};
+  int64_t strides[kMaxDims] = {};
+
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; ++i) n *= shape[i];
+    return n;
+  }
+  bool is_contiguous() const {
+    int64_t expected = 1;
+    for (int i = ndim - 1; i >= 0; --i) {
+      if (shape[i] == 1) continue;
+      if (strides[i] != expected) return false;
+      expected *= shape[i];
+    }
+    return true;
+  }
+};
+
+}  // namespace tilegrad

@@ -1,0 +1,122 @@
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <new>
+
+#include "core/error.h"
+#include "memory/allocator.h"
+
+namespace tilegrad {
+
+namespace {
+
+constexpr size_t kAlign = 64;
+constexpr size_t kCacheMin = size_t{1} << 20;   // cache blocks of 1 MiB and more
+constexpr size_t kPage = 4096;
+
+class CpuAllocator final : public Allocator {
+ public:
+  void* allocate(size_t bytes, Category c) override {
+    if (bytes == 0) return nullptr;
+    const size_t rounded = round(bytes);
+    void* p = nullptr;
+    {
+      std::lock_guard lock(mu_);
+      if (rounded >= kCacheMin) {
+        auto it = cache_.find(rounded);
+        if (it != cache_.end()) {
+          p = it->second;
+          cache_.erase(it);
+          cached_ -= rounded;
+        }
+      }
+    }
+    if (!p) {
+      p = std::aligned_alloc(kAlign, rounded);
+      if (!p) {
+        throw Error(detail::cat("cpu allocator: out of memory allocating ", bytes, " bytes (",
+                                tracker_ref().live_total(), " bytes live)"));
+      }
+      std::lock_guard lock(mu_);
+      held_ += rounded;
+    }
+    tracker_ref().on_alloc(c, static_cast<int64_t>(bytes));
+    publish_reserved();
+    return p;
+  }
+
+  void deallocate(void* p, size_t bytes, Category c) override {
+    if (!p) return;
+    tracker_ref().on_free(c, static_cast<int64_t>(bytes));
+    const size_t rounded = round(bytes);
+    {
+      std::lock_guard lock(mu_);
+      if (rounded >= kCacheMin) {
+        cache_.emplace(rounded, p);
+        cached_ += rounded;
+        p = nullptr;
+      } else {
+        held_ -= rounded;
+      }
+    }
+    if (p) std::free(p);
+    publish_reserved();
+  }
+
+  void empty_cache() override {
+    std::multimap<size_t, void*> blocks;
+    {
+      std::lock_guard lock(mu_);
+      blocks.swap(cache_);
+      held_ -= cached_;
+      cached_ = 0;
+    }
+    for (auto& [size, p] : blocks) std::free(p);
+    publish_reserved();
+  }
+
+  Device device() const override { return Device::cpu(); }
+
+ private:
+  static size_t round(size_t bytes) {
+    const size_t unit = bytes >= kCacheMin ? kPage : kAlign;
+    return (bytes + unit - 1) / unit * unit;
+  }
+  void publish_reserved() {
+    size_t held;
+    {
+      std::lock_guard lock(mu_);
+      held = held_;
+    }
+    tracker_ref().set_reserved(static_cast<int64_t>(held));
+  }
+
+  std::mutex mu_;
+  std::multimap<size_t, void*> cache_;  // rounded size -> free block
+  size_t cached_ = 0;                   // bytes in cache_
+  size_t held_ = 0;                     // bytes obtained from the system and not returned
+};
+
+Allocator* g_allocators[kNumDeviceTypes] = {};
+
+}  // namespace
+
+Allocator& allocator_for(Device device) {
+  // The CPU allocator is created on first use and never destroyed: tensors may outlive main().
+  static Allocator* cpu = [] {
+    auto* a = new CpuAllocator();
+    g_allocators[static_cast<int>(DeviceType::cpu)] = a;
+    return a;
+  }();
+  (void)cpu;
+  Allocator* a = g_allocators[static_cast<int>(device.type)];
+  TG_CHECK(a != nullptr, "no allocator for device ", device.str(),
+           ": this build of tilegrad has no backend for it");
+  return *a;
+}
+
+void register_allocator(DeviceType type, Allocator* allocator) {
+  g_allocators[static_cast<int>(type)] = allocator;
+}
+
+}  // namespace tilegrad

@@ -1,0 +1,147 @@
+#include "testing.h"
+
+#include <cmath>
+#include <numeric>
+
+namespace tgtest {
+
+Tensor rnd(const Shape& shape, uint64_t seed, DType dtype, double lo, double hi) {
+  Generator gen(seed);
+  return rand_uniform(shape, gen, lo, hi, {dtype});
+}
+
+Tensor noncontiguous(const Tensor& t) {
+  NoGradGuard no_grad;
+  Tensor out;
+  if (t.dim() <= 1) {
+    Shape wide = t.shape();
+    if (wide.empty()) return t.detach();
+    wide[0] *= 2;
+    Tensor base = zeros(wide, {t.dtype()});
+    out = base.slice(0, 0, wide[0], 2);
+  } else {
+    std::vector<int64_t> rev(static_cast<size_t>(t.dim()));
+    std::iota(rev.rbegin(), rev.rend(), 0);  // [n-1, ..., 0]
+    Shape rshape;
+    for (int64_t d : rev) rshape.push_back(t.shape()[d]);
+    Tensor base = empty(rshape, {t.dtype()});
+    out = base.permute(rev);
+  }
+  out.copy_(t);
+  return out.detach();
+}
+
+std::vector<int64_t> element_offsets(const Tensor& t) {
+  std::vector<int64_t> out;
+  out.reserve(static_cast<size_t>(t.numel()));
+  std::vector<int64_t> idx(static_cast<size_t>(t.dim()), 0);
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    int64_t off = t.offset();
+    for (int64_t d = 0; d < t.dim(); ++d) off += idx[d] * t.strides()[d];
+    out.push_back(off);
+    for (int64_t d = t.dim() - 1; d >= 0; --d) {
+      if (++idx[d] < t.shape()[d]) break;
+      idx[d] = 0;
+    }
+  }
+  return out;
+}
+
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  EXPECT_EQ(a.shape(), b.shape());
+  const auto va = a.to_vector<double>(), vb = b.to_vector<double>();
+  double m = 0;
+  for (size_t i = 0; i < va.size() && i < vb.size(); ++i) {
+    const double d = std::abs(va[i] - vb[i]);
+    if (std::isnan(d)) return d;
+    m = std::max(m, d);
+  }
+  return m;
+}
+
+double max_abs(const Tensor& a) {
+  double m = 0;
+  for (double v : a.to_vector<double>()) m = std::max(m, std::abs(v));
+  return m;
+}
+
+namespace {
+
+double weighted_loss(const std::vector<Tensor>& ys, const std::vector<Tensor>& ws) {
+  double l = 0;
+  for (size_t k = 0; k < ys.size(); ++k) {
+    const auto y = ys[k].to_vector<double>(), w = ws[k].to_vector<double>();
+    for (size_t i = 0; i < y.size(); ++i) l += y[i] * w[i];
+  }
+  return l;
+}
+
+}  // namespace
+
+void expect_gradcheck(const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& f,
+                      const std::vector<Tensor>& inputs, GradCheckOptions o) {
+  for (const Tensor& x : inputs) x.set_grad(Tensor());
+  std::vector<Tensor> ys = f(inputs);
+  std::vector<Tensor> ws;
+  Tensor loss;
+  for (size_t k = 0; k < ys.size(); ++k) {
+    ws.push_back(rnd(ys[k].shape(), o.weight_seed + k, DType::f64, 0.5, 1.5));
+    Tensor term = sum(mul(ys[k].to(DType::f64), ws[k]));
+    loss = loss.defined() ? add(loss, term) : term;
+  }
+  ASSERT_TRUE(loss.requires_grad()) << "gradcheck: output does not depend on a grad input";
+  loss.backward();
+
+  NoGradGuard no_grad;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const Tensor& x = inputs[i];
+    if (!x.requires_grad() || x.dtype() != DType::f64) continue;
+    const Tensor g = x.grad();
+    ASSERT_TRUE(g.defined()) << "input " << i << " got no gradient";
+    ASSERT_EQ(g.shape(), x.shape());
+    const auto analytic = g.to_vector<double>();
+    double* base = static_cast<double*>(x.storage()->data());
+    const auto offs = element_offsets(x);
+    for (size_t j = 0; j < offs.size(); ++j) {
+      const double orig = base[offs[j]];
+      base[offs[j]] = orig + o.eps;
+      const double lp = weighted_loss(f(inputs), ws);
+      base[offs[j]] = orig - o.eps;
+      const double lm = weighted_loss(f(inputs), ws);
+      base[offs[j]] = orig;
+      const double numeric = (lp - lm) / (2 * o.eps);
+      EXPECT_NEAR(analytic[j], numeric, o.atol + o.rtol * std::abs(numeric))
+          << "input " << i << " " << x.str() << ", element " << j;
+    }
+  }
+}
+
+void expect_gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f,
+                      const std::vector<Tensor>& inputs, GradCheckOptions options) {
+  expect_gradcheck([&](const std::vector<Tensor>& xs) { return std::vector<Tensor>{f(xs)}; },
+                   inputs, options);
+}
+
+void expect_jvp_matches_vjp(const std::function<Tensor(const std::vector<Tensor>&)>& f,
+                            const std::vector<Tensor>& inputs, double tol) {
+  std::vector<Tensor> vs;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    vs.push_back(rnd(inputs[i].shape(), 777 + i, inputs[i].dtype()));
+  }
+  // Forward mode.
+  auto [ys, ts] = jvp([&](const std::vector<Tensor>& xs) { return std::vector<Tensor>{f(xs)}; },
+                      inputs, vs);
+  const Tensor u = rnd(ys[0].shape(), 999, ys[0].dtype());
+  const double fwd = sum(mul(ts[0], u)).item();
+  // Reverse mode on fresh leaves.
+  std::vector<Tensor> leaves;
+  for (const Tensor& x : inputs) leaves.push_back(x.detach().set_requires_grad(true));
+  sum(mul(f(leaves), u)).backward();
+  double rev = 0;
+  for (size_t i = 0; i < leaves.size(); ++i) {
+    if (leaves[i].grad().defined()) rev += sum(mul(leaves[i].grad(), vs[i])).item();
+  }
+  EXPECT_NEAR(fwd, rev, tol * (1 + std::abs(rev))) << "forward-mode <u, Jv> vs reverse-mode <Jᵀu, v>";
+}
+
+}  // namespace tgtest

@@ -1,0 +1,47 @@
+// Test utilities: random inputs (never all zero), non-contiguous leaves, element access by logical
+// index, and a float64 central finite-difference gradient check.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <vector>
+
+#include "tilegrad/tilegrad.h"
+
+namespace tgtest {
+
+using namespace tilegrad;  // NOLINT: tests read better with the engine's names
+
+// Uniform values in [lo, hi) from Philox stream `seed`.
+Tensor rnd(const Shape& shape, uint64_t seed, DType dtype = DType::f64, double lo = -1.0,
+           double hi = 1.0);
+// A leaf with the same values as `t` but non-contiguous strides (a permuted view of a buffer laid
+// out in reverse dimension order; for 1-D, a stride-2 slice).
+Tensor noncontiguous(const Tensor& t);
+// Storage offsets (in elements) of t's elements in row-major logical order.
+std::vector<int64_t> element_offsets(const Tensor& t);
+double max_abs_diff(const Tensor& a, const Tensor& b);
+double max_abs(const Tensor& a);
+
+struct GradCheckOptions {
+  double eps = 1e-6;
+  double atol = 1e-6;
+  double rtol = 1e-5;
+  uint64_t weight_seed = 1234;
+};
+
+// Checks the reverse-mode gradient of L = sum(f(inputs) * W) — W a fixed random weight, so every
+// output element matters differently — against central differences, for every float64 input that
+// requires grad. f may return several tensors; each gets its own weight.
+void expect_gradcheck(const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& f,
+                      const std::vector<Tensor>& inputs, GradCheckOptions options = {});
+void expect_gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f,
+                      const std::vector<Tensor>& inputs, GradCheckOptions options = {});
+
+// Checks jvp(f, inputs, tangents) against the reverse-mode directional derivative: for a random
+// cotangent u, <u, J v> computed by forward mode must equal <Jᵀ u, v> computed by reverse mode.
+void expect_jvp_matches_vjp(const std::function<Tensor(const std::vector<Tensor>&)>& f,
+                            const std::vector<Tensor>& inputs, double tol = 1e-9);
+
+}  // namespace tgtest
