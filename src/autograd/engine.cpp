@@ -138,6 +138,8 @@ void run_backward(const Tensor& root, const Tensor& grad, BackwardOptions option
       }
       if (--deps[e.node.get()] == 0) ready.push(e.node);
     }
+    out_grads.clear();
+    if (options.on_node_done) options.on_node_done(*node);
   }
 }
 

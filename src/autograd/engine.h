@@ -9,12 +9,19 @@
 // the node's saved tensors are released at once.
 #pragma once
 
+#include <functional>
+
 #include "core/tensor.h"
 
 namespace tilegrad {
 
+class Node;
+
 struct BackwardOptions {
   bool retain_graph = false;
+  // Called after each node has run, its consumed gradients have been freed and (unless retain_graph)
+  // its saved tensors released: the point at which a memory trace reads the tracker.
+  std::function<void(const Node&)> on_node_done;
 };
 
 // Backpropagates `grad` (default: 1 for a single-element root) from `root` into every leaf.
