@@ -52,7 +52,9 @@ const std::shared_ptr<Node>& Tensor::grad_fn() const {
 }
 
 void Tensor::backward(const Tensor& grad, bool retain_graph) const {
-  run_backward(*this, grad, {retain_graph});
+  BackwardOptions options;
+  options.retain_graph = retain_graph;
+  run_backward(*this, grad, options);
 }
 
 Tensor Tensor::detach() const { return alias(); }
