@@ -129,8 +129,8 @@ void expect_jvp_matches_vjp(const std::function<Tensor(const std::vector<Tensor>
     vs.push_back(rnd(inputs[i].shape(), 777 + i, inputs[i].dtype()));
   }
   // Forward mode.
-  auto [ys, ts] = jvp([&](const std::vector<Tensor>& xs) { return std::vector<Tensor>{f(xs)}; },
-                      inputs, vs);
+  auto [ys, ts] =
+      jvp([&](const std::vector<Tensor>& xs) { return std::vector<Tensor>{f(xs)}; }, inputs, vs);
   const Tensor u = rnd(ys[0].shape(), 999, ys[0].dtype());
   const double fwd = sum(mul(ts[0], u)).item();
   // Reverse mode on fresh leaves.
@@ -141,7 +141,8 @@ void expect_jvp_matches_vjp(const std::function<Tensor(const std::vector<Tensor>
   for (size_t i = 0; i < leaves.size(); ++i) {
     if (leaves[i].grad().defined()) rev += sum(mul(leaves[i].grad(), vs[i])).item();
   }
-  EXPECT_NEAR(fwd, rev, tol * (1 + std::abs(rev))) << "forward-mode <u, Jv> vs reverse-mode <Jᵀu, v>";
+  EXPECT_NEAR(fwd, rev, tol * (1 + std::abs(rev)))
+      << "forward-mode <u, Jv> vs reverse-mode <Jᵀu, v>";
 }
 
 }  // namespace tgtest

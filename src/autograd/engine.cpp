@@ -47,8 +47,10 @@ void run_backward(const Tensor& root, const Tensor& grad, BackwardOptions option
            "is grad mode on?)");
   Tensor seed = grad;
   if (!seed.defined()) {
-    TG_CHECK(root.numel() == 1, "backward: the gradient can only be implied for a single-element "
-             "tensor; root has shape ", shape_str(root.shape()), ", pass a gradient");
+    TG_CHECK(root.numel() == 1,
+             "backward: the gradient can only be implied for a single-element "
+             "tensor; root has shape ",
+             shape_str(root.shape()), ", pass a gradient");
     CategoryScope cat(Category::gradient);
     seed = empty(root.shape(), {root.dtype(), root.device()});
     seed.fill_(1.0);

@@ -1,12 +1,12 @@
 // The reverse-mode engine.
 //
-// Note [Backward order and memory]: the engine first counts, for every node reachable from the root,
-// how many edges point at it (an iterative DFS, so a 10,000-node chain does not touch the call
-// stack). A node runs when all its consumers have run, i.e. when its count reaches zero; among ready
-// nodes the most recently created runs first, which in a chain frees memory in the reverse of the
-// order it was allocated. A node's incoming gradients live in its input buffer only until it runs:
-// after apply() the buffer is dropped (non-leaf gradients are freed then), and unless retain_graph
-// the node's saved tensors are released at once.
+// Note [Backward order and memory]: the engine first counts, for every node reachable from the
+// root, how many edges point at it (an iterative DFS, so a 10,000-node chain does not touch the
+// call stack). A node runs when all its consumers have run, i.e. when its count reaches zero; among
+// ready nodes the most recently created runs first, which in a chain frees memory in the reverse of
+// the order it was allocated. A node's incoming gradients live in its input buffer only until it
+// runs: after apply() the buffer is dropped (non-leaf gradients are freed then), and unless
+// retain_graph the node's saved tensors are released at once.
 #pragma once
 
 #include <functional>
@@ -19,8 +19,8 @@ class Node;
 
 struct BackwardOptions {
   bool retain_graph = false;
-  // Called after each node has run, its consumed gradients have been freed and (unless retain_graph)
-  // its saved tensors released: the point at which a memory trace reads the tracker.
+  // Called after each node has run, its consumed gradients have been freed and (unless
+  // retain_graph) its saved tensors released: the point at which a memory trace reads the tracker.
   std::function<void(const Node&)> on_node_done;
 };
 

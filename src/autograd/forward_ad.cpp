@@ -19,7 +19,9 @@ struct RuleScope::NoGrad {
 RuleScope::RuleScope() : prev_(t_propagate), no_grad_(std::make_unique<NoGrad>()) {
   t_propagate = false;
 }
-RuleScope::~RuleScope() { t_propagate = prev_; }
+RuleScope::~RuleScope() {
+  t_propagate = prev_;
+}
 
 bool any_tangent(std::initializer_list<Tensor> inputs) {
   if (!t_propagate) return false;
@@ -42,7 +44,9 @@ Tensor tangent_of(const Tensor& t) {
   return m ? m->tangent : Tensor();
 }
 
-void set_tangent(const Tensor& t, const Tensor& tangent) { autograd_meta(t).tangent = tangent; }
+void set_tangent(const Tensor& t, const Tensor& tangent) {
+  autograd_meta(t).tangent = tangent;
+}
 
 }  // namespace forward_ad
 
@@ -80,8 +84,8 @@ std::pair<std::vector<Tensor>, std::vector<Tensor>> jvp(
 
 std::pair<Tensor, Tensor> jvp(const std::function<Tensor(const Tensor&)>& f, const Tensor& x,
                               const Tensor& v) {
-  auto [ys, ts] = jvp([&](const std::vector<Tensor>& in) { return std::vector<Tensor>{f(in[0])}; },
-                      {x}, {v});
+  auto [ys, ts] =
+      jvp([&](const std::vector<Tensor>& in) { return std::vector<Tensor>{f(in[0])}; }, {x}, {v});
   return {ys[0], ts[0]};
 }
 

@@ -1,10 +1,10 @@
 // Forward-mode autodiff: tangents propagated alongside values (the lectures' "forward mode").
 //
-// A dual tensor carries a tangent t = dx/dε. Every op that supports forward mode computes its output's
-// tangent from its inputs' tangents with its JVP rule (e.g. mul: ta·b + a·tb), so after running f on
-// duals, the output's tangent is J_f · v without ever forming J_f. An input with no tangent counts as
-// constant (zero tangent). Rules run inside RuleScope, where ops neither record graph nor propagate
-// tangents, so a rule's own ops do not recurse.
+// A dual tensor carries a tangent t = dx/dε. Every op that supports forward mode computes its
+// output's tangent from its inputs' tangents with its JVP rule (e.g. mul: ta·b + a·tb), so after
+// running f on duals, the output's tangent is J_f · v without ever forming J_f. An input with no
+// tangent counts as constant (zero tangent). Rules run inside RuleScope, where ops neither record
+// graph nor propagate tangents, so a rule's own ops do not recurse.
 #pragma once
 
 #include <functional>

@@ -1,5 +1,6 @@
 // Thread-local switches of the autograd engine: whether ops record graph, and whether gradient
-// buffers are allocated eagerly with every tensor (the wasteful variant the memtrace lecture shows).
+// buffers are allocated eagerly with every tensor (the wasteful variant the memtrace lecture
+// shows).
 #pragma once
 
 namespace tilegrad {
@@ -20,8 +21,9 @@ class NoGradGuard {
 
 bool eager_grad_buffers();
 
-// Inside the scope every tensor that requires grad gets its (zero) gradient buffer when it is created,
-// instead of at the first accumulation in the backward. Exists to measure what lazy buffers save.
+// Inside the scope every tensor that requires grad gets its (zero) gradient buffer when it is
+// created, instead of at the first accumulation in the backward. Exists to measure what lazy
+// buffers save.
 class EagerGradScope {
  public:
   explicit EagerGradScope(bool enabled = true);

@@ -10,18 +10,20 @@
 namespace tilegrad {
 
 struct AutogradMeta {
-  bool requires_grad = false;       // set on leaves by the user
-  std::shared_ptr<Node> grad_fn;    // the node that produced this tensor (null for leaves)
-  uint32_t output_nr = 0;           // which output of grad_fn this tensor is
-  Tensor grad;                      // leaves: accumulated gradient
+  bool requires_grad = false;            // set on leaves by the user
+  std::shared_ptr<Node> grad_fn;         // the node that produced this tensor (null for leaves)
+  uint32_t output_nr = 0;                // which output of grad_fn this tensor is
+  Tensor grad;                           // leaves: accumulated gradient
   std::weak_ptr<Node> grad_accumulator;  // leaves: the AccumulateGrad node, while a graph uses it
   std::vector<std::function<void(const Tensor&)>> final_hooks;
-  Tensor tangent;                   // forward mode
+  Tensor tangent;  // forward mode
 };
 
 // The meta of `t`, created if absent.
 AutogradMeta& autograd_meta(const Tensor& t);
 // The meta of `t`, or null.
-inline AutogradMeta* autograd_meta_or_null(const Tensor& t) { return t.impl().autograd.get(); }
+inline AutogradMeta* autograd_meta_or_null(const Tensor& t) {
+  return t.impl().autograd.get();
+}
 
 }  // namespace tilegrad

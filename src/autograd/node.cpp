@@ -26,8 +26,8 @@ Tensor SavedTensor::unpack(const Node& owner) const {
            " backward: its saved tensors were already freed by an earlier backward; trying to "
            "backward through the graph a second time needs retain_graph=true on the first call");
   if (data_.defined()) {
-    TG_CHECK(data_.storage()->version() == version_, owner.name(),
-             " backward: a tensor of shape ", shape_str(data_.shape()),
+    TG_CHECK(data_.storage()->version() == version_, owner.name(), " backward: a tensor of shape ",
+             shape_str(data_.shape()),
              " saved for the gradient was modified in place after it was saved (version ", version_,
              " -> ", data_.storage()->version(), ")");
   }
@@ -35,6 +35,24 @@ Tensor SavedTensor::unpack(const Node& owner) const {
 }
 
 Node::Node(const char* name) : name_(name), seq_(g_next_seq++) {}
+
+Node::~Node() {
+  // See Note [Iterative graph destruction].
+  thread_local std::vector<std::shared_ptr<Node>> pending;
+  thread_local bool draining = false;
+  for (Edge& e : next_edges_) {
+    if (e.node && e.node.use_count() == 1) pending.push_back(std::move(e.node));
+  }
+  next_edges_.clear();
+  if (draining) return;
+  draining = true;
+  while (!pending.empty()) {
+    std::shared_ptr<Node> n = std::move(pending.back());
+    pending.pop_back();
+    n.reset();  // may push n's own children onto `pending`
+  }
+  draining = false;
+}
 
 size_t Node::save(const Tensor& t) {
   saved_.emplace_back(t);

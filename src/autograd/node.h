@@ -1,9 +1,14 @@
 // The recorded graph: nodes, edges and saved tensors.
 //
-// A Node is the backward of one op call. It records what the planners and the analysis read — the op
-// name, its cost, its outputs' shapes, the tensors it saved (and their bytes) — and the edges to the
-// nodes that produced its inputs (or to AccumulateGrad nodes for leaves). An input that does not
-// require grad has an invalid edge: its gradient is never computed.
+// A Node is the backward of one op call. It records what the planners and the analysis read — the
+// op name, its cost, its outputs' shapes, the tensors it saved (and their bytes) — and the edges to
+// the nodes that produced its inputs (or to AccumulateGrad nodes for leaves). An input that does
+// not require grad has an invalid edge: its gradient is never computed.
+//
+// Note [Iterative graph destruction]: a node owns the nodes its edges point to, so freeing the root
+// of a long chain would free the chain recursively, one stack frame per node. The destructor
+// instead hands the children it solely owns to a thread-local work list that the outermost
+// destructor drains, so any graph is freed in constant stack depth.
 //
 // Note [Saved tensors]: a node saves detached aliases (same storage, no history), never the tensors
 // themselves, so a node that saves its own output makes no reference cycle. Each saved tensor
@@ -56,7 +61,7 @@ class SavedTensor {
 class Node : public std::enable_shared_from_this<Node> {
  public:
   explicit Node(const char* name);
-  virtual ~Node() = default;
+  virtual ~Node();
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
 
@@ -86,7 +91,8 @@ class Node : public std::enable_shared_from_this<Node> {
 
   Cost cost;  // of the forward op call this node records
 
-  // Eager gradient buffers (EagerGradScope): zero buffers allocated at forward time, one per output.
+  // Eager gradient buffers (EagerGradScope): zero buffers allocated at forward time, one per
+  // output.
   std::vector<Tensor>& preallocated_grads() { return preallocated_; }
 
  protected:

@@ -12,12 +12,14 @@ bool Tensor::requires_grad() const {
   return m && (m->requires_grad || m->grad_fn);
 }
 
-Tensor& Tensor::set_requires_grad(bool requires_grad) {
+const Tensor& Tensor::set_requires_grad(bool requires_grad) const {
   TG_CHECK(is_leaf(), "set_requires_grad: only leaf tensors can be changed; this tensor of shape ",
            shape_str(shape()), " was produced by ", grad_fn()->name(),
            " (use detach() to make a new leaf)");
-  TG_CHECK(!requires_grad || is_floating(dtype()), "set_requires_grad: only float tensors can "
-           "require gradients; got ", dtype_name(dtype()), " of shape ", shape_str(shape()));
+  TG_CHECK(!requires_grad || is_floating(dtype()),
+           "set_requires_grad: only float tensors can "
+           "require gradients; got ",
+           dtype_name(dtype()), " of shape ", shape_str(shape()));
   AutogradMeta& m = autograd_meta(*this);
   m.requires_grad = requires_grad;
   if (requires_grad && eager_grad_buffers() && !m.grad.defined()) {
@@ -57,11 +59,15 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
   run_backward(*this, grad, options);
 }
 
-Tensor Tensor::detach() const { return alias(); }
+Tensor Tensor::detach() const {
+  return alias();
+}
 
 void Tensor::register_grad_final_hook(std::function<void(const Tensor&)> hook) const {
-  TG_CHECK(is_leaf() && requires_grad(), "register_grad_final_hook: only leaves that require grad "
-           "have a final gradient; tensor of shape ", shape_str(shape()), " is not one");
+  TG_CHECK(is_leaf() && requires_grad(),
+           "register_grad_final_hook: only leaves that require grad "
+           "have a final gradient; tensor of shape ",
+           shape_str(shape()), " is not one");
   autograd_meta(*this).final_hooks.push_back(std::move(hook));
 }
 

@@ -2,8 +2,8 @@
 //
 // ops/ checks shapes and dtypes, allocates outputs and calls these entries through backend(device);
 // the CPU backend forwards them to kernels/cpu/, a CUDA backend (registered with register_backend
-// when built) to kernels/cuda/. Entries take StridedViews or raw pointers and sizes — never Tensors —
-// so kernels can be tested and benchmarked alone. Unless an entry says otherwise, outputs are
+// when built) to kernels/cuda/. Entries take StridedViews or raw pointers and sizes — never Tensors
+// — so kernels can be tested and benchmarked alone. Unless an entry says otherwise, outputs are
 // contiguous and inputs are contiguous or already broadcast to the output's shape (stride 0).
 #pragma once
 
@@ -30,8 +30,9 @@ const char* scalar_op_name(ScalarOp op);
 enum class SavedOperand : uint8_t { input, output };
 SavedOperand unary_backward_reads(UnaryOp op);
 
-// C = alpha * op(A) · op(B) + beta * C, row-major, for `batch` matrices spaced by stride_* elements.
-// op(A) is [m, k] and op(B) is [k, n]; lda/ldb/ldc are the row strides of A, B, C as stored.
+// C = alpha * op(A) · op(B) + beta * C, row-major, for `batch` matrices spaced by stride_*
+// elements. op(A) is [m, k] and op(B) is [k, n]; lda/ldb/ldc are the row strides of A, B, C as
+// stored.
 struct GemmArgs {
   DType dtype = DType::f32;
   bool trans_a = false, trans_b = false;
@@ -89,7 +90,8 @@ class Backend {
   // --- embedding: out[i, :] = weight[idx[i], :] for n contiguous indices ---
   virtual void embedding_forward(DType dt, const void* weight, DType idx_dt, const void* idx,
                                  void* out, int64_t n, int64_t C) = 0;
-  // gweight [V, C] is overwritten with the sum of the rows of gout for each index, deterministically.
+  // gweight [V, C] is overwritten with the sum of the rows of gout for each index,
+  // deterministically.
   virtual void embedding_backward(DType dt, const void* gout, DType idx_dt, const void* idx,
                                   void* gweight, int64_t n, int64_t C, int64_t V) = 0;
   // The first position i in idx[0, n) with idx[i] outside [lo, hi) and idx[i] != ignore, or -1.

@@ -20,7 +20,9 @@ class CpuBackend final : public Backend {
  public:
   void copy(const StridedView& src, const StridedView& dst) override { k::copy(src, dst); }
   void fill(const StridedView& dst, double value) override { k::fill(dst, value); }
-  void unary(UnaryOp op, const StridedView& x, const StridedView& y) override { k::unary(op, x, y); }
+  void unary(UnaryOp op, const StridedView& x, const StridedView& y) override {
+    k::unary(op, x, y);
+  }
   void unary_backward(UnaryOp op, const StridedView& gy, const StridedView& saved,
                       const StridedView& gx) override {
     k::unary_backward(op, gy, saved, gx);
@@ -109,49 +111,73 @@ Backend& backend(Device device) {
   return *b;
 }
 
-void register_backend(DeviceType type, Backend* b) { g_backends[static_cast<int>(type)] = b; }
+void register_backend(DeviceType type, Backend* b) {
+  g_backends[static_cast<int>(type)] = b;
+}
 
 const char* unary_op_name(UnaryOp op) {
   switch (op) {
-    case UnaryOp::neg: return "neg";
-    case UnaryOp::exp: return "exp";
-    case UnaryOp::log: return "log";
-    case UnaryOp::tanh: return "tanh";
-    case UnaryOp::relu: return "relu";
-    case UnaryOp::gelu: return "gelu";
-    case UnaryOp::sigmoid: return "sigmoid";
-    case UnaryOp::sqrt: return "sqrt";
+    case UnaryOp::neg:
+      return "neg";
+    case UnaryOp::exp:
+      return "exp";
+    case UnaryOp::log:
+      return "log";
+    case UnaryOp::tanh:
+      return "tanh";
+    case UnaryOp::relu:
+      return "relu";
+    case UnaryOp::gelu:
+      return "gelu";
+    case UnaryOp::sigmoid:
+      return "sigmoid";
+    case UnaryOp::sqrt:
+      return "sqrt";
   }
   return "?";
 }
 
 const char* binary_op_name(BinaryOp op) {
   switch (op) {
-    case BinaryOp::add: return "add";
-    case BinaryOp::sub: return "sub";
-    case BinaryOp::mul: return "mul";
-    case BinaryOp::div: return "div";
-    case BinaryOp::eq: return "eq";
+    case BinaryOp::add:
+      return "add";
+    case BinaryOp::sub:
+      return "sub";
+    case BinaryOp::mul:
+      return "mul";
+    case BinaryOp::div:
+      return "div";
+    case BinaryOp::eq:
+      return "eq";
   }
   return "?";
 }
 
 const char* scalar_op_name(ScalarOp op) {
   switch (op) {
-    case ScalarOp::add: return "add_scalar";
-    case ScalarOp::mul: return "mul_scalar";
-    case ScalarOp::rsub: return "rsub_scalar";
-    case ScalarOp::rdiv: return "rdiv_scalar";
-    case ScalarOp::pow: return "pow_scalar";
+    case ScalarOp::add:
+      return "add_scalar";
+    case ScalarOp::mul:
+      return "mul_scalar";
+    case ScalarOp::rsub:
+      return "rsub_scalar";
+    case ScalarOp::rdiv:
+      return "rdiv_scalar";
+    case ScalarOp::pow:
+      return "pow_scalar";
   }
   return "?";
 }
 
 SavedOperand unary_backward_reads(UnaryOp op) {
   switch (op) {
-    case UnaryOp::exp: case UnaryOp::tanh: case UnaryOp::sigmoid: case UnaryOp::sqrt:
+    case UnaryOp::exp:
+    case UnaryOp::tanh:
+    case UnaryOp::sigmoid:
+    case UnaryOp::sqrt:
       return SavedOperand::output;
-    default: return SavedOperand::input;
+    default:
+      return SavedOperand::input;
   }
 }
 

@@ -28,8 +28,12 @@ std::string_view dtype_name(DType dt);
 // Parses "f64", "float64", "f32", "float32", "bf16", "bfloat16", "f16", "float16", "i32", "int32",
 // "i64", "int64", "u8", "uint8"; throws Error otherwise.
 DType parse_dtype(std::string_view name);
-inline bool is_floating(DType dt) { return dt == DType::f64 || dt == DType::f32 || dt == DType::bf16 || dt == DType::f16; }
-inline bool is_integral(DType dt) { return !is_floating(dt); }
+inline bool is_floating(DType dt) {
+  return dt == DType::f64 || dt == DType::f32 || dt == DType::bf16 || dt == DType::f16;
+}
+inline bool is_integral(DType dt) {
+  return !is_floating(dt);
+}
 
 namespace detail {
 TG_HOST_DEVICE inline uint32_t f32_bits(float f) {
@@ -89,7 +93,8 @@ struct float16 {
       // Add 0.5 (in float arithmetic) so the hardware rounding puts the half mantissa in the low
       // bits: values are scaled so that one half ulp (2^-24) becomes one unit.
       const float scaled = detail::f32_from_bits(a) + 0.5f;
-      return static_cast<uint16_t>(sign | static_cast<uint16_t>(detail::f32_bits(scaled) - 0x3f000000u));
+      return static_cast<uint16_t>(sign |
+                                   static_cast<uint16_t>(detail::f32_bits(scaled) - 0x3f000000u));
     }
     // Normal: rebias exponent (127 -> 15) and round the 13 dropped mantissa bits to nearest even.
     uint32_t m = a + 0xc8000fffu + ((a >> 13) & 1u);  // 0xc8000000 = -(112 << 23)
@@ -114,35 +119,65 @@ using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
 template <class T>
 constexpr DType dtype_of();
-template <> constexpr DType dtype_of<double>() { return DType::f64; }
-template <> constexpr DType dtype_of<float>() { return DType::f32; }
-template <> constexpr DType dtype_of<bfloat16>() { return DType::bf16; }
-template <> constexpr DType dtype_of<float16>() { return DType::f16; }
-template <> constexpr DType dtype_of<int32_t>() { return DType::i32; }
-template <> constexpr DType dtype_of<int64_t>() { return DType::i64; }
-template <> constexpr DType dtype_of<uint8_t>() { return DType::u8; }
+template <>
+constexpr DType dtype_of<double>() {
+  return DType::f64;
+}
+template <>
+constexpr DType dtype_of<float>() {
+  return DType::f32;
+}
+template <>
+constexpr DType dtype_of<bfloat16>() {
+  return DType::bf16;
+}
+template <>
+constexpr DType dtype_of<float16>() {
+  return DType::f16;
+}
+template <>
+constexpr DType dtype_of<int32_t>() {
+  return DType::i32;
+}
+template <>
+constexpr DType dtype_of<int64_t>() {
+  return DType::i64;
+}
+template <>
+constexpr DType dtype_of<uint8_t>() {
+  return DType::u8;
+}
 
 // dispatch_floating(dt, "op", [&]<class T>() { ... }) calls the lambda with T = the C++ type of dt,
 // for the four float dtypes; any other dtype is a user error naming the op.
 template <class F>
 decltype(auto) dispatch_floating(DType dt, std::string_view op, F&& f) {
   switch (dt) {
-    case DType::f64: return f.template operator()<double>();
-    case DType::f32: return f.template operator()<float>();
-    case DType::bf16: return f.template operator()<bfloat16>();
-    case DType::f16: return f.template operator()<float16>();
-    default: break;
+    case DType::f64:
+      return f.template operator()<double>();
+    case DType::f32:
+      return f.template operator()<float>();
+    case DType::bf16:
+      return f.template operator()<bfloat16>();
+    case DType::f16:
+      return f.template operator()<float16>();
+    default:
+      break;
   }
-  throw Error(detail::cat(op, ": dtype ", dtype_name(dt), " is not supported (needs a float dtype)"));
+  throw Error(
+      detail::cat(op, ": dtype ", dtype_name(dt), " is not supported (needs a float dtype)"));
 }
 
 // dispatch_index(dt, "op", f): T = int32_t or int64_t.
 template <class F>
 decltype(auto) dispatch_index(DType dt, std::string_view op, F&& f) {
   switch (dt) {
-    case DType::i32: return f.template operator()<int32_t>();
-    case DType::i64: return f.template operator()<int64_t>();
-    default: break;
+    case DType::i32:
+      return f.template operator()<int32_t>();
+    case DType::i64:
+      return f.template operator()<int64_t>();
+    default:
+      break;
   }
   throw Error(detail::cat(op, ": indices must be int32 or int64, got ", dtype_name(dt)));
 }
@@ -151,10 +186,14 @@ decltype(auto) dispatch_index(DType dt, std::string_view op, F&& f) {
 template <class F>
 decltype(auto) dispatch_all(DType dt, std::string_view op, F&& f) {
   switch (dt) {
-    case DType::i32: return f.template operator()<int32_t>();
-    case DType::i64: return f.template operator()<int64_t>();
-    case DType::u8: return f.template operator()<uint8_t>();
-    default: return dispatch_floating(dt, op, std::forward<F>(f));
+    case DType::i32:
+      return f.template operator()<int32_t>();
+    case DType::i64:
+      return f.template operator()<int64_t>();
+    case DType::u8:
+      return f.template operator()<uint8_t>();
+    default:
+      return dispatch_floating(dt, op, std::forward<F>(f));
   }
 }
 

@@ -31,21 +31,22 @@ std::string cat(const Args&... args) {
   return s.str();
 }
 
-[[noreturn]] void throw_internal(const char* file, int line, const char* cond, const std::string& msg);
+[[noreturn]] void throw_internal(const char* file, int line, const char* cond,
+                                 const std::string& msg);
 
 }  // namespace detail
 }  // namespace tilegrad
 
 // TG_CHECK(cond, parts...): user-facing precondition; parts are streamed into the message.
-#define TG_CHECK(cond, ...)                                                 \
-  do {                                                                      \
+#define TG_CHECK(cond, ...)                                                     \
+  do {                                                                          \
     if (!(cond)) throw ::tilegrad::Error(::tilegrad::detail::cat(__VA_ARGS__)); \
   } while (0)
 
 // TG_ASSERT(cond, parts...): internal invariant; a failure is a bug in tilegrad.
-#define TG_ASSERT(cond, ...)                                                                    \
-  do {                                                                                          \
-    if (!(cond))                                                                                \
-      ::tilegrad::detail::throw_internal(__FILE__, __LINE__, #cond,                             \
+#define TG_ASSERT(cond, ...)                                                                      \
+  do {                                                                                            \
+    if (!(cond))                                                                                  \
+      ::tilegrad::detail::throw_internal(__FILE__, __LINE__, #cond,                               \
                                          ::tilegrad::detail::cat("" __VA_OPT__(, ) __VA_ARGS__)); \
   } while (0)

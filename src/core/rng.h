@@ -1,11 +1,11 @@
 // Counter-based random numbers: Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as
 // 1, 2, 3", SC'11), the generator cuRAND and PyTorch use on GPUs.
 //
-// A counter-based generator is a pure function of (key, counter): draw number d of a stream keyed by
-// `seed` is lane d % 4 of philox(counter = d / 4, key = seed). Nothing is stored between draws, so the
-// random numbers an op used can be regenerated exactly from (seed, offset) alone — dropout's backward
-// and any recomputation rely on that instead of saving a mask. The functions here are TG_HOST_DEVICE
-// so that the CUDA kernels draw the very same numbers as the CPU.
+// A counter-based generator is a pure function of (key, counter): draw number d of a stream keyed
+// by `seed` is lane d % 4 of philox(counter = d / 4, key = seed). Nothing is stored between draws,
+// so the random numbers an op used can be regenerated exactly from (seed, offset) alone — dropout's
+// backward and any recomputation rely on that instead of saving a mask. The functions here are
+// TG_HOST_DEVICE so that the CUDA kernels draw the very same numbers as the CPU.
 #pragma once
 
 #include <array>
@@ -38,9 +38,9 @@ TG_HOST_DEVICE inline PhiloxCounter philox4x32_10(PhiloxCounter ctr, PhiloxKey k
 // The 32-bit draw number `d` of the stream keyed by `seed`.
 TG_HOST_DEVICE inline uint32_t philox_draw(uint64_t seed, uint64_t d) {
   const uint64_t block = d >> 2;
-  const PhiloxCounter out = philox4x32_10(
-      {static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32), 0u, 0u},
-      {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)});
+  const PhiloxCounter out =
+      philox4x32_10({static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32), 0u, 0u},
+                    {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)});
   return out[d & 3];
 }
 

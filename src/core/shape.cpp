@@ -52,8 +52,8 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
 }
 
 void check_shape(const Shape& s, const char* op) {
-  TG_CHECK(s.size() <= static_cast<size_t>(kMaxDims), op, ": shape ", shape_str(s), " has ", s.size(),
-           " dimensions; at most ", kMaxDims, " are supported");
+  TG_CHECK(s.size() <= static_cast<size_t>(kMaxDims), op, ": shape ", shape_str(s), " has ",
+           s.size(), " dimensions; at most ", kMaxDims, " are supported");
   for (int64_t d : s) TG_CHECK(d >= 0, op, ": negative size in shape ", shape_str(s));
 }
 

@@ -16,7 +16,8 @@ constexpr int kMaxDims = 8;
 std::string shape_str(const Shape& s);  // "[2, 3]"
 int64_t numel(const Shape& s);
 Strides contiguous_strides(const Shape& s);
-// Wraps a possibly negative dimension index into [0, ndim); throws Error naming `op` if out of range.
+// Wraps a possibly negative dimension index into [0, ndim); throws Error naming `op` if out of
+// range.
 int wrap_dim(int64_t dim, int64_t ndim, const char* op);
 // NumPy broadcasting of two shapes; throws Error naming `op` and both shapes if incompatible.
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);

@@ -9,7 +9,9 @@ Storage::Storage(size_t nbytes, Device device, Category category)
   data_ = allocator_->allocate(nbytes, category);
 }
 
-Storage::~Storage() { allocator_->deallocate(data_, nbytes_, category_); }
+Storage::~Storage() {
+  allocator_->deallocate(data_, nbytes_, category_);
+}
 
 void Storage::retag(Category category) {
   if (category == category_) return;

@@ -11,8 +11,12 @@ TensorImpl& Tensor::impl() const {
   return *impl_;
 }
 
-int64_t Tensor::size(int64_t d) const { return shape()[wrap_dim(d, dim(), "size")]; }
-int64_t Tensor::stride(int64_t d) const { return strides()[wrap_dim(d, dim(), "stride")]; }
+int64_t Tensor::size(int64_t d) const {
+  return shape()[wrap_dim(d, dim(), "size")];
+}
+int64_t Tensor::stride(int64_t d) const {
+  return strides()[wrap_dim(d, dim(), "stride")];
+}
 
 bool Tensor::is_contiguous() const {
   int64_t expected = 1;
@@ -42,7 +46,7 @@ Tensor Tensor::alias() const {
   return Tensor(std::move(p));
 }
 
-Tensor& Tensor::set_name(std::string name) {
+const Tensor& Tensor::set_name(std::string name) const {
   impl().name = std::move(name);
   return *this;
 }
@@ -52,14 +56,15 @@ void Tensor::check_dtype(DType expected, const char* op) const {
            dtype_name(dtype()), " (shape ", shape_str(shape()), ")");
 }
 
-Tensor& Tensor::set_category(Category c) {
+const Tensor& Tensor::set_category(Category c) const {
   impl().storage->retag(c);
   return *this;
 }
 
 template <class T>
 std::vector<T> Tensor::to_vector() const {
-  TG_CHECK(device().is_cpu(), "to_vector: tensor is on ", device().str(), "; copy it to the cpu first");
+  TG_CHECK(device().is_cpu(), "to_vector: tensor is on ", device().str(),
+           "; copy it to the cpu first");
   std::vector<T> out(static_cast<size_t>(numel()));
   if (out.empty()) return out;
   const int64_t nd = dim();
@@ -115,8 +120,8 @@ Tensor empty(const Shape& shape, TensorOptions options) {
   check_shape(shape, "empty");
   auto p = std::make_shared<TensorImpl>();
   const size_t nbytes = static_cast<size_t>(numel(shape)) * dtype_size(options.dtype);
-  p->storage = std::make_shared<Storage>(nbytes, options.device,
-                                         options.category.value_or(current_category_or(Category::other)));
+  p->storage = std::make_shared<Storage>(
+      nbytes, options.device, options.category.value_or(current_category_or(Category::other)));
   p->shape = shape;
   p->strides = contiguous_strides(shape);
   p->dtype = options.dtype;

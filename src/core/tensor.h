@@ -1,9 +1,9 @@
 // Tensor: a handle to a view (shape, strides, offset, dtype) over a reference-counted Storage.
 //
-// Copying a Tensor copies the handle, not the data. The data-level API (layout, pointers, values) is
-// defined in core/tensor.cpp. The autograd methods (requires_grad, grad, backward, ...) are defined in
-// autograd/tensor_autograd.cpp and the view and in-place methods in ops/, so that this header can be
-// the one type every layer speaks while each layer keeps its own code.
+// Copying a Tensor copies the handle, not the data. The data-level API (layout, pointers, values)
+// is defined in core/tensor.cpp. The autograd methods (requires_grad, grad, backward, ...) are
+// defined in autograd/tensor_autograd.cpp and the view and in-place methods in ops/, so that this
+// header can be the one type every layer speaks while each layer keeps its own code.
 #pragma once
 
 #include <functional>
@@ -33,7 +33,7 @@ struct TensorOptions {
 struct TensorImpl {
   std::shared_ptr<Storage> storage;
   Shape shape;
-  Strides strides;  // in elements
+  Strides strides;     // in elements
   int64_t offset = 0;  // in elements
   DType dtype = DType::f32;
   std::shared_ptr<AutogradMeta> autograd;  // null until the tensor takes part in autograd
@@ -73,7 +73,7 @@ class Tensor {
   // A new handle on the same storage and layout, without autograd history ("alias").
   Tensor alias() const;
   const std::string& name() const { return impl().name; }
-  Tensor& set_name(std::string name);
+  const Tensor& set_name(std::string name) const;
   // "Tensor([2, 3], float32, cpu)"; with values for small tensors when `values` is true.
   std::string str(bool values = false) const;
 
@@ -84,12 +84,12 @@ class Tensor {
   std::vector<T> to_vector() const;
 
   // Re-labels the storage's bytes (e.g. a freshly created weight becomes a parameter).
-  Tensor& set_category(Category c);
+  const Tensor& set_category(Category c) const;
 
   // --- autograd (autograd/tensor_autograd.cpp) ---
   bool requires_grad() const;
   // Only leaves (tensors without grad_fn) of a float dtype may be set; returns *this.
-  Tensor& set_requires_grad(bool requires_grad = true);
+  const Tensor& set_requires_grad(bool requires_grad = true) const;
   bool is_leaf() const;
   // The accumulated gradient (leaves only); undefined until a backward reaches this tensor.
   Tensor grad() const;
@@ -119,11 +119,14 @@ class Tensor {
   Tensor to(DType dtype) const;
 
   // --- in-place (ops/inplace.cpp); not recorded by autograd, bump the version counter ---
-  Tensor& fill_(double value);
-  Tensor& zero_() { return fill_(0.0); }
-  Tensor& copy_(const Tensor& src);  // src broadcast to this shape, converted to this dtype
-  Tensor& add_(const Tensor& other, double alpha = 1.0);  // this += alpha * other
-  Tensor& mul_(double value);
+  // Like every method here they are const: a Tensor is a handle, and const-ness of the handle does
+  // not extend to the data it refers to.
+  const Tensor& fill_(double value) const;
+  const Tensor& zero_() const { return fill_(0.0); }
+  const Tensor& copy_(
+      const Tensor& src) const;  // src broadcast to this shape, converted to this dtype
+  const Tensor& add_(const Tensor& other, double alpha = 1.0) const;  // this += alpha * other
+  const Tensor& mul_(double value) const;
 
   void check_dtype(DType expected, const char* op) const;
 

@@ -1,5 +1,6 @@
-// StridedView: what a kernel sees of a tensor — a pointer, a dtype and a layout (shape and strides in
-// elements, up to kMaxDims), like a CuTe tensor is a pointer plus a layout. No Tensor, no ownership.
+// StridedView: what a kernel sees of a tensor — a pointer, a dtype and a layout (shape and strides
+// in elements, up to kMaxDims), like a CuTe tensor is a pointer plus a layout. No Tensor, no
+// ownership.
 #pragma once
 
 #include <cstdint>

@@ -2,8 +2,9 @@
 // allocation and free, with its category, to the device's MemoryTracker.
 //
 // The CPU allocator caches large blocks (exact-size free lists) the way CUDA caching allocators do:
-// a training step allocates the same sizes every iteration, and handing back a warm block avoids the
-// page faults a fresh mmap costs on every large allocation. Cached bytes are `reserved`, never `live`.
+// a training step allocates the same sizes every iteration, and handing back a warm block avoids
+// the page faults a fresh mmap costs on every large allocation. Cached bytes are `reserved`, never
+// `live`.
 #pragma once
 
 #include <cstddef>

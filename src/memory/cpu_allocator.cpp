@@ -11,7 +11,7 @@ namespace tilegrad {
 namespace {
 
 constexpr size_t kAlign = 64;
-constexpr size_t kCacheMin = size_t{1} << 20;   // cache blocks of 1 MiB and more
+constexpr size_t kCacheMin = size_t{1} << 20;  // cache blocks of 1 MiB and more
 constexpr size_t kPage = 4096;
 
 class CpuAllocator final : public Allocator {

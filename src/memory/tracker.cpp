@@ -11,9 +11,9 @@ namespace tilegrad {
 namespace {
 std::string fmt_row(std::string_view name, int64_t live, int64_t peak) {
   char buf[160];
-  std::snprintf(buf, sizeof buf, "%-16.*s %16lld %12.3f %16lld %12.3f\n", static_cast<int>(name.size()),
-                name.data(), static_cast<long long>(live), live / 1e6, static_cast<long long>(peak),
-                peak / 1e6);
+  std::snprintf(buf, sizeof buf, "%-16.*s %16lld %12.3f %16lld %12.3f\n",
+                static_cast<int>(name.size()), name.data(), static_cast<long long>(live),
+                live / 1e6, static_cast<long long>(peak), peak / 1e6);
   return buf;
 }
 }  // namespace
@@ -21,15 +21,16 @@ std::string fmt_row(std::string_view name, int64_t live, int64_t peak) {
 std::string MemoryStats::table() const {
   std::string out;
   char head[160];
-  std::snprintf(head, sizeof head, "%-16s %16s %12s %16s %12s\n", "category", "live bytes", "live MB",
-                "peak bytes", "peak MB");
+  std::snprintf(head, sizeof head, "%-16s %16s %12s %16s %12s\n", "category", "live bytes",
+                "live MB", "peak bytes", "peak MB");
   out += head;
   for (int c = 0; c < kNumCategories; ++c) {
     out += fmt_row(category_name(static_cast<Category>(c)), live[c], peak[c]);
   }
   out += fmt_row("total", live_total, peak_total);
   char tail[120];
-  std::snprintf(tail, sizeof tail, "reserved by allocator: %lld bytes\n", static_cast<long long>(reserved));
+  std::snprintf(tail, sizeof tail, "reserved by allocator: %lld bytes\n",
+                static_cast<long long>(reserved));
   return out + tail;
 }
 

@@ -22,12 +22,12 @@
 namespace tilegrad {
 
 struct MemoryEvent {
-  int64_t seq = 0;       // order of the event within the timeline
-  bool alloc = true;     // allocation (true) or free (false)
+  int64_t seq = 0;    // order of the event within the timeline
+  bool alloc = true;  // allocation (true) or free (false)
   Category category = Category::other;
   int64_t bytes = 0;
-  std::string op;        // op that was running ("" outside ops)
-  int64_t live_after = 0;  // total live bytes after the event
+  std::string op;                                          // op that was running ("" outside ops)
+  int64_t live_after = 0;                                  // total live bytes after the event
   std::array<int64_t, kNumCategories> live_by_category{};  // after the event
 };
 

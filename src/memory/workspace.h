@@ -1,6 +1,6 @@
 // Workspace: a temporary buffer for a kernel, taken from the device allocator and tracked as
-// `workspace`, released when the object goes out of scope. Kernels use it instead of raw new/malloc so
-// that their scratch memory shows in the tracker too.
+// `workspace`, released when the object goes out of scope. Kernels use it instead of raw new/malloc
+// so that their scratch memory shows in the tracker too.
 #pragma once
 
 #include <cstdint>

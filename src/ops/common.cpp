@@ -30,7 +30,8 @@ StridedView strided_as(const Tensor& t, const Shape& shape) {
       v.strides[i] = 0;
     } else {
       const int64_t d = t.shape()[i - lead];
-      TG_ASSERT(d == shape[i] || d == 1, "cannot broadcast ", shape_str(t.shape()), " to ", shape_str(shape));
+      TG_ASSERT(d == shape[i] || d == 1, "cannot broadcast ", shape_str(t.shape()), " to ",
+                shape_str(shape));
       v.strides[i] = (d == shape[i] && d != 1) ? t.strides()[i - lead] : 0;
     }
   }
@@ -53,8 +54,8 @@ void check_floating(const char* op, const Tensor& t) {
 void check_compatible(const char* op, const std::vector<Tensor>& ts) {
   for (const Tensor& t : ts) check_defined(op, t);
   for (size_t i = 1; i < ts.size(); ++i) {
-    TG_CHECK(ts[i].device() == ts[0].device(), op, ": tensors are on different devices: ",
-             ts[0].str(), " and ", ts[i].str());
+    TG_CHECK(ts[i].device() == ts[0].device(), op,
+             ": tensors are on different devices: ", ts[0].str(), " and ", ts[i].str());
     TG_CHECK(ts[i].dtype() == ts[0].dtype(), op, ": dtypes differ: ", ts[0].str(), " and ",
              ts[i].str());
   }

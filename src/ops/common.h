@@ -14,8 +14,12 @@ StridedView strided(const Tensor& t);
 StridedView strided_as(const Tensor& t, const Shape& shape);
 // A fresh contiguous output of an op: category from the thread's CategoryScope, else activation.
 Tensor empty_output(const Shape& shape, DType dtype, Device device);
-inline Tensor empty_output_like(const Tensor& t) { return empty_output(t.shape(), t.dtype(), t.device()); }
-inline Backend& backend_of(const Tensor& t) { return backend(t.device()); }
+inline Tensor empty_output_like(const Tensor& t) {
+  return empty_output(t.shape(), t.dtype(), t.device());
+}
+inline Backend& backend_of(const Tensor& t) {
+  return backend(t.device());
+}
 
 void check_defined(const char* op, const Tensor& t, const char* what = "input");
 void check_floating(const char* op, const Tensor& t);

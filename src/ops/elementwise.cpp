@@ -59,7 +59,8 @@ class BinaryBackward final : public Node {
         if (need_b) gb = neg(div(mul(g, saved(a_)), mul(b, b)));  // -g a / b²
         break;
       }
-      case BinaryOp::eq: break;  // piecewise constant: no gradient
+      case BinaryOp::eq:
+        break;  // piecewise constant: no gradient
     }
     return {ga.defined() ? sum_to(ga, a_shape_) : ga, gb.defined() ? sum_to(gb, b_shape_) : gb};
   }
@@ -90,8 +91,12 @@ Tensor binary_op(BinaryOp op, const Tensor& a, const Tensor& b) {
     const Tensor ta = forward_ad::tangent_of(a), tb = forward_ad::tangent_of(b);
     Tensor t;
     switch (op) {
-      case BinaryOp::add: t = add_maybe(ta, tb); break;
-      case BinaryOp::sub: t = add_maybe(ta, tb.defined() ? neg(tb) : tb); break;
+      case BinaryOp::add:
+        t = add_maybe(ta, tb);
+        break;
+      case BinaryOp::sub:
+        t = add_maybe(ta, tb.defined() ? neg(tb) : tb);
+        break;
       case BinaryOp::mul:
         t = add_maybe(ta.defined() ? mul(ta, b) : ta, tb.defined() ? mul(a, tb) : tb);
         break;
@@ -99,7 +104,8 @@ Tensor binary_op(BinaryOp op, const Tensor& a, const Tensor& b) {
         t = add_maybe(ta.defined() ? div(ta, b) : ta,
                       tb.defined() ? neg(div(mul(a, tb), mul(b, b))) : tb);
         break;
-      case BinaryOp::eq: break;
+      case BinaryOp::eq:
+        break;
     }
     if (t.shape() != shape) t = expand(t, shape);
     forward_ad::set_tangent(out, t);
@@ -126,10 +132,14 @@ class ScalarBackward final : public Node {
   static Tensor scalar_grad(ScalarOp op, double s, const Tensor& g, const Tensor& x,
                             const Tensor& y) {
     switch (op) {
-      case ScalarOp::add: return g;
-      case ScalarOp::mul: return mul(g, s);
-      case ScalarOp::rsub: return neg(g);
-      case ScalarOp::rdiv: return neg(mul(g, div(y, x)));
+      case ScalarOp::add:
+        return g;
+      case ScalarOp::mul:
+        return mul(g, s);
+      case ScalarOp::rsub:
+        return neg(g);
+      case ScalarOp::rdiv:
+        return neg(mul(g, div(y, x)));
       case ScalarOp::pow:
         if (s == 0.0) return mul(g, 0.0);
         if (s == 1.0) return g;
@@ -168,17 +178,37 @@ Tensor scalar_op(ScalarOp op, const Tensor& a, double s) {
 
 }  // namespace
 
-Tensor add(const Tensor& a, const Tensor& b) { return binary_op(BinaryOp::add, a, b); }
-Tensor sub(const Tensor& a, const Tensor& b) { return binary_op(BinaryOp::sub, a, b); }
-Tensor mul(const Tensor& a, const Tensor& b) { return binary_op(BinaryOp::mul, a, b); }
-Tensor div(const Tensor& a, const Tensor& b) { return binary_op(BinaryOp::div, a, b); }
-Tensor eq(const Tensor& a, const Tensor& b) { return binary_op(BinaryOp::eq, a, b); }
+Tensor add(const Tensor& a, const Tensor& b) {
+  return binary_op(BinaryOp::add, a, b);
+}
+Tensor sub(const Tensor& a, const Tensor& b) {
+  return binary_op(BinaryOp::sub, a, b);
+}
+Tensor mul(const Tensor& a, const Tensor& b) {
+  return binary_op(BinaryOp::mul, a, b);
+}
+Tensor div(const Tensor& a, const Tensor& b) {
+  return binary_op(BinaryOp::div, a, b);
+}
+Tensor eq(const Tensor& a, const Tensor& b) {
+  return binary_op(BinaryOp::eq, a, b);
+}
 
-Tensor add(const Tensor& a, double s) { return scalar_op(ScalarOp::add, a, s); }
-Tensor mul(const Tensor& a, double s) { return scalar_op(ScalarOp::mul, a, s); }
-Tensor rsub(double s, const Tensor& a) { return scalar_op(ScalarOp::rsub, a, s); }
-Tensor rdiv(double s, const Tensor& a) { return scalar_op(ScalarOp::rdiv, a, s); }
-Tensor pow(const Tensor& a, double exponent) { return scalar_op(ScalarOp::pow, a, exponent); }
+Tensor add(const Tensor& a, double s) {
+  return scalar_op(ScalarOp::add, a, s);
+}
+Tensor mul(const Tensor& a, double s) {
+  return scalar_op(ScalarOp::mul, a, s);
+}
+Tensor rsub(double s, const Tensor& a) {
+  return scalar_op(ScalarOp::rsub, a, s);
+}
+Tensor rdiv(double s, const Tensor& a) {
+  return scalar_op(ScalarOp::rdiv, a, s);
+}
+Tensor pow(const Tensor& a, double exponent) {
+  return scalar_op(ScalarOp::pow, a, exponent);
+}
 
 Cost binary_cost(BinaryOp, const Shape& a, const Shape& b, DType dt) {
   const double n = static_cast<double>(numel(broadcast_shapes(a, b, "binary_cost")));

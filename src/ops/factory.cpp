@@ -14,10 +14,18 @@ Tensor full(const Shape& shape, double value, TensorOptions options) {
   return t;
 }
 
-Tensor zeros(const Shape& shape, TensorOptions options) { return full(shape, 0.0, options); }
-Tensor ones(const Shape& shape, TensorOptions options) { return full(shape, 1.0, options); }
-Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), {t.dtype(), t.device()}); }
-Tensor ones_like(const Tensor& t) { return ones(t.shape(), {t.dtype(), t.device()}); }
+Tensor zeros(const Shape& shape, TensorOptions options) {
+  return full(shape, 0.0, options);
+}
+Tensor ones(const Shape& shape, TensorOptions options) {
+  return full(shape, 1.0, options);
+}
+Tensor zeros_like(const Tensor& t) {
+  return zeros(t.shape(), {t.dtype(), t.device()});
+}
+Tensor ones_like(const Tensor& t) {
+  return ones(t.shape(), {t.dtype(), t.device()});
+}
 
 Tensor arange(int64_t n, TensorOptions options) {
   TG_CHECK(n >= 0, "arange: negative length ", n);
@@ -30,7 +38,8 @@ Tensor from_vector(const std::vector<double>& values, const Shape& shape, Tensor
   check_shape(shape, "from_vector");
   TG_CHECK(static_cast<int64_t>(values.size()) == numel(shape), "from_vector: ", values.size(),
            " values for shape ", shape_str(shape), " (", numel(shape), " elements)");
-  TG_CHECK(options.device.is_cpu(), "from_vector: only cpu tensors can be created from host data "
+  TG_CHECK(options.device.is_cpu(),
+           "from_vector: only cpu tensors can be created from host data "
            "in this build");
   Tensor t = empty(shape, options);
   StridedView src = strided(t);  // same layout, pointing at the host doubles
@@ -53,7 +62,8 @@ Tensor from_vector(const std::vector<int64_t>& values, const Shape& shape, Tenso
   return t;
 }
 
-Tensor rand_uniform(const Shape& shape, Generator& gen, double lo, double hi, TensorOptions options) {
+Tensor rand_uniform(const Shape& shape, Generator& gen, double lo, double hi,
+                    TensorOptions options) {
   Tensor t = empty(shape, options);
   check_floating("rand_uniform", t);
   const uint64_t offset = gen.reserve(static_cast<uint64_t>(t.numel()));
@@ -65,7 +75,8 @@ Tensor randn(const Shape& shape, Generator& gen, double mean, double std, Tensor
   Tensor t = empty(shape, options);
   check_floating("randn", t);
   const uint64_t offset = gen.reserve(2 * static_cast<uint64_t>(t.numel()));
-  backend(options.device).fill_normal(t.dtype(), t.data(), t.numel(), mean, std, gen.seed(), offset);
+  backend(options.device)
+      .fill_normal(t.dtype(), t.data(), t.numel(), mean, std, gen.seed(), offset);
   return t;
 }
 
@@ -75,7 +86,8 @@ Tensor randint(const Shape& shape, int64_t lo, int64_t hi, Generator& gen, Tenso
   std::vector<int64_t> v;
   v.reserve(static_cast<size_t>(u.numel()));
   for (double x : u.to_vector<double>()) {
-    v.push_back(std::min(hi - 1, lo + static_cast<int64_t>(std::floor(x * static_cast<double>(hi - lo)))));
+    v.push_back(
+        std::min(hi - 1, lo + static_cast<int64_t>(std::floor(x * static_cast<double>(hi - lo)))));
   }
   return from_vector(v, shape, options);
 }

@@ -1,5 +1,6 @@
-// Tensor factories. Results are leaves (requires_grad false) tagged with the thread's CategoryScope,
-// else `other`. Random factories draw from an explicit Generator (core/rng.h), never a global one.
+// Tensor factories. Results are leaves (requires_grad false) tagged with the thread's
+// CategoryScope, else `other`. Random factories draw from an explicit Generator (core/rng.h), never
+// a global one.
 #pragma once
 
 #include <vector>
@@ -17,7 +18,8 @@ Tensor ones_like(const Tensor& t);
 // 0, 1, ..., n-1.
 Tensor arange(int64_t n, TensorOptions options = {});
 // A tensor with the given values (row-major), converted to options.dtype.
-Tensor from_vector(const std::vector<double>& values, const Shape& shape, TensorOptions options = {});
+Tensor from_vector(const std::vector<double>& values, const Shape& shape,
+                   TensorOptions options = {});
 Tensor from_vector(const std::vector<int64_t>& values, const Shape& shape,
                    TensorOptions options = {DType::i64});
 // Uniform in [lo, hi).

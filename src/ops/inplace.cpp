@@ -12,13 +12,14 @@ namespace {
 void check_writable(const Tensor& t, const char* op) {
   check_defined(op, t, "destination");
   TG_CHECK(!(grad_enabled() && t.requires_grad()), op, ": in-place write to a tensor of shape ",
-           shape_str(t.shape()), " that requires grad (it is a leaf or part of a graph); wrap the "
+           shape_str(t.shape()),
+           " that requires grad (it is a leaf or part of a graph); wrap the "
            "update in NoGradGuard");
 }
 
 }  // namespace
 
-Tensor& Tensor::fill_(double value) {
+const Tensor& Tensor::fill_(double value) const {
   check_writable(*this, "fill_");
   OpScope scope("fill_", Cost{0, static_cast<double>(nbytes())});
   backend(device()).fill(strided(*this), value);
@@ -26,7 +27,7 @@ Tensor& Tensor::fill_(double value) {
   return *this;
 }
 
-Tensor& Tensor::copy_(const Tensor& src) {
+const Tensor& Tensor::copy_(const Tensor& src) const {
   check_writable(*this, "copy_");
   check_defined("copy_", src, "source");
   TG_CHECK(src.device() == device(), "copy_: source on ", src.device().str(), ", destination on ",
@@ -40,11 +41,11 @@ Tensor& Tensor::copy_(const Tensor& src) {
   return *this;
 }
 
-Tensor& Tensor::add_(const Tensor& other, double alpha) {
+const Tensor& Tensor::add_(const Tensor& other, double alpha) const {
   check_writable(*this, "add_");
   check_compatible("add_", {*this, other});
-  TG_CHECK(broadcast_shapes(other.shape(), shape(), "add_") == shape(), "add_: ",
-           shape_str(other.shape()), " does not broadcast to ", shape_str(shape()));
+  TG_CHECK(broadcast_shapes(other.shape(), shape(), "add_") == shape(),
+           "add_: ", shape_str(other.shape()), " does not broadcast to ", shape_str(shape()));
   OpScope scope("add_", Cost{static_cast<double>(numel()),
                              static_cast<double>(2 * nbytes() + other.nbytes())});
   backend(device()).add_scaled(strided_as(other, shape()), alpha, strided(*this));
@@ -52,7 +53,7 @@ Tensor& Tensor::add_(const Tensor& other, double alpha) {
   return *this;
 }
 
-Tensor& Tensor::mul_(double value) {
+const Tensor& Tensor::mul_(double value) const {
   check_writable(*this, "mul_");
   OpScope scope("mul_", Cost{static_cast<double>(numel()), static_cast<double>(2 * nbytes())});
   backend(device()).scalar(ScalarOp::mul, strided(*this), value, strided(*this));

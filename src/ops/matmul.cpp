@@ -1,13 +1,14 @@
 // Matrix multiply through the backend's GEMM.
 //
-// Layouts: an operand whose last two dimensions are row-major (unit column stride) goes to GEMM as is;
-// one that is column-major — a transposed view such as w.t() — goes with the transpose flag; only
-// other layouts are copied. So the backward's g · bᵀ and aᵀ · g never copy b or a.
-// A 2-D right operand with a batched left operand (x [B, T, C] · w [C, N], the Linear case) folds the
-// batch into the rows: one large GEMM, and a backward that sums over the batch inside that GEMM.
+// Layouts: an operand whose last two dimensions are row-major (unit column stride) goes to GEMM as
+// is; one that is column-major — a transposed view such as w.t() — goes with the transpose flag;
+// only other layouts are copied. So the backward's g · bᵀ and aᵀ · g never copy b or a. A 2-D right
+// operand with a batched left operand (x [B, T, C] · w [C, N], the Linear case) folds the batch
+// into the rows: one large GEMM, and a backward that sums over the batch inside that GEMM.
 #include "ops/matmul.h"
 
 #include "autograd/forward_ad.h"
+#include "autograd/grad_mode.h"
 #include "autograd/node.h"
 #include "core/error.h"
 #include "ops/common.h"
@@ -22,7 +23,7 @@ namespace {
 
 // How one operand, broadcast to the batch shape, is handed to GEMM.
 struct Operand {
-  Tensor t;           // the tensor whose data GEMM reads (possibly a contiguous copy)
+  Tensor t;  // the tensor whose data GEMM reads (possibly a contiguous copy)
   bool trans = false;
   int64_t ld = 0;
   int64_t batch_stride = 0;
@@ -68,10 +69,18 @@ Operand prepare(const Tensor& t, const Shape& batch) {
     }
     return batch_stride_of(x, batch, &o.batch_stride);
   };
-  if (!fits(t, op)) {
-    op.t = t.contiguous();
-    TG_ASSERT(fits(op.t, op));
-  }
+  if (fits(t, op)) return op;
+  // Copies serve only the data GEMM reads (the node saves the original operands): record no graph.
+  NoGradGuard no_grad;
+  op.t = t.contiguous();
+  if (fits(op.t, op)) return op;
+  // Broadcast batch dimensions that no single stride can step through (e.g. [4, 1, M, K] against
+  // batch [4, 2]): materialise the broadcast.
+  Shape full = batch;
+  full.push_back(t.size(-2));
+  full.push_back(t.size(-1));
+  op.t = t.expand(full).contiguous();
+  TG_ASSERT(fits(op.t, op));
   return op;
 }
 
@@ -162,8 +171,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 Cost matmul_cost(const Shape& a, const Shape& b, DType dt) {
-  const Shape batch = broadcast_shapes(Shape(a.begin(), a.end() - 2), Shape(b.begin(), b.end() - 2),
-                                       "matmul_cost");
+  const Shape batch =
+      broadcast_shapes(Shape(a.begin(), a.end() - 2), Shape(b.begin(), b.end() - 2), "matmul_cost");
   const double B = static_cast<double>(numel(batch));
   const double M = static_cast<double>(a[a.size() - 2]), K = static_cast<double>(a.back());
   const double N = static_cast<double>(b.back());

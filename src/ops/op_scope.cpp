@@ -9,8 +9,12 @@ namespace {
 thread_local std::vector<OpCounter*> t_counters;
 }
 
-OpCounter::OpCounter() { t_counters.push_back(this); }
-OpCounter::~OpCounter() { t_counters.erase(std::remove(t_counters.begin(), t_counters.end(), this), t_counters.end()); }
+OpCounter::OpCounter() {
+  t_counters.push_back(this);
+}
+OpCounter::~OpCounter() {
+  t_counters.erase(std::remove(t_counters.begin(), t_counters.end(), this), t_counters.end());
+}
 
 OpStats OpCounter::total() const {
   OpStats t;

@@ -1,5 +1,5 @@
-// Reductions: sum, mean, max over dimensions, and sum_to. Backward of sum is a broadcast view of the
-// incoming gradient (no copy); max routes the gradient to the maxima, split evenly among ties.
+// Reductions: sum, mean, max over dimensions, and sum_to. Backward of sum is a broadcast view of
+// the incoming gradient (no copy); max routes the gradient to the maxima, split evenly among ties.
 #include "ops/reduce.h"
 
 #include <algorithm>
@@ -17,7 +17,8 @@ namespace tilegrad {
 namespace {
 
 // Sorted, unique, wrapped dims; all dims when `dims` is empty.
-std::vector<int64_t> normalize_dims(const std::vector<int64_t>& dims, int64_t ndim, const char* op) {
+std::vector<int64_t> normalize_dims(const std::vector<int64_t>& dims, int64_t ndim,
+                                    const char* op) {
   std::vector<int64_t> out;
   if (dims.empty()) {
     for (int64_t d = 0; d < ndim; ++d) out.push_back(d);
@@ -46,7 +47,8 @@ ReducedShapes reduced_shapes(const Shape& x, const std::vector<int64_t>& dims, b
   return r;
 }
 
-// Runs the reduction kernel and returns the result in `shapes.out` (a view of the keep-shaped data).
+// Runs the reduction kernel and returns the result in `shapes.out` (a view of the keep-shaped
+// data).
 Tensor run_reduce(ReduceOp op, const char* name, const Tensor& x, const ReducedShapes& shapes) {
   if (op == ReduceOp::max) {
     TG_CHECK(x.numel() > 0, name, ": cannot take the max of an empty tensor of shape ",
@@ -79,6 +81,9 @@ class MaxBackward final : public Node {
   // The share of the gradient each element receives: [x == max] / (number of ties).
   static Tensor route(const Tensor& x, const Tensor& max_keep, const std::vector<int64_t>& dims) {
     const Tensor mask = eq(x, max_keep);
+    // No reduced dimension of size > 1: every element is its own maximum. (An empty `dims` would
+    // mean "all dimensions" to sum.)
+    if (dims.empty()) return mask;
     return div(mask, sum(mask, dims, true));
   }
   std::vector<Tensor> apply(std::vector<Tensor>& grads) override {

@@ -59,20 +59,39 @@ Tensor unary_op(UnaryOp op, const Tensor& x) {
 
 }  // namespace
 
-Tensor neg(const Tensor& x) { return unary_op(UnaryOp::neg, x); }
-Tensor exp(const Tensor& x) { return unary_op(UnaryOp::exp, x); }
-Tensor log(const Tensor& x) { return unary_op(UnaryOp::log, x); }
-Tensor tanh(const Tensor& x) { return unary_op(UnaryOp::tanh, x); }
-Tensor relu(const Tensor& x) { return unary_op(UnaryOp::relu, x); }
-Tensor gelu(const Tensor& x) { return unary_op(UnaryOp::gelu, x); }
-Tensor sigmoid(const Tensor& x) { return unary_op(UnaryOp::sigmoid, x); }
-Tensor sqrt(const Tensor& x) { return unary_op(UnaryOp::sqrt, x); }
+Tensor neg(const Tensor& x) {
+  return unary_op(UnaryOp::neg, x);
+}
+Tensor exp(const Tensor& x) {
+  return unary_op(UnaryOp::exp, x);
+}
+Tensor log(const Tensor& x) {
+  return unary_op(UnaryOp::log, x);
+}
+Tensor tanh(const Tensor& x) {
+  return unary_op(UnaryOp::tanh, x);
+}
+Tensor relu(const Tensor& x) {
+  return unary_op(UnaryOp::relu, x);
+}
+Tensor gelu(const Tensor& x) {
+  return unary_op(UnaryOp::gelu, x);
+}
+Tensor sigmoid(const Tensor& x) {
+  return unary_op(UnaryOp::sigmoid, x);
+}
+Tensor sqrt(const Tensor& x) {
+  return unary_op(UnaryOp::sqrt, x);
+}
 
 double unary_flops_per_element(UnaryOp op) {
   switch (op) {
-    case UnaryOp::gelu: return 8;
-    case UnaryOp::sigmoid: return 3;
-    default: return 1;
+    case UnaryOp::gelu:
+      return 8;
+    case UnaryOp::sigmoid:
+      return 3;
+    default:
+      return 1;
   }
 }
 

@@ -33,7 +33,8 @@ Tensor finish_view(const char* name, const Tensor& x, Tensor out, Back back, Fwd
    private:
     Back back_;
   };
-  if (any_requires_grad({x})) set_history(std::make_shared<ViewBackward>(name, std::move(back)), {x}, {out});
+  if (any_requires_grad({x}))
+    set_history(std::make_shared<ViewBackward>(name, std::move(back)), {x}, {out});
   if (forward_ad::any_tangent({x})) {
     forward_ad::RuleScope rule;
     forward_ad::set_tangent(out, tangent(forward_ad::tangent_of(x)));
@@ -72,8 +73,9 @@ Tensor reshape(const Tensor& x, const Shape& shape) {
   const Tensor src = x.is_contiguous() ? x : contiguous(x);
   const Shape in = x.shape();
   Tensor out = make_view(src, target, contiguous_strides(target), src.offset());
-  return finish_view("reshape", src, out, [in](const Tensor& g) { return reshape(g, in); },
-                     [target](const Tensor& t) { return reshape(t, target); });
+  return finish_view(
+      "reshape", src, out, [in](const Tensor& g) { return reshape(g, in); },
+      [target](const Tensor& t) { return reshape(t, target); });
 }
 
 Tensor permute(const Tensor& x, const std::vector<int64_t>& dims) {
@@ -93,8 +95,9 @@ Tensor permute(const Tensor& x, const std::vector<int64_t>& dims) {
     strides[i] = x.strides()[p[i]];
   }
   Tensor out = make_view(x, shape, strides, x.offset());
-  return finish_view("permute", x, out, [inverse](const Tensor& g) { return permute(g, inverse); },
-                     [p](const Tensor& t) { return permute(t, p); });
+  return finish_view(
+      "permute", x, out, [inverse](const Tensor& g) { return permute(g, inverse); },
+      [p](const Tensor& t) { return permute(t, p); });
 }
 
 Tensor transpose(const Tensor& x, int64_t d0, int64_t d1) {
@@ -155,8 +158,9 @@ Tensor expand(const Tensor& x, const Shape& shape) {
   if (out_shape == x.shape()) return x;
   Tensor out = make_view(x, out_shape, strides, x.offset());
   const Shape in = x.shape();
-  return finish_view("expand", x, out, [in](const Tensor& g) { return sum_to(g, in); },
-                     [out_shape](const Tensor& t) { return expand(t, out_shape); });
+  return finish_view(
+      "expand", x, out, [in](const Tensor& g) { return sum_to(g, in); },
+      [out_shape](const Tensor& t) { return expand(t, out_shape); });
 }
 
 Tensor unsqueeze(const Tensor& x, int64_t dim) {
@@ -178,8 +182,9 @@ Tensor squeeze(const Tensor& x, int64_t dim) {
   strides.erase(strides.begin() + d);
   Tensor out = make_view(x, shape, strides, x.offset());
   const Shape in = x.shape();
-  return finish_view("squeeze", x, out, [in](const Tensor& g) { return reshape(g, in); },
-                     [d](const Tensor& t) { return squeeze(t, d); });
+  return finish_view(
+      "squeeze", x, out, [in](const Tensor& g) { return reshape(g, in); },
+      [d](const Tensor& t) { return squeeze(t, d); });
 }
 
 Tensor clone(const Tensor& x) {
@@ -187,8 +192,8 @@ Tensor clone(const Tensor& x) {
   OpScope scope("copy", Cost{0, 2.0 * static_cast<double>(x.nbytes())});
   Tensor out = empty_output(x.shape(), x.dtype(), x.device());
   backend_of(x).copy(strided(x), strided(out));
-  return finish_view("copy", x, out, [](const Tensor& g) { return g; },
-                     [](const Tensor& t) { return clone(t); });
+  return finish_view(
+      "copy", x, out, [](const Tensor& g) { return g; }, [](const Tensor& t) { return clone(t); });
 }
 
 Tensor contiguous(const Tensor& x) {
@@ -205,22 +210,41 @@ Tensor to_dtype(const Tensor& x, DType dtype) {
   Tensor out = empty_output(x.shape(), dtype, x.device());
   backend_of(x).copy(strided(x), strided(out));
   if (!is_floating(dtype) || !is_floating(from)) return out;  // no gradient through integer casts
-  return finish_view("cast", x, out, [from](const Tensor& g) { return to_dtype(g, from); },
-                     [dtype](const Tensor& t) { return to_dtype(t, dtype); });
+  return finish_view(
+      "cast", x, out, [from](const Tensor& g) { return to_dtype(g, from); },
+      [dtype](const Tensor& t) { return to_dtype(t, dtype); });
 }
 
 // The Tensor methods of core/tensor.h.
-Tensor Tensor::reshape(const Shape& shape) const { return tilegrad::reshape(*this, shape); }
-Tensor Tensor::transpose(int64_t d0, int64_t d1) const { return tilegrad::transpose(*this, d0, d1); }
-Tensor Tensor::permute(const std::vector<int64_t>& dims) const { return tilegrad::permute(*this, dims); }
+Tensor Tensor::reshape(const Shape& shape) const {
+  return tilegrad::reshape(*this, shape);
+}
+Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
+  return tilegrad::transpose(*this, d0, d1);
+}
+Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
+  return tilegrad::permute(*this, dims);
+}
 Tensor Tensor::slice(int64_t dim, int64_t start, int64_t end, int64_t step) const {
   return tilegrad::slice(*this, dim, start, end, step);
 }
-Tensor Tensor::expand(const Shape& shape) const { return tilegrad::expand(*this, shape); }
-Tensor Tensor::unsqueeze(int64_t dim) const { return tilegrad::unsqueeze(*this, dim); }
-Tensor Tensor::squeeze(int64_t dim) const { return tilegrad::squeeze(*this, dim); }
-Tensor Tensor::contiguous() const { return tilegrad::contiguous(*this); }
-Tensor Tensor::clone() const { return tilegrad::clone(*this); }
-Tensor Tensor::to(DType dtype) const { return to_dtype(*this, dtype); }
+Tensor Tensor::expand(const Shape& shape) const {
+  return tilegrad::expand(*this, shape);
+}
+Tensor Tensor::unsqueeze(int64_t dim) const {
+  return tilegrad::unsqueeze(*this, dim);
+}
+Tensor Tensor::squeeze(int64_t dim) const {
+  return tilegrad::squeeze(*this, dim);
+}
+Tensor Tensor::contiguous() const {
+  return tilegrad::contiguous(*this);
+}
+Tensor Tensor::clone() const {
+  return tilegrad::clone(*this);
+}
+Tensor Tensor::to(DType dtype) const {
+  return to_dtype(*this, dtype);
+}
 
 }  // namespace tilegrad

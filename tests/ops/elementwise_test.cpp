@@ -16,16 +16,20 @@ struct BinaryCase {
 };
 
 const BinaryCase kBinary[] = {
-    {"add", [](const Tensor& a, const Tensor& b) { return add(a, b); }, [](double x, double y) { return x + y; }},
-    {"sub", [](const Tensor& a, const Tensor& b) { return sub(a, b); }, [](double x, double y) { return x - y; }},
-    {"mul", [](const Tensor& a, const Tensor& b) { return mul(a, b); }, [](double x, double y) { return x * y; }},
-    {"div", [](const Tensor& a, const Tensor& b) { return div(a, b); }, [](double x, double y) { return x / y; }},
+    {"add", [](const Tensor& a, const Tensor& b) { return add(a, b); },
+     [](double x, double y) { return x + y; }},
+    {"sub", [](const Tensor& a, const Tensor& b) { return sub(a, b); },
+     [](double x, double y) { return x - y; }},
+    {"mul", [](const Tensor& a, const Tensor& b) { return mul(a, b); },
+     [](double x, double y) { return x * y; }},
+    {"div", [](const Tensor& a, const Tensor& b) { return div(a, b); },
+     [](double x, double y) { return x / y; }},
 };
 
 // Pairs of broadcast-compatible shapes, including size-1 and missing leading dims and odd sizes.
 const std::pair<Shape, Shape> kShapePairs[] = {
-    {{7}, {7}},          {{3, 5}, {3, 5}},       {{3, 5}, {5}},        {{4, 1, 3}, {1, 6, 3}},
-    {{1}, {2, 3}},       {{2, 1, 5, 1}, {3, 1, 4}}, {{1, 1}, {1, 1}},   {{13, 1}, {1, 11}},
+    {{7}, {7}},    {{3, 5}, {3, 5}},          {{3, 5}, {5}},    {{4, 1, 3}, {1, 6, 3}},
+    {{1}, {2, 3}}, {{2, 1, 5, 1}, {3, 1, 4}}, {{1, 1}, {1, 1}}, {{13, 1}, {1, 11}},
 };
 
 TEST(Binary, ValuesMatchFloat64FormulaWithBroadcasting) {
@@ -37,7 +41,8 @@ TEST(Binary, ValuesMatchFloat64FormulaWithBroadcasting) {
       ASSERT_EQ(out.shape(), shape) << c.name;
       const auto va = a.expand(shape).to_vector<double>(), vb = b.expand(shape).to_vector<double>();
       const auto vo = out.to_vector<double>();
-      for (size_t i = 0; i < vo.size(); ++i) EXPECT_EQ(vo[i], c.ref(va[i], vb[i])) << c.name << " " << i;
+      for (size_t i = 0; i < vo.size(); ++i)
+        EXPECT_EQ(vo[i], c.ref(va[i], vb[i])) << c.name << " " << i;
     }
   }
 }
@@ -89,12 +94,14 @@ TEST(Scalar, ValuesAndGradients) {
       {"rsub", [](const Tensor& t) { return 2.0 - t; }, [](double v) { return 2.0 - v; }},
       {"rdiv", [](const Tensor& t) { return 3.0 / t; }, [](double v) { return 3.0 / v; }},
       {"pow2", [](const Tensor& t) { return pow(t, 2.0); }, [](double v) { return v * v; }},
-      {"pow1.7", [](const Tensor& t) { return pow(t, 1.7); }, [](double v) { return std::pow(v, 1.7); }},
+      {"pow1.7", [](const Tensor& t) { return pow(t, 1.7); },
+       [](double v) { return std::pow(v, 1.7); }},
       {"pow0", [](const Tensor& t) { return pow(t, 0.0); }, [](double) { return 1.0; }},
   };
   for (const auto& c : cases) {
     const auto vo = c.f(x).to_vector<double>();
-    for (size_t i = 0; i < vo.size(); ++i) EXPECT_NEAR(vo[i], c.ref(vx[i]), 1e-15 * (1 + std::abs(vo[i]))) << c.name;
+    for (size_t i = 0; i < vo.size(); ++i)
+      EXPECT_NEAR(vo[i], c.ref(vx[i]), 1e-15 * (1 + std::abs(vo[i]))) << c.name;
     SCOPED_TRACE(c.name);
     expect_gradcheck([&](const std::vector<Tensor>& v) { return c.f(v[0]); }, {x});
   }
@@ -133,9 +140,9 @@ TEST(Unary, ValuesMatchFloat64Formulas) {
 
 TEST(Unary, GradientsMatchFiniteDifferences) {
   using F = Tensor (*)(const Tensor&);
-  const std::pair<const char*, F> fs[] = {{"neg", neg},         {"exp", tilegrad::exp},
-                                          {"tanh", tilegrad::tanh}, {"relu", relu},
-                                          {"gelu", gelu},       {"sigmoid", sigmoid}};
+  const std::pair<const char*, F> fs[] = {
+      {"neg", neg},   {"exp", tilegrad::exp}, {"tanh", tilegrad::tanh},
+      {"relu", relu}, {"gelu", gelu},         {"sigmoid", sigmoid}};
   for (const auto& [name, f] : fs) {
     for (const Shape& s : {Shape{1}, Shape{9}, Shape{3, 1, 4}}) {
       const Tensor x = rnd(s, 12, DType::f64, -2.0, 2.0).set_requires_grad(true);

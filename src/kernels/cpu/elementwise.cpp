@@ -1,6 +1,6 @@
-// CPU elementwise kernels. Each op is a scalar functor applied over for_each_row; arithmetic is done in
-// acc_t<T> (float for 16-bit types), and the stride-1 path of every row is a plain loop the compiler
-// vectorises.
+// CPU elementwise kernels. Each op is a scalar functor applied over for_each_row; arithmetic is
+// done in acc_t<T> (float for 16-bit types), and the stride-1 path of every row is a plain loop the
+// compiler vectorises.
 #include "kernels/cpu/elementwise.h"
 
 #include <cmath>
@@ -102,15 +102,22 @@ void unary(UnaryOp op, const StridedView& x, const StridedView& y) {
   dispatch_floating(x.dtype, unary_op_name(op), [&]<class T>() {
     using A = acc_t<T>;
     switch (op) {
-      case UnaryOp::neg: return map1<T, T>(x, y, [](T v) { return -A(v); });
-      case UnaryOp::exp: return map1<T, T>(x, y, [](T v) { return std::exp(A(v)); });
-      case UnaryOp::log: return map1<T, T>(x, y, [](T v) { return std::log(A(v)); });
-      case UnaryOp::tanh: return map1<T, T>(x, y, [](T v) { return std::tanh(A(v)); });
-      case UnaryOp::relu: return map1<T, T>(x, y, [](T v) { return A(v) > A(0) ? A(v) : A(0); });
-      case UnaryOp::gelu: return map1<T, T>(x, y, [](T v) { return gelu_value(A(v)); });
+      case UnaryOp::neg:
+        return map1<T, T>(x, y, [](T v) { return -A(v); });
+      case UnaryOp::exp:
+        return map1<T, T>(x, y, [](T v) { return std::exp(A(v)); });
+      case UnaryOp::log:
+        return map1<T, T>(x, y, [](T v) { return std::log(A(v)); });
+      case UnaryOp::tanh:
+        return map1<T, T>(x, y, [](T v) { return std::tanh(A(v)); });
+      case UnaryOp::relu:
+        return map1<T, T>(x, y, [](T v) { return A(v) > A(0) ? A(v) : A(0); });
+      case UnaryOp::gelu:
+        return map1<T, T>(x, y, [](T v) { return gelu_value(A(v)); });
       case UnaryOp::sigmoid:
         return map1<T, T>(x, y, [](T v) { return A(1) / (A(1) + std::exp(-A(v))); });
-      case UnaryOp::sqrt: return map1<T, T>(x, y, [](T v) { return std::sqrt(A(v)); });
+      case UnaryOp::sqrt:
+        return map1<T, T>(x, y, [](T v) { return std::sqrt(A(v)); });
     }
   });
 }
@@ -122,9 +129,12 @@ void unary_backward(UnaryOp op, const StridedView& gy, const StridedView& saved,
     using A = acc_t<T>;
     // f(g, s): the gradient given upstream g and the saved operand s (x or y).
     switch (op) {
-      case UnaryOp::neg: return map2<T>(gy, saved, gx, [](T g, T) { return -A(g); });
-      case UnaryOp::exp: return map2<T>(gy, saved, gx, [](T g, T y) { return A(g) * A(y); });
-      case UnaryOp::log: return map2<T>(gy, saved, gx, [](T g, T x) { return A(g) / A(x); });
+      case UnaryOp::neg:
+        return map2<T>(gy, saved, gx, [](T g, T) { return -A(g); });
+      case UnaryOp::exp:
+        return map2<T>(gy, saved, gx, [](T g, T y) { return A(g) * A(y); });
+      case UnaryOp::log:
+        return map2<T>(gy, saved, gx, [](T g, T x) { return A(g) / A(x); });
       case UnaryOp::tanh:
         return map2<T>(gy, saved, gx, [](T g, T y) { return A(g) * (A(1) - A(y) * A(y)); });
       case UnaryOp::relu:
@@ -145,10 +155,14 @@ void binary(BinaryOp op, const StridedView& a, const StridedView& b, const Strid
   dispatch_floating(out.dtype, binary_op_name(op), [&]<class T>() {
     using A = acc_t<T>;
     switch (op) {
-      case BinaryOp::add: return map2<T>(a, b, out, [](T x, T y) { return A(x) + A(y); });
-      case BinaryOp::sub: return map2<T>(a, b, out, [](T x, T y) { return A(x) - A(y); });
-      case BinaryOp::mul: return map2<T>(a, b, out, [](T x, T y) { return A(x) * A(y); });
-      case BinaryOp::div: return map2<T>(a, b, out, [](T x, T y) { return A(x) / A(y); });
+      case BinaryOp::add:
+        return map2<T>(a, b, out, [](T x, T y) { return A(x) + A(y); });
+      case BinaryOp::sub:
+        return map2<T>(a, b, out, [](T x, T y) { return A(x) - A(y); });
+      case BinaryOp::mul:
+        return map2<T>(a, b, out, [](T x, T y) { return A(x) * A(y); });
+      case BinaryOp::div:
+        return map2<T>(a, b, out, [](T x, T y) { return A(x) / A(y); });
       case BinaryOp::eq:
         return map2<T>(a, b, out, [](T x, T y) { return A(x) == A(y) ? A(1) : A(0); });
     }
@@ -161,10 +175,14 @@ void scalar(ScalarOp op, const StridedView& a, double s, const StridedView& out)
     using A = acc_t<T>;
     const A c = static_cast<A>(s);
     switch (op) {
-      case ScalarOp::add: return map1<T, T>(a, out, [c](T x) { return A(x) + c; });
-      case ScalarOp::mul: return map1<T, T>(a, out, [c](T x) { return A(x) * c; });
-      case ScalarOp::rsub: return map1<T, T>(a, out, [c](T x) { return c - A(x); });
-      case ScalarOp::rdiv: return map1<T, T>(a, out, [c](T x) { return c / A(x); });
+      case ScalarOp::add:
+        return map1<T, T>(a, out, [c](T x) { return A(x) + c; });
+      case ScalarOp::mul:
+        return map1<T, T>(a, out, [c](T x) { return A(x) * c; });
+      case ScalarOp::rsub:
+        return map1<T, T>(a, out, [c](T x) { return c - A(x); });
+      case ScalarOp::rdiv:
+        return map1<T, T>(a, out, [c](T x) { return c / A(x); });
       case ScalarOp::pow:
         if (s == 2.0) return map1<T, T>(a, out, [](T x) { return A(x) * A(x); });
         return map1<T, T>(a, out, [c](T x) { return std::pow(A(x), c); });

@@ -1,6 +1,6 @@
 // CPU GEMM: OpenBLAS's sgemm/dgemm for float32/float64. Our OpenBLAS build has no half-precision
-// GEMM, so bf16/f16 operands are widened into float32 workspace (tracked as `workspace`), multiplied,
-// and rounded back.
+// GEMM, so bf16/f16 operands are widened into float32 workspace (tracked as `workspace`),
+// multiplied, and rounded back.
 #include "kernels/cpu/gemm.h"
 
 #include <cblas.h>
@@ -14,7 +14,9 @@ namespace tilegrad::kernels::cpu {
 
 namespace {
 
-CBLAS_TRANSPOSE tr(bool t) { return t ? CblasTrans : CblasNoTrans; }
+CBLAS_TRANSPOSE tr(bool t) {
+  return t ? CblasTrans : CblasNoTrans;
+}
 
 template <class T>
 void gemm_blas(const GemmArgs& g) {
@@ -83,7 +85,8 @@ void gemm(const GemmArgs& g) {
         T* ci = static_cast<T*>(g.c) + i * g.stride_c;
         for (int64_t r = 0; r < g.m; ++r) {
           for (int64_t j = 0; j < g.n; ++j) {
-            ci[r * g.ldc + j] = T(static_cast<acc_t<T>>(g.beta * static_cast<double>(static_cast<acc_t<T>>(ci[r * g.ldc + j]))));
+            ci[r * g.ldc + j] = T(static_cast<acc_t<T>>(
+                g.beta * static_cast<double>(static_cast<acc_t<T>>(ci[r * g.ldc + j]))));
           }
         }
       }

@@ -23,7 +23,8 @@ void dropout(DType dt, const void* x, void* y, int64_t n, double p, uint64_t see
     const float threshold = static_cast<float>(p);
 #pragma omp parallel for schedule(static) if (n >= kGrain)
     for (int64_t i = 0; i < n; ++i) {
-      const bool keep = uniform_from_bits(philox_draw(seed, offset + static_cast<uint64_t>(i))) >= threshold;
+      const bool keep =
+          uniform_from_bits(philox_draw(seed, offset + static_cast<uint64_t>(i))) >= threshold;
       py[i] = keep ? T(A(px[i]) * scale) : T(A(0));
     }
   });

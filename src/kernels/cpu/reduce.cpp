@@ -1,7 +1,7 @@
-// CPU reductions. The dimensions split into kept ones (one output each) and reduced ones; each output
-// is computed by one thread walking its reduced sub-block, accumulating in double. A reduction to very
-// few outputs instead splits the reduced elements into fixed chunks whose partials are combined in
-// chunk order, so results are deterministic for any thread count.
+// CPU reductions. The dimensions split into kept ones (one output each) and reduced ones; each
+// output is computed by one thread walking its reduced sub-block, accumulating in double. A
+// reduction to very few outputs instead splits the reduced elements into fixed chunks whose
+// partials are combined in chunk order, so results are deterministic for any thread count.
 #include "kernels/cpu/reduce.h"
 
 #include <cmath>

@@ -2,8 +2,8 @@
 // (each with its own strides), a contiguous row at a time, in parallel.
 //
 // Dimensions are first coalesced — adjacent dimensions merge when every operand steps through them
-// as through one — so a contiguous tensor of any rank becomes a single row, and a row's inner strides
-// are usually 1, which lets the row functor take a vectorisable stride-1 path.
+// as through one — so a contiguous tensor of any rank becomes a single row, and a row's inner
+// strides are usually 1, which lets the row functor take a vectorisable stride-1 path.
 #pragma once
 
 #include <algorithm>
@@ -52,8 +52,8 @@ LoopShape<N> coalesce(const std::array<const StridedView*, N>& views) {
   return L;
 }
 
-// Calls row(offsets, n, inner_strides) for every row piece: offsets[k] is operand k's element offset
-// of the first element, n the piece length, inner_strides[k] operand k's step along the row.
+// Calls row(offsets, n, inner_strides) for every row piece: offsets[k] is operand k's element
+// offset of the first element, n the piece length, inner_strides[k] operand k's step along the row.
 template <int N, class Row>
 void for_each_row(const std::array<const StridedView*, N>& views, Row&& row) {
   const LoopShape<N> L = coalesce<N>(views);
