@@ -1,7 +1,6 @@
 #include "autograd/engine.h"
 
 #include <queue>
-#include <unordered_map>
 
 #include "autograd/grad_mode.h"
 #include "autograd/meta.h"
@@ -63,37 +62,49 @@ void run_backward(const Tensor& root, const Tensor& grad, BackwardOptions option
   const Edge root_edge = gradient_edge(root);
   TG_ASSERT(root_edge.valid());
 
-  // Dependency counts by iterative DFS.
-  std::unordered_map<Node*, int> deps;
-  {
-    std::vector<Node*> stack{root_edge.node.get()};
-    std::unordered_map<Node*, bool> seen{{root_edge.node.get(), true}};
-    while (!stack.empty()) {
-      Node* n = stack.back();
-      stack.pop_back();
-      for (const Edge& e : n->next_edges()) {
-        if (!e.valid()) continue;
-        ++deps[e.node.get()];
-        if (seen.emplace(e.node.get(), true).second) stack.push_back(e.node.get());
+  // Number the reachable nodes (an iterative walk) and count the edges into each: the per-node
+  // tables below are vectors indexed by that number, so the hot loop does no hashing.
+  std::vector<std::shared_ptr<Node>> nodes{root_edge.node};
+  TG_CHECK(root_edge.node->engine_slot < 0, "backward: called from inside a running backward");
+  root_edge.node->engine_slot = 0;
+  std::vector<int> deps(1, 0);
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    for (const Edge& e : nodes[i]->next_edges()) {
+      if (!e.valid()) continue;
+      if (e.node->engine_slot < 0) {
+        e.node->engine_slot = static_cast<int64_t>(nodes.size());
+        nodes.push_back(e.node);
+        deps.push_back(0);
       }
+      ++deps[e.node->engine_slot];
     }
   }
+  // Whatever happens (a node may throw), leave the nodes reusable for a later backward.
+  struct ResetSlots {
+    std::vector<std::shared_ptr<Node>>& nodes;
+    ~ResetSlots() {
+      for (auto& n : nodes) n->engine_slot = -1;
+    }
+  } reset_slots{nodes};
 
-  std::unordered_map<Node*, InputBuffer> buffers;
+  std::vector<InputBuffer> buffers(nodes.size());
+  std::vector<bool> has_buffer(nodes.size(), false);
   auto buffer_of = [&](Node* n) -> InputBuffer& {
-    auto [it, fresh] = buffers.try_emplace(n);
-    if (fresh) {
+    const auto slot = static_cast<size_t>(n->engine_slot);
+    InputBuffer& buf = buffers[slot];
+    if (!has_buffer[slot]) {
+      has_buffer[slot] = true;
       const size_t k = std::max<size_t>(n->num_outputs(), 1);
-      it->second.grads.resize(k);
-      it->second.owned.assign(k, false);
+      buf.grads.resize(k);
+      buf.owned.assign(k, false);
       auto& pre = n->preallocated_grads();  // eager mode: start from the zero buffers
       for (size_t i = 0; i < pre.size() && i < k; ++i) {
-        it->second.grads[i] = std::move(pre[i]);
-        it->second.owned[i] = true;
+        buf.grads[i] = std::move(pre[i]);
+        buf.owned[i] = true;
       }
       pre.clear();
     }
-    return it->second;
+    return buf;
   };
 
   NoGradGuard no_grad;
@@ -114,10 +125,10 @@ void run_backward(const Tensor& root, const Tensor& grad, BackwardOptions option
              "retain_graph=true to the first backward to run it again");
     std::vector<Tensor> out_grads;
     {
-      auto it = buffers.find(node.get());
-      TG_ASSERT(it != buffers.end());
-      std::vector<Tensor> in_grads = std::move(it->second.grads);
-      buffers.erase(it);
+      const auto slot = static_cast<size_t>(node->engine_slot);
+      TG_ASSERT(has_buffer[slot]);
+      std::vector<Tensor> in_grads = std::move(buffers[slot].grads);
+      buffers[slot] = InputBuffer();
       OpNameScope op(node->name());
       out_grads = node->apply(in_grads);
       // in_grads is destroyed here: the gradients this node consumed are freed.
@@ -138,7 +149,7 @@ void run_backward(const Tensor& root, const Tensor& grad, BackwardOptions option
       } else {
         buffer_of(e.node.get());
       }
-      if (--deps[e.node.get()] == 0) ready.push(e.node);
+      if (--deps[e.node->engine_slot] == 0) ready.push(e.node);
     }
     out_grads.clear();
     if (options.on_node_done) options.on_node_done(*node);

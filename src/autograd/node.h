@@ -95,6 +95,9 @@ class Node : public std::enable_shared_from_this<Node> {
   // output.
   std::vector<Tensor>& preallocated_grads() { return preallocated_; }
 
+  // The node's index in the running backward's tables (-1 outside a backward); engine use only.
+  int64_t engine_slot = -1;
+
  protected:
   bool released_ = false;
 

@@ -1,10 +1,11 @@
 // Allocators: where storage bytes come from. One allocator per device type; each reports every
 // allocation and free, with its category, to the device's MemoryTracker.
 //
-// The CPU allocator caches large blocks (exact-size free lists) the way CUDA caching allocators do:
-// a training step allocates the same sizes every iteration, and handing back a warm block avoids
-// the page faults a fresh mmap costs on every large allocation. Cached bytes are `reserved`, never
-// `live`.
+// The CPU allocator caches freed blocks in exact-size free lists, the way CUDA caching allocators
+// do: a training step allocates the same sizes every iteration, and handing back a warm block
+// avoids both malloc's slow aligned path for small blocks and the page faults of a fresh mmap for
+// large ones. Cached bytes are `reserved`, never `live`; the cache is returned to the system by
+// empty_cache() and automatically when an allocation would otherwise fail.
 #pragma once
 
 #include <cstddef>

@@ -11,7 +11,7 @@ namespace tilegrad {
 namespace {
 
 constexpr size_t kAlign = 64;
-constexpr size_t kCacheMin = size_t{1} << 20;  // cache blocks of 1 MiB and more
+constexpr size_t kLarge = size_t{1} << 20;  // from here sizes round to pages instead of 64 bytes
 constexpr size_t kPage = 4096;
 
 class CpuAllocator final : public Allocator {
@@ -19,20 +19,13 @@ class CpuAllocator final : public Allocator {
   void* allocate(size_t bytes, Category c) override {
     if (bytes == 0) return nullptr;
     const size_t rounded = round(bytes);
-    void* p = nullptr;
-    {
-      std::lock_guard lock(mu_);
-      if (rounded >= kCacheMin) {
-        auto it = cache_.find(rounded);
-        if (it != cache_.end()) {
-          p = it->second;
-          cache_.erase(it);
-          cached_ -= rounded;
-        }
-      }
-    }
+    void* p = take_cached(rounded);
     if (!p) {
       p = std::aligned_alloc(kAlign, rounded);
+      if (!p) {  // give the cache back to the system and try once more
+        empty_cache();
+        p = std::aligned_alloc(kAlign, rounded);
+      }
       if (!p) {
         throw Error(detail::cat("cpu allocator: out of memory allocating ", bytes, " bytes (",
                                 tracker_ref().live_total(), " bytes live)"));
@@ -48,18 +41,11 @@ class CpuAllocator final : public Allocator {
   void deallocate(void* p, size_t bytes, Category c) override {
     if (!p) return;
     tracker_ref().on_free(c, static_cast<int64_t>(bytes));
-    const size_t rounded = round(bytes);
     {
       std::lock_guard lock(mu_);
-      if (rounded >= kCacheMin) {
-        cache_.emplace(rounded, p);
-        cached_ += rounded;
-        p = nullptr;
-      } else {
-        held_ -= rounded;
-      }
+      cache_.emplace(round(bytes), p);
+      cached_ += round(bytes);
     }
-    if (p) std::free(p);
     publish_reserved();
   }
 
@@ -78,8 +64,17 @@ class CpuAllocator final : public Allocator {
   Device device() const override { return Device::cpu(); }
 
  private:
+  void* take_cached(size_t rounded) {
+    std::lock_guard lock(mu_);
+    auto it = cache_.find(rounded);
+    if (it == cache_.end()) return nullptr;
+    void* p = it->second;
+    cache_.erase(it);
+    cached_ -= rounded;
+    return p;
+  }
   static size_t round(size_t bytes) {
-    const size_t unit = bytes >= kCacheMin ? kPage : kAlign;
+    const size_t unit = bytes >= kLarge ? kPage : kAlign;
     return (bytes + unit - 1) / unit * unit;
   }
   void publish_reserved() {

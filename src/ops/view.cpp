@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <optional>
 
 #include "autograd/forward_ad.h"
 #include "autograd/node.h"
@@ -66,13 +67,54 @@ Shape infer_shape(const Shape& shape, int64_t n, const char* op) {
   return out;
 }
 
+// Strides that let `shape` view the elements of (old_shape, old_strides) in row-major order without
+// a copy, if any exist. Dimensions of the old layout that are laid out as one contiguous run (each
+// stride = next stride × next size) can be split and merged freely; a new dimension may not
+// straddle two such runs.
+std::optional<Strides> view_strides(const Shape& old_shape, const Strides& old_strides,
+                                    const Shape& shape) {
+  Strides out(shape.size(), 0);
+  if (numel(old_shape) == 0 || old_shape.empty()) {
+    return contiguous_strides(shape);
+  }
+  int64_t view_d = static_cast<int64_t>(shape.size()) - 1;
+  int64_t chunk_base_stride = old_strides.back();  // stride of the innermost dim of the current run
+  int64_t tensor_numel = 1, view_numel = 1;
+  for (int64_t d = static_cast<int64_t>(old_shape.size()) - 1; d >= 0; --d) {
+    tensor_numel *= old_shape[d];
+    // End of a contiguous run: before dim 0, or where dim d-1 does not continue dim d.
+    if (d == 0 ||
+        (old_shape[d - 1] != 1 && old_strides[d - 1] != tensor_numel * chunk_base_stride)) {
+      while (view_d >= 0 && (view_numel < tensor_numel || shape[view_d] == 1)) {
+        out[view_d] = view_numel * chunk_base_stride;
+        view_numel *= shape[view_d];
+        --view_d;
+      }
+      if (view_numel != tensor_numel) return std::nullopt;
+      if (d > 0) {
+        chunk_base_stride = old_strides[d - 1];
+        tensor_numel = 1;
+        view_numel = 1;
+      }
+    }
+  }
+  if (view_d != -1) return std::nullopt;
+  return out;
+}
+
 Tensor reshape(const Tensor& x, const Shape& shape) {
   check_defined("reshape", x);
   const Shape target = infer_shape(shape, x.numel(), "reshape");
   if (target == x.shape()) return x;
-  const Tensor src = x.is_contiguous() ? x : contiguous(x);
+  // A view when the layout allows one (always for contiguous tensors); otherwise a copy first.
+  Tensor src = x;
+  std::optional<Strides> strides = view_strides(x.shape(), x.strides(), target);
+  if (!strides) {
+    src = contiguous(x);
+    strides = contiguous_strides(target);
+  }
   const Shape in = x.shape();
-  Tensor out = make_view(src, target, contiguous_strides(target), src.offset());
+  Tensor out = make_view(src, target, *strides, src.offset());
   return finish_view(
       "reshape", src, out, [in](const Tensor& g) { return reshape(g, in); },
       [target](const Tensor& t) { return reshape(t, target); });

@@ -111,3 +111,26 @@ TEST(View, BadInputThrows) {
 
 }  // namespace
 }  // namespace tgtest
+
+namespace tgtest {
+namespace {
+
+TEST(View, ReshapeIsAViewWheneverTheLayoutAllowsIt) {
+  const Tensor x = rnd({4, 6}, 36);
+  const Tensor t = x.t();  // [6, 4], strides [1, 6]
+  MemoryScope scope;
+  const Tensor a = t.reshape({6, 2, 2});  // splits the strided last dim: still a view
+  const Tensor b = t.unsqueeze(0).unsqueeze(3);
+  const Tensor c = x.slice(1, 0, 6, 2).reshape({4, 3, 1});
+  EXPECT_EQ(scope.delta().live_total, 0);
+  EXPECT_EQ(a.storage(), x.storage());
+  EXPECT_EQ(a.to_vector<double>(), t.contiguous().reshape({6, 2, 2}).to_vector<double>());
+  EXPECT_EQ(b.shape(), (Shape{1, 6, 4, 1}));
+  EXPECT_EQ(c.to_vector<double>(), x.slice(1, 0, 6, 2).contiguous().to_vector<double>());
+  const Tensor d = t.reshape({24});  // needs a copy: the columns are not one run
+  EXPECT_EQ(scope.delta().live_total, 24 * 8);
+  EXPECT_EQ(d.to_vector<double>(), t.contiguous().to_vector<double>());
+}
+
+}  // namespace
+}  // namespace tgtest

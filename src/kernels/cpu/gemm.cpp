@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/cpu/parallel.h"
 #include "memory/workspace.h"
 
 namespace tilegrad::kernels::cpu {
@@ -44,10 +45,9 @@ void gemm_blas(const GemmArgs& g) {
 // Packs a stored rows x cols matrix with row stride ld into contiguous float.
 template <class T>
 void widen(const T* src, int64_t rows, int64_t cols, int64_t ld, float* dst) {
-#pragma omp parallel for schedule(static) if (rows * cols >= (1 << 15))
-  for (int64_t r = 0; r < rows; ++r) {
+  parallel_for(rows, rows * cols >= (1 << 15), [&](int64_t r) {
     for (int64_t j = 0; j < cols; ++j) dst[r * cols + j] = static_cast<float>(src[r * ld + j]);
-  }
+  });
 }
 
 template <class T>

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/rng.h"
+#include "kernels/cpu/parallel.h"
 
 namespace tilegrad::kernels::cpu {
 
@@ -21,12 +22,11 @@ void dropout(DType dt, const void* x, void* y, int64_t n, double p, uint64_t see
     T* py = static_cast<T*>(y);
     const A scale = p < 1.0 ? A(1.0 / (1.0 - p)) : A(0);
     const float threshold = static_cast<float>(p);
-#pragma omp parallel for schedule(static) if (n >= kGrain)
-    for (int64_t i = 0; i < n; ++i) {
+    parallel_for(n, n >= kGrain, [&](int64_t i) {
       const bool keep =
           uniform_from_bits(philox_draw(seed, offset + static_cast<uint64_t>(i))) >= threshold;
       py[i] = keep ? T(A(px[i]) * scale) : T(A(0));
-    }
+    });
   });
 }
 
@@ -34,11 +34,10 @@ void fill_uniform(DType dt, void* dst, int64_t n, double lo, double hi, uint64_t
                   uint64_t offset) {
   dispatch_floating(dt, "rand_uniform", [&]<class T>() {
     T* p = static_cast<T*>(dst);
-#pragma omp parallel for schedule(static) if (n >= kGrain)
-    for (int64_t i = 0; i < n; ++i) {
+    parallel_for(n, n >= kGrain, [&](int64_t i) {
       const double u = uniform_from_bits(philox_draw(seed, offset + static_cast<uint64_t>(i)));
       p[i] = T(static_cast<acc_t<T>>(lo + (hi - lo) * u));
-    }
+    });
   });
 }
 
@@ -46,15 +45,14 @@ void fill_normal(DType dt, void* dst, int64_t n, double mean, double std, uint64
                  uint64_t offset) {
   dispatch_floating(dt, "randn", [&]<class T>() {
     T* p = static_cast<T*>(dst);
-#pragma omp parallel for schedule(static) if (n >= kGrain)
-    for (int64_t i = 0; i < n; ++i) {
+    parallel_for(n, n >= kGrain, [&](int64_t i) {
       const uint64_t d = offset + 2 * static_cast<uint64_t>(i);
       // Box-Muller; u1 in (0, 1] so the log is finite.
       const double u1 = (static_cast<double>(philox_draw(seed, d) >> 8) + 1.0) / 16777216.0;
       const double u2 = static_cast<double>(philox_draw(seed, d + 1) >> 8) / 16777216.0;
       const double z = std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
       p[i] = T(static_cast<acc_t<T>>(mean + std * z));
-    }
+    });
   });
 }
 

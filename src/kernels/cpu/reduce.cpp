@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/cpu/parallel.h"
 
 namespace tilegrad::kernels::cpu {
 
@@ -81,11 +82,10 @@ void reduce_impl(const StridedView& x, const StridedView& out) {
   T* po = static_cast<T*>(out.data);
   const int64_t total = s.n_out * s.n_red;
   if (s.n_out >= 16 || total < (1 << 16)) {
-#pragma omp parallel for schedule(static) if (total >= (1 << 15))
-    for (int64_t o = 0; o < s.n_out; ++o) {
+    parallel_for(s.n_out, total >= (1 << 15), [&](int64_t o) {
       const T* base = px + offset_of(o, s.nk, s.kshape, s.kstride);
       po[o] = T(static_cast<acc_t<T>>(reduce_range<T, kMax>(base, s, 0, s.n_red)));
-    }
+    });
     return;
   }
   // Few outputs, many elements each: fixed chunks, combined in order.

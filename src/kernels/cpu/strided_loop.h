@@ -10,6 +10,7 @@
 #include <array>
 #include <cstdint>
 
+#include "kernels/cpu/parallel.h"
 #include "kernels/strided.h"
 
 namespace tilegrad::kernels::cpu {
@@ -74,8 +75,7 @@ void for_each_row(const std::array<const StridedView*, N>& views, Row&& row) {
   const int64_t pieces_per_row = (n + chunk - 1) / chunk;
   const int64_t items = rows * pieces_per_row;
   const bool parallel = rows * n >= kParallelGrain;
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int64_t it = 0; it < items; ++it) {
+  parallel_for(items, parallel, [&](int64_t it) {
     const int64_t r = it / pieces_per_row;
     const int64_t p = it % pieces_per_row;
     std::array<int64_t, N> off{};
@@ -88,7 +88,7 @@ void for_each_row(const std::array<const StridedView*, N>& views, Row&& row) {
     const int64_t start = p * chunk;
     for (int k = 0; k < N; ++k) off[k] += start * inner[k];
     row(off, std::min(chunk, n - start), inner);
-  }
+  });
 }
 
 }  // namespace tilegrad::kernels::cpu
