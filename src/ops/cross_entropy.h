@@ -1,5 +1,6 @@
 // Fused softmax cross-entropy on logits [..., V] with integer targets [...]. Never forms the
-// softmax in the forward: it keeps the per-row logsumexp and recomputes probabilities in the backward.
+// softmax in the forward: it keeps the per-row logsumexp and recomputes probabilities in the
+// backward.
 #pragma once
 
 #include "core/cost.h"
@@ -9,8 +10,13 @@ namespace tilegrad {
 
 enum class Reduction : uint8_t { mean, sum, none };
 
-// mean: averaged over targets != ignore_index. none: per-row losses with the targets' shape. The
-// loss has the accumulation dtype (float64 for f64 logits, else float32).
+// Targets must lie in [0, V) or equal ignore_index (an error otherwise, naming the position and
+// value). Ignored rows contribute a zero loss and a zero gradient.
+// mean: averaged over the targets != ignore_index. When every target is ignored (or there are no
+// rows) the mean is 0 with a zero gradient, not PyTorch's 0/0 = NaN: a batch made only of padding
+// then leaves the parameters untouched instead of poisoning them with NaN.
+// sum: summed over all rows. none: per-row losses with the targets' shape.
+// The loss has the accumulation dtype (float64 for f64 logits, else float32).
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100,
                      Reduction reduction = Reduction::mean);
 
