@@ -1,0 +1,161 @@
+// layer_norm: argument checks, forward, backward node, forward-mode rule, cost.
+//
+// The forward also produces each row's mean and rstd = 1/sqrt(var + eps) ([rows], in the
+// accumulation dtype); the backward reuses them instead of recomputing two reductions per row. They
+// cost 2 · rows values against the rows · C of x, so saving them is nearly free. The node saves
+// only what the wanted gradients read: gb needs nothing but the incoming gradient; gw needs x, mean
+// and rstd; gx needs those and the weight.
+#include "ops/layernorm.h"
+
+#include "autograd/forward_ad.h"
+#include "autograd/node.h"
+#include "core/error.h"
+#include "ops/common.h"
+#include "ops/elementwise.h"
+#include "ops/op_scope.h"
+#include "ops/reduce.h"
+#include "ops/view.h"
+
+namespace tilegrad {
+
+namespace {
+
+DType accumulation_dtype(DType dt) {
+  return dt == DType::f64 ? DType::f64 : DType::f32;
+}
+
+// The number of rows normalised: every dimension but the last.
+int64_t rows_of(const Shape& x) {
+  return numel(Shape(x.begin(), x.end() - 1));
+}
+
+void check_affine(const Tensor& x, const Tensor& p, const char* what) {
+  if (!p.defined()) return;
+  const int64_t C = x.size(-1);
+  TG_CHECK(p.device() == x.device(), "layer_norm: ", what, " is on ", p.str(),
+           " but the input is on ", x.str());
+  TG_CHECK(p.dtype() == x.dtype(), "layer_norm: ", what, " has dtype ", dtype_name(p.dtype()),
+           ", expected the input's dtype ", dtype_name(x.dtype()), " (input ", shape_str(x.shape()),
+           ")");
+  TG_CHECK(p.shape() == Shape{C}, "layer_norm: ", what, " has shape ", shape_str(p.shape()),
+           ", expected [C] = [", C, "] for input ", shape_str(x.shape()));
+}
+
+class LayerNormBackward final : public Node {
+ public:
+  LayerNormBackward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
+                    bool need_x, bool need_w)
+      : Node("layer_norm"), C_(x.size(-1)), rows_(rows_of(x.shape())) {
+    const bool stats = need_x || need_w;
+    x_ = save(stats ? x : Tensor());
+    mean_ = save(stats ? mean : Tensor());
+    rstd_ = save(stats ? rstd : Tensor());
+    w_ = save(need_x ? w : Tensor());
+  }
+
+  std::vector<Tensor> apply(std::vector<Tensor>& grads) override {
+    if (!grads[0].defined()) return {Tensor(), Tensor(), Tensor()};
+    const bool need_x = needs_input_grad(0), need_w = needs_input_grad(1),
+               need_b = needs_input_grad(2);
+    const Tensor g = grads[0].contiguous();
+    if (!need_x && !need_w) {  // gb alone: the gradient summed over rows
+      return {Tensor(), Tensor(), need_b ? sum_to(g, {C_}) : Tensor()};
+    }
+    const Tensor x = saved(x_), mean = saved(mean_), rstd = saved(rstd_);
+    const Tensor w = saved(w_);
+    Tensor gx, gw, gb;
+    if (need_x) gx = empty_output_like(x);
+    if (need_w) gw = empty_output({C_}, x.dtype(), x.device());
+    if (need_b) gb = empty_output({C_}, x.dtype(), x.device());
+    auto ptr = [](const Tensor& t) -> void* { return t.defined() ? t.data() : nullptr; };
+    backend_of(x).layernorm_backward(x.dtype(), g.data(), x.data(), ptr(w), mean.data(),
+                                     rstd.data(), ptr(gx), ptr(gw), ptr(gb), rows_, C_);
+    return {gx, gw, gb};
+  }
+
+ private:
+  int64_t C_, rows_;
+  size_t x_, mean_, rstd_, w_;
+};
+
+// t_y for tangents tx, tw, tb (any may be undefined), computed in the accumulation dtype.
+Tensor layer_norm_tangent(const Tensor& x, const Tensor& w, const Tensor& row_mean,
+                          const Tensor& row_rstd, const Tensor& tx, const Tensor& tw,
+                          const Tensor& tb) {
+  const DType acc = row_mean.dtype();
+  Shape keep = x.shape();
+  keep.back() = 1;
+  const Tensor mu = reshape(row_mean, keep), rs = reshape(row_rstd, keep);  // (..., 1)
+  const Tensor xhat = mul(sub(x.to(acc), mu), rs);
+  Tensor t;
+  if (tx.defined()) {
+    // t_x̂ = rstd · (t_x − mean(t_x) − x̂ · mean(t_x ⊙ x̂)): the variance moves with t_x too.
+    const Tensor ta = tx.to(acc);
+    const Tensor centred = sub(ta, mean(ta, {-1}, true));
+    t = mul(rs, sub(centred, mul(xhat, mean(mul(ta, xhat), {-1}, true))));
+    if (w.defined()) t = mul(t, w.to(acc));
+  }
+  if (tw.defined()) {
+    const Tensor term = mul(xhat, tw.to(acc));
+    t = t.defined() ? add(t, term) : term;
+  }
+  if (tb.defined()) t = t.defined() ? add(t, tb.to(acc)) : expand(tb.to(acc), x.shape());
+  return t.to(x.dtype());
+}
+
+}  // namespace
+
+Tensor layer_norm(const Tensor& input, const Tensor& weight, const Tensor& bias, double eps) {
+  check_defined("layer_norm", input);
+  check_floating("layer_norm", input);
+  TG_CHECK(input.dim() >= 1, "layer_norm: the input needs at least 1 dimension, got a 0-d tensor");
+  check_affine(input, weight, "weight");
+  check_affine(input, bias, "bias");
+  TG_CHECK(eps >= 0, "layer_norm: eps must be >= 0, got ", eps);
+
+  const Tensor x = input.contiguous();
+  const Tensor w = weight.defined() ? weight.contiguous() : weight;
+  const Tensor b = bias.defined() ? bias.contiguous() : bias;
+  const int64_t C = x.size(-1);
+  const int64_t rows = rows_of(x.shape());
+
+  const Cost cost = layer_norm_cost(x.shape(), x.dtype());
+  OpScope scope("layer_norm", cost);
+  Tensor y = empty_output_like(x);
+  const DType acc = accumulation_dtype(x.dtype());
+  Tensor mean = empty_output({rows}, acc, x.device());  // (rows)
+  Tensor rstd = empty_output({rows}, acc, x.device());  // (rows)
+  backend_of(x).layernorm_forward(x.dtype(), x.data(), w.defined() ? w.data() : nullptr,
+                                  b.defined() ? b.data() : nullptr, y.data(), mean.data(),
+                                  rstd.data(), rows, C, eps);
+
+  if (any_requires_grad({x, w, b})) {
+    auto node = std::make_shared<LayerNormBackward>(x, w, mean, rstd, x.requires_grad(),
+                                                    w.defined() && w.requires_grad());
+    node->cost = cost;
+    set_history(node, {x, w, b}, {y});
+  }
+  if (forward_ad::any_tangent({x, w, b})) {
+    forward_ad::RuleScope rule;
+    forward_ad::set_tangent(y,
+                            layer_norm_tangent(x, w, mean, rstd, forward_ad::tangent_of(x),
+                                               w.defined() ? forward_ad::tangent_of(w) : Tensor(),
+                                               b.defined() ? forward_ad::tangent_of(b) : Tensor()));
+  }
+  return y;
+}
+
+Cost layer_norm_cost(const Shape& x, DType dt) {
+  // Per element: the add into the mean, the subtraction and square-and-add of the variance pass,
+  // then (x − mean) · rstd · w + b = 4 more: 8 FLOPs. The per-row sqrt and division are negligible.
+  // Bytes: x read, y written, weight and bias read (counted as present: the shape cannot tell), and
+  // mean and rstd written in the accumulation dtype.
+  const double n = static_cast<double>(numel(x));
+  const double C = x.empty() ? 0.0 : static_cast<double>(x.back());
+  const double rows = x.empty() ? 0.0 : static_cast<double>(rows_of(x));
+  const double sz = static_cast<double>(dtype_size(dt));
+  const double acc_sz = static_cast<double>(dtype_size(accumulation_dtype(dt)));
+  return {8 * n, (2 * n + 2 * C) * sz + 2 * rows * acc_sz};
+}
+
+}  // namespace tilegrad

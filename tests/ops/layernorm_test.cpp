@@ -1,0 +1,382 @@
+// layer_norm: values against a float64 loop reference (with and without weight and bias), gradients
+// against finite differences (contiguous and not), 16-bit and float32 accuracy, a large mean with a
+// small spread, forward mode against reverse mode, saved memory, deterministic weight and bias
+// gradients, and argument errors.
+#include <omp.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "kernels/cpu/layernorm.h"
+#include "testing.h"
+
+namespace tgtest {
+namespace {
+
+// y = (x - mean) / sqrt(var + eps) * w + b over the last dim C, in plain float64 loops; w and b
+// empty means absent.
+std::vector<double> layer_norm_ref(const std::vector<double>& x, int64_t C,
+                                   const std::vector<double>& w, const std::vector<double>& b,
+                                   double eps) {
+  std::vector<double> y(x.size());
+  const int64_t rows = static_cast<int64_t>(x.size()) / C;
+  for (int64_t r = 0; r < rows; ++r) {
+    const double* xr = x.data() + r * C;
+    double mu = 0;
+    for (int64_t j = 0; j < C; ++j) mu += xr[j];
+    mu /= static_cast<double>(C);
+    double var = 0;
+    for (int64_t j = 0; j < C; ++j) var += (xr[j] - mu) * (xr[j] - mu);
+    var /= static_cast<double>(C);
+    for (int64_t j = 0; j < C; ++j) {
+      double v = (xr[j] - mu) / std::sqrt(var + eps);
+      if (!w.empty()) v *= w[j];
+      if (!b.empty()) v += b[j];
+      y[static_cast<size_t>(r * C + j)] = v;
+    }
+  }
+  return y;
+}
+
+double unit_roundoff(DType dt) {
+  switch (dt) {
+    case DType::f64:
+      return 0x1p-53;
+    case DType::f32:
+      return 0x1p-24;
+    case DType::bf16:
+      return 0x1p-8;
+    case DType::f16:
+      return 0x1p-11;
+    default:
+      return 0;
+  }
+}
+
+// Odd sizes, C = 1, 1-D input, and a tensor large enough (≥ 32k elements) for the threaded paths.
+const Shape kShapes[] = {{4, 8}, {2, 3, 7}, {5, 1}, {1, 1, 13}, {9}, {3, 70}, {300, 130}};
+
+struct Affine {
+  bool weight, bias;
+  const char* name;
+};
+const Affine kAffine[] = {{true, true, "weight+bias"},
+                          {false, false, "none"},
+                          {true, false, "weight"},
+                          {false, true, "bias"}};
+
+TEST(LayerNorm, ValuesMatchFloat64Reference) {
+  uint64_t seed = 1;
+  for (const Shape& shape : kShapes) {
+    const int64_t C = shape.back();
+    const Tensor x = rnd(shape, seed++, DType::f64, -2.0, 3.0);
+    const Tensor w = rnd({C}, seed++, DType::f64, 0.5, 1.5);
+    const Tensor b = rnd({C}, seed++, DType::f64, -1.0, 1.0);
+    for (const Affine& a : kAffine) {
+      for (double eps : {1e-5, 0.1}) {
+        const Tensor y = layer_norm(x, a.weight ? w : Tensor(), a.bias ? b : Tensor(), eps);
+        ASSERT_EQ(y.shape(), shape);
+        const auto ref = layer_norm_ref(
+            x.to_vector<double>(), C, a.weight ? w.to_vector<double>() : std::vector<double>{},
+            a.bias ? b.to_vector<double>() : std::vector<double>{}, eps);
+        const auto vy = y.to_vector<double>();
+        for (size_t i = 0; i < vy.size(); ++i) {
+          ASSERT_NEAR(vy[i], ref[i], 1e-13 * (1 + std::abs(ref[i])))
+              << shape_str(shape) << " " << a.name << " eps " << eps << " element " << i;
+        }
+      }
+    }
+  }
+}
+
+TEST(LayerNorm, NormalisedRowsHaveZeroMeanAndUnitVariance) {
+  // Independent of the reference: with eps = 0 each output row has mean 0 and biased variance 1.
+  const Tensor x = rnd({6, 11}, 10, DType::f64, -5.0, 7.0);
+  const auto vy = layer_norm(x, Tensor(), Tensor(), 0.0).to_vector<double>();
+  for (int r = 0; r < 6; ++r) {
+    double s = 0, ss = 0;
+    for (int j = 0; j < 11; ++j) s += vy[static_cast<size_t>(r * 11 + j)];
+    for (int j = 0; j < 11; ++j)
+      ss += vy[static_cast<size_t>(r * 11 + j)] * vy[static_cast<size_t>(r * 11 + j)];
+    EXPECT_NEAR(s / 11, 0.0, 1e-14);
+    EXPECT_NEAR(ss / 11, 1.0, 1e-13);
+  }
+}
+
+TEST(LayerNorm, GradientsMatchFiniteDifferences) {
+  uint64_t seed = 20;
+  for (const Shape& shape : {Shape{3, 5}, Shape{2, 3, 4}, Shape{1, 6}, Shape{4, 1}, Shape{7}}) {
+    const int64_t C = shape.back();
+    for (const Affine& a : kAffine) {
+      const Tensor x = rnd(shape, seed++, DType::f64, -2.0, 2.0).set_requires_grad(true);
+      // An absent weight or bias is passed as undefined; the leaf stands in without requiring grad
+      // so that gradcheck does not expect a gradient for it.
+      const Tensor w = rnd({C}, seed++, DType::f64, 0.5, 1.5).set_requires_grad(a.weight);
+      const Tensor b = rnd({C}, seed++, DType::f64, -1.0, 1.0).set_requires_grad(a.bias);
+      SCOPED_TRACE(shape_str(shape) + " " + a.name);
+      expect_gradcheck(
+          [&](const std::vector<Tensor>& v) {
+            return layer_norm(v[0], a.weight ? v[1] : Tensor(), a.bias ? v[2] : Tensor());
+          },
+          {x, w, b});
+    }
+  }
+}
+
+TEST(LayerNorm, GradientsOnNonContiguousInputs) {
+  const Tensor x = noncontiguous(rnd({3, 4, 6}, 30, DType::f64, -2.0, 2.0)).set_requires_grad(true);
+  const Tensor w = noncontiguous(rnd({6}, 31, DType::f64, 0.5, 1.5)).set_requires_grad(true);
+  const Tensor b = noncontiguous(rnd({6}, 32, DType::f64, -1.0, 1.0)).set_requires_grad(true);
+  ASSERT_FALSE(x.is_contiguous());
+  ASSERT_FALSE(w.is_contiguous());
+  ASSERT_FALSE(b.is_contiguous());
+  expect_gradcheck([](const std::vector<Tensor>& v) { return layer_norm(v[0], v[1], v[2]); },
+                   {x, w, b});
+  // The incoming gradient arrives transposed (non-contiguous) too.
+  expect_gradcheck(
+      [](const std::vector<Tensor>& v) { return layer_norm(v[0], v[1], v[2]).transpose(0, 2); },
+      {x, w, b});
+}
+
+TEST(LayerNorm, OnlyWantedGradientsAreComputed) {
+  const Tensor x = rnd({4, 5}, 33, DType::f64, -2.0, 2.0);
+  const Tensor w = rnd({5}, 34, DType::f64, 0.5, 1.5);
+  const Tensor b = rnd({5}, 35, DType::f64, -1.0, 1.0);
+  const Tensor g = rnd({4, 5}, 36, DType::f64, -1.0, 1.0);
+  for (int wanted = 1; wanted < 8; ++wanted) {
+    const Tensor xl = x.detach().set_requires_grad((wanted & 1) != 0);
+    const Tensor wl = w.detach().set_requires_grad((wanted & 2) != 0);
+    const Tensor bl = b.detach().set_requires_grad((wanted & 4) != 0);
+    layer_norm(xl, wl, bl).backward(g);
+    EXPECT_EQ(xl.grad().defined(), (wanted & 1) != 0) << wanted;
+    EXPECT_EQ(wl.grad().defined(), (wanted & 2) != 0) << wanted;
+    EXPECT_EQ(bl.grad().defined(), (wanted & 4) != 0) << wanted;
+    if (bl.grad().defined()) {  // gb = Σ_rows g, checked by hand
+      const auto vg = g.to_vector<double>(), gb = bl.grad().to_vector<double>();
+      for (int j = 0; j < 5; ++j) {
+        double s = 0;
+        for (int r = 0; r < 4; ++r) s += vg[static_cast<size_t>(r * 5 + j)];
+        EXPECT_NEAR(gb[static_cast<size_t>(j)], s, 1e-14) << wanted;
+      }
+    }
+  }
+}
+
+TEST(LayerNorm, SavesOnlyWhatTheWantedGradientsRead) {
+  const Tensor x = rnd({8, 16}, 37, DType::f32);
+  const Tensor w = rnd({16}, 38, DType::f32, 0.5, 1.5);
+  const Tensor b = rnd({16}, 39, DType::f32);
+  const int64_t stats = 2 * 8 * 4;  // mean and rstd: [rows] float32 each
+  {                                 // bias only: gb = Σ g needs nothing saved
+    const Tensor y = layer_norm(x, w, b.detach().set_requires_grad(true));
+    EXPECT_EQ(y.grad_fn()->saved_bytes(), 0);
+  }
+  {  // weight only: x, mean, rstd, but not w
+    const Tensor y = layer_norm(x, w.detach().set_requires_grad(true), b);
+    EXPECT_EQ(y.grad_fn()->saved_bytes(), x.nbytes() + stats);
+  }
+  {  // input: x, w, mean, rstd
+    const Tensor y = layer_norm(x.detach().set_requires_grad(true), w, b);
+    EXPECT_EQ(y.grad_fn()->saved_bytes(), x.nbytes() + w.nbytes() + stats);
+  }
+}
+
+TEST(LayerNorm, LowPrecisionDtypesMatchFloat64Reference) {
+  // The kernel computes in float and rounds y once to the dtype: |y - ref| <= u_dt |ref| + float
+  // error. The float error comes from the C-term sums for mean and variance (about C u_f32 relative
+  // each) propagated through x̂ (|x̂| <= sqrt(C)) and the affine part; 4 (C + 8) u_f32 (1 + |ref|)
+  // bounds it with room to spare while staying far below one 16-bit ulp.
+  const Shape shape{12, 40};
+  const int64_t C = 40;
+  const double uf = unit_roundoff(DType::f32);
+  for (DType dt : {DType::f32, DType::bf16, DType::f16}) {
+    const Tensor x = rnd(shape, 40, DType::f64, -2.0, 3.0).to(dt);
+    const Tensor w = rnd({C}, 41, DType::f64, 0.5, 1.5).to(dt);
+    const Tensor b = rnd({C}, 42, DType::f64, -1.0, 1.0).to(dt);
+    const Tensor y = layer_norm(x, w, b);
+    ASSERT_EQ(y.dtype(), dt);
+    const auto ref = layer_norm_ref(x.to_vector<double>(), C, w.to_vector<double>(),
+                                    b.to_vector<double>(), 1e-5);
+    const auto vy = y.to_vector<double>();
+    const double u = unit_roundoff(dt);
+    for (size_t i = 0; i < vy.size(); ++i) {
+      const double r = std::abs(ref[i]);
+      ASSERT_NEAR(vy[i], ref[i], u * r + 4 * (C + 8) * uf * (1 + r)) << dtype_name(dt) << " " << i;
+    }
+  }
+}
+
+TEST(LayerNorm, LowPrecisionGradientsMatchFloat64) {
+  // Against the float64 op on the same rounded x, w, b, g (whose gradients gradcheck verifies). The
+  // kernel rounds each result once (u_dt relative); the float error of gx's row means and of the
+  // rows-term sums of gw, gb is bounded by (rows + C + 8) u_f32 of each gradient's scale.
+  const int64_t rows = 10, C = 24;
+  const double uf = unit_roundoff(DType::f32);
+  for (DType dt : {DType::f32, DType::bf16, DType::f16}) {
+    const Tensor x = rnd({rows, C}, 43, DType::f64, -2.0, 2.0).to(dt);
+    const Tensor w = rnd({C}, 44, DType::f64, 0.5, 1.5).to(dt);
+    const Tensor b = rnd({C}, 45, DType::f64, -1.0, 1.0).to(dt);
+    const Tensor g = rnd({rows, C}, 46, DType::f64, -1.0, 1.0).to(dt);
+    std::vector<Tensor> lo = {x.detach().set_requires_grad(true),
+                              w.detach().set_requires_grad(true),
+                              b.detach().set_requires_grad(true)};
+    std::vector<Tensor> hi;
+    for (const Tensor& t : lo) hi.push_back(t.detach().to(DType::f64).set_requires_grad(true));
+    layer_norm(lo[0], lo[1], lo[2]).backward(g);
+    layer_norm(hi[0], hi[1], hi[2]).backward(g.to(DType::f64));
+    const double u = unit_roundoff(dt);
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_EQ(lo[static_cast<size_t>(i)].grad().dtype(), dt);
+      const Tensor ref = hi[static_cast<size_t>(i)].grad();
+      const double scale = max_abs(ref);
+      EXPECT_LE(max_abs_diff(lo[static_cast<size_t>(i)].grad().to(DType::f64), ref),
+                u * scale + 4 * (rows + C + 8) * uf * scale)
+          << dtype_name(dt) << " gradient " << i;
+    }
+  }
+}
+
+TEST(LayerNorm, LargeMeanWithSmallSpreadStaysAccurate) {
+  // Values 1e4 ± 1 in float32: E[x²] - mean² would cancel ~8 significant digits and leave noise (or
+  // a negative variance); the centred second pass keeps x̂ accurate to about C u_f32 |x| / std.
+  const int64_t C = 64;
+  const Tensor x = add(rnd({8, C}, 50, DType::f64, -1.0, 1.0), 1e4).to(DType::f32);
+  const auto ref = layer_norm_ref(x.to_vector<double>(), C, {}, {}, 1e-5);
+  const auto vy = layer_norm(x, Tensor(), Tensor()).to_vector<double>();
+  for (size_t i = 0; i < vy.size(); ++i) {
+    ASSERT_TRUE(std::isfinite(vy[i]));
+    ASSERT_NEAR(vy[i], ref[i], 1e-2) << i;
+  }
+}
+
+TEST(LayerNorm, ForwardModeMatchesReverseMode) {
+  const Tensor x = rnd({3, 4, 6}, 60, DType::f64, -2.0, 2.0);
+  const Tensor w = rnd({6}, 61, DType::f64, 0.5, 1.5);
+  const Tensor b = rnd({6}, 62, DType::f64, -1.0, 1.0);
+  expect_jvp_matches_vjp([](const std::vector<Tensor>& v) { return layer_norm(v[0], v[1], v[2]); },
+                         {x, w, b});
+  expect_jvp_matches_vjp(
+      [](const std::vector<Tensor>& v) { return layer_norm(v[0], Tensor(), Tensor()); }, {x});
+  expect_jvp_matches_vjp([&](const std::vector<Tensor>& v) { return layer_norm(x, v[0], v[1]); },
+                         {w, b});
+  expect_jvp_matches_vjp([&](const std::vector<Tensor>& v) { return layer_norm(x, w, v[0]); }, {b});
+  expect_jvp_matches_vjp(
+      [](const std::vector<Tensor>& v) { return layer_norm(v[0], v[1], Tensor()); },
+      {noncontiguous(x), w});
+}
+
+TEST(LayerNorm, TangentMatchesFiniteDifference) {
+  const Tensor x = rnd({5, 9}, 63, DType::f64, -2.0, 2.0);
+  const Tensor w = rnd({9}, 64, DType::f64, 0.5, 1.5);
+  const Tensor b = rnd({9}, 65, DType::f64, -1.0, 1.0);
+  const Tensor v = rnd({5, 9}, 66, DType::f64, -1.0, 1.0);
+  auto [y, t] = jvp([&](const Tensor& a) { return layer_norm(a, w, b); }, x, v);
+  const double h = 1e-6;
+  const auto yp = layer_norm(add(x, mul(v, h)), w, b).to_vector<double>();
+  const auto ym = layer_norm(sub(x, mul(v, h)), w, b).to_vector<double>();
+  const auto vt = t.to_vector<double>();
+  for (size_t i = 0; i < vt.size(); ++i) EXPECT_NEAR(vt[i], (yp[i] - ym[i]) / (2 * h), 1e-7) << i;
+}
+
+TEST(LayerNorm, ForwardModeInLowPrecision) {
+  // The rule runs in float for bf16; its tangent must match the float64 rule's to bf16 accuracy.
+  const Tensor x = rnd({4, 16}, 67, DType::f64, -2.0, 2.0).to(DType::bf16);
+  const Tensor v = rnd({4, 16}, 68, DType::f64, -1.0, 1.0).to(DType::bf16);
+  auto [y, t] = jvp([](const Tensor& a) { return layer_norm(a, Tensor(), Tensor()); }, x, v);
+  ASSERT_EQ(t.dtype(), DType::bf16);
+  auto [y64, t64] = jvp([](const Tensor& a) { return layer_norm(a, Tensor(), Tensor()); },
+                        x.to(DType::f64), v.to(DType::f64));
+  EXPECT_LE(max_abs_diff(t.to(DType::f64), t64), 2 * 0x1p-8 * max_abs(t64));
+}
+
+TEST(LayerNorm, WeightAndBiasGradientsAreDeterministicAcrossThreadCounts) {
+  // Threaded path (rows · C ≥ 32k): gw and gb must be bit-identical for 1, 2 and 3 threads.
+  const int64_t rows = 300, C = 130;
+  const auto x = rnd({rows, C}, 70, DType::f32, -2.0, 2.0).to_vector<float>();
+  const auto gy = rnd({rows, C}, 71, DType::f32, -1.0, 1.0).to_vector<float>();
+  const auto w = rnd({C}, 72, DType::f32, 0.5, 1.5).to_vector<float>();
+  std::vector<float> y(x.size()), mean(rows), rstd(rows);
+  kernels::cpu::layernorm_forward(DType::f32, x.data(), w.data(), nullptr, y.data(), mean.data(),
+                                  rstd.data(), rows, C, 1e-5);
+  const int saved_threads = omp_get_max_threads();
+  std::vector<std::vector<float>> results;
+  for (int threads : {1, 2, 3}) {
+    omp_set_num_threads(threads);
+    std::vector<float> gx(x.size()), gw(C), gb(C);
+    kernels::cpu::layernorm_backward(DType::f32, gy.data(), x.data(), w.data(), mean.data(),
+                                     rstd.data(), gx.data(), gw.data(), gb.data(), rows, C);
+    std::vector<float> all = gw;
+    all.insert(all.end(), gb.begin(), gb.end());
+    all.insert(all.end(), gx.begin(), gx.end());
+    results.push_back(all);
+  }
+  omp_set_num_threads(saved_threads);
+  for (size_t k = 1; k < results.size(); ++k) {
+    EXPECT_EQ(std::memcmp(results[0].data(), results[k].data(), results[0].size() * sizeof(float)),
+              0)
+        << "thread count " << k + 1;
+  }
+  // And gb is the column sum of gy.
+  for (int64_t j = 0; j < C; ++j) {
+    double s = 0;
+    for (int64_t r = 0; r < rows; ++r) s += gy[static_cast<size_t>(r * C + j)];
+    EXPECT_NEAR(results[0][static_cast<size_t>(C + j)], s, 1e-3);
+  }
+}
+
+TEST(LayerNorm, ReportsItsCost) {
+  const Tensor x = rnd({6, 10}, 80, DType::f32);
+  OpCounter counter;
+  layer_norm(x, Tensor(), Tensor());
+  ASSERT_EQ(counter.calls("layer_norm"), 1);
+  EXPECT_EQ(counter.by_op().at("layer_norm").flops, 8.0 * 60);
+  // x and y (60 floats each), weight and bias (10 each), mean and rstd (6 floats each).
+  EXPECT_EQ(counter.by_op().at("layer_norm").bytes, (2.0 * 60 + 2 * 10 + 2 * 6) * 4);
+}
+
+void expect_error_naming(const std::function<void()>& f, const std::string& detail) {
+  try {
+    f();
+    ADD_FAILURE() << "expected an Error";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("layer_norm"), std::string::npos) << what;
+    EXPECT_NE(what.find(detail), std::string::npos) << what;
+  }
+}
+
+TEST(LayerNorm, ErrorWeightShapeMismatch) {
+  const Tensor x = rnd({2, 8}, 90), w = rnd({7}, 91);
+  EXPECT_THROW(layer_norm(x, w, Tensor()), Error);
+  expect_error_naming([&] { layer_norm(x, w, Tensor()); },
+                      "weight has shape [7], expected [C] = [8] for input [2, 8]");
+  expect_error_naming([&] { layer_norm(x, rnd({1, 8}, 92), Tensor()); }, "weight has shape [1, 8]");
+}
+
+TEST(LayerNorm, ErrorBiasShapeMismatch) {
+  const Tensor x = rnd({3, 5}, 93), b = rnd({3}, 94);
+  EXPECT_THROW(layer_norm(x, Tensor(), b), Error);
+  expect_error_naming([&] { layer_norm(x, Tensor(), b); },
+                      "bias has shape [3], expected [C] = [5]");
+}
+
+TEST(LayerNorm, ErrorDtypeMismatch) {
+  const Tensor x = rnd({2, 4}, 95, DType::f32);
+  const Tensor w = rnd({4}, 96, DType::f64), b = rnd({4}, 97, DType::bf16);
+  EXPECT_THROW(layer_norm(x, w, Tensor()), Error);
+  expect_error_naming([&] { layer_norm(x, w, Tensor()); }, "weight has dtype float64");
+  expect_error_naming([&] { layer_norm(x, Tensor(), b); }, "bias has dtype bfloat16");
+}
+
+TEST(LayerNorm, ErrorIntegerDtype) {
+  const Tensor x = from_vector(std::vector<int64_t>{1, 2, 3, 4}, {2, 2});
+  EXPECT_THROW(layer_norm(x, Tensor(), Tensor()), Error);
+  expect_error_naming([&] { layer_norm(x, Tensor(), Tensor()); }, "int64");
+}
+
+TEST(LayerNorm, ErrorZeroDimInput) {
+  expect_error_naming([] { layer_norm(full({}, 1.0), Tensor(), Tensor()); }, "0-d");
+}
+
+}  // namespace
+}  // namespace tgtest
