@@ -131,7 +131,9 @@ void MemoryTracker::on_retag(Category from, Category to, int64_t bytes) {
   s_.live[static_cast<int>(to)] += bytes;
   const int ti = static_cast<int>(to);
   s_.peak[ti] = std::max(s_.peak[ti], s_.live[ti]);
-  for (MemoryScope* scope : scopes_) scope->peak_[ti] = std::max(scope->peak_[ti], s_.live[ti]);
+  // In the timeline a retag reads as the bytes leaving one category and entering the other.
+  record(false, from, bytes);
+  record(true, to, bytes);
 }
 
 void MemoryTracker::set_reserved(int64_t bytes) {

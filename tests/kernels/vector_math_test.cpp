@@ -25,8 +25,8 @@ TEST(VectorMath, ExpWithinTwoUlpOverTheNormalRange) {
 
 TEST(VectorMath, ExpEdgeCases) {
   const float inf = std::numeric_limits<float>::infinity();
-  std::vector<float> x = {-inf, -1000.0f, -88.0f, 89.0f, 1000.0f, inf,
-                          std::numeric_limits<float>::quiet_NaN()};
+  std::vector<float> x = {
+      -inf, -1000.0f, -88.0f, 89.0f, 1000.0f, inf, std::numeric_limits<float>::quiet_NaN()};
   std::vector<float> y(x.size());
   kernels::cpu::exp_f32(x.data(), y.data(), static_cast<int64_t>(x.size()));
   EXPECT_EQ(y[0], 0.0f);

@@ -1,5 +1,5 @@
-// Bad input never crashes or corrupts: shape, dtype and device mismatches throw tilegrad::Error with
-// a message naming the op and the shapes, and leave every input as it was.
+// Bad input never crashes or corrupts: shape, dtype and device mismatches throw tilegrad::Error
+// with a message naming the op and the shapes, and leave every input as it was.
 #include <cstdlib>
 
 #include "testing.h"
@@ -15,7 +15,8 @@ void expect_error(F&& f, std::initializer_list<std::string> parts) {
     ADD_FAILURE() << "no error thrown";
   } catch (const Error& e) {
     const std::string m = e.what();
-    for (const auto& p : parts) EXPECT_NE(m.find(p), std::string::npos) << "'" << p << "' not in: " << m;
+    for (const auto& p : parts)
+      EXPECT_NE(m.find(p), std::string::npos) << "'" << p << "' not in: " << m;
   }
 }
 

@@ -43,7 +43,7 @@ inline float exp_one(float x) {
 }  // namespace
 
 __attribute__((target_clones("arch=x86-64-v3", "default"))) void exp_f32(const float* x, float* y,
-                                                                          int64_t n) {
+                                                                         int64_t n) {
   // y[i] depends on x[i] alone, so even in place (x == y) there is no loop-carried dependence.
 #pragma GCC ivdep
   for (int64_t i = 0; i < n; ++i) y[i] = exp_one(x[i]);

@@ -1,0 +1,21 @@
+// The subcommands of the `tilegrad` program.
+//
+// Each subcommand lives in its own file, src/apps/<name>.cpp, and adds itself to the program with a
+// register_<name>(CLI::App&) function declared here; main.cpp only calls these. A subcommand does
+// its work in the callback CLI11 runs after parsing, and reports failures by throwing
+// tilegrad::Error, which main turns into a message and exit status 2 (nothing below main calls
+// exit()).
+#pragma once
+
+namespace CLI {
+class App;
+}
+
+namespace tilegrad::apps {
+
+// memtrace: memory allocated after each forward layer and backward step of a matmul chain.
+void register_memtrace(CLI::App& app);
+
+// Planned, one file each: train, sample, prepare, plan, analyze, bench.
+
+}  // namespace tilegrad::apps

@@ -1,0 +1,90 @@
+// The memtrace experiment: how much memory a chain of matmuls holds in the forward and frees in the
+// backward, measured by the memory tracker.
+//
+// A chain x_i = matmul(x_{i-1}, W_i), i = 1..L, followed by sum(x_L) and a backward. The experiment
+// records the tracker after every forward layer and after every backward node, so the cost of one
+// layer is a measured difference, never a formula. With lazily allocated gradients each layer keeps
+// its output alive for the backward (one [batch, dim] activation); with eager gradient buffers
+// (EagerGradScope) every layer also carries a zero gradient buffer of the same size from the start.
+//
+// The function is separate from the CLI's printing so that tests can assert on the numbers.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "memory/category.h"
+#include "memory/tracker.h"
+
+namespace tilegrad::apps {
+
+struct MemtraceConfig {
+  int64_t layers = 30;
+  int64_t batch = 4000;
+  int64_t dim = 1000;
+  DType dtype = DType::f64;
+  bool eager_grads = false;      // allocate a gradient buffer with every tensor that requires grad
+  uint64_t seed = 0;             // Philox stream of the weights and the input
+  bool record_timeline = false;  // keep every allocate/free event of the forward and backward
+};
+
+// Live bytes at one point of the run, relative to the start of the experiment (before the weights
+// and the input were created), so figures do not depend on what else the process holds.
+struct MemoryPoint {
+  int64_t live = 0;   // total
+  int64_t delta = 0;  // live minus the live bytes of the previous point
+  std::array<int64_t, kNumCategories> by_category{};
+  int64_t of(Category c) const { return by_category[static_cast<int>(c)]; }
+};
+
+struct ForwardStep {
+  std::string label;  // "1".."L" for the matmul layers, "sum" for the loss
+  int64_t layer = 0;  // 1..L; 0 for the sum
+  MemoryPoint mem;
+};
+
+struct BackwardStep {
+  int64_t step = 0;  // 1-based order in which the engine ran the node
+  std::string node;  // Node::name(): "sum", "matmul", "AccumulateGrad"
+  int64_t layer =
+      0;  // the layer the node belongs to (matmul i, or the AccumulateGrad of W_i); 0 if none
+  MemoryPoint mem;
+};
+
+struct MemtraceResult {
+  MemtraceConfig config;
+  MemoryPoint setup;  // after creating the weights and the input (delta = their bytes)
+  std::vector<ForwardStep> forward;
+  std::vector<BackwardStep> backward;
+
+  // The median of the per-layer forward deltas (the lower median for an even count, so that the
+  // figure is always one of the measured deltas).
+  int64_t bytes_per_layer = 0;
+  int64_t peak_bytes = 0;              // peak live bytes, relative to the experiment's start
+  int64_t peak_bytes_above_setup = 0;  // the same, minus the weights and the input
+
+  int64_t matmul_calls = 0;  // forward and backward
+  int64_t forward_matmul_calls = 0;
+  int64_t backward_matmul_calls = 0;
+  double forward_flops = 0;  // of all ops in the forward (OpCounter)
+  double backward_flops = 0;
+  double forward_seconds = 0;
+  double backward_seconds = 0;
+
+  // The tracker's statistics over the whole experiment (live and peak relative to its start).
+  MemoryStats stats;
+  // Events of the forward and backward, live_after and live_by_category relative to the
+  // experiment's start; empty unless config.record_timeline.
+  std::vector<MemoryEvent> timeline;
+};
+
+// Runs the experiment; throws tilegrad::Error for an invalid configuration.
+MemtraceResult run_memtrace(const MemtraceConfig& config);
+
+// Throws tilegrad::Error naming the offending field when the configuration is invalid.
+void validate(const MemtraceConfig& config);
+
+}  // namespace tilegrad::apps
