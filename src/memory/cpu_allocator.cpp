@@ -1,7 +1,8 @@
 #include <cstdlib>
-#include <map>
 #include <mutex>
 #include <new>
+#include <unordered_map>
+#include <vector>
 
 #include "core/error.h"
 #include "memory/allocator.h"
@@ -43,21 +44,23 @@ class CpuAllocator final : public Allocator {
     tracker_ref().on_free(c, static_cast<int64_t>(bytes));
     {
       std::lock_guard lock(mu_);
-      cache_.emplace(round(bytes), p);
+      cache_[round(bytes)].push_back(p);
       cached_ += round(bytes);
     }
     publish_reserved();
   }
 
   void empty_cache() override {
-    std::multimap<size_t, void*> blocks;
+    std::unordered_map<size_t, std::vector<void*>> blocks;
     {
       std::lock_guard lock(mu_);
       blocks.swap(cache_);
       held_ -= cached_;
       cached_ = 0;
     }
-    for (auto& [size, p] : blocks) std::free(p);
+    for (auto& [size, list] : blocks) {
+      for (void* p : list) std::free(p);
+    }
     publish_reserved();
   }
 
@@ -67,9 +70,9 @@ class CpuAllocator final : public Allocator {
   void* take_cached(size_t rounded) {
     std::lock_guard lock(mu_);
     auto it = cache_.find(rounded);
-    if (it == cache_.end()) return nullptr;
-    void* p = it->second;
-    cache_.erase(it);
+    if (it == cache_.end() || it->second.empty()) return nullptr;
+    void* p = it->second.back();
+    it->second.pop_back();
     cached_ -= rounded;
     return p;
   }
@@ -87,9 +90,12 @@ class CpuAllocator final : public Allocator {
   }
 
   std::mutex mu_;
-  std::multimap<size_t, void*> cache_;  // rounded size -> free block
-  size_t cached_ = 0;                   // bytes in cache_
-  size_t held_ = 0;                     // bytes obtained from the system and not returned
+  // Rounded size -> free blocks of that size. Vectors rather than a multimap: returning a block to
+  // the cache must not itself allocate (a tree node per free showed in profiles of small-op
+  // graphs).
+  std::unordered_map<size_t, std::vector<void*>> cache_;
+  size_t cached_ = 0;  // bytes in cache_
+  size_t held_ = 0;    // bytes obtained from the system and not returned
 };
 
 Allocator* g_allocators[kNumDeviceTypes] = {};
