@@ -59,6 +59,22 @@ double max_abs_diff(const Tensor& a, const Tensor& b) {
   return m;
 }
 
+double unit_roundoff(DType dt) {
+  switch (dt) {
+    case DType::f64:
+      return 0x1p-53;
+    case DType::f32:
+      return 0x1p-24;
+    case DType::bf16:
+      return 0x1p-8;
+    case DType::f16:
+      return 0x1p-11;
+    default:
+      break;
+  }
+  throw Error("unit_roundoff: not a float dtype");
+}
+
 double max_abs(const Tensor& a) {
   double m = 0;
   for (double v : a.to_vector<double>()) m = std::max(m, std::abs(v));

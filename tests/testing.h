@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "tilegrad/tilegrad.h"
@@ -22,6 +23,19 @@ Tensor noncontiguous(const Tensor& t);
 // Storage offsets (in elements) of t's elements in row-major logical order.
 std::vector<int64_t> element_offsets(const Tensor& t);
 double max_abs_diff(const Tensor& a, const Tensor& b);
+// Unit roundoff (half the machine epsilon) of a float dtype: 2^-53, 2^-24, 2^-8, 2^-11.
+double unit_roundoff(DType dt);
+
+// The message of the tilegrad::Error that f() throws, or "" if it throws none.
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
 double max_abs(const Tensor& a);
 
 struct GradCheckOptions {

@@ -7,16 +7,6 @@
 namespace tgtest {
 namespace {
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 // Element (i0, i1, i2) of a rank-3 tensor's row-major values.
 double at3(const std::vector<double>& v, const Shape& s, int64_t i0, int64_t i1, int64_t i2) {
   return v[static_cast<size_t>((i0 * s[1] + i1) * s[2] + i2)];

@@ -9,16 +9,6 @@
 namespace tgtest {
 namespace {
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 struct Reference {
   std::vector<double> loss, lse;
   std::vector<double> grad;  // d(sum of losses)/d logits = softmax − onehot, 0 on ignored rows

@@ -9,16 +9,6 @@
 namespace tgtest {
 namespace {
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 // Whether element i survives: the contract of Backend::dropout, written out.
 bool keep(uint64_t seed, uint64_t offset, int64_t i, double p) {
   return static_cast<double>(

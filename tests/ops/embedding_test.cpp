@@ -11,16 +11,6 @@
 namespace tgtest {
 namespace {
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 // Indices with repeats (row 3 three times, row 0 twice) and unused rows, in the given dtype.
 Tensor repeated_indices(DType dt) {
   return from_vector(std::vector<int64_t>{3, 0, 3, 6, 3, 0}, {2, 3}, {dt});

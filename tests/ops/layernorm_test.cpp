@@ -38,21 +38,6 @@ std::vector<double> layer_norm_ref(const std::vector<double>& x, int64_t C,
   return y;
 }
 
-double unit_roundoff(DType dt) {
-  switch (dt) {
-    case DType::f64:
-      return 0x1p-53;
-    case DType::f32:
-      return 0x1p-24;
-    case DType::bf16:
-      return 0x1p-8;
-    case DType::f16:
-      return 0x1p-11;
-    default:
-      return 0;
-  }
-}
-
 // Odd sizes, C = 1, 1-D input, and a tensor large enough (≥ 32k elements) for the threaded paths.
 const Shape kShapes[] = {{4, 8}, {2, 3, 7}, {5, 1}, {1, 1, 13}, {9}, {3, 70}, {300, 130}};
 

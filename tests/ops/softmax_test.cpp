@@ -44,22 +44,6 @@ const char* op_name(bool log) {
 const Shape kShapes[] = {{7},          {1},        {3, 5},       {5, 1},     {1, 9},   {4, 1, 6},
                          {2, 3, 4, 5}, {3, 5, 70}, {40, 50, 20}, {130, 257}, {1, 1, 3}};
 
-// Unit roundoff (half the machine epsilon) of a dtype.
-double unit_roundoff(DType dt) {
-  switch (dt) {
-    case DType::f64:
-      return 0x1p-53;
-    case DType::f32:
-      return 0x1p-24;
-    case DType::bf16:
-      return 0x1p-8;
-    case DType::f16:
-      return 0x1p-11;
-    default:
-      return 0;
-  }
-}
-
 TEST(Softmax, ValuesMatchFloat64ReferenceAlongEveryDim) {
   uint64_t seed = 1;
   for (const Shape& shape : kShapes) {
