@@ -77,13 +77,14 @@ Tensor binary_op(BinaryOp op, const Tensor& a, const Tensor& b) {
   check_floating(name, a);
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
   check_shape(shape, name);
-  OpScope scope(name, binary_cost(op, a.shape(), b.shape(), a.dtype()));
+  const Cost cost = binary_cost(op, a.shape(), b.shape(), a.dtype());
+  OpScope scope(name, cost);
   Tensor out = empty_output(shape, a.dtype(), a.device());
   backend_of(a).binary(op, strided_as(a, shape), strided_as(b, shape), strided(out));
 
   if (op != BinaryOp::eq && any_requires_grad({a, b})) {
     auto node = std::make_shared<BinaryBackward>(op, a, b, a.requires_grad(), b.requires_grad());
-    node->cost = binary_cost(op, a.shape(), b.shape(), a.dtype());
+    node->cost = cost;
     set_history(node, {a, b}, {out});
   }
   if (op != BinaryOp::eq && forward_ad::any_tangent({a, b})) {
@@ -160,12 +161,13 @@ Tensor scalar_op(ScalarOp op, const Tensor& a, double s) {
   const char* name = scalar_op_name(op);
   check_defined(name, a);
   check_floating(name, a);
-  OpScope scope(name, scalar_cost(op, a.shape(), a.dtype()));
+  const Cost cost = scalar_cost(op, a.shape(), a.dtype());
+  OpScope scope(name, cost);
   Tensor out = empty_output_like(a);
   backend_of(a).scalar(op, strided(a), s, strided(out));
   if (any_requires_grad({a})) {
     auto node = std::make_shared<ScalarBackward>(op, s, a, out);
-    node->cost = scalar_cost(op, a.shape(), a.dtype());
+    node->cost = cost;
     set_history(node, {a}, {out});
   }
   if (forward_ad::any_tangent({a})) {

@@ -32,7 +32,6 @@ const Tensor& Tensor::copy_(const Tensor& src) const {
   check_defined("copy_", src, "source");
   TG_CHECK(src.device() == device(), "copy_: source on ", src.device().str(), ", destination on ",
            device().str());
-  broadcast_shapes(src.shape(), shape(), "copy_");
   TG_CHECK(broadcast_shapes(src.shape(), shape(), "copy_") == shape(), "copy_: source ",
            shape_str(src.shape()), " does not broadcast to destination ", shape_str(shape()));
   OpScope scope("copy_", Cost{0, static_cast<double>(src.nbytes() + nbytes())});

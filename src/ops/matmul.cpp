@@ -131,7 +131,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   out_shape.push_back(N);
   check_shape(out_shape, "matmul");
 
-  OpScope scope("matmul", matmul_cost(a.shape(), b.shape(), a.dtype()));
+  const Cost cost = matmul_cost(a.shape(), b.shape(), a.dtype());
+  OpScope scope("matmul", cost);
   const Operand A = prepare(a, batch), B = prepare(b, batch);
   Tensor out = empty_output(out_shape, a.dtype(), a.device());
   GemmArgs g;
@@ -155,7 +156,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 
   if (any_requires_grad({a, b})) {
     auto node = std::make_shared<MatmulBackward>(a, b, a.requires_grad(), b.requires_grad());
-    node->cost = matmul_cost(a.shape(), b.shape(), a.dtype());
+    node->cost = cost;
     set_history(node, {a, b}, {out});
   }
   if (forward_ad::any_tangent({a, b})) {

@@ -40,13 +40,14 @@ Tensor unary_op(UnaryOp op, const Tensor& x) {
   const char* name = unary_op_name(op);
   check_defined(name, x);
   check_floating(name, x);
-  OpScope scope(name, unary_cost(op, x.shape(), x.dtype()));
+  const Cost cost = unary_cost(op, x.shape(), x.dtype());
+  OpScope scope(name, cost);
   Tensor y = empty_output_like(x);
   backend_of(x).unary(op, strided(x), strided(y));
   const Tensor& operand = unary_backward_reads(op) == SavedOperand::input ? x : y;
   if (any_requires_grad({x})) {
     auto node = std::make_shared<UnaryBackward>(op, operand);
-    node->cost = unary_cost(op, x.shape(), x.dtype());
+    node->cost = cost;
     set_history(node, {x}, {y});
   }
   if (forward_ad::any_tangent({x})) {
