@@ -1,10 +1,13 @@
 // tilegrad: the public API in one header.
 #pragma once
 
+#include "autograd/checkpoint.h"
 #include "autograd/engine.h"
 #include "autograd/forward_ad.h"
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
+#include "autograd/saved_hooks.h"
+#include "autograd/selective.h"
 #include "core/cost.h"
 #include "core/dtype.h"
 #include "core/error.h"

@@ -16,6 +16,12 @@ NoGradGuard::NoGradGuard() : prev_(t_grad_enabled) {
 NoGradGuard::~NoGradGuard() {
   t_grad_enabled = prev_;
 }
+EnableGradGuard::EnableGradGuard() : prev_(t_grad_enabled) {
+  t_grad_enabled = true;
+}
+EnableGradGuard::~EnableGradGuard() {
+  t_grad_enabled = prev_;
+}
 
 bool eager_grad_buffers() {
   return t_eager;

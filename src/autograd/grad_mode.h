@@ -19,6 +19,19 @@ class NoGradGuard {
   bool prev_;
 };
 
+// Ops inside the scope record graph again, even within a NoGradGuard (a backward that recomputes a
+// checkpointed forward needs the recomputation's saved tensors).
+class EnableGradGuard {
+ public:
+  EnableGradGuard();
+  ~EnableGradGuard();
+  EnableGradGuard(const EnableGradGuard&) = delete;
+  EnableGradGuard& operator=(const EnableGradGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
 bool eager_grad_buffers();
 
 // Inside the scope every tensor that requires grad gets its (zero) gradient buffer when it is

@@ -1,10 +1,12 @@
 #include "autograd/node.h"
 
+#include <any>
 #include <atomic>
 
 #include "autograd/accumulate_grad.h"
 #include "autograd/grad_mode.h"
 #include "autograd/meta.h"
+#include "autograd/saved_hooks.h"
 #include "core/error.h"
 #include "memory/category.h"
 
@@ -14,17 +16,55 @@ namespace {
 std::atomic<uint64_t> g_next_seq{0};
 }
 
-SavedTensor::SavedTensor(const Tensor& t) : was_defined_(t.defined()) {
-  if (t.defined()) {
-    data_ = t.alias();
-    version_ = t.storage()->version();
+// What a saved tensor keeps when a pack hook took it (see Note [Saved-tensor hooks]).
+struct SavedTensor::Packed {
+  std::shared_ptr<const SavedTensorHooks> hooks;
+  std::weak_ptr<Storage> storage;  // to version-check an unpacked tensor on the same storage
+  Shape shape;
+  DType dtype = DType::f32;
+  std::any value;  // last member: destroyed first, while `hooks` is still alive
+};
+
+SavedTensor::SavedTensor(const Tensor& t, const Node& owner) : was_defined_(t.defined()) {
+  if (!t.defined()) return;
+  version_ = t.storage()->version();
+  if (const std::shared_ptr<const SavedTensorHooks>* hooks = current_saved_tensor_hooks()) {
+    std::any value;
+    {
+      SavedTensorHooksDisabled off;  // ops run by the pack hook save normally
+      value = (*hooks)->pack(t, owner);
+    }
+    if (value.has_value()) {
+      packed_ = std::make_shared<Packed>();
+      packed_->hooks = *hooks;
+      packed_->storage = t.storage();
+      packed_->shape = t.shape();
+      packed_->dtype = t.dtype();
+      packed_->value = std::move(value);
+      return;
+    }
   }
+  data_ = t.alias();
 }
 
 Tensor SavedTensor::unpack(const Node& owner) const {
   TG_CHECK(!released(), owner.name(),
            " backward: its saved tensors were already freed by an earlier backward; trying to "
            "backward through the graph a second time needs retain_graph=true on the first call");
+  if (packed_) {
+    Tensor v = packed_->hooks->unpack(packed_->value);
+    TG_CHECK(v.defined() && v.shape() == packed_->shape && v.dtype() == packed_->dtype,
+             owner.name(), " backward: the unpack hook returned ", v.defined() ? v.str() : "none",
+             " for a saved tensor of shape ", shape_str(packed_->shape), " and dtype ",
+             dtype_name(packed_->dtype));
+    if (v.storage() == packed_->storage.lock()) {
+      TG_CHECK(v.storage()->version() == version_, owner.name(), " backward: a tensor of shape ",
+               shape_str(v.shape()),
+               " saved for the gradient was modified in place after it was saved (version ",
+               version_, " -> ", v.storage()->version(), ")");
+    }
+    return v;
+  }
   if (data_.defined()) {
     TG_CHECK(data_.storage()->version() == version_, owner.name(), " backward: a tensor of shape ",
              shape_str(data_.shape()),
@@ -55,7 +95,7 @@ Node::~Node() {
 }
 
 size_t Node::save(const Tensor& t) {
-  saved_.emplace_back(t);
+  saved_.emplace_back(t, *this);
   return saved_.size() - 1;
 }
 

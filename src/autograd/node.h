@@ -13,7 +13,8 @@
 // Note [Saved tensors]: a node saves detached aliases (same storage, no history), never the tensors
 // themselves, so a node that saves its own output makes no reference cycle. Each saved tensor
 // remembers the storage's version; unpacking after an in-place write is an error, as is unpacking
-// after release (backward twice without retain_graph).
+// after release (backward twice without retain_graph). While saved-tensor hooks are active (see
+// autograd/saved_hooks.h) a saved tensor may hold a hook's packed value instead of the tensor.
 #pragma once
 
 #include <cstdint>
@@ -43,19 +44,28 @@ struct OutputInfo {
 class SavedTensor {
  public:
   SavedTensor() = default;
-  explicit SavedTensor(const Tensor& t);
+  // Saves `t` for `owner`, through the innermost saved-tensor hooks if any are active.
+  SavedTensor(const Tensor& t, const Node& owner);
   // The saved value; throws Error if released or modified in place since it was saved.
   Tensor unpack(const Node& owner) const;
-  void release() { data_ = Tensor(); }
-  bool released() const { return was_defined_ && !data_.defined(); }
-  // Payload bytes held (0 once released).
+  void release() {
+    data_ = Tensor();
+    packed_.reset();
+  }
+  bool released() const { return was_defined_ && !data_.defined() && !packed_; }
+  // Payload bytes held (0 once released, and 0 when a hook holds the value).
   int64_t nbytes() const { return data_.defined() ? data_.nbytes() : 0; }
+  // The tensor held, undefined when a hook holds the value.
   const Tensor& peek() const { return data_; }
+  // Whether a pack hook holds the value.
+  bool is_packed() const { return packed_ != nullptr; }
 
  private:
+  struct Packed;  // defined in node.cpp; null on the no-hooks path
   Tensor data_;
   uint64_t version_ = 0;
   bool was_defined_ = false;
+  std::shared_ptr<Packed> packed_;
 };
 
 class Node : public std::enable_shared_from_this<Node> {
