@@ -16,6 +16,9 @@ namespace tilegrad::apps {
 // memtrace: memory allocated after each forward layer and backward step of a matmul chain.
 void register_memtrace(CLI::App& app);
 
-// Planned, one file each: train, sample, prepare, plan, analyze, bench.
+// plan chain: predicted peak and recompute of every checkpointing policy on a uniform chain.
+void register_plan(CLI::App& app);
+
+// Planned, one file each: train, sample, prepare, analyze, bench.
 
 }  // namespace tilegrad::apps

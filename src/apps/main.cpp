@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
 
   tilegrad::apps::register_memtrace(app);
+  tilegrad::apps::register_plan(app);
 
   try {
     app.parse(argc, argv);

@@ -1,9 +1,10 @@
 // `tilegrad memtrace`: the command-line face of the memtrace experiment (memtrace_experiment.h).
 //
 // Parses the configuration, runs the experiment and prints its result as tables (default) or as one
-// JSON object (--json); --timeline FILE also writes every allocate/free event as JSON lines. All
-// figures printed are the tracker's measurements; the only formula shown is the size of one
-// activation in the header, as the reference the measured per-layer bytes can be compared with.
+// JSON object (--json); --timeline FILE also writes every allocate/free event as JSON lines, and
+// --plot FILE an SVG picture of them (plot_svg.h). All figures printed are the tracker's
+// measurements; the only formula shown is the size of one activation in the header, as the
+// reference the measured per-layer bytes can be compared with.
 #include <CLI/CLI.hpp>
 
 #include <cstdint>
@@ -15,6 +16,7 @@
 
 #include "apps/commands.h"
 #include "apps/memtrace_experiment.h"
+#include "apps/plot_svg.h"
 #include "core/error.h"
 
 namespace tilegrad::apps {
@@ -26,6 +28,7 @@ struct MemtraceOptions {
   std::string dtype = "f64";
   bool json = false;
   std::string timeline;  // path; empty for none
+  std::string plot;      // path of the SVG picture; empty for none
 };
 
 // printf into a std::string (GCC 12 has no std::format).
@@ -114,6 +117,19 @@ void print_text(const MemtraceResult& r) {
               mb(r.backward.empty() ? r.forward.back().mem.live : r.backward.back().mem.live));
   std::printf("  matmul calls             %lld (%lld forward + %lld backward)\n",
               ll(r.matmul_calls), ll(r.forward_matmul_calls), ll(r.backward_matmul_calls));
+  if (c.remat != "none") {
+    // The planner's predictions (chain model) next to the measurements.
+    std::printf("  remat policy             %s\n", r.remat_policy.c_str());
+    std::printf(
+        "  recomputed forward steps predicted %lld; measured %lld extra backward matmuls "
+        "(executor re-ran %lld)\n",
+        ll(r.predicted_recomputed_steps), ll(r.extra_backward_matmul_calls),
+        ll(r.recomputed_steps));
+    std::printf(
+        "  peak                     predicted %lld bytes (model: activations and their "
+        "gradients); measured %lld bytes above the weights and input\n",
+        ll(r.predicted_peak_bytes), ll(r.peak_bytes_above_setup));
+  }
   std::printf(
       "  time                     forward %.2f s (%.1f GFLOP/s), backward %.2f s "
       "(%.1f GFLOP/s)\n",
@@ -166,6 +182,14 @@ nlohmann::ordered_json result_json(const MemtraceResult& r) {
                   {"backward_seconds", r.backward_seconds},
                   {"forward_flops", r.forward_flops},
                   {"backward_flops", r.backward_flops}};
+  if (c.remat != "none") {
+    j["remat"] = {{"policy", r.remat_policy},
+                  {"predicted_recomputed_steps", r.predicted_recomputed_steps},
+                  {"extra_backward_matmul_calls", r.extra_backward_matmul_calls},
+                  {"recomputed_steps", r.recomputed_steps},
+                  {"predicted_peak_bytes", r.predicted_peak_bytes},
+                  {"measured_peak_bytes_above_setup", r.peak_bytes_above_setup}};
+  }
   nlohmann::ordered_json categories = nlohmann::ordered_json::object();
   for (int i = 0; i < kNumCategories; ++i) {
     categories[std::string(category_name(static_cast<Category>(i)))] = {
@@ -195,13 +219,18 @@ void write_timeline(const std::vector<MemoryEvent>& events, std::ofstream& out,
 void run(const MemtraceOptions& o) {
   MemtraceConfig config = o.config;
   config.dtype = parse_dtype(o.dtype);
-  config.record_timeline = !o.timeline.empty();
+  config.record_timeline = !o.timeline.empty() || !o.plot.empty();
   validate(config);
   // Opened before the run, so that a bad path fails at once rather than after the experiment.
   std::ofstream timeline;
-  if (config.record_timeline) {
+  if (!o.timeline.empty()) {
     timeline.open(o.timeline);
     TG_CHECK(timeline, "memtrace: cannot open timeline file '", o.timeline, "' for writing");
+  }
+  std::ofstream plot;
+  if (!o.plot.empty()) {
+    plot.open(o.plot);
+    TG_CHECK(plot, "memtrace: cannot open plot file '", o.plot, "' for writing");
   }
   const MemtraceResult r = run_memtrace(config);
   if (o.json) {
@@ -209,11 +238,17 @@ void run(const MemtraceOptions& o) {
   } else {
     print_text(r);
   }
-  if (config.record_timeline) {
+  if (!o.timeline.empty()) {
     write_timeline(r.timeline, timeline, o.timeline);
     // On stderr, so that stdout stays a single JSON object under --json.
     std::fprintf(stderr, "memtrace: wrote %zu events to %s\n", r.timeline.size(),
                  o.timeline.c_str());
+  }
+  if (!o.plot.empty()) {
+    plot << memtrace_svg(r);
+    plot.flush();
+    TG_CHECK(plot, "memtrace: writing the plot file '", o.plot, "' failed");
+    std::fprintf(stderr, "memtrace: wrote the memory plot to %s\n", o.plot.c_str());
   }
 }
 
@@ -252,9 +287,15 @@ void register_memtrace(CLI::App& app) {
       "Allocate each gradient buffer with its tensor (default: at first use in backward)");
   cmd->add_option("--seed", o->config.seed, "Seed of the random weights and input")
       ->capture_default_str();
+  cmd->add_option("--remat", o->config.remat,
+                  "Rematerialization policy: none, every:K, sqrt, chen:B, chen-search:BYTES, "
+                  "revolve:C, budget:BYTES or naive:C (the lecture's recipe, checkpoint x_C)")
+      ->capture_default_str();
   cmd->add_flag("--json", o->json, "Print the result as one JSON object instead of tables");
   cmd->add_option("--timeline", o->timeline,
                   "Write every allocate/free event to FILE as JSON lines")
+      ->type_name("FILE");
+  cmd->add_option("--plot", o->plot, "Write an SVG picture of live memory by category to FILE")
       ->type_name("FILE");
 
   cmd->callback([o] { run(*o); });

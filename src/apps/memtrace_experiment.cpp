@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <memory>
 #include <unordered_map>
 
 #include "autograd/engine.h"
@@ -17,6 +18,7 @@
 #include "ops/matmul.h"
 #include "ops/op_scope.h"
 #include "ops/reduce.h"
+#include "remat/executor.h"
 
 namespace tilegrad::apps {
 
@@ -45,6 +47,13 @@ void validate(const MemtraceConfig& config) {
   TG_CHECK(is_floating(config.dtype),
            "memtrace: --dtype must be a float type (f64, f32, bf16, f16), got ",
            dtype_name(config.dtype));
+  remat::plan_executable(memtrace_chain_spec(config), config.remat);  // throws for a bad policy
+}
+
+remat::ChainSpec memtrace_chain_spec(const MemtraceConfig& config) {
+  const int64_t a = config.batch * config.dim * static_cast<int64_t>(dtype_size(config.dtype));
+  return remat::ChainSpec::uniform_chain(static_cast<int>(config.layers), a,
+                                         2 * config.batch * config.dim * config.dim);
 }
 
 MemtraceResult run_memtrace(const MemtraceConfig& config) {
@@ -54,6 +63,10 @@ MemtraceResult run_memtrace(const MemtraceConfig& config) {
   MemtraceResult r;
   r.config = config;
   const int64_t L = config.layers;
+  const remat::Plan plan = remat::plan_executable(memtrace_chain_spec(config), config.remat);
+  r.remat_policy = plan.policy;
+  r.predicted_recomputed_steps = plan.sim.recomputed_steps;
+  r.predicted_peak_bytes = plan.sim.peak_bytes;
 
   // Eager mode covers the weights too: set_requires_grad then allocates their gradient buffers at
   // once, as a framework that pairs every parameter with a .grad at creation would.
@@ -89,18 +102,33 @@ MemtraceResult run_memtrace(const MemtraceConfig& config) {
   // The node of each layer and of its weight's accumulator, to label the backward steps. Raw
   // pointers suffice: x_L and the loss keep the whole graph alive until the function returns.
   std::unordered_map<const Node*, int64_t> layer_of;
+  // Alive until the end: it reports the steps it recomputed once the backward has run.
+  std::unique_ptr<remat::ChainRematerializer> executor;
   {
     OpCounter forward_ops;
     const auto start = std::chrono::steady_clock::now();
-    for (int64_t i = 0; i < L; ++i) {
-      x = matmul(x, weights[static_cast<size_t>(i)]);
-      ForwardStep s{std::to_string(i + 1), i + 1, point_of(whole, previous)};
+    auto record_layer = [&](int64_t layer, const Tensor& x_i) {
+      ForwardStep s{std::to_string(layer), layer, point_of(whole, previous)};
       previous = s.mem.live;
       r.forward.push_back(std::move(s));
-      const Node* node = x.grad_fn().get();
-      layer_of[node] = i + 1;
+      const Node* node = x_i.grad_fn().get();
+      layer_of[node] = layer;
       const Edge& w_edge = node->next_edges().at(1);
-      if (w_edge.valid()) layer_of[w_edge.node.get()] = i + 1;
+      if (w_edge.valid()) layer_of[w_edge.node.get()] = layer;
+    };
+    if (config.remat == "none") {
+      for (int64_t i = 0; i < L; ++i) {
+        x = matmul(x, weights[static_cast<size_t>(i)]);
+        record_layer(i + 1, x);
+      }
+    } else {
+      std::vector<remat::LayerFn> layers;
+      for (const Tensor& w : weights) {
+        layers.push_back([w](const Tensor& in) { return matmul(in, w); });
+      }
+      executor = std::make_unique<remat::ChainRematerializer>(std::move(layers), plan.schedule);
+      // The reading after layer i follows forward(i) and the frees the schedule puts after it.
+      x = executor->forward(input, [&](int i, const Tensor& x_i) { record_layer(i, x_i); });
     }
     loss = sum(x);
     ForwardStep s{"sum", 0, point_of(whole, previous)};
@@ -111,8 +139,11 @@ MemtraceResult run_memtrace(const MemtraceConfig& config) {
     r.forward_flops = forward_ops.total().flops;
   }
 
+  size_t backward_events = 0;
   {
     OpCounter backward_ops;
+    // Records the backward alone, to mark where it starts in the whole timeline.
+    MemoryScope backward_trace(config.record_timeline);
     BackwardOptions options;
     options.on_node_done = [&](const Node& node) {
       auto it = layer_of.find(&node);
@@ -126,8 +157,11 @@ MemtraceResult run_memtrace(const MemtraceConfig& config) {
     r.backward_seconds = seconds_since(start);
     r.backward_matmul_calls = backward_ops.calls("matmul");
     r.backward_flops = backward_ops.total().flops;
+    backward_events = backward_trace.events().size();
   }
   r.matmul_calls = all_ops.calls("matmul");
+  r.recomputed_steps = executor ? executor->recomputed_steps() : 0;
+  r.extra_backward_matmul_calls = r.backward_matmul_calls - (2 * L - 1);
 
   std::vector<int64_t> deltas;
   for (const ForwardStep& s : r.forward) {
@@ -141,6 +175,9 @@ MemtraceResult run_memtrace(const MemtraceConfig& config) {
   r.peak_bytes_above_setup = trace.peak_delta();
   if (config.record_timeline) {
     r.timeline = trace.events();
+    if (backward_events > 0) {
+      r.timeline_backward_start = static_cast<int64_t>(r.timeline.size() - backward_events);
+    }
     for (MemoryEvent& e : r.timeline) {
       e.live_after -= base.live_total;
       for (int c = 0; c < kNumCategories; ++c) e.live_by_category[c] -= base.live[c];

@@ -7,6 +7,12 @@
 // its output alive for the backward (one [batch, dim] activation); with eager gradient buffers
 // (EagerGradScope) every layer also carries a zero gradient buffer of the same size from the start.
 //
+// With a rematerialization policy other than "none" (config.remat: any name plan_executable in
+// remat/executor.h accepts, e.g. "every:4", "revolve:2", "naive:5"), the chain runs through the
+// chain rematerializer (Note [Executing a schedule]) with the planner's schedule for this chain;
+// the result carries the planner's predictions next to the measurements. "none" runs the plain
+// chain exactly as without the option.
+//
 // The function is separate from the CLI's printing so that tests can assert on the numbers.
 #pragma once
 
@@ -18,6 +24,7 @@
 #include "core/dtype.h"
 #include "memory/category.h"
 #include "memory/tracker.h"
+#include "remat/chain.h"
 
 namespace tilegrad::apps {
 
@@ -29,6 +36,7 @@ struct MemtraceConfig {
   bool eager_grads = false;      // allocate a gradient buffer with every tensor that requires grad
   uint64_t seed = 0;             // Philox stream of the weights and the input
   bool record_timeline = false;  // keep every allocate/free event of the forward and backward
+  std::string remat = "none";    // rematerialization policy (see above)
 };
 
 // Live bytes at one point of the run, relative to the start of the experiment (before the weights
@@ -74,17 +82,34 @@ struct MemtraceResult {
   double forward_seconds = 0;
   double backward_seconds = 0;
 
+  // Rematerialization: the plan's figures from the simulator (chain model, remat/chain.h, with
+  // a_i = the bytes of one x_i) and what the run measured.
+  std::string remat_policy;                // the plan's policy name
+  int64_t predicted_recomputed_steps = 0;  // forward steps the schedule repeats in the backward
+  int64_t predicted_peak_bytes = 0;        // the simulator's peak (activations and their gradients)
+  int64_t recomputed_steps = 0;            // forward steps the executor re-ran (0 for "none")
+  // backward_matmul_calls minus a plain backward's 2L - 1 (layer 1 computes no dx because x_0
+  // does not require grad): the matmuls rematerialization added, one per recomputed step.
+  int64_t extra_backward_matmul_calls = 0;
+
   // The tracker's statistics over the whole experiment (live and peak relative to its start).
   MemoryStats stats;
   // Events of the forward and backward, live_after and live_by_category relative to the
   // experiment's start; empty unless config.record_timeline.
   std::vector<MemoryEvent> timeline;
+  // Index in the timeline of the backward's first event; -1 when not recorded or none.
+  int64_t timeline_backward_start = -1;
 };
 
 // Runs the experiment; throws tilegrad::Error for an invalid configuration.
 MemtraceResult run_memtrace(const MemtraceConfig& config);
 
-// Throws tilegrad::Error naming the offending field when the configuration is invalid.
+// Throws tilegrad::Error naming the offending field when the configuration is invalid (an unknown
+// or infeasible remat policy included).
 void validate(const MemtraceConfig& config);
+
+// The chain model of the experiment's chain: L layers, a_i = batch·dim·itemsize bytes for x_0..x_L,
+// 2·batch·dim·dim FLOPs per layer.
+remat::ChainSpec memtrace_chain_spec(const MemtraceConfig& config);
 
 }  // namespace tilegrad::apps

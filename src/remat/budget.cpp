@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <numeric>
+#include <queue>
+#include <unordered_map>
 
 #include "core/error.h"
 #include "remat/plan.h"
@@ -170,15 +172,133 @@ std::vector<std::pair<int64_t, int64_t>> BudgetSolver::frontier() const {
   return f;
 }
 
+ExactSearchResult exact_search(const BudgetSolver& solver, int64_t budget_bytes,
+                               int64_t max_states) {
+  const ChainSpec& spec = solver.spec();
+  const int L = spec.L();
+  const auto& a = spec.act_bytes;
+  const auto& f = spec.fwd_flops;
+  ExactSearchResult res;
+  const int64_t dp = solver.min_recompute_flops(budget_bytes);
+  // The smallest feasible budget is the DP's (the nested family reaches the true one: tested
+  // against exhaustive search), so an infeasible budget needs no search.
+  if (dp < 0) {
+    res.finished = true;
+    return res;
+  }
+  res.feasible = true;
+  res.recompute_flops = dp;
+  res.schedule = solver.schedule(budget_bytes);
+  if (L > 63) return res;
+  const int64_t upper = dp + spec.total_fwd_flops();  // total forward FLOPs to beat
+
+  struct Node {
+    uint64_t mask;  // bit j: x_j stored
+    int t;          // next step: L+1 before the loss
+    int64_t g;      // forward FLOPs so far
+    int64_t parent;
+    Action via;     // the action from the parent
+    bool replaced;  // via is forward(i) followed by free(i-1)
+  };
+  struct KeyHash {
+    size_t operator()(const std::pair<uint64_t, int>& k) const {
+      return std::hash<uint64_t>()(k.first * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(k.second));
+    }
+  };
+  std::vector<Node> nodes;
+  std::unordered_map<std::pair<uint64_t, int>, int64_t, KeyHash> index;  // state -> node
+  std::vector<char> settled;
+  using Item = std::pair<int64_t, int64_t>;  // (g + h, node)
+  std::priority_queue<Item, std::vector<Item>, std::greater<>> open;
+
+  auto has = [](uint64_t mask, int j) { return (mask >> j & 1u) != 0; };
+  auto h = [&](uint64_t mask, int t) {
+    int64_t s = 0;
+    for (int j = 1; j < t && j <= L; ++j)
+      if (!has(mask, j)) s += f[static_cast<size_t>(j)];
+    return s;
+  };
+  auto relax = [&](uint64_t mask, int t, int64_t g, int64_t parent, Action via, bool replaced) {
+    const int64_t fg = g + h(mask, t);
+    if (fg >= upper) return;  // cannot beat the DP's schedule
+    auto [it, fresh] = index.try_emplace({mask, t}, static_cast<int64_t>(nodes.size()));
+    if (fresh) {
+      nodes.push_back({mask, t, g, parent, via, replaced});
+      settled.push_back(0);
+    } else {
+      Node& n = nodes[static_cast<size_t>(it->second)];
+      if (settled[static_cast<size_t>(it->second)] || g >= n.g) return;
+      n.g = g;
+      n.parent = parent;
+      n.via = via;
+      n.replaced = replaced;
+    }
+    open.emplace(fg, it->second);
+  };
+
+  relax(1u, L + 1, 0, -1, Action::loss(), false);
+  int64_t goal = -1;
+  while (!open.empty()) {
+    const int64_t id = open.top().second;
+    open.pop();
+    // The first pop of a state carries its least g (h depends on the state only), so later ones
+    // are stale.
+    if (settled[static_cast<size_t>(id)]) continue;
+    settled[static_cast<size_t>(id)] = 1;
+    const Node n = nodes[static_cast<size_t>(id)];
+    if (n.t == 0) {
+      goal = id;
+      break;
+    }
+    if (++res.states > max_states) return res;  // not finished: the DP's schedule stands
+    int64_t live = n.t <= L ? a[static_cast<size_t>(n.t)] : 0;
+    for (int j = 0; j <= L; ++j)
+      if (has(n.mask, j)) live += a[static_cast<size_t>(j)];
+    const int t = n.t;
+    if (has(n.mask, t - 1) && live + a[static_cast<size_t>(t - 1)] <= budget_bytes) {
+      // The step itself: the only successor (the reduction in the Note).
+      const uint64_t next = t - 1 >= 1 ? n.mask & ~(uint64_t{1} << (t - 1)) : n.mask;
+      relax(next, t - 1, n.g, id, t == L + 1 ? Action::loss() : Action::backward(t), false);
+      continue;
+    }
+    // Forward moves only, each keeping its input or freeing it at once (the normal form).
+    for (int i = 1; i < t && i <= L; ++i) {
+      if (!has(n.mask, i - 1) || has(n.mask, i) || live + a[static_cast<size_t>(i)] > budget_bytes)
+        continue;
+      const uint64_t kept = n.mask | uint64_t{1} << i;
+      const int64_t g = n.g + f[static_cast<size_t>(i)];
+      relax(kept, t, g, id, Action::forward(i), false);
+      if (i - 1 >= 1) relax(kept & ~(uint64_t{1} << (i - 1)), t, g, id, Action::forward(i), true);
+    }
+  }
+  res.finished = true;
+  if (goal < 0) return res;  // nothing beats the DP: its schedule is optimal
+  std::vector<Action> path;
+  for (int64_t v = goal; nodes[static_cast<size_t>(v)].parent >= 0;
+       v = nodes[static_cast<size_t>(v)].parent) {
+    const Node& n = nodes[static_cast<size_t>(v)];
+    if (n.replaced) path.push_back(Action::free(n.via.i - 1));  // reversed below
+    path.push_back(n.via);
+  }
+  std::reverse(path.begin(), path.end());
+  res.schedule = std::move(path);
+  res.recompute_flops = nodes[static_cast<size_t>(goal)].g - spec.total_fwd_flops();
+  return res;
+}
+
 Plan plan_budget(const ChainSpec& spec, int64_t budget_bytes) {
   BudgetSolver solver(spec);
-  Plan p = make_plan(spec, "budget:" + std::to_string(budget_bytes), solver.schedule(budget_bytes));
-  // The DP and the simulator must agree exactly; a mismatch is a bug here, not a user error.
+  ExactSearchResult ex = exact_search(solver, budget_bytes);
+  if (!ex.feasible) solver.schedule(budget_bytes);  // throws, naming the smallest feasible budget
+  Plan p = make_plan(spec, "budget:" + std::to_string(budget_bytes), std::move(ex.schedule));
+  p.exact_over_all_schedules = ex.finished;
+  // The search and the simulator must agree exactly; a mismatch is a bug here, not a user error.
   TG_ASSERT(p.sim.peak_bytes <= budget_bytes, "budget: schedule peak ", p.sim.peak_bytes,
             " exceeds the budget ", budget_bytes);
-  TG_ASSERT(p.sim.recompute_flops == solver.min_recompute_flops(budget_bytes),
-            "budget: simulated recompute ", p.sim.recompute_flops, " differs from the DP's ",
-            solver.min_recompute_flops(budget_bytes));
+  TG_ASSERT(p.sim.recompute_flops == ex.recompute_flops, "budget: simulated recompute ",
+            p.sim.recompute_flops, " differs from the planner's ", ex.recompute_flops);
+  TG_ASSERT(ex.recompute_flops <= solver.min_recompute_flops(budget_bytes),
+            "budget: the search is above the DP");
   return p;
 }
 

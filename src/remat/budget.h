@@ -27,6 +27,29 @@
 // uniform chain Opt depends only on t - s and on whether t = L+1, which brings L = 1024 within
 // reach (about L^3/3 simple steps); a general chain costs about L^3/6 * (mean w) steps and L^2/2 *
 // (segment peak) cells, and the constructor refuses chains needing more than 2^25 cells.
+//
+// Note [Exact search over all schedules]
+// The DP above is exact only within the nested family. exact_search finds the optimum over every
+// valid schedule of the model: it is a shortest-path search (A*) over the simulator's own state
+// graph, state = (set of stored x's, next step t), edge = an action within the budget, edge cost =
+// the forward's FLOPs. It is exact by construction once it finishes, because it explores every
+// state whose lower bound is below the best schedule known. Two devices keep it small:
+//   - the lower bound h(S, t) = sum of f_j over 1 <= j < t with x_j not in S: each such x_j is read
+//     by B_{j+1} (or the loss), which has not run, so it is computed at least once more. h drops
+//     by exactly f_i on forward(i), rises by f_{i-1} if x_{i-1} is freed, and is unchanged by a
+//     backward step, so it is consistent and A* settles every state at its exact distance;
+//   - the DP's value is an upper bound: states with g + h >= the DP's total are never expanded,
+//     and if none remains below it the DP's schedule is proven optimal over all schedules.
+// Two reductions of the graph keep an optimal schedule (docs/REMAT.md gives the arguments):
+//   - normal form: a free(j) only right after forward(j+1). Moving each free up to just after the
+//     last use of x_j before it (forward(j+1); B_{j+1} releases x_j itself), and deleting forwards
+//     whose output is never used, lowers every moment's live bytes and never adds cost. So the
+//     moves are forward(i), keeping x_{i-1} or freeing it at once, and the steps;
+//   - when x_{t-1} is stored and backward(t) (or the loss) fits, it is the only move. A normal-form
+//     schedule doing actions alpha first can do them after it: the step swaps x_{t-1} + g_t for
+//     g_{t-1} (a gradient has its activation's bytes), so each alpha sees no more live bytes, and
+//     no alpha touches x_{t-1} (forward(t) would need t < t, free(t-1) must follow it).
+// The search stops after max_states states; it then reports that it did not finish.
 #pragma once
 
 #include <cstdint>
@@ -42,6 +65,7 @@ class BudgetSolver {
   // Solves for every budget at once (throws tilegrad::Error if the tables would be too large).
   explicit BudgetSolver(ChainSpec spec);
 
+  const ChainSpec& spec() const { return spec_; }
   int64_t unit() const { return u_; }  // gcd of act_bytes; all peaks are multiples of it
   // The smallest budget (bytes) any schedule of the family fits in, and the peak of keeping all.
   int64_t min_feasible_bytes() const { return min_units_ * u_; }
@@ -73,5 +97,19 @@ class BudgetSolver {
   int64_t min_units_ = 0;
   std::vector<std::vector<int64_t>> rows_;
 };
+
+struct ExactSearchResult {
+  bool finished = false;  // the search ran to completion: `schedule` is optimal over all schedules
+  bool feasible = false;  // some schedule fits the budget (meaningful when finished)
+  int64_t recompute_flops = -1;  // of `schedule`
+  std::vector<Action> schedule;  // an optimal schedule (the DP's when nothing beats it)
+  int64_t states = 0;            // states settled by the search
+};
+
+// The least recompute FLOPs over all valid schedules within budget_bytes (Note [Exact search over
+// all schedules]). Needs L <= 63 (a state's stored set is one 64-bit word); for larger L, or when
+// more than max_states states would be needed, it returns finished = false and the DP's schedule.
+ExactSearchResult exact_search(const BudgetSolver& solver, int64_t budget_bytes,
+                               int64_t max_states = int64_t{1} << 20);
 
 }  // namespace tilegrad::remat

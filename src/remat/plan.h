@@ -28,6 +28,10 @@ struct Plan {
   std::string policy;  // the name plan_policy accepts for this plan, e.g. "every:4"
   std::vector<Action> schedule;
   SimResult sim;  // simulate(spec, schedule)
+  // budget:BYTES only: true when the schedule is proven optimal over all valid schedules of the
+  // model (budget.h, Note [Exact search over all schedules]); false means optimal within the nested
+  // family only. Other planners leave it false.
+  bool exact_over_all_schedules = false;
 };
 
 // Simulates `schedule` and wraps it (throws tilegrad::Error if the schedule is invalid).

@@ -162,6 +162,48 @@ TEST(Memtrace, TimelineAddsUpToTheStepReadings) {
   EXPECT_TRUE(run_memtrace(small(false)).timeline.empty());
 }
 
+// Through the chain rematerializer: the same matmuls forward, one more backward matmul per
+// recomputed step exactly as the planner predicts, the same backward order and final state, and
+// after the forward only the x's the schedule stores at the loss (plus the loss) are activations.
+TEST(Memtrace, RematPoliciesRecomputeWhatThePlannerPredicts) {
+  struct Case {
+    const char* policy;
+    int64_t stored;  // x_1..x_L stored at the loss
+  };
+  // every:2 keeps its checkpoints x_2, x_4 and the last segment x_5; revolve:1 its one slot (x_4,
+  // from which B_5 and the binomial sweep start) and x_5; naive:2 the checkpoint x_2 and x_5 (the
+  // loss needs it).
+  for (const Case& k : {Case{"every:2", 3}, Case{"revolve:1", 2}, Case{"naive:2", 2}}) {
+    SCOPED_TRACE(k.policy);
+    MemtraceConfig c = small(false);
+    c.remat = k.policy;
+    const MemtraceResult r = run_memtrace(c);
+    EXPECT_EQ(r.remat_policy, k.policy);
+    EXPECT_GT(r.predicted_recomputed_steps, 0);
+    EXPECT_EQ(r.extra_backward_matmul_calls, r.predicted_recomputed_steps);
+    EXPECT_EQ(r.recomputed_steps, r.predicted_recomputed_steps);
+    EXPECT_EQ(r.forward_matmul_calls, L);
+    ASSERT_EQ(r.forward.size(), static_cast<size_t>(L + 1));
+    EXPECT_EQ(r.forward.back().mem.of(Category::activation), k.stored * kAct + kScalar);
+    expect_backward_order(r);
+    expect_final_state(r);
+  }
+  MemtraceConfig none = small(false);
+  const MemtraceResult r = run_memtrace(none);
+  EXPECT_EQ(r.remat_policy, "none");
+  EXPECT_EQ(r.predicted_recomputed_steps, 0);
+  EXPECT_EQ(r.extra_backward_matmul_calls, 0);
+  EXPECT_EQ(r.recomputed_steps, 0);
+}
+
+TEST(Memtrace, RejectsUnknownRematPolicies) {
+  MemtraceConfig c = small(false);
+  c.remat = "sometimes";
+  EXPECT_THROW(run_memtrace(c), tilegrad::Error);
+  c.remat = "naive:5";  // L = 5: the checkpoint must be one of x_0..x_4
+  EXPECT_THROW(run_memtrace(c), tilegrad::Error);
+}
+
 TEST(Memtrace, RejectsInvalidConfigurations) {
   MemtraceConfig c = small(false);
   c.layers = 0;
