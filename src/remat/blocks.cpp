@@ -185,7 +185,9 @@ BlockSim simulate_blocks(const BlockChainSpec& spec, const std::vector<BlockActi
   for (size_t x = 0; x < schedule.size(); ++x) {
     const BlockAction& a = schedule[x];
     const int k = a.k;
-    auto where = [&] { return detail::cat("simulate_blocks: action ", x, " (", to_string(a), "): "); };
+    auto where = [&] {
+      return detail::cat("simulate_blocks: action ", x, " (", to_string(a), "): ");
+    };
     switch (a.kind) {
       case BlockActionKind::compute:
         TG_CHECK(k >= 1 && k <= n, where(), "op out of range 1..", n);
@@ -557,8 +559,8 @@ BlockPlan plan_blocks(const BlockChainSpec& spec, int64_t budget_bytes) {
   // The DP's accounting and the simulator must agree; a mismatch is a bug here.
   TG_ASSERT(plan.sim.peak_bytes <= budget_bytes, "blocks: peak ", plan.sim.peak_bytes,
             " exceeds the budget ", budget_bytes);
-  TG_ASSERT(plan.sim.recompute_flops == v, "blocks: simulated recompute ",
-            plan.sim.recompute_flops, " differs from the DP's ", v);
+  TG_ASSERT(plan.sim.recompute_flops == v, "blocks: simulated recompute ", plan.sim.recompute_flops,
+            " differs from the DP's ", v);
   return plan;
 }
 

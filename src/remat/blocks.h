@@ -3,8 +3,8 @@
 // outputs are saved for the backward pass and which are recomputed (selective recomputation).
 //
 // Note [Block model]
-// Tensors z_0..z_n: z_0 is the input (never freed), op k (k = 1..n) computes z_k from z_{k-1}, and a
-// loss reads z_n. The ops are grouped into N consecutive blocks; block b holds ops P_b+1..P_{b+1}
+// Tensors z_0..z_n: z_0 is the input (never freed), op k (k = 1..n) computes z_k from z_{k-1}, and
+// a loss reads z_n. The ops are grouped into N consecutive blocks; block b holds ops P_b+1..P_{b+1}
 // (P_0 = 0, P_N = n) and its input is X_b = z_{P_b}. Op k has out_bytes s_k (s_0 = input_bytes),
 // flops f_k, and its backward reads dz_k and, per its flags, z_{k-1} (`bwd_reads_input`, e.g. a
 // matmul's weight gradient, gelu) and z_k (`bwd_reads_output`, e.g. softmax); it produces dz_{k-1},
@@ -34,7 +34,7 @@
 //             its output (it is then needed next). After the block, X_b is freed (unless b = 0).
 // Every moment's live bytes split into (checkpoints below the segment) + (K of the segment's
 // blocks below the current block) + (the current block's own part), which is what makes the
-// dynamic program of solve_blocks exact over all policies (docs/REMAT.md, "Blocks").
+// dynamic program of plan_blocks exact over all policies (docs/REMAT.md, "Blocks").
 #pragma once
 
 #include <cstdint>
@@ -52,7 +52,7 @@ struct BlockOp {
 };
 
 struct BlockChainSpec {
-  int64_t input_bytes = 1;                  // s_0, >= 1
+  int64_t input_bytes = 1;                   // s_0, >= 1
   std::vector<std::vector<BlockOp>> blocks;  // N >= 1 blocks, each with 1..16 ops
 
   // Throws tilegrad::Error naming the first inconsistency.

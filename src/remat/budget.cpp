@@ -13,7 +13,8 @@ namespace tilegrad::remat {
 
 namespace {
 constexpr int64_t kMaxCells = int64_t{1} << 25;
-}
+constexpr int64_t kSearchInf = INT64_MAX / 4;  // above any schedule's FLOPs (checked in the solver)
+}  // namespace
 
 BudgetSolver::BudgetSolver(ChainSpec spec) : spec_(std::move(spec)) {
   spec_.validate();
@@ -180,17 +181,15 @@ ExactSearchResult exact_search(const BudgetSolver& solver, int64_t budget_bytes,
   const auto& f = spec.fwd_flops;
   ExactSearchResult res;
   const int64_t dp = solver.min_recompute_flops(budget_bytes);
-  // The smallest feasible budget is the DP's (the nested family reaches the true one: tested
-  // against exhaustive search), so an infeasible budget needs no search.
-  if (dp < 0) {
-    res.finished = true;
-    return res;
+  if (dp >= 0) {
+    res.feasible = true;
+    res.recompute_flops = dp;
+    res.schedule = solver.schedule(budget_bytes);
   }
-  res.feasible = true;
-  res.recompute_flops = dp;
-  res.schedule = solver.schedule(budget_bytes);
   if (L > 63) return res;
-  const int64_t upper = dp + spec.total_fwd_flops();  // total forward FLOPs to beat
+  // Below the DP's smallest feasible budget nothing bounds the search from above: it then proves
+  // that no schedule at all fits (or finds one, which the tests say does not happen).
+  const int64_t upper = dp >= 0 ? dp + spec.total_fwd_flops() : kSearchInf;  // FLOPs to beat
 
   struct Node {
     uint64_t mask;  // bit j: x_j stored
@@ -202,7 +201,8 @@ ExactSearchResult exact_search(const BudgetSolver& solver, int64_t budget_bytes,
   };
   struct KeyHash {
     size_t operator()(const std::pair<uint64_t, int>& k) const {
-      return std::hash<uint64_t>()(k.first * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(k.second));
+      return std::hash<uint64_t>()(k.first * 0x9E3779B97F4A7C15ull +
+                                   static_cast<uint64_t>(k.second));
     }
   };
   std::vector<Node> nodes;
@@ -272,7 +272,8 @@ ExactSearchResult exact_search(const BudgetSolver& solver, int64_t budget_bytes,
     }
   }
   res.finished = true;
-  if (goal < 0) return res;  // nothing beats the DP: its schedule is optimal
+  if (goal < 0) return res;  // nothing beats the DP: its schedule is optimal (or none fits)
+  res.feasible = true;
   std::vector<Action> path;
   for (int64_t v = goal; nodes[static_cast<size_t>(v)].parent >= 0;
        v = nodes[static_cast<size_t>(v)].parent) {

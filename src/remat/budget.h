@@ -49,7 +49,9 @@
 //     schedule doing actions alpha first can do them after it: the step swaps x_{t-1} + g_t for
 //     g_{t-1} (a gradient has its activation's bytes), so each alpha sees no more live bytes, and
 //     no alpha touches x_{t-1} (forward(t) would need t < t, free(t-1) must follow it).
-// The search stops after max_states states; it then reports that it did not finish.
+// Below the DP's smallest feasible budget the search runs without the upper bound, so a finished
+// search there proves that no schedule fits. It stops after max_states states; it then reports
+// that it did not finish.
 #pragma once
 
 #include <cstdint>
@@ -100,7 +102,7 @@ class BudgetSolver {
 
 struct ExactSearchResult {
   bool finished = false;  // the search ran to completion: `schedule` is optimal over all schedules
-  bool feasible = false;  // some schedule fits the budget (meaningful when finished)
+  bool feasible = false;  // a schedule that fits is known (none exists if also finished)
   int64_t recompute_flops = -1;  // of `schedule`
   std::vector<Action> schedule;  // an optimal schedule (the DP's when nothing beats it)
   int64_t states = 0;            // states settled by the search
@@ -110,6 +112,6 @@ struct ExactSearchResult {
 // all schedules]). Needs L <= 63 (a state's stored set is one 64-bit word); for larger L, or when
 // more than max_states states would be needed, it returns finished = false and the DP's schedule.
 ExactSearchResult exact_search(const BudgetSolver& solver, int64_t budget_bytes,
-                               int64_t max_states = int64_t{1} << 20);
+                               int64_t max_states = int64_t{1} << 16);
 
 }  // namespace tilegrad::remat

@@ -1,6 +1,6 @@
 // Tests of the block model (src/remat/blocks.h): the simulator's accounting on a hand-checked
-// schedule, and the DP's optimality over every policy (checkpoints between blocks, save masks inside
-// them) by brute force through the simulator, including infeasible budgets.
+// schedule, and the DP's optimality over every policy (checkpoints between blocks, save masks
+// inside them) by brute force through the simulator, including infeasible budgets.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -74,8 +74,8 @@ TEST(Blocks, SimulatorCountsBytesByTheRules) {
   // 2+1 + dz_2 1 + dz_1 4 = 8; backward(1) reads z_0: 2 + 4 + 2 = 8.
   const std::vector<BlockAction> s = block_schedule(spec, {{1}, {0}});
   const std::vector<BlockAction> want{
-      {K::compute, 1}, {K::compute, 2}, {K::free, 1},     {K::loss, 0},    {K::compute, 1},
-      {K::compute, 2}, {K::free, 1},    {K::backward, 2}, {K::free, 2},    {K::backward, 1}};
+      {K::compute, 1}, {K::compute, 2}, {K::free, 1},     {K::loss, 0}, {K::compute, 1},
+      {K::compute, 2}, {K::free, 1},    {K::backward, 2}, {K::free, 2}, {K::backward, 1}};
   EXPECT_EQ(s, want);
   const BlockSim r = simulate_blocks(spec, s);
   EXPECT_EQ(r.peak_bytes, 8);
@@ -145,8 +145,8 @@ TEST(Blocks, OptimalOverAllPoliciesByBruteForce) {
 TEST(Blocks, TransformerLikeBlocks) {
   // MLP and attention-like blocks: keeping everything costs nothing, tighter budgets cost more,
   // and selective saving inside blocks reaches budgets between full recompute and keeping all.
-  for (const BlockChainSpec& spec : {BlockChainSpec::mlp_blocks(6, 4, 10),
-                                     BlockChainSpec::attention_blocks(6, 4, 10)}) {
+  for (const BlockChainSpec& spec :
+       {BlockChainSpec::mlp_blocks(6, 4, 10), BlockChainSpec::attention_blocks(6, 4, 10)}) {
     const int64_t lo = blocks_min_feasible_bytes(spec);
     int64_t prev = -1, keep_all = -1;
     for (int64_t M = lo; M <= 400; M += 4) {
