@@ -71,8 +71,10 @@ PlanChainResult plan_chain(const PlanChainConfig& config) {
   r.spec = remat::ChainSpec::uniform_chain(config.layers, config.act_bytes, config.layer_flops);
   r.spec.validate();
 
-  // One solver for every budget row: it solves all budgets at once, and plan_budget would rebuild
-  // it per row (make_plan of its schedule is exactly what plan_budget returns).
+  // One DP solver for every budget row: it solves all budgets at once, where plan_budget would
+  // rebuild it per row. The rows are the DP's schedules; plan_budget can improve on them for
+  // non-uniform chains by its exact search (budget.h), but this command plans uniform chains, where
+  // that search has never found a better schedule (docs/REMAT.md).
   const remat::BudgetSolver solver(r.spec);
   r.min_feasible_bytes = solver.min_feasible_bytes();
   r.keep_all_bytes = solver.keep_all_bytes();
