@@ -32,7 +32,9 @@ SavedTensor::SavedTensor(const Tensor& t, const Node& owner) : was_defined_(t.de
     std::any value;
     {
       SavedTensorHooksDisabled off;  // ops run by the pack hook save normally
-      value = (*hooks)->pack(t, owner);
+      // A detached alias, as without hooks (Note [Saved tensors]): a hook that keeps what it is
+      // given must not keep the saving node alive through the tensor's grad_fn.
+      value = (*hooks)->pack(t.alias(), owner);
     }
     if (value.has_value()) {
       packed_ = std::make_shared<Packed>();

@@ -29,6 +29,8 @@ class Node;
 
 struct SavedTensorHooks {
   // Called when `owner` (under construction; its name() is valid) saves the defined tensor `t`.
+  // `t` is a detached alias of the saved tensor (same storage and layout, no autograd history), so
+  // a hook may keep it without making a reference cycle through the tensor's grad_fn.
   std::function<std::any(const Tensor& t, const Node& owner)> pack;
   // Called with pack's result each time the node unpacks the tensor (in the backward).
   std::function<Tensor(const std::any& packed)> unpack;
