@@ -125,10 +125,17 @@ void print_text(const MemtraceResult& r) {
         "(executor re-ran %lld)\n",
         ll(r.predicted_recomputed_steps), ll(r.extra_backward_matmul_calls),
         ll(r.recomputed_steps));
-    std::printf(
-        "  peak                     predicted %lld bytes (model: activations and their "
-        "gradients); measured %lld bytes above the weights and input\n",
-        ll(r.predicted_peak_bytes), ll(r.peak_bytes_above_setup));
+    if (!c.eager_grads) {
+      std::printf("  peak                     predicted %lld bytes; measured %lld bytes\n",
+                  ll(r.predicted_peak_bytes), ll(r.peak_bytes));
+      std::printf("  peak by category         predicted / measured:");
+      for (int k = 0; k < kNumCategories; ++k) {
+        if (r.predicted_peak_by_category[k] == 0 && r.stats.peak[k] == 0) continue;
+        std::printf(" %s %lld / %lld", std::string(category_name(static_cast<Category>(k))).c_str(),
+                    ll(r.predicted_peak_by_category[k]), ll(r.stats.peak[k]));
+      }
+      std::printf("\n");
+    }
   }
   std::printf(
       "  time                     forward %.2f s (%.1f GFLOP/s), backward %.2f s "
@@ -188,7 +195,7 @@ nlohmann::ordered_json result_json(const MemtraceResult& r) {
                   {"extra_backward_matmul_calls", r.extra_backward_matmul_calls},
                   {"recomputed_steps", r.recomputed_steps},
                   {"predicted_peak_bytes", r.predicted_peak_bytes},
-                  {"measured_peak_bytes_above_setup", r.peak_bytes_above_setup}};
+                  {"measured_peak_bytes", r.peak_bytes}};
   }
   nlohmann::ordered_json categories = nlohmann::ordered_json::object();
   for (int i = 0; i < kNumCategories; ++i) {

@@ -18,6 +18,7 @@
 #include "ops/matmul.h"
 #include "ops/op_scope.h"
 #include "ops/reduce.h"
+#include "remat/engine_chain.h"
 #include "remat/executor.h"
 
 namespace tilegrad::apps {
@@ -66,7 +67,13 @@ MemtraceResult run_memtrace(const MemtraceConfig& config) {
   const remat::Plan plan = remat::plan_executable(memtrace_chain_spec(config), config.remat);
   r.remat_policy = plan.policy;
   r.predicted_recomputed_steps = plan.sim.recomputed_steps;
-  r.predicted_peak_bytes = plan.sim.peak_bytes;
+  if (!config.eager_grads) {
+    const int64_t item = static_cast<int64_t>(dtype_size(config.dtype));
+    const remat::EnginePrediction predicted = remat::predict_linear_chain(
+        memtrace_chain_spec(config), plan.schedule, {config.dim * config.dim * item, item});
+    r.predicted_peak_bytes = predicted.peak_total;
+    r.predicted_peak_by_category = predicted.peak_by_category;
+  }
 
   // Eager mode covers the weights too: set_requires_grad then allocates their gradient buffers at
   // once, as a framework that pairs every parameter with a .grad at creation would.

@@ -86,8 +86,11 @@ struct MemtraceResult {
   // a_i = the bytes of one x_i) and what the run measured.
   std::string remat_policy;                // the plan's policy name
   int64_t predicted_recomputed_steps = 0;  // forward steps the schedule repeats in the backward
-  int64_t predicted_peak_bytes = 0;        // the simulator's peak (activations and their gradients)
-  int64_t recomputed_steps = 0;            // forward steps the executor re-ran (0 for "none")
+  // Byte-exact prediction of peak_bytes and of the tracker's per-category peaks
+  // (remat/engine_chain.h); computed for lazy gradients, 0 with eager_grads.
+  int64_t predicted_peak_bytes = 0;
+  std::array<int64_t, kNumCategories> predicted_peak_by_category{};
+  int64_t recomputed_steps = 0;  // forward steps the executor re-ran (0 for "none")
   // backward_matmul_calls minus a plain backward's 2L - 1 (layer 1 computes no dx because x_0
   // does not require grad): the matmuls rematerialization added, one per recomputed step.
   int64_t extra_backward_matmul_calls = 0;
