@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -25,6 +26,20 @@ std::vector<int64_t> element_offsets(const Tensor& t);
 double max_abs_diff(const Tensor& a, const Tensor& b);
 // Unit roundoff (half the machine epsilon) of a float dtype: 2^-53, 2^-24, 2^-8, 2^-11.
 double unit_roundoff(DType dt);
+
+// A portable integer generator (splitmix64): fixed seeds give the same random models everywhere.
+struct SplitMix64 {
+  uint64_t s;
+  uint64_t next() {
+    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  int64_t in(int64_t lo, int64_t hi) {  // uniform in [lo, hi]
+    return lo + static_cast<int64_t>(next() % static_cast<uint64_t>(hi - lo + 1));
+  }
+};
 
 // The message of the tilegrad::Error that f() throws, or "" if it throws none.
 template <class F>

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "apps/cli_util.h"
 #include "apps/commands.h"
 #include "apps/memtrace_experiment.h"
 #include "apps/plot_svg.h"
@@ -31,24 +32,8 @@ struct MemtraceOptions {
   std::string plot;      // path of the SVG picture; empty for none
 };
 
-// printf into a std::string (GCC 12 has no std::format).
-template <class... Args>
-std::string strf(const char* format, Args... args) {
-  const int n = std::snprintf(nullptr, 0, format, args...);
-  std::string s(static_cast<size_t>(n) + 1, '\0');
-  std::snprintf(s.data(), s.size(), format, args...);
-  s.pop_back();
-  return s;
-}
-
-double mb(int64_t bytes) {
-  return static_cast<double>(bytes) / 1e6;
-}
 double gflops_per_s(double flops, double seconds) {
   return seconds > 0 ? flops / seconds / 1e9 : 0.0;
-}
-long long ll(int64_t v) {
-  return static_cast<long long>(v);
 }
 
 // The categories the tables show (the others stay zero in this experiment; --json has them all).
@@ -266,25 +251,14 @@ void register_memtrace(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "memtrace", "Trace the memory of a chain of matmuls, layer by layer, forward and backward");
 
-  // A validator of our own: CLI11's Range would print INT64_MAX as the upper bound.
-  const CLI::Validator at_least_one(
-      [](std::string& value) -> std::string {
-        int64_t v = 0;
-        if (!CLI::detail::lexical_cast(value, v) || v < 1) {
-          return "must be an integer >= 1, got '" + value + "'";
-        }
-        return {};
-      },
-      "POSITIVE", "AT_LEAST_ONE");
-
   cmd->add_option("--layers", o->config.layers, "Number of matmul layers L")
-      ->check(at_least_one)
+      ->check(at_least_one())
       ->capture_default_str();
   cmd->add_option("--batch", o->config.batch, "Rows of x")
-      ->check(at_least_one)
+      ->check(at_least_one())
       ->capture_default_str();
   cmd->add_option("--dim", o->config.dim, "Columns of x; each W_i is [dim, dim]")
-      ->check(at_least_one)
+      ->check(at_least_one())
       ->capture_default_str();
   cmd->add_option("--dtype", o->dtype, "Element type")
       ->check(CLI::IsMember({"f64", "f32", "bf16", "f16"}))

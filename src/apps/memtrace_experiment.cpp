@@ -64,13 +64,14 @@ MemtraceResult run_memtrace(const MemtraceConfig& config) {
   MemtraceResult r;
   r.config = config;
   const int64_t L = config.layers;
-  const remat::Plan plan = remat::plan_executable(memtrace_chain_spec(config), config.remat);
+  const remat::ChainSpec spec = memtrace_chain_spec(config);
+  const remat::Plan plan = remat::plan_executable(spec, config.remat);
   r.remat_policy = plan.policy;
   r.predicted_recomputed_steps = plan.sim.recomputed_steps;
   if (!config.eager_grads) {
     const int64_t item = static_cast<int64_t>(dtype_size(config.dtype));
-    const remat::EnginePrediction predicted = remat::predict_linear_chain(
-        memtrace_chain_spec(config), plan.schedule, {config.dim * config.dim * item, item});
+    const remat::EnginePrediction predicted =
+        remat::predict_linear_chain(spec, plan.schedule, {config.dim * config.dim * item, item});
     r.predicted_peak_bytes = predicted.peak_total;
     r.predicted_peak_by_category = predicted.peak_by_category;
   }

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "apps/cli_util.h"
 #include "apps/commands.h"
 #include "apps/plan_chain.h"
 #include "core/dtype.h"
@@ -32,13 +33,6 @@ struct PlanChainOptions {
   std::string budget;        // empty: none
   bool json = false;
 };
-
-double mb(int64_t bytes) {
-  return static_cast<double>(bytes) / 1e6;
-}
-long long ll(int64_t v) {
-  return static_cast<long long>(v);
-}
 
 PlanChainConfig config_of(const PlanChainOptions& o) {
   PlanChainConfig c;
@@ -152,27 +146,17 @@ void register_plan(CLI::App& app) {
   CLI::App* chain = plan->add_subcommand(
       "chain", "Every checkpointing policy on a uniform chain: predicted peak and recompute");
 
-  const CLI::Validator at_least_one(
-      [](std::string& value) -> std::string {
-        int64_t v = 0;
-        if (!CLI::detail::lexical_cast(value, v) || v < 1) {
-          return "must be an integer >= 1, got '" + value + "'";
-        }
-        return {};
-      },
-      "POSITIVE", "AT_LEAST_ONE");
-
-  chain->add_option("--layers", o->layers, "Number of layers L")->required()->check(at_least_one);
+  chain->add_option("--layers", o->layers, "Number of layers L")->required()->check(at_least_one());
   CLI::Option* act =
       chain
           ->add_option("--act-bytes", o->act_bytes,
                        "Bytes of one activation, e.g. 3200000 or 512MB (instead of batch/dim)")
           ->type_name("BYTES");
   CLI::Option* batch = chain->add_option("--batch", o->batch, "Rows of each activation")
-                           ->check(at_least_one)
+                           ->check(at_least_one())
                            ->capture_default_str();
   CLI::Option* dim = chain->add_option("--dim", o->dim, "Columns of each activation")
-                         ->check(at_least_one)
+                         ->check(at_least_one())
                          ->capture_default_str();
   CLI::Option* dtype = chain->add_option("--dtype", o->dtype, "Element type")
                            ->check(CLI::IsMember({"f64", "f32", "bf16", "f16"}))

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "apps/cli_util.h"
 #include "core/dtype.h"
 #include "core/error.h"
 
@@ -43,15 +44,6 @@ const char* color_of(Category c) {
 constexpr double kWidth = 900, kHeight = 460;
 constexpr double kLeft = 80, kRight = 170, kTop = 62, kBottom = 55;
 constexpr double kPlotW = kWidth - kLeft - kRight, kPlotH = kHeight - kTop - kBottom;
-
-template <class... Args>
-std::string strf(const char* format, Args... args) {
-  const int n = std::snprintf(nullptr, 0, format, args...);
-  std::string s(static_cast<size_t>(n) + 1, '\0');
-  std::snprintf(s.data(), s.size(), format, args...);
-  s.pop_back();
-  return s;
-}
 
 // The smallest of 1, 2, 2.5, 5 times a power of ten that is >= x (x > 0): a round tick step.
 double nice_step(double x) {

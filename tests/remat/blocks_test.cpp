@@ -9,24 +9,14 @@
 
 #include "core/error.h"
 #include "remat/blocks.h"
+#include "testing.h"
 
 namespace {
 
 using namespace tilegrad::remat;  // NOLINT: the tests read better with the planner names
 using tilegrad::Error;
 
-struct Rng {  // splitmix64, so fixed seeds give the same models everywhere
-  uint64_t s;
-  uint64_t next() {
-    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  int64_t in(int64_t lo, int64_t hi) {
-    return lo + static_cast<int64_t>(next() % static_cast<uint64_t>(hi - lo + 1));
-  }
-};
+using Rng = tgtest::SplitMix64;
 
 BlockChainSpec random_blocks(uint64_t seed) {
   Rng rng{seed};

@@ -16,35 +16,16 @@
 #include "remat/pareto.h"
 #include "remat/plan.h"
 #include "remat/simulate.h"
+#include "testing.h"
 
 namespace {
 
 using namespace tilegrad::remat;  // NOLINT: the tests read better with the planner names
 using tilegrad::Error;
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using tgtest::error_of;
 
-// A portable generator (splitmix64), so fixed seeds give the same chains everywhere.
-struct Rng {
-  uint64_t s;
-  uint64_t next() {
-    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  int64_t in(int64_t lo, int64_t hi) {  // uniform in [lo, hi]
-    return lo + static_cast<int64_t>(next() % static_cast<uint64_t>(hi - lo + 1));
-  }
-};
+using Rng = tgtest::SplitMix64;
 
 ChainSpec random_chain(int L, uint64_t seed, int64_t max_bytes = 9, int64_t max_flops = 9) {
   Rng rng{seed};
