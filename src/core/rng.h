@@ -9,6 +9,7 @@
 #pragma once
 
 #include <array>
+#include <cmath>
 #include <cstdint>
 
 #include "core/dtype.h"
@@ -47,6 +48,16 @@ TG_HOST_DEVICE inline uint32_t philox_draw(uint64_t seed, uint64_t d) {
 // A uniform float in [0, 1) from the top 24 bits of a draw (exactly representable in float).
 TG_HOST_DEVICE inline float uniform_from_bits(uint32_t bits) {
   return static_cast<float>(bits >> 8) * (1.0f / 16777216.0f);
+}
+
+// Dropout's keep test as integers, so that every device decides identically: a draw is kept iff its
+// 24-bit uniform k / 2^24 is >= p, i.e. k >= ceil(p * 2^24) (exact: scaling by 2^24 rounds
+// nothing).
+inline uint32_t dropout_keep_threshold(double p) {
+  return static_cast<uint32_t>(std::ceil(p * 16777216.0));
+}
+TG_HOST_DEVICE inline bool dropout_keep(uint32_t bits, uint32_t threshold) {
+  return (bits >> 8) >= threshold;
 }
 
 // A stream position: draws [offset, offset + n) belong to one op call. Explicit, never global.

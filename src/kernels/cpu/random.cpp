@@ -21,10 +21,10 @@ void dropout(DType dt, const void* x, void* y, int64_t n, double p, uint64_t see
     const T* px = static_cast<const T*>(x);
     T* py = static_cast<T*>(y);
     const A scale = p < 1.0 ? A(1.0 / (1.0 - p)) : A(0);
+    const uint32_t threshold = dropout_keep_threshold(p);
     parallel_for(n, n >= kGrain, [&](int64_t i) {
-      // Compared in double: rounding p to float could flip the draws that equal float(p).
-      const float u = uniform_from_bits(philox_draw(seed, offset + static_cast<uint64_t>(i)));
-      const bool keep = static_cast<double>(u) >= p;
+      const bool keep =
+          dropout_keep(philox_draw(seed, offset + static_cast<uint64_t>(i)), threshold);
       py[i] = keep ? T(A(px[i]) * scale) : T(A(0));
     });
   });
