@@ -39,12 +39,12 @@ struct ByNewest {
 
 }  // namespace
 
-void run_backward(const Tensor& root, const Tensor& grad, BackwardOptions options) {
+void run_backward(Tensor root, Tensor grad, BackwardOptions options) {
   TG_CHECK(root.defined(), "backward: called on an undefined tensor");
   TG_CHECK(root.requires_grad(), "backward: tensor of shape ", shape_str(root.shape()),
            " does not require grad and has no grad_fn (did you set requires_grad on an input, and "
            "is grad mode on?)");
-  Tensor seed = grad;
+  Tensor seed = std::move(grad);
   if (!seed.defined()) {
     TG_CHECK(root.numel() == 1,
              "backward: the gradient can only be implied for a single-element "
@@ -61,6 +61,7 @@ void run_backward(const Tensor& root, const Tensor& grad, BackwardOptions option
 
   const Edge root_edge = gradient_edge(root);
   TG_ASSERT(root_edge.valid());
+  root = Tensor();  // only its node is needed from here on
 
   // Number the reachable nodes (an iterative walk) and count the edges into each: the per-node
   // tables below are vectors indexed by that number, so the hot loop does no hashing.
@@ -111,9 +112,9 @@ void run_backward(const Tensor& root, const Tensor& grad, BackwardOptions option
   CategoryScope category(Category::gradient);
   {
     InputBuffer& rb = buffer_of(root_edge.node.get());
-    accumulate(rb, root_edge.input_nr, seed);
-    seed = Tensor();
+    accumulate(rb, root_edge.input_nr, std::move(seed));
   }
+  if (options.on_start) options.on_start();
 
   std::priority_queue<std::shared_ptr<Node>, std::vector<std::shared_ptr<Node>>, ByNewest> ready;
   ready.push(root_edge.node);

@@ -22,9 +22,14 @@ struct BackwardOptions {
   // Called after each node has run, its consumed gradients have been freed and (unless
   // retain_graph) its saved tensors released: the point at which a memory trace reads the tracker.
   std::function<void(const Node&)> on_node_done;
+  // Called once, before the first node runs: the seed is in place and the engine holds neither the
+  // root nor the gradient passed in (a caller that moved them in has freed them by now).
+  std::function<void()> on_start;
 };
 
-// Backpropagates `grad` (default: 1 for a single-element root) from `root` into every leaf.
-void run_backward(const Tensor& root, const Tensor& grad, BackwardOptions options = {});
+// Backpropagates `grad` (default: 1 for a single-element root) from `root` into every leaf. Both
+// are taken by value: a caller that moves them in lets the engine drop the root's value before the
+// backward and free the seed once the root's node has consumed it.
+void run_backward(Tensor root, Tensor grad, BackwardOptions options = {});
 
 }  // namespace tilegrad

@@ -23,6 +23,8 @@ void BlockChainSpec::validate() const {
                "): out_bytes must be >= 1");
       TG_CHECK(op.flops >= 0, "blocks: block ", b, " op ", j, " (", op.name,
                "): flops must be >= 0");
+      TG_CHECK(op.param_grad_bytes >= 0, "blocks: block ", b, " op ", j, " (", op.name,
+               "): param_grad_bytes must be >= 0");
     }
   }
 }
@@ -79,7 +81,7 @@ namespace {
 
 // The flattened view: sizes s_0..s_n, flops and flags of ops 1..n, block starts P_0..P_N.
 struct Flat {
-  std::vector<int64_t> s, f;
+  std::vector<int64_t> s, f, pg;
   std::vector<char> reads_in, reads_out;
   std::vector<int> P;
   int n = 0, N = 0;
@@ -88,6 +90,7 @@ struct Flat {
     spec.validate();
     s.push_back(spec.input_bytes);
     f.push_back(0);
+    pg.push_back(0);
     reads_in.push_back(0);
     reads_out.push_back(0);
     P.push_back(0);
@@ -95,6 +98,7 @@ struct Flat {
       for (const BlockOp& op : blk) {
         s.push_back(op.out_bytes);
         f.push_back(op.flops);
+        pg.push_back(op.param_grad_bytes);
         reads_in.push_back(op.bwd_reads_input);
         reads_out.push_back(op.bwd_reads_output);
       }
@@ -176,11 +180,18 @@ BlockSim simulate_blocks(const BlockChainSpec& spec, const std::vector<BlockActi
   const int n = F.n;
   std::vector<char> stored(static_cast<size_t>(n) + 1, 0);
   stored[0] = 1;
-  int64_t act = F.s[0], grad = 0, flops = 0;
+  // act: stored z's (z_0 included); grad: the live activation gradient; pg: parameter gradients
+  // accumulated by the backward steps so far.
+  int64_t act = F.s[0], grad = 0, pg = 0, flops = 0;
   int t = n + 1;  // next backward; n+1 before the loss
   BlockSim r;
   r.peak_bytes = act;
-  auto moment = [&](int64_t live) { r.peak_bytes = std::max(r.peak_bytes, live); };
+  // One moment: `acts` bytes of z's (z_0 included) and `grads` bytes of gradients live.
+  auto moment = [&](int64_t acts, int64_t grads) {
+    r.peak_bytes = std::max(r.peak_bytes, acts + grads);
+    r.peak_act_bytes = std::max(r.peak_act_bytes, acts - F.s[0]);
+    r.peak_grad_bytes = std::max(r.peak_grad_bytes, grads);
+  };
   auto st = [&](int i) { return stored[static_cast<size_t>(i)] != 0; };
   for (size_t x = 0; x < schedule.size(); ++x) {
     const BlockAction& a = schedule[x];
@@ -194,7 +205,7 @@ BlockSim simulate_blocks(const BlockChainSpec& spec, const std::vector<BlockActi
         TG_CHECK(k <= t, where(), "op ", k, "'s output is never read again");
         TG_CHECK(st(k - 1), where(), "its input z_", k - 1, " is not stored");
         TG_CHECK(!st(k), where(), "z_", k, " is already stored");
-        moment(act + grad + F.s[static_cast<size_t>(k)]);
+        moment(act + F.s[static_cast<size_t>(k)], grad + pg);
         stored[static_cast<size_t>(k)] = 1;
         act += F.s[static_cast<size_t>(k)];
         flops += F.f[static_cast<size_t>(k)];
@@ -209,7 +220,7 @@ BlockSim simulate_blocks(const BlockChainSpec& spec, const std::vector<BlockActi
       case BlockActionKind::loss:
         TG_CHECK(t == n + 1, where(), "the loss has already run");
         TG_CHECK(st(n), where(), "the loss reads z_", n, ", which is not stored");
-        moment(act + F.s[static_cast<size_t>(n)]);
+        moment(act, F.s[static_cast<size_t>(n)]);
         stored[static_cast<size_t>(n)] = 0;
         act -= F.s[static_cast<size_t>(n)];
         grad = F.s[static_cast<size_t>(n)];
@@ -222,7 +233,8 @@ BlockSim simulate_blocks(const BlockChainSpec& spec, const std::vector<BlockActi
                  ", which is not stored");
         TG_CHECK(!F.reads_out[static_cast<size_t>(k)] || st(k), where(), "it reads z_", k,
                  ", which is not stored");
-        moment(act + F.s[static_cast<size_t>(k)] + F.s[static_cast<size_t>(k - 1)]);
+        pg += F.pg[static_cast<size_t>(k)];
+        moment(act, F.s[static_cast<size_t>(k)] + F.s[static_cast<size_t>(k - 1)] + pg);
         grad = F.s[static_cast<size_t>(k - 1)];
         t = k - 1;
         break;
@@ -305,7 +317,13 @@ class BlockSolver {
   explicit BlockSolver(const BlockChainSpec& spec) : F_(spec) {
     u_ = 0;
     for (int64_t x : F_.s) u_ = std::gcd(u_, x);
+    for (int64_t x : F_.pg) u_ = std::gcd(u_, x);
     for (int64_t x : F_.s) w_.push_back(x / u_);
+    // pa_[k]: units of the parameter gradients of ops k+1..n, live once backward(k+1) has run.
+    pa_.assign(static_cast<size_t>(F_.n) + 1, 0);
+    for (int k = F_.n - 1; k >= 0; --k)
+      pa_[static_cast<size_t>(k)] =
+          pa_[static_cast<size_t>(k) + 1] + F_.pg[static_cast<size_t>(k) + 1] / u_;
     local_.resize(static_cast<size_t>(F_.N));
     for (int b = 0; b < F_.N; ++b) {
       const int ops = F_.P[static_cast<size_t>(b) + 1] - F_.P[static_cast<size_t>(b)];
@@ -322,7 +340,7 @@ class BlockSolver {
       all += x;
       mx = std::max(mx, x);
     }
-    return all + 2 * mx;
+    return all + 2 * mx + pa_[0];
   }
 
   // Least recompute within M units; fills `policy` if given and feasible.
@@ -429,7 +447,7 @@ class BlockSolver {
         int r = first_missing - 1;
         while (!S(r)) --r;
         for (int j = r + 1; j <= target; ++j) {
-          L.bwd = std::max(L.bwd, stored + grad + w(j));
+          L.bwd = std::max(L.bwd, stored + grad + w(j) + pa_[static_cast<size_t>(k)]);
           L.rc += F_.f[static_cast<size_t>(j)];
           S(j) = 1;
           stored += w(j);
@@ -440,7 +458,7 @@ class BlockSolver {
           }
         }
       }
-      L.bwd = std::max(L.bwd, stored + w(k) + w(k - 1));
+      L.bwd = std::max(L.bwd, stored + w(k) + w(k - 1) + pa_[static_cast<size_t>(k) - 1]);
       grad = w(k - 1);
       for (int i = k; i <= hi; ++i)
         if (S(i)) {
@@ -464,7 +482,10 @@ class BlockSolver {
       if (it != memo_.end()) return it->second;
     }
     const bool last = q == F_.N;
-    const int64_t g = last ? 0 : w_[static_cast<size_t>(F_.P[static_cast<size_t>(q)])];
+    // A segment below the last is re-forwarded with dX_q and the parameter gradients above it live.
+    const int64_t g = last ? 0
+                           : w_[static_cast<size_t>(F_.P[static_cast<size_t>(q)])] +
+                                 pa_[static_cast<size_t>(F_.P[static_cast<size_t>(q)])];
     // cost[b - p][acc]: least cost of blocks p..b-1 whose kept sets total acc units.
     const size_t width = static_cast<size_t>(std::max<int64_t>(cap, 0)) + 1;
     std::vector<std::vector<int64_t>> cost(static_cast<size_t>(q - p) + 1,
@@ -517,6 +538,7 @@ class BlockSolver {
   Flat F_;
   int64_t u_ = 1;
   std::vector<int64_t> w_;
+  std::vector<int64_t> pa_;
   std::vector<std::vector<BlockLocal>> local_;
   std::map<std::tuple<int, int, int64_t>, int64_t> memo_;
 };

@@ -8,14 +8,18 @@
 // (P_0 = 0, P_N = n) and its input is X_b = z_{P_b}. Op k has out_bytes s_k (s_0 = input_bytes),
 // flops f_k, and its backward reads dz_k and, per its flags, z_{k-1} (`bwd_reads_input`, e.g. a
 // matmul's weight gradient, gelu) and z_k (`bwd_reads_output`, e.g. softmax); it produces dz_{k-1},
-// which has s_{k-1} bytes. Actions (BlockAction):
-//   compute(k)   needs z_{k-1} stored and z_k not; stores z_k.       live = stored + G + s_k
+// which has s_{k-1} bytes, and the gradient of its parameters, pg_k bytes (0 if it has none),
+// which stays live to the end. Actions (BlockAction):
+//   compute(k)   needs z_{k-1} stored and z_k not; stores z_k.  live = stored + G + PG + s_k
 //   free(k)      discards z_k (k >= 1).
-//   loss         needs z_n stored, once; then G = dz_n, z_n released. live = stored + s_n
+//   loss         needs z_n stored, once; then G = dz_n, z_n released.  live = stored + s_n
 //   backward(k)  k = n, n-1, ..., 1 in order after the loss; needs the z's its flags name stored;
-//                then G = dz_{k-1}.                                  live = stored + s_k + s_{k-1}
-// where "stored" is the bytes of the stored z's before the action and G the live gradient (none
-// before the loss). The peak is the maximum over the schedule; simulate_blocks checks and measures.
+//                then G = dz_{k-1}, PG += pg_k.  live = stored + s_k + s_{k-1} + PG + pg_k
+// where "stored" is the bytes of the stored z's before the action, G the live activation gradient
+// (none before the loss) and PG the parameter gradients of the ops already backpropagated. The
+// peak is the maximum over the schedule; simulate_blocks checks and measures. These are the
+// engine's own rules for single-op steps whose backward allocates exactly dz_{k-1} and dW_k
+// (block_executor.h), which is why predictions equal the tracker's measurements.
 //
 // A policy (BlockPolicy) chooses checkpoint[b] for every block (checkpoint[0] is always true) and a
 // save mask per block over its ops but the last (bit j: the output of the block's op j+1, an
@@ -49,6 +53,9 @@ struct BlockOp {
   int64_t flops = 0;      // >= 0
   bool bwd_reads_input = true;
   bool bwd_reads_output = false;
+  // Bytes of the gradient of the op's parameters (a weight's dW): produced by backward(k) and live
+  // from then to the end of the backward (accumulated into the parameter). 0 for ops without any.
+  int64_t param_grad_bytes = 0;
 };
 
 struct BlockChainSpec {
@@ -81,7 +88,9 @@ struct BlockAction {
 std::string to_string(const BlockAction& a);
 
 struct BlockSim {
-  int64_t peak_bytes = 0;
+  int64_t peak_bytes = 0;       // z's (z_0 included) and gradients live at once
+  int64_t peak_act_bytes = 0;   // peak of the z's other than z_0 alone
+  int64_t peak_grad_bytes = 0;  // peak of the gradients alone (activation and parameter)
   int64_t computes = 0;         // compute actions
   int64_t recompute_flops = 0;  // flops of all computes minus total_flops()
 };

@@ -26,8 +26,11 @@ BlockChainSpec random_blocks(uint64_t seed) {
   for (int b = 0; b < N; ++b) {
     std::vector<BlockOp> ops;
     const int m = static_cast<int>(rng.in(1, 3));
-    for (int j = 0; j < m; ++j)
+    for (int j = 0; j < m; ++j) {
       ops.push_back({"op", rng.in(1, 6), rng.in(0, 9), rng.in(0, 1) == 1, rng.in(0, 2) == 0});
+      // Half the ops have parameters, whose gradients stay live to the end of the backward.
+      if (rng.in(0, 1) == 1) ops.back().param_grad_bytes = rng.in(1, 4);
+    }
     spec.blocks.push_back(ops);
   }
   return spec;
@@ -76,6 +79,17 @@ TEST(Blocks, SimulatorCountsBytesByTheRules) {
   const BlockSim r2 = simulate_blocks(spec, block_schedule(spec, {{1}, {1}}));
   EXPECT_EQ(r2.peak_bytes, 12);
   EXPECT_EQ(r2.recompute_flops, 5);
+  // Each category's own peak: the activations z_1 + z_2 = 5 (sweep, loss, backward(2)); the
+  // gradients dz_1 + dz_0 = 6 at backward(1), above dz_2 + dz_1 = 5 at backward(2).
+  EXPECT_EQ(r2.peak_act_bytes, 5);
+  EXPECT_EQ(r2.peak_grad_bytes, 6);
+  // A parameter on op 2 (3 bytes of gradient): live from backward(2) on, so backward(2) sees 15
+  // and backward(1) 2 + 4 + 2 + 3 = 11; the gradients alone peak at backward(1), 4 + 2 + 3.
+  BlockChainSpec with_param = spec;
+  with_param.blocks[0][1].param_grad_bytes = 3;
+  const BlockSim r3 = simulate_blocks(with_param, block_schedule(with_param, {{1}, {1}}));
+  EXPECT_EQ(r3.peak_bytes, 15);
+  EXPECT_EQ(r3.peak_grad_bytes, 9);
   // Invalid schedules name the action.
   const std::string msg = [&] {
     try {
