@@ -8,6 +8,7 @@
 #include <memory>
 #include <unordered_map>
 
+#include "apps/plan_chain.h"
 #include "autograd/engine.h"
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
@@ -48,7 +49,20 @@ void validate(const MemtraceConfig& config) {
   TG_CHECK(is_floating(config.dtype),
            "memtrace: --dtype must be a float type (f64, f32, bf16, f16), got ",
            dtype_name(config.dtype));
-  remat::plan_executable(memtrace_chain_spec(config), config.remat);  // throws for a bad policy
+  memtrace_plan(config);  // throws for a bad policy or an infeasible budget
+}
+
+remat::Plan memtrace_plan(const MemtraceConfig& config) {
+  const remat::ChainSpec spec = memtrace_chain_spec(config);
+  const std::string prefix = "budget:";
+  if (config.remat.compare(0, prefix.size(), prefix) != 0)
+    return remat::plan_executable(spec, config.remat);
+  TG_CHECK(!config.eager_grads, "memtrace: --remat ", config.remat,
+           " plans against the engine's peak, which is modelled with lazy gradients; drop "
+           "--eager-grads");
+  const int64_t item = static_cast<int64_t>(dtype_size(config.dtype));
+  const int64_t budget = parse_bytes(config.remat.substr(prefix.size()), "--remat budget");
+  return remat::plan_linear_chain_budget(spec, {config.dim * config.dim * item, item}, budget);
 }
 
 remat::ChainSpec memtrace_chain_spec(const MemtraceConfig& config) {
@@ -65,7 +79,7 @@ MemtraceResult run_memtrace(const MemtraceConfig& config) {
   r.config = config;
   const int64_t L = config.layers;
   const remat::ChainSpec spec = memtrace_chain_spec(config);
-  const remat::Plan plan = remat::plan_executable(spec, config.remat);
+  const remat::Plan plan = memtrace_plan(config);
   r.remat_policy = plan.policy;
   r.predicted_recomputed_steps = plan.sim.recomputed_steps;
   if (!config.eager_grads) {

@@ -8,7 +8,8 @@
 // (EagerGradScope) every layer also carries a zero gradient buffer of the same size from the start.
 //
 // With a rematerialization policy other than "none" (config.remat: any name plan_executable in
-// remat/executor.h accepts, e.g. "every:4", "revolve:2", "naive:5"), the chain runs through the
+// remat/executor.h accepts, e.g. "every:4", "revolve:2", "naive:5"; "budget:BYTES" is a budget
+// for the engine's measured peak, remat/engine_chain.h), the chain runs through the
 // chain rematerializer (Note [Executing a schedule]) with the planner's schedule for this chain;
 // the result carries the planner's predictions next to the measurements. "none" runs the plain
 // chain exactly as without the option.
@@ -25,6 +26,7 @@
 #include "memory/category.h"
 #include "memory/tracker.h"
 #include "remat/chain.h"
+#include "remat/plan.h"
 
 namespace tilegrad::apps {
 
@@ -114,5 +116,8 @@ void validate(const MemtraceConfig& config);
 // The chain model of the experiment's chain: L layers, a_i = batch·dim·itemsize bytes for x_0..x_L,
 // 2·batch·dim·dim FLOPs per layer.
 remat::ChainSpec memtrace_chain_spec(const MemtraceConfig& config);
+// The plan that config.remat names for that chain (budget:BYTES in engine bytes, with units as
+// parse_bytes takes them). Throws tilegrad::Error for a bad policy or an infeasible budget.
+remat::Plan memtrace_plan(const MemtraceConfig& config);
 
 }  // namespace tilegrad::apps

@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "remat/budget.h"
+#include "remat/executor.h"
 #include "remat/simulate.h"
 
 namespace tilegrad::remat {
@@ -86,6 +88,30 @@ EnginePrediction predict_linear_chain(const ChainSpec& spec, const std::vector<A
     if (i > 1) m.free(Category::activation, a(i - 1));
   }
   return m.done();
+}
+
+Plan plan_linear_chain_budget(const ChainSpec& spec, const LinearChainBytes& bytes,
+                              int64_t budget_bytes) {
+  const BudgetSolver solver(spec);
+  std::vector<std::vector<Action>> candidates{naive_schedule(spec.L(), 0)};  // keeps only x_0
+  for (const auto& [chain_bytes, flops] : solver.frontier())
+    candidates.push_back(solver.schedule(chain_bytes));
+  const std::vector<Action>* best = nullptr;
+  int64_t best_flops = 0, best_peak = 0, smallest = INT64_MAX;
+  for (const auto& schedule : candidates) {
+    const int64_t peak = predict_linear_chain(spec, schedule, bytes).peak_total;
+    smallest = std::min(smallest, peak);
+    if (peak > budget_bytes) continue;
+    const int64_t flops = simulate(spec, schedule).recompute_flops;
+    if (!best || flops < best_flops || (flops == best_flops && peak < best_peak)) {
+      best = &schedule;
+      best_flops = flops;
+      best_peak = peak;
+    }
+  }
+  TG_CHECK(best != nullptr, "budget:", budget_bytes, ": no schedule fits; the smallest feasible ",
+           "budget is ", smallest, " bytes (the engine's peak, weights and input included)");
+  return make_plan(spec, "budget:" + std::to_string(budget_bytes), *best);
 }
 
 }  // namespace tilegrad::remat

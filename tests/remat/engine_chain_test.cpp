@@ -37,12 +37,13 @@ TEST(EngineChain, PredictedPeakEqualsTheTrackerForEveryPolicy) {
     config.record_timeline = true;
     const int64_t item = static_cast<int64_t>(dtype_size(dt));
     const remat::LinearChainBytes bytes{config.dim * config.dim * item, item};
-    for (const char* policy : {"none", "every:2", "every:3", "sqrt", "revolve:1", "revolve:2",
-                               "revolve:4", "naive:0", "naive:5", "budget:20000", "budget:13000"}) {
+    for (const char* policy :
+         {"none", "every:2", "every:3", "sqrt", "revolve:1", "revolve:2", "revolve:4", "naive:0",
+          "naive:5", "budget:45000", "budget:40000", "budget:34kB"}) {
       SCOPED_TRACE(std::string(policy) + " " + std::string(dtype_name(dt)));
       config.remat = policy;
       const remat::ChainSpec spec = apps::memtrace_chain_spec(config);
-      const remat::Plan plan = remat::plan_executable(spec, policy);
+      const remat::Plan plan = apps::memtrace_plan(config);
       const remat::EnginePrediction predicted =
           remat::predict_linear_chain(spec, plan.schedule, bytes);
       const apps::MemtraceResult r = apps::run_memtrace(config);
@@ -58,6 +59,36 @@ TEST(EngineChain, PredictedPeakEqualsTheTrackerForEveryPolicy) {
       EXPECT_EQ(plan.sim.recomputed_steps, r.recomputed_steps);
     }
   }
+}
+
+// budget:BYTES is a budget for the tracker's peak: the measured peak never exceeds it, a larger
+// budget never recomputes more, and below the smallest feasible budget nothing runs.
+TEST(EngineChain, BudgetIsStatedInEngineBytes) {
+  apps::MemtraceConfig config;
+  config.layers = 12;
+  config.batch = 40;
+  config.dim = 10;
+  config.remat = "budget:1";
+  const std::string msg = error_of([&] { apps::run_memtrace(config); });
+  const std::string key = "the smallest feasible budget is ";
+  ASSERT_NE(msg.find(key), std::string::npos) << msg;
+  const int64_t smallest = std::stoll(msg.substr(msg.find(key) + key.size()));
+  config.remat = "none";
+  const int64_t keep_all = apps::run_memtrace(config).peak_bytes;
+  EXPECT_LT(smallest, keep_all);
+  int64_t last = INT64_MAX;
+  for (int i = 0; i <= 6; ++i) {
+    const int64_t budget = smallest + (keep_all - smallest) * i / 6;
+    config.remat = "budget:" + std::to_string(budget);
+    const apps::MemtraceResult r = apps::run_memtrace(config);
+    EXPECT_LE(r.peak_bytes, budget);
+    EXPECT_EQ(r.peak_bytes, r.predicted_peak_bytes);
+    EXPECT_LE(r.recomputed_steps, last);
+    last = r.recomputed_steps;
+  }
+  EXPECT_EQ(last, 0);
+  config.remat = "budget:" + std::to_string(smallest - 1);
+  EXPECT_NE(error_of([&] { apps::run_memtrace(config); }).find(key), std::string::npos);
 }
 
 }  // namespace
