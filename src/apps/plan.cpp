@@ -15,6 +15,7 @@
 
 #include "apps/cli_util.h"
 #include "apps/commands.h"
+#include "apps/plan_blocks.h"
 #include "apps/plan_chain.h"
 #include "core/dtype.h"
 #include "core/error.h"
@@ -173,6 +174,8 @@ void register_plan(CLI::App& app) {
   chain->add_flag("--json", o->json, "Print the result as one JSON object instead of a table");
 
   chain->callback([o] { run(*o); });
+
+  register_plan_blocks(*plan);
 }
 
 }  // namespace tilegrad::apps
