@@ -19,6 +19,9 @@ void register_memtrace(CLI::App& app);
 // plan chain: predicted peak and recompute of every checkpointing policy on a uniform chain.
 void register_plan(CLI::App& app);
 
+// analyze attention|mlp|transformer: FLOPs, bytes, roofline, MFU, IO model, memory formulas.
+void register_analyze(CLI::App& app);
+
 // Planned, one file each: train, sample, prepare, analyze, bench.
 
 }  // namespace tilegrad::apps

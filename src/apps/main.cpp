@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
 
   tilegrad::apps::register_memtrace(app);
   tilegrad::apps::register_plan(app);
+  tilegrad::apps::register_analyze(app);
 
   try {
     app.parse(argc, argv);
