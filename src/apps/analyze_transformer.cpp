@@ -120,7 +120,7 @@ struct TransformerOptions {
   int64_t dim = 128;
   int64_t heads = 4;
   int64_t layers = 4;
-  int64_t vocab = 1024;
+  int64_t vocab = 1000;
   bool no_bias = false;
   std::string dtype = "f32";
   bool no_measure = false;
