@@ -146,7 +146,7 @@ std::string roofline_cells(const Roofline& r) {
 
 std::string device_line(const DeviceSpec& d, DType dt, bool tf32) {
   const double peak = d.peak_flops(dt, tf32);
-  return strf("device %s: peak %.1f TFLOP/s (%s), bandwidth %.1f GB/s, ridge %.1f FLOP/byte",
+  return strf("device %s: peak %.4g TFLOP/s (%s), bandwidth %.4g GB/s, ridge %.4g FLOP/byte",
               d.name.c_str(), peak / 1e12, std::string(dtype_name(dt)).c_str(), d.bandwidth / 1e9,
               peak / d.bandwidth);
 }
