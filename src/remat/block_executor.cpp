@@ -18,11 +18,6 @@ namespace {
 // What a node saved while F_k recorded: z_{k-1}, z_k, or another tensor it keeps itself.
 enum class Slot : uint8_t { pending, input, output, plain };
 
-bool same_alias(const Tensor& a, const Tensor& b) {
-  return a.storage() == b.storage() && a.offset() == b.offset() && a.shape() == b.shape() &&
-         a.strides() == b.strides() && a.dtype() == b.dtype();
-}
-
 }  // namespace
 
 struct BlockRematerializer::State {

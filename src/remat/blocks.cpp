@@ -246,6 +246,25 @@ BlockSim simulate_blocks(const BlockChainSpec& spec, const std::vector<BlockActi
   return r;
 }
 
+std::vector<BlockPolicy> all_block_policies(const BlockChainSpec& spec) {
+  spec.validate();
+  std::vector<BlockPolicy> out{{{}, {}}};
+  for (int b = 0; b < spec.num_blocks(); ++b) {
+    std::vector<BlockPolicy> next;
+    const uint32_t masks = 1u << (spec.blocks[static_cast<size_t>(b)].size() - 1);
+    for (const BlockPolicy& p : out)
+      for (int c = b == 0 ? 1 : 0; c <= 1; ++c)
+        for (uint32_t m = 0; m < masks; ++m) {
+          BlockPolicy q = p;
+          q.checkpoint.push_back(static_cast<char>(c));
+          q.save.push_back(m);
+          next.push_back(q);
+        }
+    out = std::move(next);
+  }
+  return out;
+}
+
 std::vector<BlockAction> block_schedule(const BlockChainSpec& spec, const BlockPolicy& policy) {
   const Flat F(spec);
   check_policy(F, policy);

@@ -104,6 +104,10 @@ struct BlockPolicy {
   bool operator==(const BlockPolicy&) const = default;
 };
 
+// Every policy of the model, by plain enumeration (2^(N-1) checkpoint patterns times the masks):
+// for brute-force checks on small models.
+std::vector<BlockPolicy> all_block_policies(const BlockChainSpec& spec);
+
 // The schedule of a policy, as in Note [Block model] (throws tilegrad::Error if malformed).
 std::vector<BlockAction> block_schedule(const BlockChainSpec& spec, const BlockPolicy& policy);
 

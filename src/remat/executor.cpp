@@ -99,13 +99,12 @@ struct InputHandle {
   InputHandle& operator=(const InputHandle&) = delete;
 };
 
-// The same view of the same bytes: what "the saved copy of x_{i-1}" means (a node saves aliases).
+}  // namespace
+
 bool same_alias(const Tensor& a, const Tensor& b) {
   return a.storage() == b.storage() && a.offset() == b.offset() && a.shape() == b.shape() &&
          a.strides() == b.strides() && a.dtype() == b.dtype();
 }
-
-}  // namespace
 
 Tensor ChainRematerializer::State::unpack(int i) {
   const size_t li = static_cast<size_t>(i);

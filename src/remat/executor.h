@@ -63,6 +63,10 @@ Plan plan_naive(const ChainSpec& spec, int C);
 // plan_policy (plan.h) plus "naive:C".
 Plan plan_executable(const ChainSpec& spec, const std::string& policy);
 
+// The same view of the same bytes (storage, offset, shape, strides, dtype): what "a saved copy of
+// x" means to the executors, since a node saves aliases, never copies.
+bool same_alias(const Tensor& a, const Tensor& b);
+
 class ChainRematerializer {
  public:
   // Throws tilegrad::Error, before anything runs, if the schedule is invalid for L = layers.size()

@@ -158,24 +158,6 @@ Measured run(const Net& net, const std::vector<BlockAction>& schedule) {
   return r;
 }
 
-std::vector<BlockPolicy> all_policies(const BlockChainSpec& spec) {
-  std::vector<BlockPolicy> out{{{}, {}}};
-  for (int b = 0; b < spec.num_blocks(); ++b) {
-    std::vector<BlockPolicy> next;
-    const uint32_t masks = 1u << (spec.blocks[static_cast<size_t>(b)].size() - 1);
-    for (const BlockPolicy& p : out)
-      for (int c = b == 0 ? 1 : 0; c <= 1; ++c)
-        for (uint32_t m = 0; m < masks; ++m) {
-          BlockPolicy q = p;
-          q.checkpoint.push_back(static_cast<char>(c));
-          q.save.push_back(m);
-          next.push_back(q);
-        }
-    out = std::move(next);
-  }
-  return out;
-}
-
 // Checks one schedule: measured = predicted, and gradients bitwise equal to the plain run's.
 Measured check(const Net& net, const Measured& plain, const std::vector<BlockAction>& schedule) {
   const remat::BlockSim sim = remat::simulate_blocks(net.spec, schedule);
@@ -199,7 +181,7 @@ TEST(BlockExecutor, EveryPolicyPredictsTheTrackerExactly) {
     int policies = 0;
     std::set<int64_t> peaks;
     int64_t most_recomputed = 0;
-    for (const BlockPolicy& p : all_policies(net.spec)) {
+    for (const BlockPolicy& p : remat::all_block_policies(net.spec)) {
       SCOPED_TRACE(std::string(dtype_name(dt)) + " policy " + std::to_string(policies));
       const Measured r = check(net, plain, remat::block_schedule(net.spec, p));
       peaks.insert(r.peak_total);

@@ -36,25 +36,6 @@ BlockChainSpec random_blocks(uint64_t seed) {
   return spec;
 }
 
-// Every policy of the model, built by plain enumeration.
-std::vector<BlockPolicy> all_policies(const BlockChainSpec& spec) {
-  std::vector<BlockPolicy> out{{{}, {}}};
-  for (int b = 0; b < spec.num_blocks(); ++b) {
-    std::vector<BlockPolicy> next;
-    const uint32_t masks = 1u << (spec.blocks[static_cast<size_t>(b)].size() - 1);
-    for (const BlockPolicy& p : out)
-      for (int c = b == 0 ? 1 : 0; c <= 1; ++c)
-        for (uint32_t m = 0; m < masks; ++m) {
-          BlockPolicy q = p;
-          q.checkpoint.push_back(static_cast<char>(c));
-          q.save.push_back(m);
-          next.push_back(q);
-        }
-    out = std::move(next);
-  }
-  return out;
-}
-
 TEST(Blocks, SimulatorCountsBytesByTheRules) {
   // One block: input 2 bytes, op 1 (4 bytes, reads input), op 2 (1 byte, reads output).
   BlockChainSpec spec;
@@ -109,7 +90,7 @@ TEST(Blocks, OptimalOverAllPoliciesByBruteForce) {
     const BlockChainSpec spec = random_blocks(seed);
     std::vector<BlockSim> sims;
     int64_t top = 0, lowest = INT64_MAX;
-    for (const BlockPolicy& p : all_policies(spec)) {
+    for (const BlockPolicy& p : all_block_policies(spec)) {
       sims.push_back(simulate_blocks(spec, block_schedule(spec, p)));
       top = std::max(top, sims.back().peak_bytes);
       lowest = std::min(lowest, sims.back().peak_bytes);
