@@ -1,0 +1,128 @@
+// Problem checks, workspace layout and kernel choice for the FlashAttention kernels (flash_api.h).
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <tuple>
+
+#include "kernels/cuda/flash_api.h"
+#include "kernels/cuda/flash_sm80.h"
+
+namespace tilegrad::cuda {
+namespace {
+
+std::string operand_problem(const char* name, const void* ptr, const FlashStrides& s) {
+  if (ptr == nullptr) return std::string(name) + " is null";
+  // cp.async and the vector stores move 16 bytes: every row of D elements must start 16-byte
+  // aligned, so the base and all strides must be multiples of 8 elements.
+  if (reinterpret_cast<uintptr_t>(ptr) % 16 != 0) {
+    return std::string(name) + " is not 16-byte aligned";
+  }
+  if (s.batch % 8 != 0 || s.row % 8 != 0 || s.head % 8 != 0) {
+    return std::string(name) + " strides (batch " + std::to_string(s.batch) + ", row " +
+           std::to_string(s.row) + ", head " + std::to_string(s.head) +
+           ") must be multiples of 8 elements";
+  }
+  if (s.batch < 0 || s.row < 0 || s.head < 0) {
+    return std::string(name) + " has a negative stride";
+  }
+  return {};
+}
+
+int64_t align256(int64_t bytes) {
+  return (bytes + 255) / 256 * 256;
+}
+
+}  // namespace
+
+std::string flash_attention_check(const FlashFwdParams& p) {
+  const std::string dims = "(B " + std::to_string(p.B) + ", H " + std::to_string(p.H) + ", Hkv " +
+                           std::to_string(p.Hkv) + ", Nq " + std::to_string(p.Nq) + ", Nk " +
+                           std::to_string(p.Nk) + ", D " + std::to_string(p.D) + ")";
+  if (p.dtype != FlashDType::bf16 && p.dtype != FlashDType::f16) {
+    return "flash_attention: dtype must be bf16 or f16";
+  }
+  if (p.B < 1 || p.H < 1 || p.Hkv < 1 || p.Nq < 1 || p.Nk < 1) {
+    return "flash_attention: sizes must be positive " + dims;
+  }
+  if (p.H % p.Hkv != 0) return "flash_attention: Hkv must divide H " + dims;
+  if (p.D != 64 && p.D != 128) return "flash_attention: D must be 64 or 128 " + dims;
+  if (p.B > 65535 || p.H > 65535) return "flash_attention: B and H must be <= 65535 " + dims;
+  if (!(p.softmax_scale > 0.0f) || !std::isfinite(p.softmax_scale)) {
+    return "flash_attention: softmax_scale must be positive and finite (got " +
+           std::to_string(p.softmax_scale) + ")";
+  }
+  for (const auto& [name, ptr, strides] :
+       {std::tuple{"q", p.q, p.q_strides}, std::tuple{"k", p.k, p.k_strides},
+        std::tuple{"v", p.v, p.v_strides},
+        std::tuple{"o", static_cast<const void*>(p.o), p.o_strides}}) {
+    std::string why = operand_problem(name, ptr, strides);
+    if (!why.empty()) return "flash_attention: " + why;
+  }
+  if (p.lse == nullptr) return "flash_attention: lse is null";
+  return {};
+}
+
+std::string flash_attention_check(const FlashBwdParams& p) {
+  std::string why = flash_attention_check(p.fwd);
+  if (!why.empty()) return why;
+  for (const auto& [name, ptr, strides] :
+       {std::tuple{"dout", p.dout, p.dout_strides},
+        std::tuple{"dq", static_cast<const void*>(p.dq), p.dq_strides},
+        std::tuple{"dk", static_cast<const void*>(p.dk), p.dk_strides},
+        std::tuple{"dv", static_cast<const void*>(p.dv), p.dv_strides}}) {
+    why = operand_problem(name, ptr, strides);
+    if (!why.empty()) return "flash_attention_backward: " + why;
+  }
+  if (p.workspace == nullptr || reinterpret_cast<uintptr_t>(p.workspace) % 256 != 0) {
+    return "flash_attention_backward: workspace must be non-null and 256-byte aligned";
+  }
+  return {};
+}
+
+cudaError_t flash_attention_forward(const FlashFwdParams& p, cudaStream_t stream) {
+  using namespace flash;
+  if (!flash_attention_check(p).empty()) return cudaErrorInvalidValue;
+  const bool bf16 = p.dtype == FlashDType::bf16;
+  if (p.D == 64) {
+    return bf16 ? run_flash_fwd_sm80<__nv_bfloat16, 64>(p, stream)
+                : run_flash_fwd_sm80<__half, 64>(p, stream);
+  }
+  return bf16 ? run_flash_fwd_sm80<__nv_bfloat16, 128>(p, stream)
+              : run_flash_fwd_sm80<__half, 128>(p, stream);
+}
+
+cudaError_t flash_attention_forward_ablation(const FlashFwdParams& p, int variant,
+                                             cudaStream_t stream) {
+  if (!flash_attention_check(p).empty() || variant < 0 || variant > 3) return cudaErrorInvalidValue;
+  return flash::run_flash_fwd_sm80_variant(p, static_cast<flash::FwdVariant>(variant), stream);
+}
+
+// Workspace: dq_accum, float32 (B, H, Nq, D), then dsum, float32 (B, H, Nq); each 256-aligned.
+size_t flash_attention_backward_workspace_bytes(const FlashBwdParams& p) {
+  const int64_t rows = static_cast<int64_t>(p.fwd.B) * p.fwd.H * p.fwd.Nq;
+  return static_cast<size_t>(align256(rows * p.fwd.D * 4) + align256(rows * 4));
+}
+
+cudaError_t flash_attention_backward_ablation(const FlashBwdParams& p, int variant,
+                                              cudaStream_t stream) {
+  using namespace flash;
+  if (!flash_attention_check(p).empty() || variant < 0 || variant > 2) return cudaErrorInvalidValue;
+  const int64_t rows = static_cast<int64_t>(p.fwd.B) * p.fwd.H * p.fwd.Nq;
+  float* dq_accum = static_cast<float*>(p.workspace);
+  float* dsum =
+      reinterpret_cast<float*>(static_cast<char*>(p.workspace) + align256(rows * p.fwd.D * 4));
+  const int width = variant == 1 ? 1 : variant == 2 ? 2 : 4;
+  const bool bf16 = p.fwd.dtype == FlashDType::bf16;
+  if (p.fwd.D == 64) {
+    return bf16 ? run_flash_bwd_sm80<__nv_bfloat16, 64>(p, dq_accum, dsum, stream, width)
+                : run_flash_bwd_sm80<__half, 64>(p, dq_accum, dsum, stream, width);
+  }
+  return bf16 ? run_flash_bwd_sm80<__nv_bfloat16, 128>(p, dq_accum, dsum, stream, width)
+              : run_flash_bwd_sm80<__half, 128>(p, dq_accum, dsum, stream, width);
+}
+
+cudaError_t flash_attention_backward(const FlashBwdParams& p, cudaStream_t stream) {
+  return flash_attention_backward_ablation(p, 0, stream);
+}
+
+}  // namespace tilegrad::cuda

@@ -1,0 +1,92 @@
+// FlashAttention on CUDA GPUs: the plain C++ interface of the forward and backward kernels.
+//
+// Pointers, sizes and strides in; no engine types, so the kernels can be tested and timed alone and
+// the engine's attention op (ops/) calls them for cuda tensors. The interface is the same for every
+// architecture: flash_api.cu checks the problem and picks a kernel (today the sm_80 path in
+// flash_{fwd,bwd}_sm80.cu, which runs on every GPU from Ampere on; Hopper kernels sit beside it).
+//
+// Layout: q, o, dq, do are (B, Nq, H, D) and k, v, dk, dv are (B, Nk, Hkv, D) in the sense that an
+// element's address is base + b * batch_stride + n * row_stride + h * head_stride + d; the strides
+// are in elements and the last dimension is contiguous. Both (B, N, H, D) and (B, H, N, D) tensors
+// fit, through their strides. lse, the logsumexp, is float32 (B, H, Nq), contiguous.
+//
+// Semantics: O = softmax(scale * Q Kᵀ + mask) V with float32 accumulation, lse = log Σ_j
+// exp(scale * q·k_j) in natural log over the visible keys. Causal masking is aligned to the
+// bottom-right corner: query i sees key j iff j <= i + Nk - Nq. A query that sees no key (causal
+// with Nq > Nk) gets O = 0 and lse = -inf (log 0), as in the CPU op, and no gradient. Query head h
+// reads key/value head h / (H / Hkv) (GQA; MQA when Hkv = 1).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace tilegrad::cuda {
+
+enum class FlashDType : uint8_t { bf16, f16 };
+
+// Strides of one (B, N, heads, D) operand, in elements; the D dimension has stride 1.
+struct FlashStrides {
+  int64_t batch = 0;
+  int64_t row = 0;
+  int64_t head = 0;
+};
+
+struct FlashFwdParams {
+  FlashDType dtype = FlashDType::bf16;
+  int B = 0, H = 0, Hkv = 0, Nq = 0, Nk = 0, D = 0;
+  float softmax_scale = 0.0f;  // usually 1 / sqrt(D)
+  bool causal = false;
+
+  const void* q = nullptr;  // (B, Nq, H, D)
+  const void* k = nullptr;  // (B, Nk, Hkv, D)
+  const void* v = nullptr;  // (B, Nk, Hkv, D)
+  void* o = nullptr;        // (B, Nq, H, D)
+  float* lse = nullptr;     // (B, H, Nq), contiguous
+  FlashStrides q_strides, k_strides, v_strides, o_strides;
+};
+
+struct FlashBwdParams {
+  FlashFwdParams fwd;  // the forward's problem, with its o and lse as inputs
+
+  const void* dout = nullptr;  // (B, Nq, H, D)
+  void* dq = nullptr;          // (B, Nq, H, D)
+  void* dk = nullptr;          // (B, Nk, Hkv, D)
+  void* dv = nullptr;          // (B, Nk, Hkv, D)
+  FlashStrides dout_strides, dq_strides, dk_strides, dv_strides;
+
+  // Scratch of flash_attention_backward_workspace_bytes(*this) bytes, 256-byte aligned, owned by
+  // the caller so that it is accounted like any other buffer: the float32 dQ accumulator and
+  // rowsum(dO ∘ O).
+  void* workspace = nullptr;
+};
+
+// Empty when the kernels support the problem; otherwise what is wrong or unsupported, naming the
+// values. The launchers below return cudaErrorInvalidValue for such a problem.
+std::string flash_attention_check(const FlashFwdParams& p);
+std::string flash_attention_check(const FlashBwdParams& p);
+
+// Writes o and lse. Asynchronous on `stream`; returns the launch's error, if any.
+cudaError_t flash_attention_forward(const FlashFwdParams& p, cudaStream_t stream);
+
+// The forward with one technique removed, for the benchmark's ablations (bf16, D = 128 only):
+// 1 = one K/V stage (no copy/compute overlap), 2 = unpadded shared-memory rows (bank conflicts),
+// 3 = 32-key blocks instead of 64; 0 = the normal kernel.
+cudaError_t flash_attention_forward_ablation(const FlashFwdParams& p, int variant,
+                                             cudaStream_t stream);
+
+// The backward with one technique removed, for the benchmark's ablations of the dQ reductions on
+// sm_90 (bf16, D = 128 only): 1 = one float per reduction, 2 = float pairs; 0 = the normal
+// kernels (float quads).
+cudaError_t flash_attention_backward_ablation(const FlashBwdParams& p, int variant,
+                                              cudaStream_t stream);
+
+size_t flash_attention_backward_workspace_bytes(const FlashBwdParams& p);
+
+// Writes dq, dk and dv (overwriting, not accumulating). dq is summed over key blocks with float32
+// atomics, so its last bits may differ between runs; dk and dv are deterministic.
+cudaError_t flash_attention_backward(const FlashBwdParams& p, cudaStream_t stream);
+
+}  // namespace tilegrad::cuda

@@ -1,0 +1,435 @@
+// FlashAttention-2 backward for sm_80 and later (mma.sync tensor cores, cp.async, ldmatrix).
+//
+// Three launches after zeroing the dQ accumulator:
+//   1. dsum = rowsum(dO ∘ O) per query row (float32), FlashAttention-2's D vector;
+//   2. the main kernel: one CTA per (key block, batch, key/value head). K and V of its kBlockN keys
+//      stay in shared memory, dK and dV in registers; the CTA walks every query head of the group
+//      (GQA) and every query block that sees its keys, with Q, dO, lse and dsum of the next block
+//      fetched by cp.async into the other of two stages. Each warp owns 16 keys and computes, for
+//      its keys against all kBlockM queries of the block, the transposed products
+//          Sᵀ = K Qᵀ,  Pᵀ = exp2(Sᵀ scale log2 e - lse log2 e),  dPᵀ = V dOᵀ,
+//          dV += Pᵀ dO,  dSᵀ = Pᵀ ∘ (dPᵀ - dsum),  dK += dSᵀ Q
+//      so that Pᵀ and dSᵀ pass from accumulators to A operands in registers. dSᵀ also goes to
+//      shared memory, where the warps, now split over (query rows, head-dim halves), compute
+//      dQ_block = dS K and add it to the float32 accumulator with atomics;
+//   3. dq = scale * dq_accum, converted to 16 bits.
+// The softmax scale is applied once to dK and dQ at the end instead of to every dS.
+#include <cmath>
+#include <type_traits>
+
+#include "kernels/cuda/flash_common.cuh"
+#include "kernels/cuda/flash_sm80.h"
+
+namespace tilegrad::cuda::flash {
+namespace {
+
+constexpr float kLog2e = 1.4426950408889634f;
+
+// 8 warps of 16 keys: dK and dV (16 x D each per warp) take 2 * D / 8 float registers per lane,
+// Sᵀ and dPᵀ (16 x 64) 32 each, which fits D = 128 without spilling.
+template <int D>
+struct BwdConfig {
+  static constexpr int kBlockM = 64;
+  static constexpr int kBlockN = 128;
+  static constexpr int kWarps = 8;
+};
+
+template <typename T, int D, int kBlockM, int kBlockN, int kWarps, int kAtomicWidth>
+__global__ void __launch_bounds__(kWarps * 32, 1)
+    flash_bwd_sm80_kernel(const FlashBwdParams p, float* dq_accum, const float* dsum) {
+  using Mma = MmaOp<T>;
+  constexpr int kThreads = kWarps * 32;
+  constexpr int kS = kSmemStride<D>;
+  constexpr int kDsStride = kBlockM + 8;  // padded like the other tiles (see kSmemStride)
+  constexpr int kNT = kBlockM / 8;        // 8-query column tiles of Sᵀ
+  constexpr int kDT = D / 8;              // 8-wide column tiles of dK, dV
+  constexpr int kRowGroups = kBlockM / 16;
+  constexpr int kDSplit = kWarps / kRowGroups;  // dQ: warps split over rows x head-dim slices
+  constexpr int kDCols = D / kDSplit;
+  constexpr int kQT = kDCols / 8;
+  static_assert(kBlockN == 16 * kWarps, "each warp owns 16 keys");
+  static_assert(kWarps % kRowGroups == 0 && D % (16 * kDSplit) == 0, "dQ warp split");
+  const FlashFwdParams& f = p.fwd;
+
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* s_k = reinterpret_cast<T*>(smem_raw);  // (kBlockN, kS)
+  T* s_v = s_k + kBlockN * kS;              // (kBlockN, kS)
+  T* s_q = s_v + kBlockN * kS;              // 2 stages of (kBlockM, kS)
+  T* s_do = s_q + 2 * kBlockM * kS;         // 2 stages of (kBlockM, kS)
+  T* s_ds = s_do + 2 * kBlockM * kS;        // (kBlockN, kDsStride): dSᵀ
+  float* s_lse = reinterpret_cast<float*>(s_ds + kBlockN * kDsStride);  // 2 stages of kBlockM
+  float* s_dsum = s_lse + 2 * kBlockM;                                  // 2 stages of kBlockM
+
+  const int tid = threadIdx.x;
+  const int warp = tid / 32, lane = tid % 32;
+  const int g = lane / 4, t = lane % 4;
+  const int n_block = blockIdx.x, hkv = blockIdx.y, b = blockIdx.z;
+  const int group = f.H / f.Hkv;
+  const int n0 = n_block * kBlockN;
+  const int diag = f.Nk - f.Nq;  // query i sees key j iff j <= i + diag (causal)
+
+  const int n_mblocks = (f.Nq + kBlockM - 1) / kBlockM;
+  int m_begin = 0;
+  if (f.causal) {
+    const int first_q = n0 - diag;  // the first query that sees key n0
+    m_begin = first_q <= 0 ? 0 : min(n_mblocks, first_q / kBlockM);
+  }
+  const int n_m = n_mblocks - m_begin;
+  const int total = group * n_m;  // (query head, query block) pairs, head-major
+
+  const T* g_k = static_cast<const T*>(f.k) + b * f.k_strides.batch + hkv * f.k_strides.head;
+  const T* g_v = static_cast<const T*>(f.v) + b * f.v_strides.batch + hkv * f.v_strides.head;
+
+  auto load_query_block = [&](int it, int stage) {
+    const int h = hkv * group + it / n_m;
+    const int m0 = (m_begin + it % n_m) * kBlockM;
+    const T* g_q = static_cast<const T*>(f.q) + b * f.q_strides.batch + h * f.q_strides.head;
+    const T* g_do =
+        static_cast<const T*>(p.dout) + b * p.dout_strides.batch + h * p.dout_strides.head;
+    load_tile_async<kBlockM, D, kS, kThreads>(s_q + stage * kBlockM * kS, g_q, f.q_strides.row, m0,
+                                              f.Nq, tid);
+    load_tile_async<kBlockM, D, kS, kThreads>(s_do + stage * kBlockM * kS, g_do, p.dout_strides.row,
+                                              m0, f.Nq, tid);
+    if (tid < kBlockM) {
+      const int64_t row0 = (static_cast<int64_t>(b) * f.H + h) * f.Nq;
+      const bool valid = m0 + tid < f.Nq;
+      cp_async_4(s_lse + stage * kBlockM + tid, f.lse + (valid ? row0 + m0 + tid : 0), valid);
+      cp_async_4(s_dsum + stage * kBlockM + tid, dsum + (valid ? row0 + m0 + tid : 0), valid);
+    }
+  };
+
+  float r_dk[kDT][4], r_dv[kDT][4];
+#pragma unroll
+  for (int dt = 0; dt < kDT; ++dt) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) r_dk[dt][e] = r_dv[dt][e] = 0.0f;
+  }
+
+  if (total > 0) {
+    load_tile_async<kBlockN, D, kS, kThreads>(s_k, g_k, f.k_strides.row, n0, f.Nk, tid);
+    load_tile_async<kBlockN, D, kS, kThreads>(s_v, g_v, f.v_strides.row, n0, f.Nk, tid);
+    load_query_block(0, 0);
+  }
+  cp_async_commit();
+
+  const float scale_log2 = f.softmax_scale * kLog2e;
+  const int key_row0 = warp * 16;  // this warp's keys within the block
+  const int wm = warp % kRowGroups, wn = warp / kRowGroups;
+  // Byte addresses of this lane's ldmatrix rows; the loops add constant offsets.
+  constexpr int kE = sizeof(T);
+  const uint32_t s_k_a = smem_addr(s_k) + (key_row0 * kS + a_operand_offset<kS>(lane)) * kE;
+  const uint32_t s_v_a = smem_addr(s_v) + (key_row0 * kS + a_operand_offset<kS>(lane)) * kE;
+  const uint32_t s_q_b = smem_addr(s_q) + b_operand_offset<kS>(lane) * kE;
+  const uint32_t s_do_b = smem_addr(s_do) + b_operand_offset<kS>(lane) * kE;
+  const uint32_t s_q_bt = smem_addr(s_q) + b_trans_offset<kS>(lane) * kE;
+  const uint32_t s_do_bt = smem_addr(s_do) + b_trans_offset<kS>(lane) * kE;
+  // dQ: A = dS from dSᵀ (stored keys x queries, read transposed), B = K rows read transposed.
+  const uint32_t s_ds_at = smem_addr(s_ds) + (wm * 16 + b_operand_offset<kDsStride>(lane)) * kE;
+  const uint32_t s_k_bt = smem_addr(s_k) + (wn * kDCols + b_trans_offset<kS>(lane)) * kE;
+
+  for (int it = 0; it < total; ++it) {
+    const int stage = it & 1;
+    // The other stage was last read before the previous iteration's second barrier: free.
+    if (it + 1 < total) load_query_block(it + 1, stage ^ 1);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+
+    const int h = hkv * group + it / n_m;
+    const int m0 = (m_begin + it % n_m) * kBlockM;
+    const uint32_t stage_off = stage * kBlockM * kS * kE;
+    const uint32_t s_qt_b = s_q_b + stage_off, s_dot_b = s_do_b + stage_off;
+    const uint32_t s_qt_bt = s_q_bt + stage_off, s_dot_bt = s_do_bt + stage_off;
+    const float* s_lset = s_lse + stage * kBlockM;
+    const float* s_dsumt = s_dsum + stage * kBlockM;
+
+    // Sᵀ = K Qᵀ and dPᵀ = V dOᵀ (16 keys x kBlockM queries per warp).
+    float r_s[kNT][4], r_dp[kNT][4];
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) r_s[nt][e] = r_dp[nt][e] = 0.0f;
+    }
+#pragma unroll
+    for (int ks = 0; ks < D / 16; ++ks) {
+      uint32_t r_ak[4], r_av[4];
+      ldsm_x4(r_ak, s_k_a, ks * 16 * kE);
+      ldsm_x4(r_av, s_v_a, ks * 16 * kE);
+#pragma unroll
+      for (int np = 0; np < kNT / 2; ++np) {
+        const uint32_t b_off = (np * 16 * kS + ks * 16) * kE;
+        uint32_t r_bq[4], r_bdo[4];
+        ldsm_x4(r_bq, s_qt_b, b_off);
+        ldsm_x4(r_bdo, s_dot_b, b_off);
+        Mma::run(r_s[2 * np], r_ak, r_bq[0], r_bq[1]);
+        Mma::run(r_s[2 * np + 1], r_ak, r_bq[2], r_bq[3]);
+        Mma::run(r_dp[2 * np], r_av, r_bdo[0], r_bdo[1]);
+        Mma::run(r_dp[2 * np + 1], r_av, r_bdo[2], r_bdo[3]);
+      }
+    }
+
+    // Pᵀ from the forward's lse; masked entries (keys past Nk, queries past Nq, causal) are 0. A
+    // query that saw no key (lse = -inf) is masked from every key by the causal test, so its
+    // exp2(+inf) is replaced too.
+    const bool need_mask =
+        n0 + kBlockN > f.Nk || m0 + kBlockM > f.Nq || (f.causal && n0 + key_row0 + 15 > m0 + diag);
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int q_local = nt * 8 + 2 * t + (e & 1);
+        float pv = fast_exp2(fmaf(r_s[nt][e], scale_log2, -s_lset[q_local] * kLog2e));
+        if (need_mask) {
+          const int key = n0 + key_row0 + g + (e >> 1) * 8;
+          const int q = m0 + q_local;
+          if (key >= f.Nk || q >= f.Nq || (f.causal && key > q + diag)) pv = 0.0f;
+        }
+        r_s[nt][e] = pv;
+      }
+    }
+
+    // dV += Pᵀ dO (A = Pᵀ from registers, B = dO rows read transposed).
+#pragma unroll
+    for (int kq = 0; kq < kBlockM / 16; ++kq) {
+      uint32_t r_a[4];
+      r_a[0] = Mma::pack(r_s[2 * kq][0], r_s[2 * kq][1]);
+      r_a[1] = Mma::pack(r_s[2 * kq][2], r_s[2 * kq][3]);
+      r_a[2] = Mma::pack(r_s[2 * kq + 1][0], r_s[2 * kq + 1][1]);
+      r_a[3] = Mma::pack(r_s[2 * kq + 1][2], r_s[2 * kq + 1][3]);
+#pragma unroll
+      for (int dp = 0; dp < D / 16; ++dp) {
+        uint32_t r_b[4];
+        ldsm_x4_trans(r_b, s_dot_bt, (kq * 16 * kS + dp * 16) * kE);
+        Mma::run(r_dv[2 * dp], r_a, r_b[0], r_b[1]);
+        Mma::run(r_dv[2 * dp + 1], r_a, r_b[2], r_b[3]);
+      }
+    }
+
+    // dSᵀ = Pᵀ ∘ (dPᵀ - dsum), kept in r_dp; its 16-bit copy goes to shared memory for dQ.
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        r_dp[nt][e] = r_s[nt][e] * (r_dp[nt][e] - s_dsumt[nt * 8 + 2 * t + (e & 1)]);
+      }
+      T* s_row = s_ds + (key_row0 + g) * kDsStride + nt * 8 + 2 * t;
+      *reinterpret_cast<uint32_t*>(s_row) = Mma::pack(r_dp[nt][0], r_dp[nt][1]);
+      *reinterpret_cast<uint32_t*>(s_row + 8 * kDsStride) = Mma::pack(r_dp[nt][2], r_dp[nt][3]);
+    }
+
+    // dK += dSᵀ Q.
+#pragma unroll
+    for (int kq = 0; kq < kBlockM / 16; ++kq) {
+      uint32_t r_a[4];
+      r_a[0] = Mma::pack(r_dp[2 * kq][0], r_dp[2 * kq][1]);
+      r_a[1] = Mma::pack(r_dp[2 * kq][2], r_dp[2 * kq][3]);
+      r_a[2] = Mma::pack(r_dp[2 * kq + 1][0], r_dp[2 * kq + 1][1]);
+      r_a[3] = Mma::pack(r_dp[2 * kq + 1][2], r_dp[2 * kq + 1][3]);
+#pragma unroll
+      for (int dp = 0; dp < D / 16; ++dp) {
+        uint32_t r_b[4];
+        ldsm_x4_trans(r_b, s_qt_bt, (kq * 16 * kS + dp * 16) * kE);
+        Mma::run(r_dk[2 * dp], r_a, r_b[0], r_b[1]);
+        Mma::run(r_dk[2 * dp + 1], r_a, r_b[2], r_b[3]);
+      }
+    }
+    __syncthreads();  // dSᵀ complete in shared memory
+
+    // dQ_block = dS K (kBlockM x D): warp (wm, wn) owns rows 16 wm.. and columns kDCols wn..;
+    // A = dS read transposed from dSᵀ, B = K rows read transposed.
+    float r_dq[kQT][4];
+#pragma unroll
+    for (int nt = 0; nt < kQT; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) r_dq[nt][e] = 0.0f;
+    }
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; ++kk) {
+      uint32_t r_a[4];
+      ldsm_x4_trans(r_a, s_ds_at, kk * 16 * kDsStride * kE);
+#pragma unroll
+      for (int np = 0; np < kQT / 2; ++np) {
+        uint32_t r_b[4];
+        ldsm_x4_trans(r_b, s_k_bt, (kk * 16 * kS + np * 16) * kE);
+        Mma::run(r_dq[2 * np], r_a, r_b[0], r_b[1]);
+        Mma::run(r_dq[2 * np + 1], r_a, r_b[2], r_b[3]);
+      }
+    }
+    // Add dQ_block to the float32 accumulator. kAtomicWidth 1 and 2 add a lane's own pairs; with
+    // 4, lanes t and t ^ 1 swap half their pairs so that each holds four neighbouring columns of
+    // one row (row g for even t, g + 8 for odd t): half the reductions again, for two shuffles.
+    float* g_dqa = dq_accum + (static_cast<int64_t>(b) * f.H + h) * f.Nq * D;
+    const int col0 = wn * kDCols;
+#pragma unroll
+    for (int nt = 0; nt < kQT; ++nt) {
+      if constexpr (kAtomicWidth == 4) {
+        const bool odd = t & 1;
+        const float x0 = __shfl_xor_sync(0xffffffffu, odd ? r_dq[nt][0] : r_dq[nt][2], 1);
+        const float x1 = __shfl_xor_sync(0xffffffffu, odd ? r_dq[nt][1] : r_dq[nt][3], 1);
+        const int row = m0 + wm * 16 + g + (odd ? 8 : 0);
+        const float v[4] = {odd ? x0 : r_dq[nt][0], odd ? x1 : r_dq[nt][1], odd ? r_dq[nt][2] : x0,
+                            odd ? r_dq[nt][3] : x1};
+        if (row < f.Nq) {
+          red_add<4>(g_dqa + static_cast<int64_t>(row) * D + col0 + nt * 8 + 2 * (t & ~1), v);
+        }
+      } else {
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int row = m0 + wm * 16 + g + half * 8;
+          if (row < f.Nq) {
+            float* g_at = g_dqa + static_cast<int64_t>(row) * D + col0 + nt * 8 + 2 * t;
+            if constexpr (kAtomicWidth == 2) {
+              red_add<2>(g_at, {r_dq[nt][2 * half], r_dq[nt][2 * half + 1]});
+            } else {
+              red_add<1>(g_at, {r_dq[nt][2 * half]});
+              red_add<1>(g_at + 1, {r_dq[nt][2 * half + 1]});
+            }
+          }
+        }
+      }
+    }
+    // No barrier here: the next iteration writes s_ds only after its first barrier, and its
+    // cp.async targets the stage that this iteration finished reading before the barrier above.
+  }
+
+  // dK (scaled) and dV, 16 bits; keys past Nk are not written. A key block that no query sees
+  // (causal, Nq < Nk) writes zeros.
+  T* g_dk = static_cast<T*>(p.dk) + b * p.dk_strides.batch + hkv * p.dk_strides.head;
+  T* g_dv = static_cast<T*>(p.dv) + b * p.dv_strides.batch + hkv * p.dv_strides.head;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int key = n0 + key_row0 + g + half * 8;
+    if (key < f.Nk) {
+      T* g_dkrow = g_dk + key * p.dk_strides.row + 2 * t;
+      T* g_dvrow = g_dv + key * p.dv_strides.row + 2 * t;
+#pragma unroll
+      for (int dt = 0; dt < kDT; ++dt) {
+        *reinterpret_cast<uint32_t*>(g_dkrow + dt * 8) = Mma::pack(
+            r_dk[dt][2 * half] * f.softmax_scale, r_dk[dt][2 * half + 1] * f.softmax_scale);
+        *reinterpret_cast<uint32_t*>(g_dvrow + dt * 8) =
+            Mma::pack(r_dv[dt][2 * half], r_dv[dt][2 * half + 1]);
+      }
+    }
+  }
+}
+
+// dsum[b, h, i] = Σ_d dO[b, i, h, d] O[b, i, h, d]: D / 8 threads per row, 16-byte loads.
+template <typename T, int D>
+__global__ void __launch_bounds__(128) flash_bwd_dsum_kernel(const FlashBwdParams p, float* dsum) {
+  using Mma = MmaOp<T>;
+  constexpr int kLanesPerRow = D / 8;
+  static_assert(32 % kLanesPerRow == 0, "a row's lanes sit in one warp");
+  const FlashFwdParams& f = p.fwd;
+  const int64_t rows = static_cast<int64_t>(f.B) * f.H * f.Nq;
+  const int64_t r =
+      static_cast<int64_t>(blockIdx.x) * (128 / kLanesPerRow) + threadIdx.x / kLanesPerRow;
+  const int c = (threadIdx.x % kLanesPerRow) * 8;
+  float sum = 0.0f;
+  if (r < rows) {
+    const int i = static_cast<int>(r % f.Nq);
+    const int64_t bh = r / f.Nq;
+    const int h = static_cast<int>(bh % f.H), b = static_cast<int>(bh / f.H);
+    const T* g_do = static_cast<const T*>(p.dout) + b * p.dout_strides.batch +
+                    i * p.dout_strides.row + h * p.dout_strides.head + c;
+    const T* g_o = static_cast<const T*>(f.o) + b * f.o_strides.batch + i * f.o_strides.row +
+                   h * f.o_strides.head + c;
+    const uint4 u_do = *reinterpret_cast<const uint4*>(g_do);
+    const uint4 u_o = *reinterpret_cast<const uint4*>(g_o);
+    const uint32_t w_do[4] = {u_do.x, u_do.y, u_do.z, u_do.w};
+    const uint32_t w_o[4] = {u_o.x, u_o.y, u_o.z, u_o.w};
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const float2 a = Mma::unpack(w_do[k]), o = Mma::unpack(w_o[k]);
+      sum = fmaf(a.x, o.x, fmaf(a.y, o.y, sum));
+    }
+  }
+#pragma unroll
+  for (int off = kLanesPerRow / 2; off > 0; off /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+  if (r < rows && threadIdx.x % kLanesPerRow == 0) dsum[r] = sum;
+}
+
+// dq[b, i, h, :] = scale * dq_accum[b, h, i, :] in 16 bits, 8 elements per thread.
+template <typename T, int D>
+__global__ void __launch_bounds__(256)
+    flash_bwd_convert_dq_kernel(const FlashBwdParams p, const float* dq_accum) {
+  using Mma = MmaOp<T>;
+  const FlashFwdParams& f = p.fwd;
+  const int64_t chunks = static_cast<int64_t>(f.B) * f.H * f.Nq * (D / 8);
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= chunks) return;
+  const int64_t r = idx / (D / 8);
+  const int c = static_cast<int>(idx % (D / 8)) * 8;
+  const int i = static_cast<int>(r % f.Nq);
+  const int64_t bh = r / f.Nq;
+  const int h = static_cast<int>(bh % f.H), b = static_cast<int>(bh / f.H);
+  const float4* src = reinterpret_cast<const float4*>(dq_accum + r * D + c);
+  const float4 lo = src[0], hi = src[1];
+  const float s = f.softmax_scale;
+  uint4 out;
+  out.x = Mma::pack(lo.x * s, lo.y * s);
+  out.y = Mma::pack(lo.z * s, lo.w * s);
+  out.z = Mma::pack(hi.x * s, hi.y * s);
+  out.w = Mma::pack(hi.z * s, hi.w * s);
+  T* g_dq = static_cast<T*>(p.dq) + b * p.dq_strides.batch + i * p.dq_strides.row +
+            h * p.dq_strides.head + c;
+  *reinterpret_cast<uint4*>(g_dq) = out;
+}
+
+}  // namespace
+
+template <typename T, int D>
+cudaError_t run_flash_bwd_sm80(const FlashBwdParams& p, float* dq_accum, float* dsum,
+                               cudaStream_t stream, int atomic_width) {
+  using Cfg = BwdConfig<D>;
+  const FlashFwdParams& f = p.fwd;
+  const int64_t rows = static_cast<int64_t>(f.B) * f.H * f.Nq;
+
+  auto kernel = flash_bwd_sm80_kernel<T, D, Cfg::kBlockM, Cfg::kBlockN, Cfg::kWarps, 4>;
+  // The ablations exist for bf16 at D = 128 only, to keep the build short.
+  if constexpr (std::is_same_v<T, __nv_bfloat16> && D == 128) {
+    if (atomic_width == 2) {
+      kernel = flash_bwd_sm80_kernel<T, D, Cfg::kBlockM, Cfg::kBlockN, Cfg::kWarps, 2>;
+    } else if (atomic_width == 1) {
+      kernel = flash_bwd_sm80_kernel<T, D, Cfg::kBlockM, Cfg::kBlockN, Cfg::kWarps, 1>;
+    }
+  } else if (atomic_width != 4) {
+    return cudaErrorInvalidValue;
+  }
+
+  cudaError_t err = cudaMemsetAsync(dq_accum, 0, rows * D * sizeof(float), stream);
+  if (err != cudaSuccess) return err;
+
+  constexpr int kRowsPerDsumBlock = 128 / (D / 8);
+  flash_bwd_dsum_kernel<T, D>
+      <<<static_cast<unsigned>((rows + kRowsPerDsumBlock - 1) / kRowsPerDsumBlock), 128, 0,
+         stream>>>(p, dsum);
+  err = cudaGetLastError();
+  if (err != cudaSuccess) return err;
+
+  constexpr int kS = kSmemStride<D>;
+  const int smem = static_cast<int>(
+      ((2 * Cfg::kBlockN + 4 * Cfg::kBlockM) * kS + Cfg::kBlockN * (Cfg::kBlockM + 8)) * sizeof(T) +
+      4 * Cfg::kBlockM * sizeof(float));
+  err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (err != cudaSuccess) return err;
+  const dim3 grid((f.Nk + Cfg::kBlockN - 1) / Cfg::kBlockN, f.Hkv, f.B);
+  kernel<<<grid, Cfg::kWarps * 32, smem, stream>>>(p, dq_accum, dsum);
+  err = cudaGetLastError();
+  if (err != cudaSuccess) return err;
+
+  const int64_t chunks = rows * (D / 8);
+  flash_bwd_convert_dq_kernel<T, D>
+      <<<static_cast<unsigned>((chunks + 255) / 256), 256, 0, stream>>>(p, dq_accum);
+  return cudaGetLastError();
+}
+
+template cudaError_t run_flash_bwd_sm80<__nv_bfloat16, 64>(const FlashBwdParams&, float*, float*,
+                                                           cudaStream_t, int);
+template cudaError_t run_flash_bwd_sm80<__nv_bfloat16, 128>(const FlashBwdParams&, float*, float*,
+                                                            cudaStream_t, int);
+template cudaError_t run_flash_bwd_sm80<__half, 64>(const FlashBwdParams&, float*, float*,
+                                                    cudaStream_t, int);
+template cudaError_t run_flash_bwd_sm80<__half, 128>(const FlashBwdParams&, float*, float*,
+                                                     cudaStream_t, int);
+
+}  // namespace tilegrad::cuda::flash
