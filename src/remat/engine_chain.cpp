@@ -93,9 +93,15 @@ EnginePrediction predict_linear_chain(const ChainSpec& spec, const std::vector<A
 Plan plan_linear_chain_budget(const ChainSpec& spec, const LinearChainBytes& bytes,
                               int64_t budget_bytes) {
   const BudgetSolver solver(spec);
-  std::vector<std::vector<Action>> candidates{naive_schedule(spec.L(), 0)};  // keeps only x_0
+  const int L = spec.L();
+  std::vector<std::vector<Action>> candidates;
   for (const auto& [chain_bytes, flops] : solver.frontier())
     candidates.push_back(solver.schedule(chain_bytes));
+  // The other planners' schedules too: the engine's peak often sits at the end of the backward
+  // (weight gradients), where a schedule that is poor in chain bytes early on costs nothing.
+  for (int C = 0; C < L; ++C) candidates.push_back(naive_schedule(L, C));  // C = 0 keeps only x_0
+  for (int C = 1; C <= L; ++C) candidates.push_back(plan_revolve(spec, C).schedule);
+  for (int K = 1; K <= L; ++K) candidates.push_back(plan_every(spec, K).schedule);
   const std::vector<Action>* best = nullptr;
   int64_t best_flops = 0, best_peak = 0, smallest = INT64_MAX;
   for (const auto& schedule : candidates) {

@@ -45,13 +45,13 @@ EnginePrediction predict_linear_chain(const ChainSpec& spec, const std::vector<A
 
 // budget:BYTES with BYTES the engine's peak (what the tracker measures, weights and input
 // included) instead of the chain model's: the least-recompute schedule, among the exact budget
-// DP's optimal schedules at each of its breakpoints (BudgetSolver::frontier) and the schedule that
-// keeps only x_0, whose predict_linear_chain peak fits. The engine adds terms the chain model has
-// no slot for (weight gradients accumulating through the backward, the scalar seed, the copies of
-// the broadcast gradient), so the DP's optimality in chain bytes carries over only as "optimal
-// among these candidates"; docs/REMAT.md says so. Throws tilegrad::Error, stating the smallest
-// engine peak among the candidates, when none fits. The plan's policy is "budget:BYTES" and its
-// sim is the chain model's.
+// DP's optimal schedules at each of its breakpoints (BudgetSolver::frontier), naive:C, revolve:C
+// and every:K for every C and K, whose predict_linear_chain peak fits. The engine adds terms the
+// chain model has no slot for (weight gradients accumulating through the backward, the scalar seed,
+// the copies of the broadcast gradient), so the DP's optimality in chain bytes carries over only as
+// "optimal among these candidates"; docs/REMAT.md says so. Throws tilegrad::Error, stating the
+// smallest engine peak among the candidates, when none fits. The plan's policy is "budget:BYTES"
+// and its sim is the chain model's.
 Plan plan_linear_chain_budget(const ChainSpec& spec, const LinearChainBytes& bytes,
                               int64_t budget_bytes);
 
