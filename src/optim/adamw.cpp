@@ -1,0 +1,47 @@
+#include "optim/adamw.h"
+
+#include <cmath>
+
+#include "core/error.h"
+#include "optim/fused_update.h"
+
+namespace tilegrad::optim {
+
+AdamW::AdamW(const NamedTensors& params, const AdamWOptions& options)
+    : AdamW(weight_decay_groups(params, options.weight_decay), options) {}
+
+AdamW::AdamW(std::vector<ParamGroup> groups, const AdamWOptions& options)
+    : Optimizer("AdamW", std::move(groups), options.lr, options.loss_scaling), options_(options) {
+  TG_CHECK(options.beta1 >= 0 && options.beta1 < 1 && options.beta2 >= 0 && options.beta2 < 1,
+           "AdamW: betas (", options.beta1, ", ", options.beta2, ") must lie in [0, 1)");
+  TG_CHECK(std::isfinite(options.eps) && options.eps >= 0, "AdamW: eps ", options.eps,
+           " must be finite and >= 0");
+  for (const Slot& s : slots()) {
+    exp_avg_.push_back(new_state(s));
+    exp_avg_sq_.push_back(new_state(s));
+  }
+}
+
+void AdamW::update(size_t i, const Tensor& grad, double grad_scale) {
+  const Slot& s = slots()[i];
+  AdamWStep st;
+  st.lr = lr();
+  st.beta1 = options_.beta1;
+  st.beta2 = options_.beta2;
+  st.eps = options_.eps;
+  st.weight_decay = s.weight_decay;
+  st.step = s.step;
+  st.grad_scale = grad_scale;
+  fused_adamw("AdamW", s.param, s.master, grad, exp_avg_[i], exp_avg_sq_[i], st);
+}
+
+void AdamW::append_state(size_t i, NamedTensors& out) const {
+  out.push_back({"exp_avg/" + slots()[i].name, exp_avg_[i]});
+  out.push_back({"exp_avg_sq/" + slots()[i].name, exp_avg_sq_[i]});
+}
+
+nlohmann::json AdamW::hyperparameters() const {
+  return {{"beta1", options_.beta1}, {"beta2", options_.beta2}, {"eps", options_.eps}};
+}
+
+}  // namespace tilegrad::optim

@@ -1,0 +1,74 @@
+#include "optim/fused_update.h"
+
+#include "core/error.h"
+
+namespace tilegrad::optim {
+
+namespace {
+
+void check_cpu(const char* op, const Tensor& t, const char* what) {
+  TG_CHECK(t.device().is_cpu(), op, ": the ", what, " is on ", t.device().str(),
+           "; fused optimizer updates exist for the cpu only so far");
+}
+
+void check_like(const char* op, const Tensor& t, const Tensor& param, DType dt, const char* what) {
+  TG_ASSERT(t.defined(), op, ": missing ", what);
+  TG_ASSERT(t.shape() == param.shape() && t.dtype() == dt && t.is_contiguous() &&
+                t.device() == param.device(),
+            op, ": ", what, " ", t.str(), " does not match parameter ", param.str());
+}
+
+// The dtype optimizer state is kept in for a parameter dtype (acc_t: float64 stays float64).
+DType state_dtype(DType param) {
+  return param == DType::f64 ? DType::f64 : DType::f32;
+}
+
+float* master_ptr(const char* op, const Tensor& param, const Tensor& master) {
+  const bool needs = param.dtype() == DType::bf16 || param.dtype() == DType::f16;
+  if (!needs) {
+    TG_ASSERT(!master.defined(), op, ": master weights for a ", dtype_name(param.dtype()),
+              " parameter");
+    return nullptr;
+  }
+  check_like(op, master, param, DType::f32, "master weights");
+  return master.data_ptr<float>();
+}
+
+void check_param_and_grad(const char* op, const Tensor& param, const Tensor& grad) {
+  check_cpu(op, param, "parameter");
+  TG_ASSERT(param.is_contiguous(), op, ": parameter ", param.str(), " is not contiguous");
+  TG_CHECK(grad.shape() == param.shape() && grad.dtype() == param.dtype() && grad.is_contiguous(),
+           op, ": gradient ", grad.str(), " does not match parameter ", param.str());
+}
+
+}  // namespace
+
+void fused_adamw(const char* op, const Tensor& param, const Tensor& master, const Tensor& grad,
+                 const Tensor& m, const Tensor& v, const AdamWStep& s) {
+  check_param_and_grad(op, param, grad);
+  const DType sd = state_dtype(param.dtype());
+  check_like(op, m, param, sd, "first moment");
+  check_like(op, v, param, sd, "second moment");
+  kernels::cpu::adamw_update(param.dtype(), param.data(), master_ptr(op, param, master),
+                             grad.data(), m.data(), v.data(), param.numel(), s);
+}
+
+void fused_sgd(const char* op, const Tensor& param, const Tensor& master, const Tensor& grad,
+               const Tensor& momentum_buf, const SgdStep& s) {
+  check_param_and_grad(op, param, grad);
+  void* buf = nullptr;
+  if (s.momentum != 0.0) {
+    check_like(op, momentum_buf, param, state_dtype(param.dtype()), "momentum buffer");
+    buf = momentum_buf.data();
+  }
+  kernels::cpu::sgd_update(param.dtype(), param.data(), master_ptr(op, param, master), grad.data(),
+                           buf, param.numel(), s);
+}
+
+double grad_sum_squares(const Tensor& g) {
+  check_cpu("grad_sum_squares", g, "gradient");
+  TG_ASSERT(g.is_contiguous(), "grad_sum_squares: gradient ", g.str(), " is not contiguous");
+  return kernels::cpu::sum_squares(g.dtype(), g.data(), g.numel());
+}
+
+}  // namespace tilegrad::optim

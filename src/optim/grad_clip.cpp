@@ -1,0 +1,46 @@
+#include "optim/grad_clip.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "autograd/grad_mode.h"
+#include "memory/category.h"
+#include "optim/fused_update.h"
+
+namespace tilegrad::optim {
+
+double global_grad_norm(const NamedTensors& params) {
+  double ss = 0.0;
+  for (const NamedTensor& p : params) {
+    const Tensor g = p.tensor.grad();
+    if (!g.defined()) continue;
+    if (g.is_contiguous()) {
+      ss += grad_sum_squares(g);
+    } else {
+      // A gradient set by hand may be a strided view; sum over a packed copy.
+      NoGradGuard no_grad;
+      CategoryScope scratch(Category::workspace);
+      ss += grad_sum_squares(g.contiguous());
+    }
+  }
+  return std::sqrt(ss);
+}
+
+double clip_coefficient(double norm, double max_norm) {
+  if (max_norm <= 0) return 1.0;
+  return std::min(1.0, max_norm / (norm + 1e-6));
+}
+
+double clip_grad_norm_(const NamedTensors& params, double max_norm) {
+  const double norm = global_grad_norm(params);
+  const double coef = clip_coefficient(norm, max_norm);
+  if (!std::isfinite(norm) || coef >= 1.0) return norm;
+  NoGradGuard no_grad;
+  for (const NamedTensor& p : params) {
+    const Tensor g = p.tensor.grad();
+    if (g.defined()) g.mul_(coef);
+  }
+  return norm;
+}
+
+}  // namespace tilegrad::optim
