@@ -16,7 +16,8 @@ log="$OUT/run.log"
 {
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu,power.draw \
     --format=csv
-  echo "commit $(git rev-parse HEAD 2>/dev/null) $(git status --short 2>/dev/null | wc -l) changed files"
+  # The copy of the tree need not carry up-to-date git metadata: identify the kernels by content.
+  echo "kernel sources sha256 $(cat src/kernels/cuda/* | sha256sum | cut -c1-16)"
 } | tee "$log"
 
 build=build/device-flash
