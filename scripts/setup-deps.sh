@@ -15,6 +15,7 @@ packages=(
   libbenchmark-dev
   libcli11-dev
   nlohmann-json3-dev
+  libpcre2-dev
   clang-format
 )
 

@@ -22,6 +22,9 @@ void register_plan(CLI::App& app);
 // analyze attention|mlp|transformer: FLOPs, bytes, roofline, MFU, IO model, memory formulas.
 void register_analyze(CLI::App& app);
 
+// prepare: tokenize a text file into train.bin, val.bin and tokenizer.json (data/prepare.h).
+void register_prepare(CLI::App& app);
+
 // Planned, one file each: train, sample, prepare, analyze, bench.
 
 }  // namespace tilegrad::apps

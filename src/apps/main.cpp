@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   tilegrad::apps::register_memtrace(app);
   tilegrad::apps::register_plan(app);
   tilegrad::apps::register_analyze(app);
+  tilegrad::apps::register_prepare(app);
 
   try {
     app.parse(argc, argv);
