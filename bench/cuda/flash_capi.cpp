@@ -87,6 +87,17 @@ int tg_flash_forward(int dtype, const int* dims, float scale, void* const* ptrs,
   return result(tilegrad::cuda::flash_attention_forward(p, static_cast<cudaStream_t>(stream)));
 }
 
+// The forward with an explicit kernel (flash_attention_forward_with: 0 automatic, 1 sm_80, 2
+// sm_90); same arguments after `kernel`.
+int tg_flash_forward_kernel(int kernel, int dtype, const int* dims, float scale, void* const* ptrs,
+                            const int64_t* strides, void* stream) {
+  const FlashFwdParams p = fwd_params(dtype, dims, scale, ptrs, strides);
+  g_error = tilegrad::cuda::flash_attention_check(p);
+  if (!g_error.empty()) return -1;
+  return result(tilegrad::cuda::flash_attention_forward_with(
+      p, static_cast<tilegrad::cuda::FlashKernel>(kernel), static_cast<cudaStream_t>(stream)));
+}
+
 // The forward's ablations (flash_attention_forward_ablation); same arguments after `variant`.
 int tg_flash_forward_variant(int variant, int dtype, const int* dims, float scale,
                              void* const* ptrs, const int64_t* strides, void* stream) {

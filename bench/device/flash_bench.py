@@ -6,7 +6,9 @@ build. Run by bench/device/flash.sh, which builds the library first.
 
 Correctness (flash-attention's criterion): against a float64 reference (float32 for N >= 4096),
 the output's max abs error must be at most 2x that of the same attention computed by PyTorch in the
-inputs' precision, and dq, dk, dv at most 3x. Every output is poisoned with NaN before the run and
+inputs' precision, and dq, dk, dv at most 3x. The default forward (the Hopper kernel on sm_90) feeds
+the backward; the sm_80 forward and, for bf16 D = 128, the Hopper ablation variants are checked on
+every case against the same references. Every output is poisoned with NaN before the run and
 must be written. Speed: forward and backward TFLOP/s (forward 4 B H N^2 D, halved when causal;
 backward 2.5x the forward) against SDPA's FLASH_ATTENTION (FlashAttention-2) and CUDNN_ATTENTION
 backends, timed with CUDA events after warm-up, medians; a large bf16 matmul gives the ceiling.
@@ -41,7 +43,8 @@ class FlashLib:
             fn = getattr(self.lib, name)
             fn.restype = ctypes.c_int
             fn.argtypes = [ctypes.c_int, ip, ctypes.c_float, ctypes.POINTER(vp), lp, vp]
-        for name in ("tg_flash_forward_variant", "tg_flash_backward_variant"):
+        for name in ("tg_flash_forward_variant", "tg_flash_backward_variant",
+                     "tg_flash_forward_kernel"):
             fn = getattr(self.lib, name)
             fn.restype = ctypes.c_int
             fn.argtypes = [ctypes.c_int, ctypes.c_int, ip, ctypes.c_float, ctypes.POINTER(vp), lp,
@@ -62,13 +65,16 @@ class FlashLib:
         if rc != 0:
             raise RuntimeError(f"{what}: {rc} {self.lib.tg_flash_error().decode()}")
 
-    def forward(self, q, k, v, o, lse, causal, scale, variant=None):
+    def forward(self, q, k, v, o, lse, causal, scale, variant=None, kernel=None):
         B, Nq, H, D = q.shape
         dims = (B, H, k.shape[2], Nq, k.shape[1], D, int(causal))
         c_dims, c_ptrs, c_strides = self._arrays(dims, (q, k, v, o, lse), (q, k, v, o))
         stream = ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
         dt = DTYPES[dtype_name(q.dtype)][1]
-        if variant is None:
+        if kernel is not None:  # 0 automatic, 1 sm_80, 2 sm_90
+            rc = self.lib.tg_flash_forward_kernel(kernel, dt, c_dims, scale, c_ptrs, c_strides,
+                                                  stream)
+        elif variant is None:
             rc = self.lib.tg_flash_forward(dt, c_dims, scale, c_ptrs, c_strides, stream)
         else:
             rc = self.lib.tg_flash_forward_variant(variant, dt, c_dims, scale, c_ptrs, c_strides,
@@ -137,6 +143,32 @@ def max_err(a, b):
     return (a.double() - b.double()).abs().max().item()
 
 
+def hopper():
+    return torch.cuda.get_device_capability() == (9, 0)
+
+
+# Extra forwards checked on every case (name, forward keyword arguments, applies to (dtype, D)).
+EXTRA_FORWARDS = [
+    ("sm80", {"kernel": 1}, lambda dt, D: True),
+    ("sm90_overlap", {"variant": 4}, lambda dt, D: hopper() and dt == "bf16" and D == 128),
+    ("sm90_plain", {"variant": 5}, lambda dt, D: hopper() and dt == "bf16" and D == 128),
+]
+
+
+def forward_ok(o, lse, o_ref, o_pt, lse_ref):
+    """The forward's criterion: o within 2x PyTorch's same-precision error, all written, lse -inf
+    exactly where a row sees no key and within 1e-3 elsewhere. Returns (ok, o error, lse error)."""
+    unwritten = int(torch.isnan(o).sum().item())
+    e_o, e_pt = max_err(o, o_ref), max_err(o_pt, o_ref)
+    finite = torch.isfinite(lse_ref)
+    lse_nan = int(torch.isnan(lse).sum().item())
+    inf_match = bool(torch.equal(lse == float("-inf"), ~finite))
+    lse_err = max_err(lse[finite], lse_ref[finite]) if finite.any() else 0.0
+    ok = (unwritten == 0 and e_o <= 2.0 * e_pt + 1e-5 and lse_nan == 0 and inf_match
+          and lse_err <= 1e-3)
+    return ok, e_o, lse_err
+
+
 def check_case(lib, B, H, Hkv, Nq, Nk, D, causal, dtype_s, gen):
     dtype = DTYPES[dtype_s][0]
     dev = "cuda"
@@ -180,6 +212,18 @@ def check_case(lib, B, H, Hkv, Nq, Nk, D, causal, dtype_s, gen):
     lse_err = max_err(lse[finite], lse_ref[finite]) if finite.any() else 0.0
     row["lse_err"] = lse_err
     ok &= lse_nan == 0 and inf_match and lse_err <= 1e-3
+    for name, kwargs, applies in EXTRA_FORWARDS:
+        if not applies(dtype_s, D):
+            continue
+        o2 = torch.full_like(q, float("nan"))
+        lse2 = torch.full((B, H, Nq), float("nan"), device=dev)
+        lib.forward(q, k, v, o2, lse2, causal, scale, **kwargs)
+        torch.cuda.synchronize()
+        f_ok, e_o, e_lse = forward_ok(o2, lse2, o_ref, o_pt, lse_ref)
+        row[f"{name}_o_ratio"] = e_o / max(row["o_pt_err"], 1e-30)
+        row[f"{name}_lse_err"] = e_lse
+        row[f"{name}_pass"] = int(f_ok)
+        ok &= f_ok
     row["pass"] = int(ok)
     return row
 
@@ -216,7 +260,10 @@ def correctness(lib, out_dir):
               .format(**row) +
               " ".join(f"{n} {row.get(n + '_err', float('nan')):.2e}/{row.get(n + '_pt_err', float('nan')):.2e}"
                        for n in ("o", "dq", "dk", "dv")) +
-              f" lse {row.get('lse_err', float('nan')):.1e} " + ("ok" if row["pass"] else "FAIL"),
+              f" lse {row.get('lse_err', float('nan')):.1e} " +
+              "".join(f"{n} {'ok' if row[n + '_pass'] else 'FAIL'} " for n, _, _ in EXTRA_FORWARDS
+                      if n + "_pass" in row) +
+              ("ok" if row["pass"] else "FAIL"),
               flush=True)
         torch.cuda.empty_cache()
     write_csv(os.path.join(out_dir, "flash_correctness.csv"), rows)
@@ -248,7 +295,7 @@ def time_ms(fn, warmup=3, reps=10):
     return statistics.median(s.elapsed_time(e) for s, e in events)
 
 
-def time_config(lib, B, H, N, D, causal, variants=False):
+def time_config(lib, B, H, N, D, causal, variants=False, fwd_only=False):
     dtype = torch.bfloat16
     scale = 1.0 / math.sqrt(D)
     q, k, v, dout = (torch.randn(B, N, H, D, device="cuda", dtype=dtype) for _ in range(4))
@@ -261,7 +308,12 @@ def time_config(lib, B, H, N, D, causal, variants=False):
     res = {"B": B, "H": H, "N": N, "D": D, "causal": int(causal)}
 
     res["ours_fwd_ms"] = time_ms(lambda: lib.forward(q, k, v, o, lse, causal, scale))
-    res["ours_bwd_ms"] = time_ms(
+    res["sm80_fwd_ms"] = time_ms(lambda: lib.forward(q, k, v, o, lse, causal, scale, kernel=1))
+    if hopper() and D == 128:
+        for vid, vname in ((4, "sm90_overlap"), (5, "sm90_plain")):
+            res[f"{vname}_fwd_ms"] = time_ms(
+                lambda vid=vid: lib.forward(q, k, v, o, lse, causal, scale, variant=vid))
+    res["ours_bwd_ms"] = float("nan") if fwd_only else time_ms(
         lambda: lib.backward(q, k, v, o, lse, dout, dq, dk, dv, ws, causal, scale))
     if variants:
         for vid, vname in ((1, "single_stage"), (2, "unpadded"), (3, "block_n32")):
@@ -284,12 +336,15 @@ def time_config(lib, B, H, N, D, causal, variants=False):
                     lambda: F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal,
                                                            scale=scale))
                 out = F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal, scale=scale)
-                res[f"{name}_bwd_ms"] = time_ms(
+                res[f"{name}_bwd_ms"] = float("nan") if fwd_only else time_ms(
                     lambda: torch.autograd.grad(out, (qg, kg, vg), dt, retain_graph=True))
                 del out
         except Exception as e:
             print(f"{name} failed at N={N} D={D} causal={causal}: {e!r}"[:300], flush=True)
             res[f"{name}_fwd_ms"] = res[f"{name}_bwd_ms"] = float("nan")
+    for who in ("sm80", "sm90_overlap", "sm90_plain"):
+        if f"{who}_fwd_ms" in res:
+            res[f"{who}_fwd_tflops"] = fwd_flops / (res[f"{who}_fwd_ms"] * 1e-3) / 1e12
     for who in ("ours", "fa2", "cudnn"):
         res[f"{who}_fwd_tflops"] = fwd_flops / (res[f"{who}_fwd_ms"] * 1e-3) / 1e12
         res[f"{who}_bwd_tflops"] = bwd_flops / (res[f"{who}_bwd_ms"] * 1e-3) / 1e12
@@ -320,6 +375,8 @@ def main():
     ap.add_argument("--out", default="out")
     ap.add_argument("--skip-check", action="store_true")
     ap.add_argument("--skip-time", action="store_true")
+    ap.add_argument("--fwd-only", action="store_true",
+                    help="time forwards only, without the sm_80 ablations")
     ap.add_argument("--profile", action="store_true",
                     help="one forward and one backward (bf16, B=4, H=16, N=4096, D=128) for ncu")
     args = ap.parse_args()
@@ -353,6 +410,15 @@ def main():
               f"PyTorch same precision: " + ", ".join(f"{n} {x:.2f}" for n, x in worst.items()),
               flush=True)
         meta["check_cases"], meta["check_failures"], meta["worst_ratio"] = len(rows), n_fail, worst
+        for name, _, _ in EXTRA_FORWARDS:
+            mine = [r for r in rows if f"{name}_pass" in r]
+            if mine:
+                print(f"forward {name}: {sum(r[f'{name}_pass'] for r in mine)}/{len(mine)} cases "
+                      f"pass; worst o error ratio "
+                      f"{max(r[f'{name}_o_ratio'] for r in mine):.2f}, worst lse error "
+                      f"{max(r[f'{name}_lse_err'] for r in mine):.1e}", flush=True)
+        print(f"default forward worst lse error {max(r.get('lse_err', 0) for r in rows):.1e}",
+              flush=True)
 
     results = []
     if not args.skip_time:
@@ -362,9 +428,9 @@ def main():
             for causal in (False, True):
                 for N in (512, 1024, 2048, 4096, 8192, 16384):
                     B, H = 16384 // N, 2048 // D
-                    variants = D == 128 and N in (2048, 8192)
+                    variants = D == 128 and N in (2048, 8192) and not args.fwd_only
                     try:
-                        r = time_config(lib, B, H, N, D, causal, variants)
+                        r = time_config(lib, B, H, N, D, causal, variants, args.fwd_only)
                     except Exception as e:
                         print(f"timing failed D={D} N={N} causal={causal}: {e!r}", flush=True)
                         continue
@@ -379,10 +445,13 @@ def main():
     if results:
         print(f"\n{meta['device']}, bf16, 16k tokens per batch, TFLOP/s (ratio ours/FA2, ours/cuDNN); "
               f"bf16 matmul ceiling {meta['matmul_bf16_tflops']:.0f}")
-        print(f"{'D':>4} {'N':>6} {'causal':>6} | {'fwd':>5} {'FA2':>5} {'cuDNN':>5} {'/FA2':>5} {'/cuDNN':>6}"
+        print(f"{'D':>4} {'N':>6} {'causal':>6} | {'sm80':>5} {'plain':>5} {'ovlp':>5} {'fwd':>5}"
+              f" {'FA2':>5} {'cuDNN':>5} {'/FA2':>5} {'/cuDNN':>6}"
               f" | {'bwd':>5} {'FA2':>5} {'cuDNN':>5} {'/FA2':>5} {'/cuDNN':>6}")
         for r in results:
             print(f"{r['D']:>4} {r['N']:>6} {r['causal']:>6} | "
+                  f"{r['sm80_fwd_tflops']:5.0f} {r.get('sm90_plain_fwd_tflops', float('nan')):5.0f} "
+                  f"{r.get('sm90_overlap_fwd_tflops', float('nan')):5.0f} "
                   f"{r['ours_fwd_tflops']:5.0f} {r['fa2_fwd_tflops']:5.0f} {r['cudnn_fwd_tflops']:5.0f} "
                   f"{r['ours_fwd_tflops'] / r['fa2_fwd_tflops']:5.2f} "
                   f"{r['ours_fwd_tflops'] / r['cudnn_fwd_tflops']:6.2f} | "

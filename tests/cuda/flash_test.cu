@@ -1,5 +1,7 @@
 // GPU check of the FlashAttention kernels against a float64 CPU reference, on small odd shapes
 // (ragged tails, causal with Nq < Nk and Nq > Nk, GQA and MQA, both 16-bit types, D = 64 and 128).
+// Every case runs the sm_80 forward and, on an sm_90 device, the Hopper forward too; the backward
+// follows each from that forward's o and lse.
 // Outputs are poisoned with NaN before each run and every element must be written. Exits 0 when all
 // pass, 1 on a failure and 77 (CTest's "skipped") when there is no GPU, as on CI machines. Small
 // enough to run under compute-sanitizer (bench/device/flash.sh does).
@@ -23,6 +25,7 @@ namespace {
 using tilegrad::cuda::FlashBwdParams;
 using tilegrad::cuda::FlashDType;
 using tilegrad::cuda::FlashFwdParams;
+using tilegrad::cuda::FlashKernel;
 using tilegrad::cuda::FlashStrides;
 
 #define CHECK_CUDA(call)                                                 \
@@ -195,9 +198,10 @@ bool compare(const char* name, const std::vector<double>& got, const std::vector
   return ok;
 }
 
-bool run_case(const Case& c, uint64_t seed) {
-  std::printf("B=%d H=%d Hkv=%d Nq=%d Nk=%d D=%d causal=%d %s\n", c.B, c.H, c.Hkv, c.Nq, c.Nk, c.D,
-              c.causal ? 1 : 0, c.dtype == FlashDType::bf16 ? "bf16" : "f16");
+bool run_case(const Case& c, uint64_t seed, FlashKernel kernel) {
+  std::printf("B=%d H=%d Hkv=%d Nq=%d Nk=%d D=%d causal=%d %s, %s forward\n", c.B, c.H, c.Hkv, c.Nq,
+              c.Nk, c.D, c.causal ? 1 : 0, c.dtype == FlashDType::bf16 ? "bf16" : "f16",
+              kernel == FlashKernel::sm90 ? "sm_90" : "sm_80");
   uint64_t rng = seed;
   Tensor q = make_tensor(c.B, c.Nq, c.H, c.D, c.dtype, &rng);
   Tensor k = make_tensor(c.B, c.Nk, c.Hkv, c.D, c.dtype, &rng);
@@ -250,7 +254,7 @@ bool run_case(const Case& c, uint64_t seed) {
     return false;
   }
 
-  CHECK_CUDA(tilegrad::cuda::flash_attention_forward(f, nullptr));
+  CHECK_CUDA(tilegrad::cuda::flash_attention_forward_with(f, kernel, nullptr));
   CHECK_CUDA(tilegrad::cuda::flash_attention_backward(p, nullptr));
   CHECK_CUDA(cudaDeviceSynchronize());
 
@@ -295,8 +299,15 @@ int main(int argc, char** argv) {
   };
   const int n_cases = static_cast<int>(sizeof(cases) / sizeof(cases[0]));
   const int n_run = argc > 1 ? std::min(std::atoi(argv[1]), n_cases) : n_cases;
+  int major = 0, minor = 0;
+  CHECK_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
+  CHECK_CUDA(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0));
+  const bool hopper = major == 9 && minor == 0;
   bool ok = true;
-  for (int i = 0; i < n_run; ++i) ok &= run_case(cases[i], 0x5EED + i);
+  for (int i = 0; i < n_run; ++i) {
+    ok &= run_case(cases[i], 0x5EED + i, FlashKernel::sm80);
+    if (hopper) ok &= run_case(cases[i], 0x5EED + i, FlashKernel::sm90);
+  }
   std::printf(ok ? "all cases passed\n" : "FAILED\n");
   return ok ? 0 : 1;
 }

@@ -6,6 +6,7 @@
 
 #include "kernels/cuda/flash_api.h"
 #include "kernels/cuda/flash_sm80.h"
+#include "kernels/cuda/flash_sm90.h"
 
 namespace tilegrad::cuda {
 namespace {
@@ -79,9 +80,10 @@ std::string flash_attention_check(const FlashBwdParams& p) {
   return {};
 }
 
-cudaError_t flash_attention_forward(const FlashFwdParams& p, cudaStream_t stream) {
+namespace {
+
+cudaError_t forward_sm80(const FlashFwdParams& p, cudaStream_t stream) {
   using namespace flash;
-  if (!flash_attention_check(p).empty()) return cudaErrorInvalidValue;
   const bool bf16 = p.dtype == FlashDType::bf16;
   if (p.D == 64) {
     return bf16 ? run_flash_fwd_sm80<__nv_bfloat16, 64>(p, stream)
@@ -91,9 +93,48 @@ cudaError_t flash_attention_forward(const FlashFwdParams& p, cudaStream_t stream
               : run_flash_fwd_sm80<__half, 128>(p, stream);
 }
 
+cudaError_t forward_sm90(const FlashFwdParams& p, flash::Sm90Variant v, cudaStream_t stream) {
+  using namespace flash;
+  const bool bf16 = p.dtype == FlashDType::bf16;
+  if (p.D == 64) {
+    return bf16 ? run_flash_fwd_sm90<__nv_bfloat16, 64>(p, v, stream)
+                : run_flash_fwd_sm90<__half, 64>(p, v, stream);
+  }
+  return bf16 ? run_flash_fwd_sm90<__nv_bfloat16, 128>(p, v, stream)
+              : run_flash_fwd_sm90<__half, 128>(p, v, stream);
+}
+
+}  // namespace
+
+cudaError_t flash_attention_forward_with(const FlashFwdParams& p, FlashKernel kernel,
+                                         cudaStream_t stream) {
+  if (!flash_attention_check(p).empty()) return cudaErrorInvalidValue;
+  if (kernel == FlashKernel::sm80) return forward_sm80(p, stream);
+  const bool hopper = flash::flash_sm90_device();
+  if (kernel == FlashKernel::sm90) {
+    return hopper ? forward_sm90(p, flash::Sm90Variant::pingpong, stream) : cudaErrorInvalidValue;
+  }
+  if (hopper) {
+    const cudaError_t err = forward_sm90(p, flash::Sm90Variant::pingpong, stream);
+    if (err != cudaErrorNotSupported) return err;
+  }
+  return forward_sm80(p, stream);
+}
+
+cudaError_t flash_attention_forward(const FlashFwdParams& p, cudaStream_t stream) {
+  return flash_attention_forward_with(p, FlashKernel::automatic, stream);
+}
+
 cudaError_t flash_attention_forward_ablation(const FlashFwdParams& p, int variant,
                                              cudaStream_t stream) {
-  if (!flash_attention_check(p).empty() || variant < 0 || variant > 3) return cudaErrorInvalidValue;
+  if (!flash_attention_check(p).empty() || variant < 0 || variant > 5) return cudaErrorInvalidValue;
+  if (variant >= 4) {
+    if (!flash::flash_sm90_device() || p.dtype != FlashDType::bf16 || p.D != 128) {
+      return cudaErrorInvalidValue;
+    }
+    return forward_sm90(p, variant == 4 ? flash::Sm90Variant::overlap : flash::Sm90Variant::plain,
+                        stream);
+  }
   return flash::run_flash_fwd_sm80_variant(p, static_cast<flash::FwdVariant>(variant), stream);
 }
 

@@ -2,8 +2,9 @@
 //
 // Pointers, sizes and strides in; no engine types, so the kernels can be tested and timed alone and
 // the engine's attention op (ops/) calls them for cuda tensors. The interface is the same for every
-// architecture: flash_api.cu checks the problem and picks a kernel (today the sm_80 path in
-// flash_{fwd,bwd}_sm80.cu, which runs on every GPU from Ampere on; Hopper kernels sit beside it).
+// architecture: flash_api.cu checks the problem and picks a kernel: the sm_80 path in
+// flash_{fwd,bwd}_sm80.cu runs on every GPU from Ampere on; on Hopper (sm_90) the forward runs
+// flash_fwd_sm90.cu (wgmma, TMA, warp specialisation) instead.
 //
 // Layout: q, o, dq, do are (B, Nq, H, D) and k, v, dk, dv are (B, Nk, Hkv, D) in the sense that an
 // element's address is base + b * batch_stride + n * row_stride + h * head_stride + d; the strides
@@ -68,12 +69,24 @@ struct FlashBwdParams {
 std::string flash_attention_check(const FlashFwdParams& p);
 std::string flash_attention_check(const FlashBwdParams& p);
 
-// Writes o and lse. Asynchronous on `stream`; returns the launch's error, if any.
+// Writes o and lse. Asynchronous on `stream`; returns the launch's error, if any. Runs the Hopper
+// kernel on sm_90 devices and the sm_80 kernel elsewhere (FlashKernel::automatic).
 cudaError_t flash_attention_forward(const FlashFwdParams& p, cudaStream_t stream);
+
+// The forward with an explicit kernel, so that both can be compared in one program: automatic as
+// above, sm80 (any GPU from Ampere on) or sm90 (compute capability 9.0 only; cudaErrorInvalidValue
+// elsewhere, cudaErrorNotSupported when the operands cannot be described to the copy engine,
+// which automatic answers by running the sm_80 kernel). Both compute the same function; they differ
+// in rounding only.
+enum class FlashKernel : uint8_t { automatic, sm80, sm90 };
+cudaError_t flash_attention_forward_with(const FlashFwdParams& p, FlashKernel kernel,
+                                         cudaStream_t stream);
 
 // The forward with one technique removed, for the benchmark's ablations (bf16, D = 128 only):
 // 1 = one K/V stage (no copy/compute overlap), 2 = unpadded shared-memory rows (bank conflicts),
-// 3 = 32-key blocks instead of 64; 0 = the normal kernel.
+// 3 = 32-key blocks instead of 64, all of the sm_80 kernel; 0 = the tuned sm_80 kernel; on sm_90
+// only, 4 = the Hopper kernel without ping-pong between its consumer warpgroups, 5 = without
+// ping-pong and without the intra-warpgroup overlap of softmax and products.
 cudaError_t flash_attention_forward_ablation(const FlashFwdParams& p, int variant,
                                              cudaStream_t stream);
 

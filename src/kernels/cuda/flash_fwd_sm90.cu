@@ -1,0 +1,533 @@
+// FlashAttention forward for Hopper (sm_90a): wgmma from shared memory, TMA loads completing on
+// mbarriers, a producer warp and two consumer warpgroups (FlashAttention-3's structure).
+//
+// One CTA of three warpgroups computes kBlockM = 128 query rows of one (batch, head):
+//   warpgroup 0, the producer: gives most of its registers back (setmaxnreg) and one thread issues
+//     the TMA copies: Q once, then K and V of each key block into a ring of kStages stages, each
+//     stage guarded by a "full" mbarrier (the copy's bytes arrived) and an "empty" one (all eight
+//     consumer warps are done reading it);
+//   warpgroups 1 and 2, the consumers: 64 query rows each, with the registers the producer freed.
+//     Per key block: S = Q Kᵀ (wgmma, Q and K from shared memory), the online softmax in registers
+//     as in the sm_80 kernel, O += P V (wgmma, P from registers, V from shared memory).
+// The key blocks are walked from last to first, so the masked blocks (causal diagonal, the Nk tail)
+// come first and blocks wholly above the diagonal are never loaded. Ragged tails need no special
+// path: TMA fills rows past Nq or Nk with zeros, and the mask removes those keys.
+//
+// Two refinements, both on by default and each removable for the benchmark (Sm90Variant):
+//   overlap: a consumer issues S_next = Q K_nextᵀ, then O += P V of the current block, and does the
+//     softmax of S_next while O += P V runs (P of the current block must stay in registers until
+//     that product completes, so O's rescale moves after it);
+//   pingpong: two named barriers hand the tensor cores from one consumer to the other, so that the
+//     products of one overlap the softmax (exp2, max, sum) of the other.
+#include <cuda.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <type_traits>
+
+#include "kernels/cuda/flash_common.cuh"
+#include "kernels/cuda/flash_common_sm90.cuh"
+#include "kernels/cuda/flash_sm90.h"
+
+namespace tilegrad::cuda::flash {
+namespace {
+
+constexpr int kBlockM = 128;  // query rows per CTA: 64 per consumer warpgroup (wgmma's M)
+constexpr int kBlockN = 128;  // keys per block: wgmma's N for S, K for O += P V
+constexpr int kStages = 2;    // K/V ring depth
+constexpr int kConsumers = 2;
+constexpr int kThreads = 128 * (1 + kConsumers);
+constexpr int kBoxCols = 64;  // TMA box width: 64 16-bit elements = one 128-byte swizzle line
+
+// Where each of the three outer coordinates (row, head, batch) sits in a tensor map, whose
+// dimensions are ordered by stride (see make_operand_map).
+struct MapOrder {
+  int8_t row = 0, head = 1, batch = 2;
+};
+
+struct Sm90Args {
+  FlashFwdParams p;
+  MapOrder q_order, k_order, v_order;
+};
+
+template <typename T, int D, bool kOverlap, bool kPingPong>
+__global__ void __launch_bounds__(kThreads, 1)
+    flash_fwd_sm90_kernel(const __grid_constant__ CUtensorMap tm_q,
+                          const __grid_constant__ CUtensorMap tm_k,
+                          const __grid_constant__ CUtensorMap tm_v, const Sm90Args args) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  static_assert(D == 64 || D == 128, "D = 64 or 128");
+  static_assert(!kPingPong || kOverlap, "ping-pong is built on the overlapped loop");
+  constexpr float kLog2e = 1.4426950408889634f;
+  constexpr float kLn2 = 0.6931471805599453f;
+  // Registers per thread after reallocation: 24 x 128 + 240 x 256 <= 64K.
+  constexpr int kProducerRegs = 24;
+  constexpr int kConsumerRegs = 240;
+  using Mma = MmaOp<T>;
+  constexpr int kChunks = D / kBoxCols;
+  constexpr uint32_t kQChunkBytes = kBlockM * 128;  // one 64-column box of the Q tile
+  constexpr uint32_t kKVChunkBytes = kBlockN * 128;
+  constexpr uint32_t kQBytes = kQChunkBytes * kChunks;
+  constexpr uint32_t kKVBytes = kKVChunkBytes * kChunks;
+  constexpr int kNT = kBlockN / 8;  // 8-column tiles of S per warp row
+  constexpr int kDT = D / 8;        // 8-column tiles of O
+  const FlashFwdParams& p = args.p;
+
+  // The swizzle pattern repeats every 1024 bytes and the descriptors assume tiles aligned to it.
+  extern __shared__ unsigned char smem_raw[];
+  const uint32_t s_q = (smem_addr(smem_raw) + 1023u) & ~1023u;
+  const uint32_t s_k = s_q + kQBytes;             // kStages x (kChunks x kBlockN x 64)
+  const uint32_t s_v = s_k + kStages * kKVBytes;  // kStages x (kChunks x kBlockN x 64)
+  __shared__ __align__(8) uint64_t s_bars[1 + 4 * kStages];
+  const uint32_t bar_q = smem_addr(&s_bars[0]);
+  auto bar_k_full = [&](int s) { return smem_addr(&s_bars[1 + s]); };
+  auto bar_k_empty = [&](int s) { return smem_addr(&s_bars[1 + kStages + s]); };
+  auto bar_v_full = [&](int s) { return smem_addr(&s_bars[1 + 2 * kStages + s]); };
+  auto bar_v_empty = [&](int s) { return smem_addr(&s_bars[1 + 3 * kStages + s]); };
+
+  const int tid = threadIdx.x;
+  const int warpgroup = tid / 128;
+  // Causal: the last query blocks see the most keys; start them first so they are not the tail.
+  const int m_block = p.causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int hkv = h / (p.H / p.Hkv);
+  const int m0 = m_block * kBlockM;
+  const int diag = p.Nk - p.Nq;  // query i sees key j iff j <= i + diag (causal)
+  int n_end = (p.Nk + kBlockN - 1) / kBlockN;
+  if (p.causal) {
+    const int last_key = m0 + kBlockM - 1 + diag;  // the last key this block's last row sees
+    n_end = last_key < 0 ? 0 : min(n_end, last_key / kBlockN + 1);
+  }
+
+  if (tid == 0) {
+    mbar_init(bar_q, 1);
+    for (int s = 0; s < kStages; ++s) {
+      mbar_init(bar_k_full(s), 1);
+      mbar_init(bar_v_full(s), 1);
+      mbar_init(bar_k_empty(s), kConsumers * 4);  // one arrival per consumer warp
+      mbar_init(bar_v_empty(s), kConsumers * 4);
+    }
+    mbar_init_fence();
+  }
+  __syncthreads();
+
+  if (warpgroup == 0) {
+    // ---- producer
+    setmaxnreg_dec<kProducerRegs>();
+    if (tid != 0 || n_end == 0) return;
+    // The outer coordinates (row, head, batch) of a box, in the map's dimension order.
+    int c[3];
+    auto map_coords = [&](const MapOrder& o, int row, int head, int batch) {
+      c[0] = o.row == 0 ? row : o.head == 0 ? head : batch;
+      c[1] = o.row == 1 ? row : o.head == 1 ? head : batch;
+      c[2] = o.row == 2 ? row : o.head == 2 ? head : batch;
+    };
+    map_coords(args.q_order, m0, h, b);
+    mbar_arrive_expect_tx(bar_q, kQBytes);
+#pragma unroll
+    for (int ch = 0; ch < kChunks; ++ch) {
+      tma_load_4d(s_q + ch * kQChunkBytes, &tm_q, ch * kBoxCols, c[0], c[1], c[2], bar_q);
+    }
+    for (int it = 0; it < n_end; ++it) {
+      const int n0 = (n_end - 1 - it) * kBlockN;
+      const int s = it % kStages;
+      const uint32_t parity = ((it / kStages) & 1) ^ 1;
+      mbar_wait(bar_k_empty(s), parity);
+      mbar_arrive_expect_tx(bar_k_full(s), kKVBytes);
+      map_coords(args.k_order, n0, hkv, b);
+#pragma unroll
+      for (int ch = 0; ch < kChunks; ++ch) {
+        tma_load_4d(s_k + s * kKVBytes + ch * kKVChunkBytes, &tm_k, ch * kBoxCols, c[0], c[1], c[2],
+                    bar_k_full(s));
+      }
+      mbar_wait(bar_v_empty(s), parity);
+      mbar_arrive_expect_tx(bar_v_full(s), kKVBytes);
+      map_coords(args.v_order, n0, hkv, b);
+#pragma unroll
+      for (int ch = 0; ch < kChunks; ++ch) {
+        tma_load_4d(s_v + s * kKVBytes + ch * kKVChunkBytes, &tm_v, ch * kBoxCols, c[0], c[1], c[2],
+                    bar_v_full(s));
+      }
+    }
+    return;
+  }
+
+  // ---- consumers
+  setmaxnreg_inc<kConsumerRegs>();
+  const int wg = warpgroup - 1;  // rows 64 wg .. 64 wg + 63 of the block
+  const int wt = tid % 128;
+  const int warp = wt / 32, lane = wt % 32;
+  const int g = lane / 4, t = lane % 4;
+  const int row0 = m0 + 64 * wg + 16 * warp;  // this warp's first row; the thread's are +g, +g+8
+
+  float r_o[D / 2];
+  float r_s[kBlockN / 2];
+  uint32_t r_p[kBlockN / 16][4];
+  float r_m[2] = {-INFINITY, -INFINITY}, r_l[2] = {0.0f, 0.0f};
+#pragma unroll
+  for (int i = 0; i < D / 2; ++i) r_o[i] = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kBlockN / 2; ++i) r_s[i] = 0.0f;
+  const float scale_log2 = p.softmax_scale * kLog2e;
+
+  // Descriptors: Q rows of this warpgroup and a K stage (K-major), a V stage (MN-major).
+  const uint64_t desc_q = smem_desc_sw128(s_q + wg * 64 * 128, 16, 1024);
+  const uint64_t desc_k0 = smem_desc_sw128(s_k, 16, 1024);
+  const uint64_t desc_v0 = smem_desc_sw128(s_v, kKVChunkBytes, 1024);
+  // k16 step ks of the D reduction: chunk ks / 4, then 32 bytes per step inside the chunk (in the
+  // descriptor's 16-byte units).
+  auto qk_step = [](int ks, uint32_t chunk_bytes) {
+    return static_cast<uint64_t>(((ks / 4) * chunk_bytes + (ks % 4) * 32) >> 4);
+  };
+  auto gemm_qk = [&](int s) {
+    const uint64_t desc_k = desc_k0 + ((s * kKVBytes) >> 4);
+#pragma unroll
+    for (int ks = 0; ks < D / 16; ++ks) {
+      Wgmma<T>::ss(r_s, desc_q + qk_step(ks, kQChunkBytes), desc_k + qk_step(ks, kKVChunkBytes),
+                   ks > 0 ? 1 : 0);
+    }
+  };
+  auto gemm_pv = [&](int s) {
+    const uint64_t desc_v = desc_v0 + ((s * kKVBytes) >> 4);
+#pragma unroll
+    for (int ks = 0; ks < kBlockN / 16; ++ks) {
+      Wgmma<T>::rs(r_o, r_p[ks], desc_v + ((ks * 16 * 128) >> 4), 1);
+    }
+  };
+  // One arrival per warp on an "empty" barrier once the warp's products that read the stage are
+  // complete (after wgmma_wait).
+  auto release = [&](uint32_t bar) {
+    if (lane == 0) mbar_arrive(bar);
+  };
+  // Keys past Nk and, when causal, right of the diagonal get -inf; only blocks that straddle
+  // either boundary pay for the test.
+  auto mask = [&](int n_block) {
+    const int n0 = n_block * kBlockN;
+    if (n0 + kBlockN > p.Nk || (p.causal && n0 + kBlockN - 1 > row0 + diag)) {
+#pragma unroll
+      for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int row = row0 + g + (e >> 1) * 8;
+          const int col = n0 + nt * 8 + 2 * t + (e & 1);
+          if (col >= p.Nk || (p.causal && col > row + diag)) r_s[4 * nt + e] = -INFINITY;
+        }
+      }
+    }
+  };
+  // Online softmax of S in place (S becomes exp2(S scale log2 e - m)); returns the factors by
+  // which the old O and l must be scaled and updates m and l. A row's 128 scores lie in the four
+  // lanes of a quad: the max needs two shuffles; the sums stay per lane until the end.
+  auto softmax = [&](float(&corr)[2]) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      float mx = r_m[half];
+#pragma unroll
+      for (int nt = 0; nt < kNT; ++nt) {
+        mx = fmaxf(mx, fmaxf(r_s[4 * nt + 2 * half], r_s[4 * nt + 2 * half + 1]));
+      }
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      // A row with no visible key so far keeps m = -inf; subtract 0 then, not inf - inf.
+      const float m_scaled = mx == -INFINITY ? 0.0f : mx * scale_log2;
+      corr[half] = fast_exp2(r_m[half] * scale_log2 - m_scaled);
+      r_m[half] = mx;
+      float sum = 0.0f;
+#pragma unroll
+      for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          float& sv = r_s[4 * nt + 2 * half + e];
+          sv = fast_exp2(fmaf(sv, scale_log2, -m_scaled));
+          sum += sv;
+        }
+      }
+      r_l[half] = r_l[half] * corr[half] + sum;
+    }
+  };
+  auto rescale_o = [&](const float(&corr)[2]) {
+#pragma unroll
+    for (int dt = 0; dt < kDT; ++dt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) r_o[4 * dt + e] *= corr[e >> 1];
+    }
+  };
+  // P's accumulator fragments, converted to 16 bits, are the A fragments of O += P V.
+  auto convert_p = [&]() {
+#pragma unroll
+    for (int ks = 0; ks < kBlockN / 16; ++ks) {
+      r_p[ks][0] = Mma::pack(r_s[8 * ks + 0], r_s[8 * ks + 1]);
+      r_p[ks][1] = Mma::pack(r_s[8 * ks + 2], r_s[8 * ks + 3]);
+      r_p[ks][2] = Mma::pack(r_s[8 * ks + 4], r_s[8 * ks + 5]);
+      r_p[ks][3] = Mma::pack(r_s[8 * ks + 6], r_s[8 * ks + 7]);
+    }
+  };
+  // Ping-pong: consumer wg waits on barrier 1 + wg for its turn at the tensor cores and hands the
+  // turn to the other with an arrival on 1 + (1 - wg) once its products are issued.
+  auto turn_wait = [&]() {
+    if constexpr (kPingPong) named_bar_sync(1 + wg, 2 * 128);
+  };
+  auto turn_pass = [&]() {
+    if constexpr (kPingPong) named_bar_arrive(1 + (1 - wg), 2 * 128);
+  };
+
+  if (n_end > 0) {
+    mbar_wait(bar_q, 0);
+    if constexpr (!kOverlap) {
+      for (int it = 0; it < n_end; ++it) {
+        const int s = it % kStages;
+        const uint32_t parity = (it / kStages) & 1;
+        mbar_wait(bar_k_full(s), parity);
+        fence_regs(r_s);
+        wgmma_fence();
+        gemm_qk(s);
+        wgmma_commit();
+        wgmma_wait<0>();
+        fence_regs(r_s);
+        release(bar_k_empty(s));
+        mask(n_end - 1 - it);
+        float corr[2];
+        softmax(corr);
+        rescale_o(corr);
+        convert_p();
+        mbar_wait(bar_v_full(s), parity);
+        fence_regs(r_o);
+        fence_regs(r_p);
+        wgmma_fence();
+        gemm_pv(s);
+        wgmma_commit();
+        wgmma_wait<0>();
+        fence_regs(r_o);
+        fence_regs(r_p);
+        release(bar_v_empty(s));
+      }
+    } else {
+      // The first consumer takes the first turn: the second grants it.
+      if (kPingPong && wg == 1) named_bar_arrive(1, 2 * 128);
+      // Prologue: S and P of the first (last-indexed) key block.
+      mbar_wait(bar_k_full(0), 0);
+      turn_wait();
+      fence_regs(r_s);
+      wgmma_fence();
+      gemm_qk(0);
+      wgmma_commit();
+      turn_pass();
+      wgmma_wait<0>();
+      fence_regs(r_s);
+      release(bar_k_empty(0));
+      mask(n_end - 1);
+      {
+        float corr[2];
+        softmax(corr);  // O is still zero: no rescale
+      }
+      convert_p();
+      for (int it = 1; it < n_end; ++it) {
+        const int s = it % kStages, s_prev = (it - 1) % kStages;
+        const uint32_t parity = (it / kStages) & 1, parity_prev = ((it - 1) / kStages) & 1;
+        mbar_wait(bar_k_full(s), parity);
+        mbar_wait(bar_v_full(s_prev), parity_prev);
+        turn_wait();
+        fence_regs(r_s);
+        fence_regs(r_o);
+        fence_regs(r_p);
+        wgmma_fence();
+        gemm_qk(s);  // S of block it
+        wgmma_commit();
+        gemm_pv(s_prev);  // O += P V of block it - 1
+        wgmma_commit();
+        turn_pass();
+        wgmma_wait<1>();  // S is ready; O += P V may still run
+        fence_regs(r_s);
+        release(bar_k_empty(s));
+        mask(n_end - 1 - it);
+        float corr[2];
+        softmax(corr);
+        wgmma_wait<0>();  // P of block it - 1 and O are free again
+        fence_regs(r_o);
+        fence_regs(r_p);
+        release(bar_v_empty(s_prev));
+        rescale_o(corr);
+        convert_p();
+      }
+      // Epilogue: O += P V of the last block. The second consumer's last turn is granted to no
+      // one, so that every wait above has exactly one matching arrival.
+      const int s_last = (n_end - 1) % kStages;
+      mbar_wait(bar_v_full(s_last), ((n_end - 1) / kStages) & 1);
+      turn_wait();
+      fence_regs(r_o);
+      fence_regs(r_p);
+      wgmma_fence();
+      gemm_pv(s_last);
+      wgmma_commit();
+      if (wg == 0) turn_pass();
+      wgmma_wait<0>();
+      fence_regs(r_o);
+      fence_regs(r_p);
+      release(bar_v_empty(s_last));
+    }
+  }
+
+  // Normalise, write O (16 bits) and lse (float, natural log). A row with no visible key has l = 0:
+  // O = 0 and lse = -inf.
+  T* g_o = static_cast<T*>(p.o) + b * p.o_strides.batch + h * p.o_strides.head;
+  float* g_lse = p.lse + (static_cast<int64_t>(b) * p.H + h) * p.Nq;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    float l = r_l[half];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    const int row = row0 + g + half * 8;
+    if (row < p.Nq) {
+      T* g_orow = g_o + row * p.o_strides.row;
+#pragma unroll
+      for (int dt = 0; dt < kDT; ++dt) {
+        *reinterpret_cast<uint32_t*>(g_orow + dt * 8 + 2 * t) =
+            Mma::pack(r_o[4 * dt + 2 * half] * inv, r_o[4 * dt + 2 * half + 1] * inv);
+      }
+      if (t == 0) {
+        g_lse[row] = l > 0.0f ? (r_m[half] * scale_log2 + log2f(l)) * kLn2 : -INFINITY;
+      }
+    }
+  }
+#else
+  // Built for another architecture: the launcher never selects this kernel there.
+  (void)tm_q;
+  (void)tm_k;
+  (void)tm_v;
+  (void)args;
+  __trap();
+#endif
+}
+
+// ---- host side: tensor maps
+
+using EncodeTiledFn = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*,
+                                   const cuuint64_t*, const cuuint64_t*, const cuuint32_t*,
+                                   const cuuint32_t*, CUtensorMapInterleave, CUtensorMapSwizzle,
+                                   CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+
+// The driver's cuTensorMapEncodeTiled through the runtime, so that nothing links libcuda; looked
+// up once (a function-local static: thread-safe, and the entry point never changes).
+EncodeTiledFn encode_tiled() {
+  static const EncodeTiledFn fn = [] {
+    void* ptr = nullptr;
+    cudaDriverEntryPointQueryResult status{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &ptr, 12000, cudaEnableDefault,
+                                         &status) != cudaSuccess ||
+        status != cudaDriverEntryPointSuccess) {
+      return static_cast<EncodeTiledFn>(nullptr);
+    }
+    return reinterpret_cast<EncodeTiledFn>(ptr);
+  }();
+  return fn;
+}
+
+// A 4-d map of one (B, N, heads, D) operand: dimension 0 is D, the other three (row, head, batch)
+// follow in increasing stride, which the copy engine is sure to accept for both (B, N, H, D) and
+// (B, H, N, D) tensors; `order` tells the kernel where each coordinate went. Boxes are 64 columns x
+// `box_rows` rows x 1 x 1 with the 128-byte swizzle. Rows past N read as zeros.
+bool make_operand_map(CUtensorMap* map, MapOrder* order, const void* base, const FlashStrides& st,
+                      int B, int N, int heads, int D, int box_rows, bool bf16) {
+  const EncodeTiledFn encode = encode_tiled();
+  if (encode == nullptr) return false;
+  struct Dim {
+    int role;  // 0 row, 1 head, 2 batch
+    uint64_t size, stride_bytes;
+  };
+  std::array<Dim, 3> dims{{{0, static_cast<uint64_t>(N), static_cast<uint64_t>(st.row) * 2},
+                           {1, static_cast<uint64_t>(heads), static_cast<uint64_t>(st.head) * 2},
+                           {2, static_cast<uint64_t>(B), static_cast<uint64_t>(st.batch) * 2}}};
+  // A dimension of extent 1 is never stepped, so its stride is free (a caller may pass 0): give it
+  // one past every other extent, so that it sorts last and the strides stay increasing.
+  uint64_t span = static_cast<uint64_t>(D) * 2;
+  for (const Dim& d : dims) {
+    if (d.size > 1) span = std::max(span, d.size * d.stride_bytes);
+  }
+  for (Dim& d : dims) {
+    if (d.size == 1) d.stride_bytes = (span + 15) / 16 * 16;
+  }
+  std::stable_sort(dims.begin(), dims.end(),
+                   [](const Dim& a, const Dim& b) { return a.stride_bytes < b.stride_bytes; });
+  cuuint64_t size[4] = {static_cast<cuuint64_t>(D), 0, 0, 0};
+  cuuint64_t stride[3] = {};
+  cuuint32_t box[4] = {static_cast<cuuint32_t>(kBoxCols), 1, 1, 1};
+  const cuuint32_t elem_stride[4] = {1, 1, 1, 1};
+  for (int i = 0; i < 3; ++i) {
+    size[i + 1] = dims[i].size;
+    stride[i] = dims[i].stride_bytes;
+    const auto pos = static_cast<int8_t>(i);
+    if (dims[i].role == 0) {
+      box[i + 1] = static_cast<cuuint32_t>(box_rows);
+      order->row = pos;
+    } else if (dims[i].role == 1) {
+      order->head = pos;
+    } else {
+      order->batch = pos;
+    }
+  }
+  const CUresult r =
+      encode(map, bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4,
+             const_cast<void*>(base), size, stride, box, elem_stride, CU_TENSOR_MAP_INTERLEAVE_NONE,
+             CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return r == CUDA_SUCCESS;
+}
+
+template <typename T, int D, bool kOverlap, bool kPingPong>
+cudaError_t launch_sm90(const FlashFwdParams& p, cudaStream_t stream) {
+  const bool bf16 = p.dtype == FlashDType::bf16;
+  CUtensorMap tm_q, tm_k, tm_v;
+  Sm90Args args{p, {}, {}, {}};
+  if (!make_operand_map(&tm_q, &args.q_order, p.q, p.q_strides, p.B, p.Nq, p.H, D, kBlockM, bf16) ||
+      !make_operand_map(&tm_k, &args.k_order, p.k, p.k_strides, p.B, p.Nk, p.Hkv, D, kBlockN,
+                        bf16) ||
+      !make_operand_map(&tm_v, &args.v_order, p.v, p.v_strides, p.B, p.Nk, p.Hkv, D, kBlockN,
+                        bf16)) {
+    return cudaErrorNotSupported;
+  }
+  auto kernel = flash_fwd_sm90_kernel<T, D, kOverlap, kPingPong>;
+  // Q, kStages of K and V, and up to 1 KB to align the tiles to the swizzle period.
+  const int smem = (kBlockM + 2 * kStages * kBlockN) * D * static_cast<int>(sizeof(T)) + 1024;
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (err != cudaSuccess) return err;
+  const dim3 grid((p.Nq + kBlockM - 1) / kBlockM, p.H, p.B);
+  kernel<<<grid, kThreads, smem, stream>>>(tm_q, tm_k, tm_v, args);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+bool flash_sm90_device() {
+  int dev = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
+    return false;
+  }
+  return major == 9 && minor == 0;
+}
+
+template <typename T, int D>
+cudaError_t run_flash_fwd_sm90(const FlashFwdParams& p, Sm90Variant variant, cudaStream_t stream) {
+  // The ablation variants are built for bf16, D = 128 only, to keep CI's compile time down.
+  if constexpr (std::is_same_v<T, __nv_bfloat16> && D == 128) {
+    if (variant == Sm90Variant::plain) return launch_sm90<T, D, false, false>(p, stream);
+    if (variant == Sm90Variant::overlap) return launch_sm90<T, D, true, false>(p, stream);
+  } else if (variant != Sm90Variant::pingpong) {
+    return cudaErrorInvalidValue;
+  }
+  return launch_sm90<T, D, true, true>(p, stream);
+}
+
+template cudaError_t run_flash_fwd_sm90<__nv_bfloat16, 64>(const FlashFwdParams&, Sm90Variant,
+                                                           cudaStream_t);
+template cudaError_t run_flash_fwd_sm90<__nv_bfloat16, 128>(const FlashFwdParams&, Sm90Variant,
+                                                            cudaStream_t);
+template cudaError_t run_flash_fwd_sm90<__half, 64>(const FlashFwdParams&, Sm90Variant,
+                                                    cudaStream_t);
+template cudaError_t run_flash_fwd_sm90<__half, 128>(const FlashFwdParams&, Sm90Variant,
+                                                     cudaStream_t);
+
+}  // namespace tilegrad::cuda::flash
