@@ -1,0 +1,139 @@
+#include "models/gpt.h"
+
+#include <charconv>
+#include <cmath>
+
+#include "autograd/checkpoint.h"
+#include "autograd/selective.h"
+#include "core/error.h"
+#include "ops/cross_entropy.h"
+#include "ops/dropout.h"
+#include "ops/elementwise.h"
+#include "ops/factory.h"
+#include "ops/matmul.h"
+#include "ops/view.h"
+
+namespace tilegrad::models {
+
+namespace {
+
+struct Preset {
+  const char* name;
+  GPTConfig config;
+};
+
+GPTConfig make(int L, int64_t H, int64_t C, int64_t V, int64_t T, double dropout) {
+  GPTConfig c;
+  c.L = L;
+  c.H = H;
+  c.C = C;
+  c.V = V;
+  c.T = T;
+  c.dropout = dropout;
+  return c;
+}
+
+const std::vector<Preset>& presets() {
+  static const std::vector<Preset> p = {
+      {"gpt2", make(12, 12, 768, 50257, 1024, 0.0)},
+      {"gpt2-medium", make(24, 16, 1024, 50257, 1024, 0.0)},
+      {"gpt2-large", make(36, 20, 1280, 50257, 1024, 0.0)},
+      {"gpt2-xl", make(48, 25, 1600, 50257, 1024, 0.0)},
+      {"shakespeare-char", make(6, 6, 384, 65, 256, 0.2)},
+      {"tiny", make(2, 2, 32, 64, 32, 0.0)},
+  };
+  return p;
+}
+
+}  // namespace
+
+std::vector<std::string> gpt_preset_names() {
+  std::vector<std::string> names;
+  for (const Preset& p : presets()) names.emplace_back(p.name);
+  return names;
+}
+
+GPTConfig gpt_preset(const std::string& name) {
+  std::string all;
+  for (const Preset& p : presets()) {
+    if (p.name == name) return p.config;
+    all += all.empty() ? "" : ", ";
+    all += p.name;
+  }
+  TG_CHECK(false, "unknown model preset '", name, "'; the presets are ", all);
+  return {};
+}
+
+GPT::GPT(GPTConfig config, Generator& init) : config_(std::move(config)) {
+  const GPTConfig& c = config_;
+  TG_CHECK(c.L >= 1 && c.V >= 1 && c.T >= 1, "GPT: L, V and T must be >= 1 (L = ", c.L,
+           ", V = ", c.V, ", T = ", c.T, ")");
+  TG_CHECK(c.dropout >= 0 && c.dropout < 1, "GPT: dropout must be in [0, 1), got ", c.dropout);
+  if (c.remat == "selective") {
+    remat_every_ = 1;
+    selective_ = true;
+  } else if (c.remat == "sqrt") {
+    remat_every_ = static_cast<int>(std::ceil(std::sqrt(static_cast<double>(c.L))));
+  } else if (c.remat.rfind("every:", 0) == 0) {
+    const std::string k = c.remat.substr(6);
+    const auto [end, ec] = std::from_chars(k.data(), k.data() + k.size(), remat_every_);
+    TG_CHECK(ec == std::errc() && end == k.data() + k.size() && remat_every_ >= 1,
+             "GPT: remat 'every:K' needs an integer K >= 1, got '", c.remat, "'");
+  } else {
+    TG_CHECK(c.remat == "none", "GPT: unknown remat policy '", c.remat,
+             "'; use none, every:K, sqrt or selective");
+  }
+  wte_ = register_module("transformer.wte",
+                         std::make_shared<nn::Embedding>(c.V, c.C, init, 0.02, c.dtype));
+  wpe_ = register_module("transformer.wpe",
+                         std::make_shared<nn::Embedding>(c.T, c.C, init, 0.02, c.dtype));
+  const nn::AttentionConfig ac{c.C, c.H, c.dropout, c.attention, c.L, c.dtype};
+  for (int i = 0; i < c.L; ++i)
+    h_.push_back(register_module("transformer.h." + std::to_string(i),
+                                 std::make_shared<nn::Block>(ac, init)));
+  ln_f_ = register_module("transformer.ln_f", std::make_shared<nn::LayerNorm>(c.C, c.dtype));
+}
+
+Tensor GPT::blocks_forward(const Tensor& x0, Generator& gen) const {
+  Tensor x = x0;
+  if (remat_every_ == 0) {
+    for (const auto& block : h_) x = block->forward(x, gen);
+    return x;
+  }
+  // Matmuls keep what they save under "selective"; everything else in a segment is recomputed.
+  std::optional<SelectivePolicyScope> keep;
+  if (selective_) keep.emplace([](std::string_view op) { return op == "matmul"; });
+  for (size_t first = 0; first < h_.size(); first += static_cast<size_t>(remat_every_)) {
+    const size_t last = std::min(h_.size(), first + static_cast<size_t>(remat_every_));
+    x = checkpoint(
+        [this, first, last, &gen](const std::vector<Tensor>& in) {
+          Tensor y = in[0];
+          for (size_t i = first; i < last; ++i) y = h_[i]->forward(y, gen);
+          return y;
+        },
+        {x}, {&gen});
+  }
+  return x;
+}
+
+Tensor GPT::forward(const Tensor& ids, Generator& gen) const {
+  TG_CHECK(ids.dim() == 2 && is_integral(ids.dtype()), "GPT: ids must be [B, T] integers, got ",
+           ids.str());
+  const int64_t Tn = ids.size(1);
+  TG_CHECK(Tn >= 1 && Tn <= config_.T, "GPT: sequence length ", Tn,
+           " exceeds the block size T = ", config_.T);
+  const Tensor pos = wpe_->forward(arange(Tn, {DType::i64}));  // [T', C]
+  Tensor x = dropout(wte_->forward(ids) + pos, config_.dropout, gen, training());
+  x = ln_f_->forward(blocks_forward(x, gen));
+  return matmul(x, transpose(wte_->weight(), 0, 1));  // the tied head
+}
+
+Tensor GPT::loss(const Tensor& ids, const Tensor& targets, Generator& gen) const {
+  const Tensor logits = forward(ids, gen);
+  TG_CHECK(targets.shape() == ids.shape(), "GPT: targets ", targets.str(),
+           " must have the ids' shape ", ids.str());
+  const int64_t rows = ids.numel();
+  return cross_entropy(reshape(logits, {rows, config_.V}), reshape(targets, {rows}));
+}
+
+}  // namespace tilegrad::models

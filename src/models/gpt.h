@@ -1,0 +1,61 @@
+// GPT: token and position embeddings, L pre-LayerNorm blocks, a final LayerNorm, and a language-
+// model head tied to the token embedding (logits = x · wteᵀ), as GPT-2. Parameter names are
+// Hugging Face's ("transformer.wte.weight", "transformer.h.0.attn.c_attn.weight", ...; the tied
+// head has no tensor of its own, as in their checkpoints).
+//
+// Rematerialization (GPTConfig::remat): "none"; "every:K" checkpoints groups of K blocks (the
+// block inputs at group boundaries are kept, everything inside is recomputed in the backward,
+// dropout masks replayed from the generator); "sqrt" is every:ceil(sqrt(L)); "selective"
+// checkpoints every block but keeps what matmuls save, recomputing only the outputs of the other
+// ops (layer norm, GELU, attention, dropout) — Megatron's selective recomputation.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "nn/block.h"
+#include "nn/embedding.h"
+
+namespace tilegrad::models {
+
+struct GPTConfig {
+  int L = 2;       // layers
+  int64_t H = 2;   // heads
+  int64_t C = 32;  // width
+  int64_t V = 64;  // vocabulary
+  int64_t T = 32;  // block size (longest context)
+  double dropout = 0.0;
+  AttentionImpl attention = AttentionImpl::flash;
+  DType dtype = DType::f32;
+  std::string remat = "none";
+};
+
+// gpt2 (124M), gpt2-medium, gpt2-large, gpt2-xl, shakespeare-char (nanoGPT's: 6 layers, 6 heads,
+// width 384, block 256, dropout 0.2; V from the data) and tiny (2 layers, 2 heads, width 32, block
+// 32: tests). Throws tilegrad::Error listing the names for an unknown one.
+GPTConfig gpt_preset(const std::string& name);
+std::vector<std::string> gpt_preset_names();
+
+class GPT : public nn::Module {
+ public:
+  // Parameters from `init` (GPT-2's initialisation).
+  GPT(GPTConfig config, Generator& init);
+  const GPTConfig& config() const { return config_; }
+
+  // ids [B, T'] (integers, T' <= T) -> logits [B, T', V]. Dropout draws from `gen`.
+  Tensor forward(const Tensor& ids, Generator& gen) const;
+  // Mean cross-entropy of forward(ids) against targets [B, T'].
+  Tensor loss(const Tensor& ids, const Tensor& targets, Generator& gen) const;
+
+ private:
+  Tensor blocks_forward(const Tensor& x, Generator& gen) const;
+
+  GPTConfig config_;
+  std::shared_ptr<nn::Embedding> wte_, wpe_;
+  std::vector<std::shared_ptr<nn::Block>> h_;
+  std::shared_ptr<nn::LayerNorm> ln_f_;
+  int remat_every_ = 0;  // 0: none
+  bool selective_ = false;
+};
+
+}  // namespace tilegrad::models

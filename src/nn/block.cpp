@@ -1,0 +1,20 @@
+#include "nn/block.h"
+
+#include "ops/elementwise.h"
+
+namespace tilegrad::nn {
+
+Block::Block(const AttentionConfig& config, Generator& init) {
+  ln_1_ = register_module("ln_1", std::make_shared<LayerNorm>(config.C, config.dtype));
+  attn_ = register_module("attn", std::make_shared<CausalSelfAttention>(config, init));
+  ln_2_ = register_module("ln_2", std::make_shared<LayerNorm>(config.C, config.dtype));
+  mlp_ = register_module(
+      "mlp", std::make_shared<MLP>(config.C, config.dropout, config.L, init, config.dtype));
+}
+
+Tensor Block::forward(const Tensor& x, Generator& gen) const {
+  const Tensor h = x + attn_->forward(ln_1_->forward(x), gen);
+  return h + mlp_->forward(ln_2_->forward(h), gen);
+}
+
+}  // namespace tilegrad::nn

@@ -1,0 +1,19 @@
+#include "nn/linear.h"
+
+#include "ops/elementwise.h"
+#include "ops/factory.h"
+#include "ops/matmul.h"
+
+namespace tilegrad::nn {
+
+Linear::Linear(int64_t in, int64_t out, bool bias, Generator& gen, double init_std, DType dtype) {
+  weight_ = register_parameter("weight", randn({in, out}, gen, 0.0, init_std, {dtype}));
+  if (bias) bias_ = register_parameter("bias", zeros({out}, {dtype}));
+}
+
+Tensor Linear::forward(const Tensor& x) const {
+  Tensor y = matmul(x, weight_);
+  return bias_.defined() ? y + bias_ : y;
+}
+
+}  // namespace tilegrad::nn

@@ -1,0 +1,19 @@
+// GPT-2's MLP: c_fc (C -> 4C), GELU (tanh form), c_proj (4C -> C), dropout.
+#pragma once
+
+#include "core/rng.h"
+#include "nn/linear.h"
+
+namespace tilegrad::nn {
+
+class MLP : public Module {
+ public:
+  MLP(int64_t C, double dropout, int L, Generator& init, DType dtype = DType::f32);
+  Tensor forward(const Tensor& x, Generator& gen) const;
+
+ private:
+  double dropout_;
+  std::shared_ptr<Linear> c_fc_, c_proj_;
+};
+
+}  // namespace tilegrad::nn
