@@ -1,0 +1,172 @@
+// The training loop (trainer.h, Note [Bit-exact resume]).
+#include "train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <memory>
+
+#include "autograd/grad_mode.h"
+#include "core/error.h"
+#include "data/batch_sampler.h"
+#include "data/token_file.h"
+#include "data/tokenizer_file.h"
+#include "io/checkpoint.h"
+#include "memory/tracker.h"
+#include "optim/adamw.h"
+#include "optim/lr_schedule.h"
+
+namespace tilegrad::train {
+
+namespace {
+
+nlohmann::json model_json(const models::GPTConfig& m) {
+  return {{"L", m.L},
+          {"H", m.H},
+          {"C", m.C},
+          {"V", m.V},
+          {"T", m.T},
+          {"dropout", m.dropout},
+          {"dtype", std::string(dtype_name(m.dtype))},
+          {"attention", m.attention == AttentionImpl::flash ? "flash" : "standard"}};
+}
+
+// Mean loss over `iters` batches of `data`, from a generator seeded by the step so that it never
+// touches the training streams.
+double evaluate(models::GPT& model, const std::shared_ptr<const data::TokenFile>& data,
+                const TrainConfig& c, int64_t step) {
+  NoGradGuard no_grad;
+  model.eval();
+  data::BatchSampler sampler(data, c.batch, c.model.T,
+                             Generator(c.seed ^ 0x5eedull, static_cast<uint64_t>(step) << 32));
+  Generator unused(0);  // dropout is off in eval mode
+  double sum = 0;
+  for (int64_t i = 0; i < c.eval_iters; ++i) {
+    const data::Batch b = sampler.next();
+    sum += model.loss(b.x, b.y, unused).item();
+  }
+  model.train();
+  return sum / static_cast<double>(c.eval_iters);
+}
+
+}  // namespace
+
+double flops_per_token(const models::GPTConfig& m, int64_t num_params) {
+  return 6.0 * static_cast<double>(num_params) +
+         12.0 * m.L * static_cast<double>(m.C) * static_cast<double>(m.T);
+}
+
+TrainResult run_training(const TrainConfig& c0,
+                         const std::function<void(const StepMetrics&)>& on_step,
+                         double peak_flops) {
+  TrainConfig c = c0;
+  TG_CHECK(c.steps >= 1 && c.batch >= 1 && c.accumulation >= 1 && c.eval_iters >= 1,
+           "train: steps, batch, accumulation and eval_iters must be >= 1");
+  const std::unique_ptr<data::Tokenizer> tokenizer = data::load_tokenizer(c.data_dir);
+  c.model.V = tokenizer->vocab_size();
+  auto train_data = std::make_shared<const data::TokenFile>(
+      data::TokenFile::open(c.data_dir / "train.bin", c.model.V));
+  auto val_data = std::make_shared<const data::TokenFile>(
+      data::TokenFile::open(c.data_dir / "val.bin", c.model.V));
+
+  Generator init(c.seed);
+  models::GPT model(c.model, init);
+  const NamedParameters params = model.named_parameters();
+  optim::AdamWOptions ao;
+  ao.lr = c.lr;
+  ao.beta2 = c.beta2;
+  ao.weight_decay = c.weight_decay;
+  optim::AdamW opt(params, ao);
+  optim::WarmupCosineConfig sc;
+  sc.max_lr = c.lr;
+  sc.min_lr = c.min_lr;
+  sc.warmup_iters = c.warmup;
+  sc.decay_iters = c.steps;
+  const optim::WarmupCosineSchedule schedule(sc);
+
+  Generator dropout_gen(c.seed + 1);
+  Generator sampler_gen(c.seed + 2);
+  const nlohmann::json config_json = model_json(c.model);
+  const std::filesystem::path ckpt_root = c.out_dir / "checkpoints";
+  std::filesystem::create_directories(c.out_dir);
+
+  TrainResult result;
+  if (c.resume) {
+    const auto latest = io::latest_checkpoint(ckpt_root);
+    TG_CHECK(latest.has_value(), "train: --resume found no checkpoint under ", ckpt_root.string());
+    io::LoadOptions lo;
+    lo.expected_config = config_json;
+    lo.expected_config_name = c.preset;
+    const io::CheckpointInfo info = io::load_checkpoint(*latest, params, opt.state_tensors(), lo);
+    opt.load_state_scalars(info.optimizer_scalars);
+    dropout_gen.set_state(info.state.rng_seed, info.state.rng_offset);
+    sampler_gen.set_state(info.state.data.at("seed").get<uint64_t>(),
+                          info.state.data.at("offset").get<uint64_t>());
+    result.first_step = info.state.step;
+  }
+  data::BatchSampler sampler(train_data, c.batch, c.model.T, sampler_gen);
+
+  auto save = [&](int64_t step) {
+    io::Checkpoint ck;
+    ck.model = params;
+    ck.optimizer = opt.state_tensors();
+    ck.optimizer_scalars = opt.state_scalars();
+    ck.state.step = step;
+    ck.state.rng_seed = dropout_gen.seed();
+    ck.state.rng_offset = dropout_gen.offset();
+    ck.state.data = {{"seed", sampler.generator().seed()},
+                     {"offset", sampler.generator().offset()}};
+    ck.state.config_name = c.preset;
+    ck.state.config = config_json;
+    io::save_checkpoint(io::step_checkpoint_dir(ckpt_root, step), ck);
+  };
+
+  std::ofstream metrics(c.out_dir / "metrics.jsonl", c.resume ? std::ios::app : std::ios::trunc);
+  TG_CHECK(metrics.good(), "train: cannot write ", (c.out_dir / "metrics.jsonl").string());
+  const double fpt = flops_per_token(c.model, model.num_parameters());
+  MemoryScope memory;
+  for (int64_t step = result.first_step + 1; step <= c.steps; ++step) {
+    const auto t0 = std::chrono::steady_clock::now();
+    opt.set_lr(schedule(step - 1));
+    double loss_sum = 0;
+    for (int64_t micro = 0; micro < c.accumulation; ++micro) {
+      const data::Batch b = sampler.next();
+      Tensor loss = model.loss(b.x, b.y, dropout_gen);
+      loss_sum += loss.item();
+      loss.backward();
+    }
+    optim::StepOptions so;
+    so.max_grad_norm = c.grad_clip;
+    so.accumulation_steps = c.accumulation;
+    const optim::StepResult r = opt.step(so);
+    opt.zero_grad();
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+    StepMetrics m;
+    m.step = step;
+    m.loss = loss_sum / static_cast<double>(c.accumulation);
+    m.lr = opt.lr();
+    m.grad_norm = r.grad_norm;
+    const double tokens = static_cast<double>(c.batch * c.accumulation * c.model.T);
+    m.tokens_per_s = tokens / dt;
+    m.mfu = peak_flops > 0 ? fpt * m.tokens_per_s / peak_flops : 0;
+    m.peak_bytes = memory.snapshot().peak_total;
+    if ((c.eval_interval > 0 && step % c.eval_interval == 0) || step == c.steps)
+      m.val_loss = evaluate(model, val_data, c, step);
+    if ((c.checkpoint_interval > 0 && step % c.checkpoint_interval == 0) || step == c.steps)
+      save(step);
+    nlohmann::json j = {{"step", m.step},
+                        {"loss", m.loss},
+                        {"lr", m.lr},
+                        {"grad_norm", m.grad_norm},
+                        {"tokens_per_s", m.tokens_per_s},
+                        {"peak_bytes", m.peak_bytes}};
+    if (m.val_loss >= 0) j["val_loss"] = m.val_loss;
+    metrics << j.dump() << "\n" << std::flush;
+    result.steps.push_back(m);
+    if (on_step) on_step(m);
+  }
+  return result;
+}
+
+}  // namespace tilegrad::train

@@ -1,0 +1,100 @@
+// The training loop: the loss falls on real text, and a run resumed from a checkpoint computes the
+// same losses, bit for bit, as the run that never stopped (Note [Bit-exact resume]).
+#include "train/trainer.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "data/prepare.h"
+#include "testing.h"
+
+namespace tgtest {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path dataset(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("tilegrad_train_test_" + name);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::ofstream text(dir / "input.txt");
+  for (int i = 0; i < 200; ++i)
+    text << "To be, or not to be, that is the question " << i % 7 << ".\n";
+  text.close();
+  data::PrepareConfig p;
+  p.tokenizer = "char";
+  p.input = dir / "input.txt";
+  p.out_dir = dir / "data";
+  data::prepare_dataset(p);
+  return dir;
+}
+
+train::TrainConfig tiny(const fs::path& dir, const std::string& out) {
+  train::TrainConfig c;
+  c.model = models::gpt_preset("tiny");
+  c.model.T = 16;
+  c.model.dropout = 0.1;  // so that the dropout stream must be restored too
+  c.data_dir = dir / "data";
+  c.out_dir = dir / out;
+  c.batch = 4;
+  c.lr = 3e-3;
+  c.warmup = 2;
+  c.eval_interval = 2;
+  c.eval_iters = 2;
+  return c;
+}
+
+TEST(Trainer, ResumeIsBitExact) {
+  const fs::path dir = dataset("resume");
+  train::TrainConfig whole = tiny(dir, "whole");
+  whole.steps = 6;
+  const train::TrainResult a = train::run_training(whole);
+  ASSERT_EQ(a.steps.size(), 6u);
+
+  train::TrainConfig first = tiny(dir, "split");
+  first.steps = 6;
+  first.checkpoint_interval = 3;
+  // The schedule depends on `steps`, so the interrupted run is the 6-step run cut at step 3: run
+  // it whole with a checkpoint at 3, delete the later checkpoint, and resume from 3.
+  const train::TrainResult b0 = train::run_training(first);
+  fs::remove_all(first.out_dir / "checkpoints" / "step-00000006");
+  train::TrainConfig again = first;
+  again.resume = true;
+  const train::TrainResult b = train::run_training(again);
+  EXPECT_EQ(b.first_step, 3);
+  ASSERT_EQ(b.steps.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(b.steps[i].loss, a.steps[i + 3].loss) << "step " << i + 4;
+    EXPECT_EQ(b.steps[i].grad_norm, a.steps[i + 3].grad_norm) << "step " << i + 4;
+    EXPECT_EQ(b0.steps[i + 3].loss, a.steps[i + 3].loss);
+  }
+  EXPECT_EQ(b.steps.back().val_loss, a.steps.back().val_loss);
+}
+
+TEST(Trainer, LossFalls) {
+  const fs::path dir = dataset("falls");
+  train::TrainConfig c = tiny(dir, "out");
+  c.model.dropout = 0.0;
+  c.steps = 60;
+  c.eval_interval = 0;
+  const train::TrainResult r = train::run_training(c);
+  // From about ln(V) at the start to well below it on this repetitive text.
+  EXPECT_GT(r.steps.front().loss, 2.5);
+  EXPECT_LT(r.steps.back().loss, 0.6 * r.steps.front().loss);
+  EXPECT_GT(r.steps.back().val_loss, 0);
+  EXPECT_TRUE(fs::exists(c.out_dir / "metrics.jsonl"));
+}
+
+TEST(Trainer, BadDataIsAClearError) {
+  const fs::path dir = fs::temp_directory_path() / "tilegrad_train_test_missing";
+  fs::remove_all(dir);
+  train::TrainConfig c = tiny(dir, "out");
+  EXPECT_FALSE(error_of([&] { train::run_training(c); }).empty());
+  c = tiny(dataset("resume_missing"), "out");
+  c.resume = true;
+  EXPECT_NE(error_of([&] { train::run_training(c); }).find("found no checkpoint"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace tgtest
