@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "autograd/checkpoint.h"
+#include "autograd/grad_mode.h"
 #include "autograd/selective.h"
 #include "core/error.h"
 #include "ops/cross_entropy.h"
@@ -134,6 +135,30 @@ Tensor GPT::loss(const Tensor& ids, const Tensor& targets, Generator& gen) const
            " must have the ids' shape ", ids.str());
   const int64_t rows = ids.numel();
   return cross_entropy(reshape(logits, {rows, config_.V}), reshape(targets, {rows}));
+}
+
+GPT::KVCache GPT::make_cache(int64_t B) const {
+  KVCache cache;
+  const int64_t D = config_.C / config_.H;
+  for (int i = 0; i < config_.L; ++i) {
+    cache.k.push_back(zeros({B, config_.H, config_.T, D}, {config_.dtype}));
+    cache.v.push_back(zeros({B, config_.H, config_.T, D}, {config_.dtype}));
+  }
+  return cache;
+}
+
+Tensor GPT::forward_cached(const Tensor& ids, KVCache& cache) const {
+  TG_CHECK(!training() && !grad_enabled(), "GPT: forward_cached needs eval mode and no grad");
+  TG_CHECK(ids.dim() == 2 && is_integral(ids.dtype()), "GPT: ids must be [B, t] integers, got ",
+           ids.str());
+  const int64_t t = ids.size(1), pos = cache.length;
+  TG_CHECK(pos + t <= config_.T, "GPT: ", pos + t,
+           " positions exceed the block size T = ", config_.T);
+  const Tensor positions = slice(arange(config_.T, {DType::i64}), 0, pos, pos + t);
+  Tensor x = wte_->forward(ids) + wpe_->forward(positions);
+  for (size_t i = 0; i < h_.size(); ++i) x = h_[i]->forward_cached(x, cache.k[i], cache.v[i], pos);
+  cache.length = pos + t;
+  return matmul(ln_f_->forward(x), transpose(wte_->weight(), 0, 1));
 }
 
 }  // namespace tilegrad::models

@@ -47,6 +47,16 @@ class GPT : public nn::Module {
   // Mean cross-entropy of forward(ids) against targets [B, T'].
   Tensor loss(const Tensor& ids, const Tensor& targets, Generator& gen) const;
 
+  // Keys and values of every layer for incremental decoding: [B, H, T, D] each.
+  struct KVCache {
+    std::vector<Tensor> k, v;
+    int64_t length = 0;  // positions filled
+  };
+  KVCache make_cache(int64_t B) const;
+  // Logits [B, t, V] of ids [B, t] at positions cache.length.., which are then added to the
+  // cache. Needs eval mode and grad mode off.
+  Tensor forward_cached(const Tensor& ids, KVCache& cache) const;
+
  private:
   Tensor blocks_forward(const Tensor& x, Generator& gen) const;
 

@@ -17,4 +17,11 @@ Tensor Block::forward(const Tensor& x, Generator& gen) const {
   return h + mlp_->forward(ln_2_->forward(h), gen);
 }
 
+Tensor Block::forward_cached(const Tensor& x, const Tensor& k_cache, const Tensor& v_cache,
+                             int64_t pos) const {
+  Generator none(0);  // eval mode: the MLP's dropout draws nothing
+  const Tensor h = x + attn_->forward_cached(ln_1_->forward(x), k_cache, v_cache, pos);
+  return h + mlp_->forward(ln_2_->forward(h), none);
+}
+
 }  // namespace tilegrad::nn

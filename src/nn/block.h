@@ -11,6 +11,9 @@ class Block : public Module {
  public:
   Block(const AttentionConfig& config, Generator& init);
   Tensor forward(const Tensor& x, Generator& gen) const;
+  // Inference with this block's KV cache (CausalSelfAttention::forward_cached).
+  Tensor forward_cached(const Tensor& x, const Tensor& k_cache, const Tensor& v_cache,
+                        int64_t pos) const;
 
  private:
   std::shared_ptr<LayerNorm> ln_1_, ln_2_;

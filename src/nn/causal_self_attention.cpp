@@ -36,4 +36,22 @@ Tensor CausalSelfAttention::forward(const Tensor& x, Generator& gen) const {
   return dropout(c_proj_->forward(merged), config_.dropout, gen, training());
 }
 
+Tensor CausalSelfAttention::forward_cached(const Tensor& x, const Tensor& k_cache,
+                                           const Tensor& v_cache, int64_t pos) const {
+  const int64_t B = x.size(0), t = x.size(1), C = config_.C, H = config_.H, D = C / H;
+  TG_CHECK(pos >= 0 && pos + t <= k_cache.size(2), "attention: positions ", pos, "..", pos + t - 1,
+           " exceed the KV cache's ", k_cache.size(2));
+  const std::vector<Tensor> qkv = split(c_attn_->forward(x), {C, C, C}, 2);
+  auto heads = [&](const Tensor& u) { return transpose(reshape(u, {B, t, H, D}), 1, 2); };
+  slice(k_cache, 2, pos, pos + t).copy_(heads(qkv[1]));
+  slice(v_cache, 2, pos, pos + t).copy_(heads(qkv[2]));
+  AttentionOptions options;
+  options.causal = true;
+  options.impl = config_.impl;
+  const Tensor y = attention(heads(qkv[0]), slice(k_cache, 2, 0, pos + t),
+                             slice(v_cache, 2, 0, pos + t), options)
+                       .out;
+  return c_proj_->forward(reshape(transpose(y, 1, 2).contiguous(), {B, t, C}));
+}
+
 }  // namespace tilegrad::nn

@@ -26,6 +26,11 @@ class CausalSelfAttention : public Module {
   CausalSelfAttention(const AttentionConfig& config, Generator& init);
   // x [B, T, C]; dropout draws from `gen` (attention probabilities, then the residual).
   Tensor forward(const Tensor& x, Generator& gen) const;
+  // Inference with a KV cache: x [B, t, C] are positions pos..pos+t-1; their keys and values are
+  // written into k_cache/v_cache [B, H, T, D] at those positions, and the queries attend to the
+  // cache's first pos + t positions (causal, aligned to the bottom right). No graph, no dropout.
+  Tensor forward_cached(const Tensor& x, const Tensor& k_cache, const Tensor& v_cache,
+                        int64_t pos) const;
 
  private:
   AttentionConfig config_;
