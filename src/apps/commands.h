@@ -25,6 +25,9 @@ void register_analyze(CLI::App& app);
 // prepare: tokenize a text file into train.bin, val.bin and tokenizer.json (data/prepare.h).
 void register_prepare(CLI::App& app);
 
-// Planned, one file each: train, sample, prepare, analyze, bench.
+// train: a GPT on a prepared dataset, with progress, metrics, checkpoints and a sample.
+void register_train(CLI::App& app);
+
+// Planned, one file each: sample, bench.
 
 }  // namespace tilegrad::apps

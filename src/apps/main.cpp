@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   tilegrad::apps::register_plan(app);
   tilegrad::apps::register_analyze(app);
   tilegrad::apps::register_prepare(app);
+  tilegrad::apps::register_train(app);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,171 @@
+// `tilegrad train`: trains a GPT preset on a prepared dataset (train.bin, val.bin, tokenizer.json
+// from `tilegrad prepare`), with a live progress line, metrics as JSON lines, checkpoints that
+// `--resume` continues bit-exactly, a loss-curve SVG at the end, and a short sample.
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+
+#include "apps/cli_util.h"
+#include "apps/commands.h"
+#include "apps/loss_svg.h"
+#include "core/error.h"
+#include "data/tokenizer_file.h"
+#include "io/checkpoint.h"
+#include "memory/tracker.h"
+#include "models/sampling.h"
+#include "train/trainer.h"
+
+namespace tilegrad::apps {
+
+namespace {
+
+struct Options {
+  std::string preset = "shakespeare-char";
+  std::string data, out = "out";
+  std::string remat = "none";
+  std::string attention = "flash";
+  int64_t steps = 200, batch = 8, block = 0, accumulation = 1;
+  double lr = 1e-3, min_lr = 1e-4, dropout = -1, peak_gflops = 0;
+  int64_t warmup = -1, eval_interval = 50, eval_iters = 10, checkpoint_interval = 0;
+  int64_t layers = 0, heads = 0, width = 0;
+  uint64_t seed = 1337;
+  bool resume = false;
+  int64_t sample_tokens = 200;
+};
+
+std::string duration(double s) {
+  const auto t = static_cast<int64_t>(s + 0.5);
+  return t >= 60 ? strf("%lldm%02llds", ll(t / 60), ll(t % 60)) : strf("%llds", ll(t));
+}
+
+void run(const Options& o) {
+  train::TrainConfig c;
+  c.preset = o.preset;
+  c.model = models::gpt_preset(o.preset);
+  if (o.layers > 0) c.model.L = static_cast<int>(o.layers);
+  if (o.heads > 0) c.model.H = o.heads;
+  if (o.width > 0) c.model.C = o.width;
+  if (o.block > 0) c.model.T = o.block;
+  if (o.dropout >= 0) c.model.dropout = o.dropout;
+  c.model.remat = o.remat;
+  c.model.attention = o.attention == "standard" ? AttentionImpl::standard : AttentionImpl::flash;
+  c.data_dir = o.data;
+  c.out_dir = o.out;
+  c.steps = o.steps;
+  c.batch = o.batch;
+  c.accumulation = o.accumulation;
+  c.lr = o.lr;
+  c.min_lr = o.min_lr;
+  // Default warmup: 20 steps, or a tenth of a shorter run.
+  c.warmup = o.warmup >= 0 ? o.warmup : std::min<int64_t>(20, o.steps / 10);
+  c.eval_interval = o.eval_interval;
+  c.eval_iters = o.eval_iters;
+  c.checkpoint_interval = o.checkpoint_interval;
+  c.seed = o.seed;
+  c.resume = o.resume;
+
+  std::printf(
+      "tilegrad train: %s (L=%d H=%lld C=%lld T=%lld, dropout %.2f, %s attention, remat "
+      "%s) on %s, batch %lld x %lld, %lld steps\n",
+      o.preset.c_str(), c.model.L, ll(c.model.H), ll(c.model.C), ll(c.model.T), c.model.dropout,
+      o.attention.c_str(), o.remat.c_str(), o.data.c_str(), ll(c.batch), ll(c.accumulation),
+      ll(c.steps));
+  const auto start = std::chrono::steady_clock::now();
+  int64_t first = -1;
+  auto progress = [&](const train::StepMetrics& m) {
+    if (first < 0) first = m.step - 1;
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double eta =
+        elapsed / static_cast<double>(m.step - first) * static_cast<double>(c.steps - m.step);
+    const MemoryStats s = tracker().stats();
+    auto cat = [&](Category k) { return mb(s.peak_of(k)); };
+    std::printf(
+        "\rstep %lld/%lld  loss %.4f%s  %.0f tok/s  MFU %.2f%%  peak %.1f MB (param %.1f grad "
+        "%.1f optim %.1f act %.1f)  ETA %s   ",
+        ll(m.step), ll(c.steps), m.loss,
+        m.val_loss >= 0 ? strf("  val %.4f", m.val_loss).c_str() : "", m.tokens_per_s, 100 * m.mfu,
+        mb(s.peak_total), cat(Category::parameter), cat(Category::gradient),
+        cat(Category::optimizer_state), cat(Category::activation), duration(eta).c_str());
+    if (m.val_loss >= 0 || m.step == c.steps) std::printf("\n");
+    std::fflush(stdout);
+  };
+  const train::TrainResult r = train::run_training(c, progress, o.peak_gflops * 1e9);
+
+  const std::filesystem::path svg = std::filesystem::path(o.out) / "loss.svg";
+  std::ofstream(svg) << loss_svg(r.steps, "tilegrad train " + o.preset);
+  std::printf("metrics: %s; loss curve: %s; checkpoint: %s\n",
+              (std::filesystem::path(o.out) / "metrics.jsonl").string().c_str(),
+              svg.string().c_str(),
+              (std::filesystem::path(o.out) / "checkpoints").string().c_str());
+  if (o.sample_tokens > 0) {
+    // A sample from the trained weights, so a run ends with text a person can judge.
+    const auto tokenizer = data::load_tokenizer(o.data);
+    Generator init(c.seed);
+    models::GPTConfig mc = c.model;
+    mc.V = tokenizer->vocab_size();
+    models::GPT model(mc, init);
+    const auto latest = io::latest_checkpoint(std::filesystem::path(o.out) / "checkpoints");
+    io::load_model_weights(*latest, model.named_parameters());
+    models::SampleOptions so;
+    so.max_new_tokens = o.sample_tokens;
+    so.temperature = 0.8;
+    so.top_k = 40;
+    Generator gen(c.seed + 7);
+    const std::vector<int32_t> prompt = tokenizer->encode("\n");
+    const auto ids = models::generate(model, prompt, so, gen);
+    std::printf("\nsample:\n%s\n", tokenizer->decode(ids).c_str());
+  }
+}
+
+}  // namespace
+
+void register_train(CLI::App& app) {
+  auto o = std::make_shared<Options>();
+  CLI::App* cmd = app.add_subcommand("train", "Train a GPT on a prepared dataset");
+  cmd->add_option("--preset", o->preset, "Model preset")
+      ->check(CLI::IsMember(models::gpt_preset_names()))
+      ->capture_default_str();
+  cmd->add_option("--data", o->data, "Dataset directory from `tilegrad prepare`")->required();
+  cmd->add_option("--out", o->out, "Output directory")->capture_default_str();
+  cmd->add_option("--remat", o->remat, "none, every:K, sqrt or selective")->capture_default_str();
+  cmd->add_option("--attention", o->attention, "Attention implementation")
+      ->check(CLI::IsMember({"flash", "standard"}))
+      ->capture_default_str();
+  cmd->add_option("--steps", o->steps, "Optimizer steps")
+      ->check(at_least_one())
+      ->capture_default_str();
+  cmd->add_option("--batch", o->batch, "Sequences per micro-batch")
+      ->check(at_least_one())
+      ->capture_default_str();
+  cmd->add_option("--accumulation", o->accumulation, "Micro-batches per step")
+      ->check(at_least_one())
+      ->capture_default_str();
+  cmd->add_option("--block", o->block, "Context length T (default: the preset's)");
+  cmd->add_option("--layers", o->layers, "Override the preset's layers");
+  cmd->add_option("--heads", o->heads, "Override the preset's heads");
+  cmd->add_option("--width", o->width, "Override the preset's width C");
+  cmd->add_option("--dropout", o->dropout, "Override the preset's dropout");
+  cmd->add_option("--lr", o->lr, "Peak learning rate")->capture_default_str();
+  cmd->add_option("--min-lr", o->min_lr, "Final learning rate")->capture_default_str();
+  cmd->add_option("--warmup", o->warmup, "Warmup steps (default: min(20, steps / 10))");
+  cmd->add_option("--eval-interval", o->eval_interval, "Steps between validations")
+      ->capture_default_str();
+  cmd->add_option("--eval-iters", o->eval_iters, "Batches per validation")
+      ->check(at_least_one())
+      ->capture_default_str();
+  cmd->add_option("--checkpoint-interval", o->checkpoint_interval,
+                  "Steps between checkpoints (0: at the end)");
+  cmd->add_option("--seed", o->seed, "Seed of every random stream")->capture_default_str();
+  cmd->add_option("--peak-gflops", o->peak_gflops, "Peak FLOP/s of this machine, for the MFU");
+  cmd->add_option("--sample-tokens", o->sample_tokens, "Tokens to sample at the end (0: none)")
+      ->capture_default_str();
+  cmd->add_flag("--resume", o->resume, "Continue from the latest checkpoint in --out");
+  cmd->callback([o] { run(*o); });
+}
+
+}  // namespace tilegrad::apps
