@@ -28,6 +28,9 @@ void register_prepare(CLI::App& app);
 // train: a GPT on a prepared dataset, with progress, metrics, checkpoints and a sample.
 void register_train(CLI::App& app);
 
-// Planned, one file each: sample, bench.
+// sample: text from a trained GPT through the KV cache.
+void register_sample(CLI::App& app);
+
+// Planned, one file each: bench.
 
 }  // namespace tilegrad::apps

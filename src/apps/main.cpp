@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   tilegrad::apps::register_analyze(app);
   tilegrad::apps::register_prepare(app);
   tilegrad::apps::register_train(app);
+  tilegrad::apps::register_sample(app);
 
   try {
     app.parse(argc, argv);

@@ -18,7 +18,7 @@
 
 namespace tilegrad::train {
 
-namespace {
+namespace {}  // namespace
 
 nlohmann::json model_json(const models::GPTConfig& m) {
   return {{"L", m.L},
@@ -30,6 +30,22 @@ nlohmann::json model_json(const models::GPTConfig& m) {
           {"dtype", std::string(dtype_name(m.dtype))},
           {"attention", m.attention == AttentionImpl::flash ? "flash" : "standard"}};
 }
+
+models::GPTConfig model_from_json(const nlohmann::json& j) {
+  models::GPTConfig m;
+  m.L = j.at("L").get<int>();
+  m.H = j.at("H").get<int64_t>();
+  m.C = j.at("C").get<int64_t>();
+  m.V = j.at("V").get<int64_t>();
+  m.T = j.at("T").get<int64_t>();
+  m.dropout = j.at("dropout").get<double>();
+  m.dtype = parse_dtype(j.at("dtype").get<std::string>());
+  m.attention = j.at("attention").get<std::string>() == "flash" ? AttentionImpl::flash
+                                                                : AttentionImpl::standard;
+  return m;
+}
+
+namespace {
 
 // Mean loss over `iters` batches of `data`, from a generator seeded by the step so that it never
 // touches the training streams.
@@ -89,6 +105,7 @@ TrainResult run_training(const TrainConfig& c0,
   const nlohmann::json config_json = model_json(c.model);
   const std::filesystem::path ckpt_root = c.out_dir / "checkpoints";
   std::filesystem::create_directories(c.out_dir);
+  data::save_tokenizer(*tokenizer, c.out_dir);  // so that `sample` needs only the run directory
 
   TrainResult result;
   if (c.resume) {

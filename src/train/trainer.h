@@ -15,6 +15,8 @@
 #include <functional>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "models/gpt.h"
 
 namespace tilegrad::train {
@@ -54,6 +56,10 @@ struct TrainResult {
 TrainResult run_training(const TrainConfig& config,
                          const std::function<void(const StepMetrics&)>& on_step = {},
                          double peak_flops = 0);
+
+// The model configuration as checkpoints record it, and back.
+nlohmann::json model_json(const models::GPTConfig& model);
+models::GPTConfig model_from_json(const nlohmann::json& j);
 
 // FLOPs of one training step per token: 6 per parameter (forward 2, backward 4) plus attention's
 // 12 · L · C · T (PaLM's accounting, as nanoGPT's estimate_mfu).
