@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs tilegrad's build dependencies from Debian packages (Debian 12 "bookworm" or newer).
+# Installs tilegrad's build dependencies from Debian packages (Debian 12 "bookworm" or newer), and
+# `fortunes`, the few MB of English text the main job (scripts/main-job.sh) trains on.
 #
 # Idempotent: when every package is already installed it changes nothing and needs no root (so the
 # README's one-line commands also work for a user without sudo on a prepared machine). Otherwise
@@ -17,6 +18,7 @@ packages=(
   nlohmann-json3-dev
   libpcre2-dev
   clang-format
+  fortunes
 )
 
 missing=()

@@ -3,6 +3,7 @@
 // `--resume` continues bit-exactly, a loss-curve SVG at the end, and a short sample.
 #include <CLI/CLI.hpp>
 
+#include <unistd.h>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -76,8 +77,13 @@ void run(const Options& o) {
       ll(c.steps));
   const auto start = std::chrono::steady_clock::now();
   int64_t first = -1;
+  // On a terminal one line is rewritten in place; into a file or pipe, a line per validation (and
+  // the last step) keeps logs short.
+  const bool tty = isatty(fileno(stdout)) != 0;
   auto progress = [&](const train::StepMetrics& m) {
     if (first < 0) first = m.step - 1;
+    const bool keep = m.val_loss >= 0 || m.step == c.steps;
+    if (!tty && !keep) return;
     const double elapsed =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double eta =
@@ -85,13 +91,13 @@ void run(const Options& o) {
     const MemoryStats s = tracker().stats();
     auto cat = [&](Category k) { return mb(s.peak_of(k)); };
     std::printf(
-        "\rstep %lld/%lld  loss %.4f%s  %.0f tok/s  MFU %.2f%%  peak %.1f MB (param %.1f grad "
+        "%sstep %lld/%lld  loss %.4f%s  %.0f tok/s  MFU %.2f%%  peak %.1f MB (param %.1f grad "
         "%.1f optim %.1f act %.1f)  ETA %s   ",
-        ll(m.step), ll(c.steps), m.loss,
+        tty ? "\r" : "", ll(m.step), ll(c.steps), m.loss,
         m.val_loss >= 0 ? strf("  val %.4f", m.val_loss).c_str() : "", m.tokens_per_s, 100 * m.mfu,
         mb(s.peak_total), cat(Category::parameter), cat(Category::gradient),
         cat(Category::optimizer_state), cat(Category::activation), duration(eta).c_str());
-    if (m.val_loss >= 0 || m.step == c.steps) std::printf("\n");
+    if (keep || !tty) std::printf("\n");
     std::fflush(stdout);
   };
   const train::TrainResult r = train::run_training(c, progress, o.peak_gflops * 1e9);
