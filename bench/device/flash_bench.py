@@ -153,6 +153,7 @@ EXTRA_FORWARDS = [
     ("sm90_overlap", {"variant": 4}, lambda dt, D: hopper() and dt == "bf16" and D == 128),
     ("sm90_plain", {"variant": 5}, lambda dt, D: hopper() and dt == "bf16" and D == 128),
 ]
+SM90_VARIANTS = ((5, "sm90_plain"), (4, "sm90_overlap"))
 
 
 def forward_ok(o, lse, o_ref, o_pt, lse_ref):
@@ -247,6 +248,11 @@ def correctness(lib, out_dir):
             for causal in (False, True):
                 cases.append((1, 2, 1 if causal else 2, N, N, D, causal, "bf16"))
     cases.append((1, 2, 2, 4096, 4096, 128, True, "f16"))
+    # More query tiles than SMs (several CTAs per SM over the run).
+    for D in (64, 128):
+        for causal in (False, True):
+            cases.append((4, 16, 4, 1000, 1000 + 37 * causal, D, causal, "bf16"))
+    cases.append((4, 16, 16, 1000, 1000, 128, True, "f16"))
     rows = []
     for c in cases:
         try:
@@ -280,7 +286,7 @@ def write_csv(path, rows):
         w.writerows(rows)
 
 
-def time_ms(fn, warmup=3, reps=10):
+def time_ms(fn, warmup=5, reps=20):
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
@@ -310,7 +316,7 @@ def time_config(lib, B, H, N, D, causal, variants=False, fwd_only=False):
     res["ours_fwd_ms"] = time_ms(lambda: lib.forward(q, k, v, o, lse, causal, scale))
     res["sm80_fwd_ms"] = time_ms(lambda: lib.forward(q, k, v, o, lse, causal, scale, kernel=1))
     if hopper() and D == 128:
-        for vid, vname in ((4, "sm90_overlap"), (5, "sm90_plain")):
+        for vid, vname in SM90_VARIANTS:
             res[f"{vname}_fwd_ms"] = time_ms(
                 lambda vid=vid: lib.forward(q, k, v, o, lse, causal, scale, variant=vid))
     res["ours_bwd_ms"] = float("nan") if fwd_only else time_ms(
@@ -319,7 +325,8 @@ def time_config(lib, B, H, N, D, causal, variants=False, fwd_only=False):
         for vid, vname in ((1, "single_stage"), (2, "unpadded"), (3, "block_n32")):
             res[f"var_{vname}_fwd_ms"] = time_ms(
                 lambda vid=vid: lib.forward(q, k, v, o, lse, causal, scale, variant=vid))
-        res["var_tuned_fwd_ms"] = time_ms(lambda: lib.forward(q, k, v, o, lse, causal, scale))
+        res["var_tuned_fwd_ms"] = time_ms(
+            lambda: lib.forward(q, k, v, o, lse, causal, scale, kernel=1))  # the sm_80 kernel
         for vid, vname in ((1, "scalar_atomics"), (2, "pair_atomics")):
             res[f"var_{vname}_bwd_ms"] = time_ms(lambda vid=vid: lib.backward(
                 q, k, v, o, lse, dout, dq, dk, dv, ws, causal, scale, variant=vid))
@@ -342,7 +349,7 @@ def time_config(lib, B, H, N, D, causal, variants=False, fwd_only=False):
         except Exception as e:
             print(f"{name} failed at N={N} D={D} causal={causal}: {e!r}"[:300], flush=True)
             res[f"{name}_fwd_ms"] = res[f"{name}_bwd_ms"] = float("nan")
-    for who in ("sm80", "sm90_overlap", "sm90_plain"):
+    for who in ("sm80",) + tuple(v for _, v in SM90_VARIANTS):
         if f"{who}_fwd_ms" in res:
             res[f"{who}_fwd_tflops"] = fwd_flops / (res[f"{who}_fwd_ms"] * 1e-3) / 1e12
     for who in ("ours", "fa2", "cudnn"):

@@ -296,6 +296,7 @@ int main(int argc, char** argv) {
       {2, 2, 2, 200, 200, 128, true, hf},
       {1, 2, 1, 127, 513, 128, true, bf},
       {1, 1, 1, 300, 70, 128, false, bf},  // Nk smaller than one key block
+      {2, 40, 8, 200, 230, 64, true, bf},  // 160 query tiles, more than the SMs
   };
   const int n_cases = static_cast<int>(sizeof(cases) / sizeof(cases[0]));
   const int n_run = argc > 1 ? std::min(std::atoi(argv[1]), n_cases) : n_cases;
