@@ -225,6 +225,20 @@ def check_case(lib, B, H, Hkv, Nq, Nk, D, causal, dtype_s, gen):
         row[f"{name}_lse_err"] = e_lse
         row[f"{name}_pass"] = int(f_ok)
         ok &= f_ok
+    # The Hopper backward (explicit kernel choice), from the same forward outputs.
+    if hopper() and D == 128:
+        dq2, dk2, dv2 = (torch.full_like(t, float("nan")) for t in (q, k, v))
+        lib.backward(q, k, v, o, lse, dout, dq2, dk2, dv2, ws, causal, scale, variant=3)
+        torch.cuda.synchronize()
+        b_ok = True
+        for name, ours, ref, pt in (("dq", dq2, g_ref[0], g_pt[0]), ("dk", dk2, g_ref[1], g_pt[1]),
+                                    ("dv", dv2, g_ref[2], g_pt[2])):
+            unwritten = int(torch.isnan(ours).sum().item())
+            e_ours, e_pt = max_err(ours, ref), max_err(pt, ref)
+            row[f"sm90bwd_{name}_ratio"] = e_ours / max(e_pt, 1e-30)
+            b_ok &= unwritten == 0 and e_ours <= 3.0 * e_pt + 1e-5
+        row["sm90bwd_pass"] = int(b_ok)
+        ok &= b_ok
     row["pass"] = int(ok)
     return row
 
@@ -321,6 +335,9 @@ def time_config(lib, B, H, N, D, causal, variants=False, fwd_only=False):
                 lambda vid=vid: lib.forward(q, k, v, o, lse, causal, scale, variant=vid))
     res["ours_bwd_ms"] = float("nan") if fwd_only else time_ms(
         lambda: lib.backward(q, k, v, o, lse, dout, dq, dk, dv, ws, causal, scale))
+    if hopper() and D == 128 and not fwd_only:
+        res["sm90_bwd_ms"] = time_ms(
+            lambda: lib.backward(q, k, v, o, lse, dout, dq, dk, dv, ws, causal, scale, variant=3))
     if variants:
         for vid, vname in ((1, "single_stage"), (2, "unpadded"), (3, "block_n32")):
             res[f"var_{vname}_fwd_ms"] = time_ms(
@@ -355,6 +372,8 @@ def time_config(lib, B, H, N, D, causal, variants=False, fwd_only=False):
     for who in ("ours", "fa2", "cudnn"):
         res[f"{who}_fwd_tflops"] = fwd_flops / (res[f"{who}_fwd_ms"] * 1e-3) / 1e12
         res[f"{who}_bwd_tflops"] = bwd_flops / (res[f"{who}_bwd_ms"] * 1e-3) / 1e12
+    if "sm90_bwd_ms" in res:
+        res["sm90_bwd_tflops"] = bwd_flops / (res["sm90_bwd_ms"] * 1e-3) / 1e12
     if variants:
         for vname in ("tuned", "single_stage", "unpadded", "block_n32"):
             res[f"var_{vname}_fwd_tflops"] = fwd_flops / (res[f"var_{vname}_fwd_ms"] * 1e-3) / 1e12
@@ -382,6 +401,7 @@ def main():
     ap.add_argument("--out", default="out")
     ap.add_argument("--skip-check", action="store_true")
     ap.add_argument("--skip-time", action="store_true")
+    ap.add_argument("--dims", default="64,128", help="head dims to time, comma-separated")
     ap.add_argument("--fwd-only", action="store_true",
                     help="time forwards only, without the sm_80 ablations")
     ap.add_argument("--profile", action="store_true",
@@ -424,6 +444,12 @@ def main():
                       f"pass; worst o error ratio "
                       f"{max(r[f'{name}_o_ratio'] for r in mine):.2f}, worst lse error "
                       f"{max(r[f'{name}_lse_err'] for r in mine):.1e}", flush=True)
+        mine = [r for r in rows if "sm90bwd_pass" in r]
+        if mine:
+            print(f"backward sm90: {sum(r['sm90bwd_pass'] for r in mine)}/{len(mine)} cases pass; "
+                  "worst error ratios " + ", ".join(
+                      f"{n} {max(r[f'sm90bwd_{n}_ratio'] for r in mine):.2f}"
+                      for n in ("dq", "dk", "dv")), flush=True)
         print(f"default forward worst lse error {max(r.get('lse_err', 0) for r in rows):.1e}",
               flush=True)
 
@@ -431,7 +457,7 @@ def main():
     if not args.skip_time:
         meta.update(ceilings())
         print(json.dumps(meta), flush=True)
-        for D in (64, 128):
+        for D in (int(x) for x in args.dims.split(",")):
             for causal in (False, True):
                 for N in (512, 1024, 2048, 4096, 8192, 16384):
                     B, H = 16384 // N, 2048 // D
@@ -465,6 +491,16 @@ def main():
                   f"{r['ours_bwd_tflops']:5.0f} {r['fa2_bwd_tflops']:5.0f} {r['cudnn_bwd_tflops']:5.0f} "
                   f"{r['ours_bwd_tflops'] / r['fa2_bwd_tflops']:5.2f} "
                   f"{r['ours_bwd_tflops'] / r['cudnn_bwd_tflops']:6.2f}")
+        print(f"\nbackward, sm_80 kernel vs Hopper (wgmma) kernel, TFLOP/s (ratios of the Hopper one)")
+        print(f"{'D':>4} {'N':>6} {'causal':>6} | {'sm80':>5} {'sm90':>5} {'FA2':>5} {'cuDNN':>5}"
+              f" {'/sm80':>5} {'/FA2':>5} {'/cuDNN':>6}")
+        for r in results:
+            if "sm90_bwd_tflops" in r:
+                x = r["sm90_bwd_tflops"]
+                print(f"{r['D']:>4} {r['N']:>6} {r['causal']:>6} | {r['ours_bwd_tflops']:5.0f} {x:5.0f} "
+                      f"{r['fa2_bwd_tflops']:5.0f} {r['cudnn_bwd_tflops']:5.0f} "
+                      f"{x / r['ours_bwd_tflops']:5.2f} {x / r['fa2_bwd_tflops']:5.2f} "
+                      f"{x / r['cudnn_bwd_tflops']:6.2f}")
         for r in results:
             if "var_tuned_fwd_tflops" in r:
                 print(f"forward ablations D={r['D']} N={r['N']} causal={r['causal']}: " +

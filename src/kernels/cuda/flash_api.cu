@@ -147,7 +147,9 @@ size_t flash_attention_backward_workspace_bytes(const FlashBwdParams& p) {
 cudaError_t flash_attention_backward_ablation(const FlashBwdParams& p, int variant,
                                               cudaStream_t stream) {
   using namespace flash;
-  if (!flash_attention_check(p).empty() || variant < 0 || variant > 2) return cudaErrorInvalidValue;
+  if (!flash_attention_check(p).empty() || variant < 0 || variant > 3) return cudaErrorInvalidValue;
+  const bool hopper_main = variant == 3;
+  if (hopper_main && (!flash_sm90_device() || p.fwd.D != 128)) return cudaErrorInvalidValue;
   const int64_t rows = static_cast<int64_t>(p.fwd.B) * p.fwd.H * p.fwd.Nq;
   float* dq_accum = static_cast<float*>(p.workspace);
   float* dsum =
@@ -158,12 +160,20 @@ cudaError_t flash_attention_backward_ablation(const FlashBwdParams& p, int varia
     return bf16 ? run_flash_bwd_sm80<__nv_bfloat16, 64>(p, dq_accum, dsum, stream, width)
                 : run_flash_bwd_sm80<__half, 64>(p, dq_accum, dsum, stream, width);
   }
-  return bf16 ? run_flash_bwd_sm80<__nv_bfloat16, 128>(p, dq_accum, dsum, stream, width)
-              : run_flash_bwd_sm80<__half, 128>(p, dq_accum, dsum, stream, width);
+  return bf16
+             ? run_flash_bwd_sm80<__nv_bfloat16, 128>(p, dq_accum, dsum, stream, width, hopper_main)
+             : run_flash_bwd_sm80<__half, 128>(p, dq_accum, dsum, stream, width, hopper_main);
+}
+
+cudaError_t flash_attention_backward_with(const FlashBwdParams& p, FlashKernel kernel,
+                                          cudaStream_t stream) {
+  if (kernel == FlashKernel::sm90) return flash_attention_backward_ablation(p, 3, stream);
+  // The Hopper backward is not yet the automatic choice: it runs only when named.
+  return flash_attention_backward_ablation(p, 0, stream);
 }
 
 cudaError_t flash_attention_backward(const FlashBwdParams& p, cudaStream_t stream) {
-  return flash_attention_backward_ablation(p, 0, stream);
+  return flash_attention_backward_with(p, FlashKernel::automatic, stream);
 }
 
 }  // namespace tilegrad::cuda

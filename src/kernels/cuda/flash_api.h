@@ -92,9 +92,15 @@ cudaError_t flash_attention_forward_ablation(const FlashFwdParams& p, int varian
 
 // The backward with one technique removed, for the benchmark's ablations of the dQ reductions on
 // sm_90 (bf16, D = 128 only): 1 = one float per reduction, 2 = float pairs; 0 = the normal
-// kernels (float quads).
+// kernels (float quads); 3 = the Hopper (wgmma) main kernel instead of the sm_80 one (sm_90
+// devices, D = 128, bf16 and f16).
 cudaError_t flash_attention_backward_ablation(const FlashBwdParams& p, int variant,
                                               cudaStream_t stream);
+
+// The backward with an explicit kernel: sm90 runs the Hopper main kernel (compute capability 9.0
+// and D = 128 only; cudaErrorInvalidValue elsewhere); automatic and sm80 run the sm_80 kernel.
+cudaError_t flash_attention_backward_with(const FlashBwdParams& p, FlashKernel kernel,
+                                          cudaStream_t stream);
 
 size_t flash_attention_backward_workspace_bytes(const FlashBwdParams& p);
 

@@ -27,4 +27,11 @@ enum class Sm90Variant : int { plain = 0, overlap = 1, pingpong = 2 };
 template <typename T, int D>
 cudaError_t run_flash_fwd_sm90(const FlashFwdParams& p, Sm90Variant variant, cudaStream_t stream);
 
+// The backward's main kernel on sm_90a (wgmma): dk, dv and the float32 dQ accumulator, given the
+// zeroed accumulator and dsum = rowsum(dO ∘ O); D = 128 (bf16 and f16). run_flash_bwd_sm80 with
+// hopper_main runs it between the shared preprocessing and dQ conversion.
+template <typename T, int D>
+cudaError_t run_flash_bwd_sm90_main(const FlashBwdParams& p, float* dq_accum, const float* dsum,
+                                    cudaStream_t stream);
+
 }  // namespace tilegrad::cuda::flash
