@@ -93,19 +93,21 @@ cudaError_t flash_attention_forward_ablation(const FlashFwdParams& p, int varian
 // The backward with one technique removed, for the benchmark's ablations of the dQ reductions on
 // sm_90 (bf16, D = 128 only): 1 = one float per reduction, 2 = float pairs; 0 = the normal
 // kernels (float quads); 3 = the Hopper (wgmma) main kernel instead of the sm_80 one (sm_90
-// devices, D = 128, bf16 and f16).
+// devices only).
 cudaError_t flash_attention_backward_ablation(const FlashBwdParams& p, int variant,
                                               cudaStream_t stream);
 
 // The backward with an explicit kernel: sm90 runs the Hopper main kernel (compute capability 9.0
-// and D = 128 only; cudaErrorInvalidValue elsewhere); automatic and sm80 run the sm_80 kernel.
+// only; cudaErrorInvalidValue elsewhere), sm80 the sm_80 one, automatic the Hopper one on sm_90
+// and the sm_80 one elsewhere.
 cudaError_t flash_attention_backward_with(const FlashBwdParams& p, FlashKernel kernel,
                                           cudaStream_t stream);
 
 size_t flash_attention_backward_workspace_bytes(const FlashBwdParams& p);
 
-// Writes dq, dk and dv (overwriting, not accumulating). dq is summed over key blocks with float32
-// atomics, so its last bits may differ between runs; dk and dv are deterministic.
+// Writes dq, dk and dv (overwriting, not accumulating), with the automatic kernel choice. dq is
+// summed over key blocks with float32 atomics, so its last bits may differ between runs; dk and dv
+// are deterministic.
 cudaError_t flash_attention_backward(const FlashBwdParams& p, cudaStream_t stream);
 
 }  // namespace tilegrad::cuda

@@ -382,7 +382,7 @@ template <typename T, int D>
 cudaError_t run_flash_bwd_sm80(const FlashBwdParams& p, float* dq_accum, float* dsum,
                                cudaStream_t stream, int atomic_width, bool hopper_main) {
   using Cfg = BwdConfig<D>;
-  if (hopper_main && (D != 128 || atomic_width != 4)) return cudaErrorInvalidValue;
+  if (hopper_main && atomic_width != 4) return cudaErrorInvalidValue;
   const FlashFwdParams& f = p.fwd;
   const int64_t rows = static_cast<int64_t>(f.B) * f.H * f.Nq;
 
@@ -409,10 +409,8 @@ cudaError_t run_flash_bwd_sm80(const FlashBwdParams& p, float* dq_accum, float* 
   if (err != cudaSuccess) return err;
 
   if (hopper_main) {
-    if constexpr (D == 128) {
-      err = run_flash_bwd_sm90_main<T, D>(p, dq_accum, dsum, stream);
-      if (err != cudaSuccess) return err;
-    }
+    err = run_flash_bwd_sm90_main<T, D>(p, dq_accum, dsum, stream);
+    if (err != cudaSuccess) return err;
   } else {
     constexpr int kS = kSmemStride<D>;
     const int smem = static_cast<int>(

@@ -28,7 +28,10 @@
 namespace tilegrad::cuda::flash {
 namespace {
 
-constexpr int kBwdBlockM = 64;   // queries per block: wgmma's N for Sᵀ, K for dV and dK
+// Queries per block (wgmma's N for Sᵀ, K for dV and dK): 64 at D = 128, 128 at D = 64, so that
+// the registers (Sᵀ, dPᵀ, dK, dV, dQ) and the dQ product (64 x 64 per warpgroup) are the same.
+template <int D>
+inline constexpr int kBwdBlockM = D == 64 ? 128 : 64;
 constexpr int kBwdBlockN = 128;  // keys per CTA: 64 per warpgroup (wgmma's M)
 constexpr int kBwdThreads = 256;
 
@@ -104,9 +107,10 @@ template <typename T, int D>
 __global__ void __launch_bounds__(kBwdThreads, 1)
     flash_bwd_sm90_kernel(const FlashBwdParams p, float* dq_accum, const float* dsum) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  static_assert(D == 128, "the head-dim halves of dQ are one 64-column chunk each");
+  static_assert(D == 64 || D == 128, "D = 64 or 128");
   using Mma = MmaOp<T>;
-  constexpr int kBlockM = kBwdBlockM, kBlockN = kBwdBlockN;
+  constexpr int kBlockM = kBwdBlockM<D>, kBlockN = kBwdBlockN;
+  constexpr int kNT = kBlockM / 8;  // 8-query column tiles of Sᵀ
   constexpr int kChunks = D / 64;
   constexpr uint32_t kKChunkBytes = kBlockN * 128;
   constexpr uint32_t kQChunkBytes = kBlockM * 128;
@@ -121,8 +125,8 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
   const uint32_t s_v = s_k + kKBytes;
   const uint32_t s_q = s_v + kKBytes;        // 2 stages
   const uint32_t s_do = s_q + 2 * kQBytes;   // 2 stages
-  const uint32_t s_ds = s_do + 2 * kQBytes;  // dSᵀ: kBlockN rows of kBlockM queries (128 bytes)
-  unsigned char* s_base = smem_raw + (s_ds + kBlockN * 128 - smem_addr(smem_raw));
+  const uint32_t s_ds = s_do + 2 * kQBytes;  // dSᵀ: kBlockM / 64 chunks of kBlockN x 64 queries
+  unsigned char* s_base = smem_raw + (s_ds + kBlockN * kBlockM * 2 - smem_addr(smem_raw));
   float* s_lse = reinterpret_cast<float*>(s_base);  // 2 stages of kBlockM
   float* s_dsum = s_lse + 2 * kBlockM;              // 2 stages of kBlockM
 
@@ -185,12 +189,25 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
   const uint64_t desc_do_km = smem_desc_sw128(s_do, 16, 1024);
   const uint64_t desc_q_mn = smem_desc_sw128(s_q, kQChunkBytes, 1024);
   const uint64_t desc_do_mn = smem_desc_sw128(s_do, kQChunkBytes, 1024);
-  const uint64_t desc_ds = smem_desc_sw128(s_ds, kBlockN * 128, 1024);
-  const uint64_t desc_k_dq = smem_desc_sw128(s_k + wg * kKChunkBytes, kKChunkBytes, 1024);
+  // dQ (kBlockM x D) is split over the warpgroups by head-dim halves at D = 128 (all 64 queries,
+  // K chunk wg) and by query halves at D = 64 (dSᵀ chunk wg, all 64 columns): 64 x 64 each.
+  constexpr bool kSplitD = D == 128;
+  const uint64_t desc_ds =
+      smem_desc_sw128(s_ds + (kSplitD ? 0 : wg * kBlockN * 128), kBlockN * 128, 1024);
+  const uint64_t desc_k_dq =
+      smem_desc_sw128(s_k + (kSplitD ? wg * kKChunkBytes : 0), kKChunkBytes, 1024);
   auto km_step = [](int ks, uint32_t chunk_bytes) {
     return static_cast<uint64_t>(((ks / 4) * chunk_bytes + (ks % 4) * 32) >> 4);
   };
   constexpr uint64_t kRows16 = (16 * 128) >> 4;
+  // Sᵀ and dPᵀ: 64 keys x kBlockM queries.
+  auto gemm_km = [](float(&d)[kBlockM / 2], uint64_t a, uint64_t b, int scale_d) {
+    if constexpr (kBlockM == 64) {
+      wgmma_ss_m64n64k16<T, 0, 0>(d, a, b, scale_d);
+    } else {
+      Wgmma<T>::ss(d, a, b, scale_d);
+    }
+  };
 
   for (int it = 0; it < total; ++it) {
     const int stage = it & 1;
@@ -207,19 +224,19 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     const float* s_dsumt = s_dsum + stage * kBlockM;
 
     // Sᵀ = K Qᵀ and dPᵀ = V dOᵀ.
-    float r_s[32], r_dp[32];
+    float r_s[kBlockM / 2], r_dp[kBlockM / 2];
     fence_regs(r_s);
     fence_regs(r_dp);
     wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < D / 16; ++ks) {
-      wgmma_ss_m64n64k16<T, 0, 0>(r_s, desc_k + km_step(ks, kKChunkBytes),
-                                  desc_q_km + stage_off + km_step(ks, kQChunkBytes), ks > 0);
+      gemm_km(r_s, desc_k + km_step(ks, kKChunkBytes),
+              desc_q_km + stage_off + km_step(ks, kQChunkBytes), ks > 0);
     }
 #pragma unroll
     for (int ks = 0; ks < D / 16; ++ks) {
-      wgmma_ss_m64n64k16<T, 0, 0>(r_dp, desc_v + km_step(ks, kKChunkBytes),
-                                  desc_do_km + stage_off + km_step(ks, kQChunkBytes), ks > 0);
+      gemm_km(r_dp, desc_v + km_step(ks, kKChunkBytes),
+              desc_do_km + stage_off + km_step(ks, kQChunkBytes), ks > 0);
     }
     wgmma_commit();
     wgmma_wait<0>();
@@ -230,7 +247,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     const bool need_mask =
         n0 + kBlockN > f.Nk || m0 + kBlockM > f.Nq || (f.causal && n0 + key_row0 + 15 > m0 + diag);
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
+    for (int nt = 0; nt < kNT; ++nt) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int q_local = nt * 8 + 2 * t + (e & 1);
@@ -245,9 +262,9 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     }
 
     // dV += Pᵀ dO, issued now and overlapped with dS below.
-    uint32_t r_p[4][4];
+    uint32_t r_p[kBlockM / 16][4];
 #pragma unroll
-    for (int kq = 0; kq < 4; ++kq) {
+    for (int kq = 0; kq < kBlockM / 16; ++kq) {
 #pragma unroll
       for (int j = 0; j < 4; ++j)
         r_p[kq][j] = Mma::pack(r_s[8 * kq + 2 * j], r_s[8 * kq + 2 * j + 1]);
@@ -256,15 +273,15 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     fence_regs(r_p);
     wgmma_fence();
 #pragma unroll
-    for (int kq = 0; kq < 4; ++kq) {
+    for (int kq = 0; kq < kBlockM / 16; ++kq) {
       Wgmma<T>::rs(r_dv, r_p[kq], desc_do_mn + stage_off + kq * kRows16, 1);
     }
     wgmma_commit();
 
     // dSᵀ = Pᵀ ∘ (dPᵀ - dsum); its 16-bit copy goes to shared memory (swizzled) for dQ.
-    uint32_t r_ds[4][4];
+    uint32_t r_ds[kBlockM / 16][4];
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
+    for (int nt = 0; nt < kNT; ++nt) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         r_dp[4 * nt + e] = r_s[4 * nt + e] * (r_dp[4 * nt + e] - s_dsumt[nt * 8 + 2 * t + (e & 1)]);
@@ -274,8 +291,9 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
       r_ds[nt / 2][(nt % 2) * 2] = lo;
       r_ds[nt / 2][(nt % 2) * 2 + 1] = hi;
       const int r0 = key_row0 + g, r1 = r0 + 8;
-      const uint32_t a0 = s_ds + r0 * 128 + ((nt ^ (r0 % 8)) << 4) + 4 * t;
-      const uint32_t a1 = s_ds + r1 * 128 + ((nt ^ (r1 % 8)) << 4) + 4 * t;
+      const uint32_t s_chunk = s_ds + (nt / 8) * kBlockN * 128;
+      const uint32_t a0 = s_chunk + r0 * 128 + (((nt % 8) ^ (r0 % 8)) << 4) + 4 * t;
+      const uint32_t a1 = s_chunk + r1 * 128 + (((nt % 8) ^ (r1 % 8)) << 4) + 4 * t;
       asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(a0), "r"(lo) : "memory");
       asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(a1), "r"(hi) : "memory");
     }
@@ -285,7 +303,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     fence_regs(r_ds);
     wgmma_fence();
 #pragma unroll
-    for (int kq = 0; kq < 4; ++kq) {
+    for (int kq = 0; kq < kBlockM / 16; ++kq) {
       Wgmma<T>::rs(r_dk, r_ds[kq], desc_q_mn + stage_off + kq * kRows16, 1);
     }
     wgmma_commit();
@@ -297,7 +315,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     fence_proxy_async();
     __syncthreads();  // dSᵀ complete in shared memory
 
-    // dQ_block[:, 64 wg ..] = dS K[:, 64 wg ..]: A = dSᵀ read transposed, B = K MN-major.
+    // This warpgroup's 64 x 64 of dQ_block = dS K: A = dSᵀ read transposed, B = K MN-major.
     float r_dq[32];
     fence_regs(r_dq);
     wgmma_fence();
@@ -309,17 +327,18 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     wgmma_wait<0>();
     fence_regs(r_dq);
 
-    // r_dq[4 nt + e]: query 16 wi + g + 8 (e / 2), column 64 wg + 8 nt + 2 t + e % 2. Lanes t and
-    // t ^ 1 swap half their pairs so that each adds four neighbouring columns of one row.
+    // r_dq[4 nt + e]: query row0 + 16 wi + g + 8 (e / 2), column col0 + 8 nt + 2 t + e % 2. Lanes
+    // t and t ^ 1 swap half their pairs so that each adds four neighbouring columns of one row.
     float* g_dqa = dq_accum + (static_cast<int64_t>(b) * f.H + h) * f.Nq * D;
-    const int col0 = wg * 64;
+    const int col0 = kSplitD ? wg * 64 : 0;
+    const int q_row0 = m0 + (kSplitD ? 0 : wg * 64);
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) {
       const float* c = r_dq + 4 * nt;
       const bool odd = t & 1;
       const float x0 = __shfl_xor_sync(0xffffffffu, odd ? c[0] : c[2], 1);
       const float x1 = __shfl_xor_sync(0xffffffffu, odd ? c[1] : c[3], 1);
-      const int row = m0 + wi * 16 + g + (odd ? 8 : 0);
+      const int row = q_row0 + wi * 16 + g + (odd ? 8 : 0);
       const float v[4] = {odd ? x0 : c[0], odd ? x1 : c[1], odd ? c[2] : x0, odd ? c[3] : x1};
       if (row < f.Nq) {
         red_add<4>(g_dqa + static_cast<int64_t>(row) * D + col0 + nt * 8 + 2 * (t & ~1), v);
@@ -362,9 +381,10 @@ cudaError_t run_flash_bwd_sm90_main(const FlashBwdParams& p, float* dq_accum, co
   const FlashFwdParams& f = p.fwd;
   auto kernel = flash_bwd_sm90_kernel<T, D>;
   // K, V, two stages of Q and dO, dSᵀ, lse and dsum, and up to 1 KB to align to the swizzle period.
-  const int smem = (2 * kBwdBlockN + 4 * kBwdBlockM) * D * static_cast<int>(sizeof(T)) +
-                   kBwdBlockN * kBwdBlockM * static_cast<int>(sizeof(T)) +
-                   4 * kBwdBlockM * static_cast<int>(sizeof(float)) + 1024;
+  constexpr int kBlockM = kBwdBlockM<D>;
+  const int smem = (2 * kBwdBlockN + 4 * kBlockM) * D * static_cast<int>(sizeof(T)) +
+                   kBwdBlockN * kBlockM * static_cast<int>(sizeof(T)) +
+                   4 * kBlockM * static_cast<int>(sizeof(float)) + 1024;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
   const dim3 grid((f.Nk + kBwdBlockN - 1) / kBwdBlockN, f.Hkv, f.B);
@@ -376,5 +396,9 @@ template cudaError_t run_flash_bwd_sm90_main<__nv_bfloat16, 128>(const FlashBwdP
                                                                  const float*, cudaStream_t);
 template cudaError_t run_flash_bwd_sm90_main<__half, 128>(const FlashBwdParams&, float*,
                                                           const float*, cudaStream_t);
+template cudaError_t run_flash_bwd_sm90_main<__nv_bfloat16, 64>(const FlashBwdParams&, float*,
+                                                                const float*, cudaStream_t);
+template cudaError_t run_flash_bwd_sm90_main<__half, 64>(const FlashBwdParams&, float*,
+                                                         const float*, cudaStream_t);
 
 }  // namespace tilegrad::cuda::flash

@@ -28,8 +28,8 @@ template <typename T, int D>
 cudaError_t run_flash_fwd_sm90(const FlashFwdParams& p, Sm90Variant variant, cudaStream_t stream);
 
 // The backward's main kernel on sm_90a (wgmma): dk, dv and the float32 dQ accumulator, given the
-// zeroed accumulator and dsum = rowsum(dO ∘ O); D = 128 (bf16 and f16). run_flash_bwd_sm80 with
-// hopper_main runs it between the shared preprocessing and dQ conversion.
+// zeroed accumulator and dsum = rowsum(dO ∘ O); D = 64 and 128, bf16 and f16. run_flash_bwd_sm80
+// with hopper_main runs it between the shared preprocessing and dQ conversion.
 template <typename T, int D>
 cudaError_t run_flash_bwd_sm90_main(const FlashBwdParams& p, float* dq_accum, const float* dsum,
                                     cudaStream_t stream);
