@@ -211,11 +211,13 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
 
   for (int it = 0; it < total; ++it) {
     const int stage = it & 1;
-    if (it + 1 < total) load_query_block(it + 1, stage ^ 1);
-    cp_async_commit();
-    cp_async_wait<1>();
+    // Block it has arrived; after the barrier every warpgroup's products of the previous block,
+    // the last readers of the other stage, are complete, so the next block can be fetched there.
+    cp_async_wait<0>();
     fence_proxy_async();
     __syncthreads();
+    if (it + 1 < total) load_query_block(it + 1, stage ^ 1);
+    cp_async_commit();
 
     const int h = hkv * group + it / n_m;
     const int m0 = (m_begin + it % n_m) * kBlockM;
@@ -233,15 +235,15 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
       gemm_km(r_s, desc_k + km_step(ks, kKChunkBytes),
               desc_q_km + stage_off + km_step(ks, kQChunkBytes), ks > 0);
     }
+    wgmma_commit();
 #pragma unroll
     for (int ks = 0; ks < D / 16; ++ks) {
       gemm_km(r_dp, desc_v + km_step(ks, kKChunkBytes),
               desc_do_km + stage_off + km_step(ks, kQChunkBytes), ks > 0);
     }
     wgmma_commit();
-    wgmma_wait<0>();
+    wgmma_wait<1>();  // Sᵀ is ready; dPᵀ may still run under the exp2 below
     fence_regs(r_s);
-    fence_regs(r_dp);
 
     // Pᵀ, masked as on sm_80 (r_s[4 nt + e] is key g + 8 (e / 2), query 8 nt + 2 t + e % 2).
     const bool need_mask =
@@ -277,6 +279,8 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
       Wgmma<T>::rs(r_dv, r_p[kq], desc_do_mn + stage_off + kq * kRows16, 1);
     }
     wgmma_commit();
+    wgmma_wait<1>();  // dPᵀ is ready; dV may still run under dS below
+    fence_regs(r_dp);
 
     // dSᵀ = Pᵀ ∘ (dPᵀ - dsum); its 16-bit copy goes to shared memory (swizzled) for dQ.
     uint32_t r_ds[kBlockM / 16][4];
@@ -307,11 +311,8 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
       Wgmma<T>::rs(r_dk, r_ds[kq], desc_q_mn + stage_off + kq * kRows16, 1);
     }
     wgmma_commit();
-    wgmma_wait<0>();
-    fence_regs(r_dv);
-    fence_regs(r_p);
-    fence_regs(r_dk);
-    fence_regs(r_ds);
+    // dV and dK may still run: they read registers and the Q/dO stage, which the next fetch
+    // overwrites only after the next iteration's barrier, when every wait below has returned.
     fence_proxy_async();
     __syncthreads();  // dSᵀ complete in shared memory
 
@@ -326,6 +327,10 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     wgmma_commit();
     wgmma_wait<0>();
     fence_regs(r_dq);
+    fence_regs(r_dv);
+    fence_regs(r_p);
+    fence_regs(r_dk);
+    fence_regs(r_ds);
 
     // r_dq[4 nt + e]: query row0 + 16 wi + g + 8 (e / 2), column col0 + 8 nt + 2 t + e % 2. Lanes
     // t and t ^ 1 swap half their pairs so that each adds four neighbouring columns of one row.
