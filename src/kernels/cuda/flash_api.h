@@ -4,7 +4,8 @@
 // the engine's attention op (ops/) calls them for cuda tensors. The interface is the same for every
 // architecture: flash_api.cu checks the problem and picks a kernel: the sm_80 path in
 // flash_{fwd,bwd}_sm80.cu runs on every GPU from Ampere on; on Hopper (sm_90) the forward runs
-// flash_fwd_sm90.cu (wgmma, TMA, warp specialisation) instead.
+// flash_fwd_sm90.cu (wgmma, TMA, warp specialisation) and the backward flash_bwd_sm90.cu's main
+// kernel (wgmma) instead.
 //
 // Layout: q, o, dq, do are (B, Nq, H, D) and k, v, dk, dv are (B, Nk, Hkv, D) in the sense that an
 // element's address is base + b * batch_stride + n * row_stride + h * head_stride + d; the strides
