@@ -342,6 +342,9 @@ def time_config(lib, B, H, N, D, causal, variants=False, fwd_only=False):
             lambda: lib.backward(q, k, v, o, lse, dout, dq, dk, dv, ws, causal, scale, variant=3))
         res["sm80_bwd_ms"] = time_ms(
             lambda: lib.backward(q, k, v, o, lse, dout, dq, dk, dv, ws, causal, scale, variant=0))
+        if D == 128:  # the Hopper backward with per-thread dQ reductions (ablation)
+            res["sm90red_bwd_ms"] = time_ms(lambda: lib.backward(
+                q, k, v, o, lse, dout, dq, dk, dv, ws, causal, scale, variant=4))
     if variants:
         for vid, vname in ((1, "single_stage"), (2, "unpadded"), (3, "block_n32")):
             res[f"var_{vname}_fwd_ms"] = time_ms(
@@ -376,7 +379,7 @@ def time_config(lib, B, H, N, D, causal, variants=False, fwd_only=False):
     for who in ("ours", "fa2", "cudnn"):
         res[f"{who}_fwd_tflops"] = fwd_flops / (res[f"{who}_fwd_ms"] * 1e-3) / 1e12
         res[f"{who}_bwd_tflops"] = bwd_flops / (res[f"{who}_bwd_ms"] * 1e-3) / 1e12
-    for who in ("sm80", "sm90"):
+    for who in ("sm80", "sm90", "sm90red"):
         if f"{who}_bwd_ms" in res:
             res[f"{who}_bwd_tflops"] = bwd_flops / (res[f"{who}_bwd_ms"] * 1e-3) / 1e12
     if variants:
@@ -498,14 +501,14 @@ def main():
                   f"{r['ours_bwd_tflops'] / r['cudnn_bwd_tflops']:6.2f}")
         print(f"\nbackward, sm_80 kernel vs Hopper (wgmma) kernel, TFLOP/s (ratios of the Hopper one)")
         print(f"{'D':>4} {'N':>6} {'causal':>6} | {'sm80':>5} {'sm90':>5} {'FA2':>5} {'cuDNN':>5}"
-              f" {'/sm80':>5} {'/FA2':>5} {'/cuDNN':>6}")
+              f" {'/sm80':>5} {'/FA2':>5} {'/cuDNN':>6} {'red':>5}")
         for r in results:
             if "sm90_bwd_tflops" in r:
                 x = r["sm90_bwd_tflops"]
                 print(f"{r['D']:>4} {r['N']:>6} {r['causal']:>6} | {r['sm80_bwd_tflops']:5.0f} {x:5.0f} "
                       f"{r['fa2_bwd_tflops']:5.0f} {r['cudnn_bwd_tflops']:5.0f} "
                       f"{x / r['sm80_bwd_tflops']:5.2f} {x / r['fa2_bwd_tflops']:5.2f} "
-                      f"{x / r['cudnn_bwd_tflops']:6.2f}")
+                      f"{x / r['cudnn_bwd_tflops']:6.2f} {r.get('sm90red_bwd_tflops', float('nan')):5.0f}")
         for r in results:
             if "var_tuned_fwd_tflops" in r:
                 print(f"forward ablations D={r['D']} N={r['N']} causal={r['causal']}: " +

@@ -94,7 +94,8 @@ cudaError_t flash_attention_forward_ablation(const FlashFwdParams& p, int varian
 // The backward with one technique removed, for the benchmark's ablations of the dQ reductions on
 // sm_90 (bf16, D = 128 only): 1 = one float per reduction, 2 = float pairs; 0 = the normal
 // kernels (float quads); 3 = the Hopper (wgmma) main kernel instead of the sm_80 one (sm_90
-// devices only).
+// devices only), 4 = the Hopper kernel with dQ added by per-thread float quads instead of one bulk
+// reduction per block (bf16, D = 128).
 cudaError_t flash_attention_backward_ablation(const FlashBwdParams& p, int variant,
                                               cudaStream_t stream);
 

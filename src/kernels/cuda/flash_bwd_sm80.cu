@@ -380,7 +380,8 @@ __global__ void __launch_bounds__(256)
 
 template <typename T, int D>
 cudaError_t run_flash_bwd_sm80(const FlashBwdParams& p, float* dq_accum, float* dsum,
-                               cudaStream_t stream, int atomic_width, bool hopper_main) {
+                               cudaStream_t stream, int atomic_width, bool hopper_main,
+                               bool hopper_bulk_dq) {
   using Cfg = BwdConfig<D>;
   if (hopper_main && atomic_width != 4) return cudaErrorInvalidValue;
   const FlashFwdParams& f = p.fwd;
@@ -409,7 +410,7 @@ cudaError_t run_flash_bwd_sm80(const FlashBwdParams& p, float* dq_accum, float* 
   if (err != cudaSuccess) return err;
 
   if (hopper_main) {
-    err = run_flash_bwd_sm90_main<T, D>(p, dq_accum, dsum, stream);
+    err = run_flash_bwd_sm90_main<T, D>(p, dq_accum, dsum, stream, hopper_bulk_dq);
     if (err != cudaSuccess) return err;
   } else {
     constexpr int kS = kSmemStride<D>;
@@ -432,12 +433,12 @@ cudaError_t run_flash_bwd_sm80(const FlashBwdParams& p, float* dq_accum, float* 
 }
 
 template cudaError_t run_flash_bwd_sm80<__nv_bfloat16, 64>(const FlashBwdParams&, float*, float*,
-                                                           cudaStream_t, int, bool);
+                                                           cudaStream_t, int, bool, bool);
 template cudaError_t run_flash_bwd_sm80<__nv_bfloat16, 128>(const FlashBwdParams&, float*, float*,
-                                                            cudaStream_t, int, bool);
+                                                            cudaStream_t, int, bool, bool);
 template cudaError_t run_flash_bwd_sm80<__half, 64>(const FlashBwdParams&, float*, float*,
-                                                    cudaStream_t, int, bool);
+                                                    cudaStream_t, int, bool, bool);
 template cudaError_t run_flash_bwd_sm80<__half, 128>(const FlashBwdParams&, float*, float*,
-                                                     cudaStream_t, int, bool);
+                                                     cudaStream_t, int, bool, bool);
 
 }  // namespace tilegrad::cuda::flash

@@ -103,7 +103,10 @@ __device__ __forceinline__ void load_tile_sw128(uint32_t s_tile, const T* g_base
 }
 #endif
 
-template <typename T, int D>
+// kBulkDq: dQ_block goes to shared memory and one thread adds it to the accumulator with one bulk
+// reduction (cp.reduce.async.bulk) per block, issued at the next block's first barrier; otherwise
+// every thread adds its fragments with red.v4 (the sm_80 kernel's way, kept as an ablation).
+template <typename T, int D, bool kBulkDq>
 __global__ void __launch_bounds__(kBwdThreads, 1)
     flash_bwd_sm90_kernel(const FlashBwdParams p, float* dq_accum, const float* dsum) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -129,6 +132,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
   unsigned char* s_base = smem_raw + (s_ds + kBlockN * kBlockM * 2 - smem_addr(smem_raw));
   float* s_lse = reinterpret_cast<float*>(s_base);  // 2 stages of kBlockM
   float* s_dsum = s_lse + 2 * kBlockM;              // 2 stages of kBlockM
+  float* s_dq = s_dsum + 2 * kBlockM;               // kBlockM x D, row-major (kBulkDq)
 
   const int tid = threadIdx.x;
   const int warp = tid / 32, lane = tid % 32;
@@ -209,6 +213,20 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     }
   };
 
+  // The bulk reduction of the previous block's dQ (kBulkDq): destination and bytes, thread 0.
+  float* g_dq_pending = nullptr;
+  uint32_t dq_pending_bytes = 0;
+  auto issue_dq_reduction = [&]() {
+    if (tid == 0 && g_dq_pending != nullptr) {
+      asm volatile(
+          "cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(
+              g_dq_pending),
+          "r"(smem_addr(s_dq)), "r"(dq_pending_bytes)
+          : "memory");
+      asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+    }
+  };
+
   for (int it = 0; it < total; ++it) {
     const int stage = it & 1;
     // Block it has arrived; after the barrier every warpgroup's products of the previous block,
@@ -218,6 +236,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     __syncthreads();
     if (it + 1 < total) load_query_block(it + 1, stage ^ 1);
     cp_async_commit();
+    if constexpr (kBulkDq) issue_dq_reduction();  // the previous block's s_dq is complete
 
     const int h = hkv * group + it / n_m;
     const int m0 = (m_begin + it % n_m) * kBlockM;
@@ -313,6 +332,10 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     wgmma_commit();
     // dV and dK may still run: they read registers and the Q/dO stage, which the next fetch
     // overwrites only after the next iteration's barrier, when every wait below has returned.
+    if constexpr (kBulkDq) {
+      // s_dq is written after this barrier: the reduction must have read it by then.
+      if (tid == 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+    }
     fence_proxy_async();
     __syncthreads();  // dSᵀ complete in shared memory
 
@@ -337,20 +360,41 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     float* g_dqa = dq_accum + (static_cast<int64_t>(b) * f.H + h) * f.Nq * D;
     const int col0 = kSplitD ? wg * 64 : 0;
     const int q_row0 = m0 + (kSplitD ? 0 : wg * 64);
+    if constexpr (kBulkDq) {
+      const int lr = q_row0 - m0 + wi * 16 + g;
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
-      const float* c = r_dq + 4 * nt;
-      const bool odd = t & 1;
-      const float x0 = __shfl_xor_sync(0xffffffffu, odd ? c[0] : c[2], 1);
-      const float x1 = __shfl_xor_sync(0xffffffffu, odd ? c[1] : c[3], 1);
-      const int row = q_row0 + wi * 16 + g + (odd ? 8 : 0);
-      const float v[4] = {odd ? x0 : c[0], odd ? x1 : c[1], odd ? c[2] : x0, odd ? c[3] : x1};
-      if (row < f.Nq) {
-        red_add<4>(g_dqa + static_cast<int64_t>(row) * D + col0 + nt * 8 + 2 * (t & ~1), v);
+      for (int nt = 0; nt < 8; ++nt) {
+        const int col = col0 + nt * 8 + 2 * t;
+        *reinterpret_cast<float2*>(s_dq + lr * D + col) =
+            make_float2(r_dq[4 * nt], r_dq[4 * nt + 1]);
+        *reinterpret_cast<float2*>(s_dq + (lr + 8) * D + col) =
+            make_float2(r_dq[4 * nt + 2], r_dq[4 * nt + 3]);
+      }
+      fence_proxy_async();  // the next barrier then orders these writes before the bulk read
+      g_dq_pending = g_dqa + static_cast<int64_t>(m0) * D;
+      dq_pending_bytes = static_cast<uint32_t>(min(kBlockM, f.Nq - m0) * D * sizeof(float));
+    } else {
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        const float* c = r_dq + 4 * nt;
+        const bool odd = t & 1;
+        const float x0 = __shfl_xor_sync(0xffffffffu, odd ? c[0] : c[2], 1);
+        const float x1 = __shfl_xor_sync(0xffffffffu, odd ? c[1] : c[3], 1);
+        const int row = q_row0 + wi * 16 + g + (odd ? 8 : 0);
+        const float v[4] = {odd ? x0 : c[0], odd ? x1 : c[1], odd ? c[2] : x0, odd ? c[3] : x1};
+        if (row < f.Nq) {
+          red_add<4>(g_dqa + static_cast<int64_t>(row) * D + col0 + nt * 8 + 2 * (t & ~1), v);
+        }
       }
     }
     // No barrier here: the next iteration writes s_ds only after its first barrier, by which time
     // every warpgroup's dQ product (waited above) has finished reading it.
+  }
+
+  if constexpr (kBulkDq) {
+    __syncthreads();  // the last block's s_dq is complete
+    issue_dq_reduction();
+    if (tid == 0) asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
   }
 
   T* g_dk = static_cast<T*>(p.dk) + b * p.dk_strides.batch + hkv * p.dk_strides.head;
@@ -382,14 +426,22 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
 
 template <typename T, int D>
 cudaError_t run_flash_bwd_sm90_main(const FlashBwdParams& p, float* dq_accum, const float* dsum,
-                                    cudaStream_t stream) {
+                                    cudaStream_t stream, bool bulk_dq) {
   const FlashFwdParams& f = p.fwd;
-  auto kernel = flash_bwd_sm90_kernel<T, D>;
-  // K, V, two stages of Q and dO, dSᵀ, lse and dsum, and up to 1 KB to align to the swizzle period.
+  auto kernel = flash_bwd_sm90_kernel<T, D, true>;
+  // The per-thread reductions are kept for bf16, D = 128 only, to keep the build short.
+  if constexpr (std::is_same_v<T, __nv_bfloat16> && D == 128) {
+    if (!bulk_dq) kernel = flash_bwd_sm90_kernel<T, D, false>;
+  } else if (!bulk_dq) {
+    return cudaErrorInvalidValue;
+  }
+  // K, V, two stages of Q and dO, dSᵀ, lse and dsum, dQ_block (float32), and up to 1 KB to align
+  // to the swizzle period.
   constexpr int kBlockM = kBwdBlockM<D>;
   const int smem = (2 * kBwdBlockN + 4 * kBlockM) * D * static_cast<int>(sizeof(T)) +
                    kBwdBlockN * kBlockM * static_cast<int>(sizeof(T)) +
-                   4 * kBlockM * static_cast<int>(sizeof(float)) + 1024;
+                   4 * kBlockM * static_cast<int>(sizeof(float)) +
+                   kBlockM * D * static_cast<int>(sizeof(float)) + 1024;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
   const dim3 grid((f.Nk + kBwdBlockN - 1) / kBwdBlockN, f.Hkv, f.B);
@@ -398,12 +450,12 @@ cudaError_t run_flash_bwd_sm90_main(const FlashBwdParams& p, float* dq_accum, co
 }
 
 template cudaError_t run_flash_bwd_sm90_main<__nv_bfloat16, 128>(const FlashBwdParams&, float*,
-                                                                 const float*, cudaStream_t);
+                                                                 const float*, cudaStream_t, bool);
 template cudaError_t run_flash_bwd_sm90_main<__half, 128>(const FlashBwdParams&, float*,
-                                                          const float*, cudaStream_t);
+                                                          const float*, cudaStream_t, bool);
 template cudaError_t run_flash_bwd_sm90_main<__nv_bfloat16, 64>(const FlashBwdParams&, float*,
-                                                                const float*, cudaStream_t);
+                                                                const float*, cudaStream_t, bool);
 template cudaError_t run_flash_bwd_sm90_main<__half, 64>(const FlashBwdParams&, float*,
-                                                         const float*, cudaStream_t);
+                                                         const float*, cudaStream_t, bool);
 
 }  // namespace tilegrad::cuda::flash
