@@ -7,7 +7,8 @@ build. Run by bench/device/flash.sh, which builds the library first.
 Correctness (flash-attention's criterion): against a float64 reference (float32 for N >= 4096),
 the output's max abs error must be at most 2x that of the same attention computed by PyTorch in the
 inputs' precision, and dq, dk, dv at most 3x. The default forward (the Hopper kernel on sm_90) feeds
-the backward; the sm_80 forward and, for bf16 D = 128, the Hopper ablation variants are checked on
+the default backward (likewise the Hopper kernel on sm_90, where the sm_80 backward is checked too,
+from the same forward outputs); the sm_80 forward and, for bf16 D = 128, the Hopper ablation variants are checked on
 every case against the same references. Every output is poisoned with NaN before the run and
 must be written. Speed: forward and backward TFLOP/s (forward 4 B H N^2 D, halved when causal;
 backward 2.5x the forward) against SDPA's FLASH_ATTENTION (FlashAttention-2) and CUDNN_ATTENTION
@@ -153,6 +154,7 @@ EXTRA_FORWARDS = [
     ("sm90_overlap", {"variant": 4}, lambda dt, D: hopper() and dt == "bf16" and D == 128),
     ("sm90_plain", {"variant": 5}, lambda dt, D: hopper() and dt == "bf16" and D == 128),
 ]
+SM90_VARIANTS = ((5, "sm90_plain"), (4, "sm90_overlap"))
 
 
 def forward_ok(o, lse, o_ref, o_pt, lse_ref):
@@ -224,6 +226,21 @@ def check_case(lib, B, H, Hkv, Nq, Nk, D, causal, dtype_s, gen):
         row[f"{name}_lse_err"] = e_lse
         row[f"{name}_pass"] = int(f_ok)
         ok &= f_ok
+    # Where the default backward is the Hopper kernel (sm_90), the sm_80 one too (variant 0 names
+    # it), from the same forward outputs.
+    if hopper():
+        dq2, dk2, dv2 = (torch.full_like(t, float("nan")) for t in (q, k, v))
+        lib.backward(q, k, v, o, lse, dout, dq2, dk2, dv2, ws, causal, scale, variant=0)
+        torch.cuda.synchronize()
+        b_ok = True
+        for name, ours, ref, pt in (("dq", dq2, g_ref[0], g_pt[0]), ("dk", dk2, g_ref[1], g_pt[1]),
+                                    ("dv", dv2, g_ref[2], g_pt[2])):
+            unwritten = int(torch.isnan(ours).sum().item())
+            e_ours, e_pt = max_err(ours, ref), max_err(pt, ref)
+            row[f"sm80bwd_{name}_ratio"] = e_ours / max(e_pt, 1e-30)
+            b_ok &= unwritten == 0 and e_ours <= 3.0 * e_pt + 1e-5
+        row["sm80bwd_pass"] = int(b_ok)
+        ok &= b_ok
     row["pass"] = int(ok)
     return row
 
@@ -247,6 +264,11 @@ def correctness(lib, out_dir):
             for causal in (False, True):
                 cases.append((1, 2, 1 if causal else 2, N, N, D, causal, "bf16"))
     cases.append((1, 2, 2, 4096, 4096, 128, True, "f16"))
+    # More query tiles than SMs (several CTAs per SM over the run).
+    for D in (64, 128):
+        for causal in (False, True):
+            cases.append((4, 16, 4, 1000, 1000 + 37 * causal, D, causal, "bf16"))
+    cases.append((4, 16, 16, 1000, 1000, 128, True, "f16"))
     rows = []
     for c in cases:
         try:
@@ -280,7 +302,7 @@ def write_csv(path, rows):
         w.writerows(rows)
 
 
-def time_ms(fn, warmup=3, reps=10):
+def time_ms(fn, warmup=5, reps=20):
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
@@ -310,21 +332,30 @@ def time_config(lib, B, H, N, D, causal, variants=False, fwd_only=False):
     res["ours_fwd_ms"] = time_ms(lambda: lib.forward(q, k, v, o, lse, causal, scale))
     res["sm80_fwd_ms"] = time_ms(lambda: lib.forward(q, k, v, o, lse, causal, scale, kernel=1))
     if hopper() and D == 128:
-        for vid, vname in ((4, "sm90_overlap"), (5, "sm90_plain")):
+        for vid, vname in SM90_VARIANTS:
             res[f"{vname}_fwd_ms"] = time_ms(
                 lambda vid=vid: lib.forward(q, k, v, o, lse, causal, scale, variant=vid))
     res["ours_bwd_ms"] = float("nan") if fwd_only else time_ms(
         lambda: lib.backward(q, k, v, o, lse, dout, dq, dk, dv, ws, causal, scale))
+    if hopper() and not fwd_only:
+        res["sm90_bwd_ms"] = time_ms(
+            lambda: lib.backward(q, k, v, o, lse, dout, dq, dk, dv, ws, causal, scale, variant=3))
+        res["sm80_bwd_ms"] = time_ms(
+            lambda: lib.backward(q, k, v, o, lse, dout, dq, dk, dv, ws, causal, scale, variant=0))
+        if D == 128:  # the Hopper backward with per-thread dQ reductions (ablation)
+            res["sm90red_bwd_ms"] = time_ms(lambda: lib.backward(
+                q, k, v, o, lse, dout, dq, dk, dv, ws, causal, scale, variant=4))
     if variants:
         for vid, vname in ((1, "single_stage"), (2, "unpadded"), (3, "block_n32")):
             res[f"var_{vname}_fwd_ms"] = time_ms(
                 lambda vid=vid: lib.forward(q, k, v, o, lse, causal, scale, variant=vid))
-        res["var_tuned_fwd_ms"] = time_ms(lambda: lib.forward(q, k, v, o, lse, causal, scale))
+        res["var_tuned_fwd_ms"] = time_ms(
+            lambda: lib.forward(q, k, v, o, lse, causal, scale, kernel=1))  # the sm_80 kernel
         for vid, vname in ((1, "scalar_atomics"), (2, "pair_atomics")):
             res[f"var_{vname}_bwd_ms"] = time_ms(lambda vid=vid: lib.backward(
                 q, k, v, o, lse, dout, dq, dk, dv, ws, causal, scale, variant=vid))
-        res["var_tuned_bwd_ms"] = time_ms(
-            lambda: lib.backward(q, k, v, o, lse, dout, dq, dk, dv, ws, causal, scale))
+        res["var_tuned_bwd_ms"] = time_ms(lambda: lib.backward(
+            q, k, v, o, lse, dout, dq, dk, dv, ws, causal, scale, variant=0))  # sm_80 kernel
 
     # PyTorch peers on the same memory: (B, H, N, D) views of the (B, N, H, D) tensors.
     qg, kg, vg = (t.detach().clone().requires_grad_() for t in (q, k, v))
@@ -342,12 +373,15 @@ def time_config(lib, B, H, N, D, causal, variants=False, fwd_only=False):
         except Exception as e:
             print(f"{name} failed at N={N} D={D} causal={causal}: {e!r}"[:300], flush=True)
             res[f"{name}_fwd_ms"] = res[f"{name}_bwd_ms"] = float("nan")
-    for who in ("sm80", "sm90_overlap", "sm90_plain"):
+    for who in ("sm80",) + tuple(v for _, v in SM90_VARIANTS):
         if f"{who}_fwd_ms" in res:
             res[f"{who}_fwd_tflops"] = fwd_flops / (res[f"{who}_fwd_ms"] * 1e-3) / 1e12
     for who in ("ours", "fa2", "cudnn"):
         res[f"{who}_fwd_tflops"] = fwd_flops / (res[f"{who}_fwd_ms"] * 1e-3) / 1e12
         res[f"{who}_bwd_tflops"] = bwd_flops / (res[f"{who}_bwd_ms"] * 1e-3) / 1e12
+    for who in ("sm80", "sm90", "sm90red"):
+        if f"{who}_bwd_ms" in res:
+            res[f"{who}_bwd_tflops"] = bwd_flops / (res[f"{who}_bwd_ms"] * 1e-3) / 1e12
     if variants:
         for vname in ("tuned", "single_stage", "unpadded", "block_n32"):
             res[f"var_{vname}_fwd_tflops"] = fwd_flops / (res[f"var_{vname}_fwd_ms"] * 1e-3) / 1e12
@@ -375,6 +409,7 @@ def main():
     ap.add_argument("--out", default="out")
     ap.add_argument("--skip-check", action="store_true")
     ap.add_argument("--skip-time", action="store_true")
+    ap.add_argument("--dims", default="64,128", help="head dims to time, comma-separated")
     ap.add_argument("--fwd-only", action="store_true",
                     help="time forwards only, without the sm_80 ablations")
     ap.add_argument("--profile", action="store_true",
@@ -417,6 +452,12 @@ def main():
                       f"pass; worst o error ratio "
                       f"{max(r[f'{name}_o_ratio'] for r in mine):.2f}, worst lse error "
                       f"{max(r[f'{name}_lse_err'] for r in mine):.1e}", flush=True)
+        mine = [r for r in rows if "sm80bwd_pass" in r]
+        if mine:
+            print(f"backward sm80: {sum(r['sm80bwd_pass'] for r in mine)}/{len(mine)} cases "
+                  "pass; worst error ratios " + ", ".join(
+                      f"{n} {max(r[f'sm80bwd_{n}_ratio'] for r in mine):.2f}"
+                      for n in ("dq", "dk", "dv")), flush=True)
         print(f"default forward worst lse error {max(r.get('lse_err', 0) for r in rows):.1e}",
               flush=True)
 
@@ -424,7 +465,7 @@ def main():
     if not args.skip_time:
         meta.update(ceilings())
         print(json.dumps(meta), flush=True)
-        for D in (64, 128):
+        for D in (int(x) for x in args.dims.split(",")):
             for causal in (False, True):
                 for N in (512, 1024, 2048, 4096, 8192, 16384):
                     B, H = 16384 // N, 2048 // D
@@ -458,6 +499,16 @@ def main():
                   f"{r['ours_bwd_tflops']:5.0f} {r['fa2_bwd_tflops']:5.0f} {r['cudnn_bwd_tflops']:5.0f} "
                   f"{r['ours_bwd_tflops'] / r['fa2_bwd_tflops']:5.2f} "
                   f"{r['ours_bwd_tflops'] / r['cudnn_bwd_tflops']:6.2f}")
+        print(f"\nbackward, sm_80 kernel vs Hopper (wgmma) kernel, TFLOP/s (ratios of the Hopper one)")
+        print(f"{'D':>4} {'N':>6} {'causal':>6} | {'sm80':>5} {'sm90':>5} {'FA2':>5} {'cuDNN':>5}"
+              f" {'/sm80':>5} {'/FA2':>5} {'/cuDNN':>6} {'red':>5}")
+        for r in results:
+            if "sm90_bwd_tflops" in r:
+                x = r["sm90_bwd_tflops"]
+                print(f"{r['D']:>4} {r['N']:>6} {r['causal']:>6} | {r['sm80_bwd_tflops']:5.0f} {x:5.0f} "
+                      f"{r['fa2_bwd_tflops']:5.0f} {r['cudnn_bwd_tflops']:5.0f} "
+                      f"{x / r['sm80_bwd_tflops']:5.2f} {x / r['fa2_bwd_tflops']:5.2f} "
+                      f"{x / r['cudnn_bwd_tflops']:6.2f} {r.get('sm90red_bwd_tflops', float('nan')):5.0f}")
         for r in results:
             if "var_tuned_fwd_tflops" in r:
                 print(f"forward ablations D={r['D']} N={r['N']} causal={r['causal']}: " +

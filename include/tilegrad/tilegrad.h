@@ -15,6 +15,7 @@
 #include "core/tensor.h"
 #include "memory/allocator.h"
 #include "memory/tracker.h"
+#include "ops/attention.h"
 #include "ops/concat.h"
 #include "ops/cross_entropy.h"
 #include "ops/dropout.h"

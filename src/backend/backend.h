@@ -47,6 +47,33 @@ struct GemmArgs {
   double alpha = 1.0, beta = 0.0;
 };
 
+// Scaled dot-product attention (ops/attention.h states the conventions: masks, dropout numbering,
+// logsumexp). q is [B, H, Nq, D]; k and v are [B, Hkv, Nk, D] with Hkv dividing H (query head h
+// reads key/value head h / (H / Hkv)). Strides are in elements for the (batch, head, row) axes; the
+// D axis is contiguous. Outputs and gradients are contiguous: o and dq [B, H, Nq, D], dk and dv [B,
+// Hkv, Nk, D], lse [B, H, Nq] in the accumulation type (float64 for f64, else float32).
+struct AttentionArgs {
+  DType dtype = DType::f32;
+  int64_t B = 0, H = 0, Hkv = 0, Nq = 0, Nk = 0, D = 0;
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  int64_t q_strides[3] = {}, k_strides[3] = {}, v_strides[3] = {};
+  double scale = 1.0;
+  // Query i may see key j iff the bottom-right-aligned band and the block layout allow it:
+  // j <= i + (Nk - Nq) + right (right = 0 when causal) and j >= i + (Nk - Nq) - left; -1 = no
+  // limit on that side.
+  bool causal = false;
+  int64_t window_left = -1, window_right = -1;
+  // Block-sparse layout, row-major [ceil(Nq / layout_block_q), ceil(Nk / layout_block_k)], nonzero
+  // = visible; null = dense.
+  const uint8_t* layout = nullptr;
+  int64_t layout_block_q = 0, layout_block_k = 0;
+  double dropout_p = 0.0;
+  uint64_t seed = 0, offset = 0;
+  int64_t block_r = 64, block_c = 64;  // flash tiles: B_r query rows by B_c key rows
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -111,6 +138,25 @@ class Backend {
                                       const void* lse, const void* gloss, double scale,
                                       void* glogits, int64_t rows, int64_t V,
                                       int64_t ignore_index) = 0;
+
+  // --- attention (AttentionArgs above) ---
+  // Optional: a device without them throws Error naming the device when attention is called.
+  // Algorithm 0, one head after another. s is an [Nq, Nk] scratch matrix in the input dtype reused
+  // by every head; p [B, H, Nq, Nk] receives the softmax that the backward reads. The caller
+  // allocates both, so the N x N buffers go through the tracker as the op's own.
+  virtual void attention_standard_forward(const AttentionArgs& args, void* s, void* p, void* o,
+                                          void* lse);
+  // dq, dk, dv from the saved p; ds is an [Nq, Nk] scratch matrix in the input dtype; glse (the
+  // logsumexp's gradient, accumulation type) may be null.
+  virtual void attention_standard_backward(const AttentionArgs& args, const void* p,
+                                           const void* dout, const void* glse, void* ds, void* dq,
+                                           void* dk, void* dv);
+  // FlashAttention: tiles of block_r x block_c, online softmax; only o and lse are written.
+  virtual void attention_flash_forward(const AttentionArgs& args, void* o, void* lse);
+  // Recomputes the tiles of p from q, k, v and lse; glse may be null.
+  virtual void attention_flash_backward(const AttentionArgs& args, const void* o, const void* lse,
+                                        const void* dout, const void* glse, void* dq, void* dk,
+                                        void* dv);
 
   // --- counter-based randomness (core/rng.h); element i uses draw offset + i ---
   // y[i] = x[i] * keep[i] / (1 - p), keep[i] = uniform(draw(seed, offset + i)) >= p; contiguous.

@@ -1,6 +1,8 @@
 // The CPU backend: forwards every Backend entry to kernels/cpu/.
 #include "backend/backend.h"
 #include "core/error.h"
+#include "kernels/cpu/attention_flash.h"
+#include "kernels/cpu/attention_standard.h"
 #include "kernels/cpu/cross_entropy.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/embedding.h"
@@ -81,6 +83,23 @@ class CpuBackend final : public Backend {
     k::cross_entropy_backward(dt, logits, t_dt, targets, lse, gloss, scale, glogits, rows, V,
                               ignore_index);
   }
+  void attention_standard_forward(const AttentionArgs& args, void* s, void* p, void* o,
+                                  void* lse) override {
+    k::attention_standard_forward(args, s, p, o, lse);
+  }
+  void attention_standard_backward(const AttentionArgs& args, const void* p, const void* dout,
+                                   const void* glse, void* ds, void* dq, void* dk,
+                                   void* dv) override {
+    k::attention_standard_backward(args, p, dout, glse, ds, dq, dk, dv);
+  }
+  void attention_flash_forward(const AttentionArgs& args, void* o, void* lse) override {
+    k::attention_flash_forward(args, o, lse);
+  }
+  void attention_flash_backward(const AttentionArgs& args, const void* o, const void* lse,
+                                const void* dout, const void* glse, void* dq, void* dk,
+                                void* dv) override {
+    k::attention_flash_backward(args, o, lse, dout, glse, dq, dk, dv);
+  }
   void dropout(DType dt, const void* x, void* y, int64_t n, double p, uint64_t seed,
                uint64_t offset) override {
     k::dropout(dt, x, y, n, p, seed, offset);
@@ -113,6 +132,22 @@ Backend& backend(Device device) {
 
 void register_backend(DeviceType type, Backend* b) {
   g_backends[static_cast<int>(type)] = b;
+}
+
+// The optional attention entries of a backend that does not provide them.
+void Backend::attention_standard_forward(const AttentionArgs&, void*, void*, void*, void*) {
+  throw Error("attention: this device's backend has no standard attention kernel");
+}
+void Backend::attention_standard_backward(const AttentionArgs&, const void*, const void*,
+                                          const void*, void*, void*, void*, void*) {
+  throw Error("attention: this device's backend has no standard attention backward kernel");
+}
+void Backend::attention_flash_forward(const AttentionArgs&, void*, void*) {
+  throw Error("attention: this device's backend has no flash attention kernel");
+}
+void Backend::attention_flash_backward(const AttentionArgs&, const void*, const void*, const void*,
+                                       const void*, void*, void*, void*) {
+  throw Error("attention: this device's backend has no flash attention backward kernel");
 }
 
 const char* unary_op_name(UnaryOp op) {

@@ -8,6 +8,7 @@
 // The vocabulary comes from GPT-2's published encoder.json and vocab.bpe (data/gpt2/).
 #pragma once
 
+#include <array>
 #include <filesystem>
 #include <memory>
 #include <mutex>

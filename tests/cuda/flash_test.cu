@@ -1,7 +1,8 @@
 // GPU check of the FlashAttention kernels against a float64 CPU reference, on small odd shapes
 // (ragged tails, causal with Nq < Nk and Nq > Nk, GQA and MQA, both 16-bit types, D = 64 and 128).
 // Every case runs the sm_80 forward and, on an sm_90 device, the Hopper forward too; the backward
-// follows each from that forward's o and lse.
+// follows each from that forward's o and lse (the sm_80 backward after the sm_80 forward, the
+// automatic choice, the Hopper backward on sm_90, after the Hopper forward).
 // Outputs are poisoned with NaN before each run and every element must be written. Exits 0 when all
 // pass, 1 on a failure and 77 (CTest's "skipped") when there is no GPU, as on CI machines. Small
 // enough to run under compute-sanitizer (bench/device/flash.sh does).
@@ -255,7 +256,10 @@ bool run_case(const Case& c, uint64_t seed, FlashKernel kernel) {
   }
 
   CHECK_CUDA(tilegrad::cuda::flash_attention_forward_with(f, kernel, nullptr));
-  CHECK_CUDA(tilegrad::cuda::flash_attention_backward(p, nullptr));
+  // The sm_80 forward is followed by the sm_80 backward, the Hopper one by the automatic choice
+  // (the Hopper backward where it exists), so both backwards are checked on sm_90.
+  CHECK_CUDA(tilegrad::cuda::flash_attention_backward_with(
+      p, kernel == FlashKernel::sm80 ? FlashKernel::sm80 : FlashKernel::automatic, nullptr));
   CHECK_CUDA(cudaDeviceSynchronize());
 
   const Reference r = reference(c, q, k, v, dout, f.softmax_scale);
@@ -296,6 +300,7 @@ int main(int argc, char** argv) {
       {2, 2, 2, 200, 200, 128, true, hf},
       {1, 2, 1, 127, 513, 128, true, bf},
       {1, 1, 1, 300, 70, 128, false, bf},  // Nk smaller than one key block
+      {2, 40, 8, 200, 230, 64, true, bf},  // 160 query tiles, more than the SMs
   };
   const int n_cases = static_cast<int>(sizeof(cases) / sizeof(cases[0]));
   const int n_run = argc > 1 ? std::min(std::atoi(argv[1]), n_cases) : n_cases;

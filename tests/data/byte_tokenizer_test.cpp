@@ -1,7 +1,9 @@
-// The byte tokenizer: one id per byte, any bytes round-trip (invalid UTF-8 included), bad ids fail.
+// The byte tokenizer: one id per byte, any bytes round-trip (invalid UTF-8 included, and all of
+// tinyshakespeare), bad ids fail.
 #include "data/byte_tokenizer.h"
 
 #include "data/data_testing.h"
+#include "data/read_file.h"
 
 namespace tgtest {
 namespace {
@@ -25,6 +27,14 @@ TEST(ByteTokenizer, EveryByteRoundTripsIncludingInvalidUtf8) {
   EXPECT_EQ(ids[0], 255);
   EXPECT_EQ(ids[255], 0);
   EXPECT_EQ(t.decode(ids), all);
+}
+
+TEST(ByteTokenizer, TinyShakespeareRoundTrips) {
+  const data::ByteTokenizer t;
+  const std::string text = data::read_file(shakespeare_path(), "corpus");
+  const std::vector<int32_t> ids = t.encode(text);
+  EXPECT_EQ(ids.size(), 1115394u);
+  EXPECT_EQ(t.decode(ids), text);
 }
 
 TEST(ByteTokenizer, DecodeRejectsIdsOutsideTheVocabulary) {

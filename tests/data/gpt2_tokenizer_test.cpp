@@ -1,8 +1,8 @@
 // GPT-2 BPE against ids from outside tilegrad: tests/data/gpt2_vectors.json holds the ids of
 // OpenAI's reference encoder (encoder.py's logic on the `regex` package) and tiktoken, which agree
 // on every string (make_gpt2_vectors.py says how they were made). Also: the whole of
-// tinyshakespeare (token count, a hash of every id, both ends), round trips, the byte map, the
-// special token, invalid UTF-8, and malformed vocabulary files.
+// tinyshakespeare (token count, a hash of every id, both ends) and every BMP character in context,
+// round trips, the byte map, the special token, invalid UTF-8, and malformed vocabulary files.
 #include "data/gpt2_tokenizer.h"
 
 #include <nlohmann/json.hpp>
@@ -16,6 +16,7 @@
 #include "data/gpt2_pretokenizer.h"
 #include "data/read_file.h"
 #include "data/tokenizer_file.h"
+#include "data/utf8.h"
 
 namespace tgtest {
 namespace {
@@ -109,6 +110,25 @@ TEST(Gpt2Tokenizer, WholeTinyShakespeareMatchesTheReference) {
   const std::vector<int32_t> first(ids.begin(), ids.begin() + 16), last(ids.end() - 16, ids.end());
   EXPECT_EQ(first, ids_of(ref["first"]));
   EXPECT_EQ(last, ids_of(ref["last"]));
+  char hash[17];
+  std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(fnv1a64_u16le(ids)));
+  EXPECT_EQ(std::string(hash), ref["fnv1a64_u16le"].get<std::string>());
+  EXPECT_EQ(gpt2().decode(ids), text);
+}
+
+TEST(Gpt2Tokenizer, EveryBmpCharacterInContextMatchesTheReference) {
+  // make_gpt2_vectors.py's unicode_bmp_text(): every BMP code point but the surrogates in several
+  // contexts, one line each. The Unicode categories of PCRE2's tables decide every piece here.
+  std::string text;
+  for (char32_t c = 0; c < 0x10000; ++c) {
+    if (c >= 0xD800 && c <= 0xDFFF) continue;
+    std::string ch;
+    data::utf8_append(ch, c);
+    text += ch + "a " + ch + ch + "1 x" + ch + " " + ch + "\xC2\xA0" + ch + "  " + ch + "\n";
+  }
+  const auto& ref = vectors()["unicode_bmp"];
+  const std::vector<int32_t> ids = gpt2().encode(text);
+  EXPECT_EQ(static_cast<int64_t>(ids.size()), ref["tokens"].get<int64_t>());
   char hash[17];
   std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(fnv1a64_u16le(ids)));
   EXPECT_EQ(std::string(hash), ref["fnv1a64_u16le"].get<std::string>());

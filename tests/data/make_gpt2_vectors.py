@@ -11,7 +11,9 @@ The ids tilegrad's GPT-2 tokenizer is tested against come from outside tilegrad:
    files in data/gpt2/ (tiktoken checks their SHA-256 against the published ones, so it runs on
    the official GPT-2 vocabulary).
 
-Every string's ids must agree between the two, or this script fails. Plain encoding treats
+Every string's ids must agree between the two, or this script fails. Besides hand-picked and random
+strings and tinyshakespeare, the text of unicode_bmp_text() puts every character of the Basic
+Multilingual Plane in several contexts; its ids are recorded as a count and a hash. Plain encoding treats
 "<|endoftext|>" as text, as the reference does; the "special" cases are tiktoken's
 encode(text, allowed_special={"<|endoftext|>"}), where it becomes id 50256.
 
@@ -225,6 +227,14 @@ def shakespeare_slices(text):
     return [text[a:b] for a, b in spans]
 
 
+def unicode_bmp_text():
+    """Every code point of the Basic Multilingual Plane except the surrogates, each in several
+    contexts (before a letter, doubled before a digit, after a letter, after a space, around a
+    no-break space, after two spaces), one line each. tilegrad's test builds the same text."""
+    return "".join(f"{c}a {c}{c}1 x{c} {c}\u00a0{c}  {c}\n"
+                   for c in map(chr, range(0x10000)) if not 0xD800 <= ord(c) <= 0xDFFF)
+
+
 def fnv1a64_u16le(ids):
     """FNV-1a (64-bit) over the ids as little-endian uint16, as tilegrad's token files store them."""
     h = 0xCBF29CE484222325
@@ -259,6 +269,7 @@ def main():
                for t in special_texts]
 
     whole = both(shakespeare)
+    bmp = both(unicode_bmp_text())
     out = {
         "made_by": (f"tests/data/make_gpt2_vectors.py: tiktoken {version('tiktoken')} and the "
                     f"reference encoder.py logic on regex {version('regex')}, agreeing on every "
@@ -271,6 +282,10 @@ def main():
             "first": whole[:16],
             "last": whole[-16:],
             "char_vocabulary": "".join(sorted(set(shakespeare))),
+        },
+        "unicode_bmp": {
+            "tokens": len(bmp),
+            "fnv1a64_u16le": f"{fnv1a64_u16le(bmp):016x}",
         },
     }
     with open(OUT, "w", encoding="utf-8") as f:

@@ -147,23 +147,38 @@ size_t flash_attention_backward_workspace_bytes(const FlashBwdParams& p) {
 cudaError_t flash_attention_backward_ablation(const FlashBwdParams& p, int variant,
                                               cudaStream_t stream) {
   using namespace flash;
-  if (!flash_attention_check(p).empty() || variant < 0 || variant > 2) return cudaErrorInvalidValue;
+  if (!flash_attention_check(p).empty() || variant < 0 || variant > 4) return cudaErrorInvalidValue;
+  const bool hopper_main = variant >= 3;
+  if (hopper_main && !flash_sm90_device()) return cudaErrorInvalidValue;
   const int64_t rows = static_cast<int64_t>(p.fwd.B) * p.fwd.H * p.fwd.Nq;
   float* dq_accum = static_cast<float*>(p.workspace);
   float* dsum =
       reinterpret_cast<float*>(static_cast<char*>(p.workspace) + align256(rows * p.fwd.D * 4));
   const int width = variant == 1 ? 1 : variant == 2 ? 2 : 4;
+  const bool bulk = variant != 4;
   const bool bf16 = p.fwd.dtype == FlashDType::bf16;
   if (p.fwd.D == 64) {
-    return bf16 ? run_flash_bwd_sm80<__nv_bfloat16, 64>(p, dq_accum, dsum, stream, width)
-                : run_flash_bwd_sm80<__half, 64>(p, dq_accum, dsum, stream, width);
+    return bf16 ? run_flash_bwd_sm80<__nv_bfloat16, 64>(p, dq_accum, dsum, stream, width,
+                                                        hopper_main, bulk)
+                : run_flash_bwd_sm80<__half, 64>(p, dq_accum, dsum, stream, width, hopper_main,
+                                                 bulk);
   }
-  return bf16 ? run_flash_bwd_sm80<__nv_bfloat16, 128>(p, dq_accum, dsum, stream, width)
-              : run_flash_bwd_sm80<__half, 128>(p, dq_accum, dsum, stream, width);
+  return bf16
+             ? run_flash_bwd_sm80<__nv_bfloat16, 128>(p, dq_accum, dsum, stream, width, hopper_main,
+                                                      bulk)
+             : run_flash_bwd_sm80<__half, 128>(p, dq_accum, dsum, stream, width, hopper_main, bulk);
+}
+
+cudaError_t flash_attention_backward_with(const FlashBwdParams& p, FlashKernel kernel,
+                                          cudaStream_t stream) {
+  if (kernel == FlashKernel::sm90) return flash_attention_backward_ablation(p, 3, stream);
+  // Automatic: the Hopper main kernel on sm_90, the sm_80 one elsewhere.
+  const bool hopper = kernel == FlashKernel::automatic && flash::flash_sm90_device();
+  return flash_attention_backward_ablation(p, hopper ? 3 : 0, stream);
 }
 
 cudaError_t flash_attention_backward(const FlashBwdParams& p, cudaStream_t stream) {
-  return flash_attention_backward_ablation(p, 0, stream);
+  return flash_attention_backward_with(p, FlashKernel::automatic, stream);
 }
 
 }  // namespace tilegrad::cuda

@@ -4,7 +4,8 @@
 // the engine's attention op (ops/) calls them for cuda tensors. The interface is the same for every
 // architecture: flash_api.cu checks the problem and picks a kernel: the sm_80 path in
 // flash_{fwd,bwd}_sm80.cu runs on every GPU from Ampere on; on Hopper (sm_90) the forward runs
-// flash_fwd_sm90.cu (wgmma, TMA, warp specialisation) instead.
+// flash_fwd_sm90.cu (wgmma, TMA, warp specialisation) and the backward flash_bwd_sm90.cu's main
+// kernel (wgmma) instead.
 //
 // Layout: q, o, dq, do are (B, Nq, H, D) and k, v, dk, dv are (B, Nk, Hkv, D) in the sense that an
 // element's address is base + b * batch_stride + n * row_stride + h * head_stride + d; the strides
@@ -92,14 +93,23 @@ cudaError_t flash_attention_forward_ablation(const FlashFwdParams& p, int varian
 
 // The backward with one technique removed, for the benchmark's ablations of the dQ reductions on
 // sm_90 (bf16, D = 128 only): 1 = one float per reduction, 2 = float pairs; 0 = the normal
-// kernels (float quads).
+// kernels (float quads); 3 = the Hopper (wgmma) main kernel instead of the sm_80 one (sm_90
+// devices only), 4 = the Hopper kernel with dQ added by per-thread float quads instead of one bulk
+// reduction per block (bf16, D = 128).
 cudaError_t flash_attention_backward_ablation(const FlashBwdParams& p, int variant,
                                               cudaStream_t stream);
 
+// The backward with an explicit kernel: sm90 runs the Hopper main kernel (compute capability 9.0
+// only; cudaErrorInvalidValue elsewhere), sm80 the sm_80 one, automatic the Hopper one on sm_90
+// and the sm_80 one elsewhere.
+cudaError_t flash_attention_backward_with(const FlashBwdParams& p, FlashKernel kernel,
+                                          cudaStream_t stream);
+
 size_t flash_attention_backward_workspace_bytes(const FlashBwdParams& p);
 
-// Writes dq, dk and dv (overwriting, not accumulating). dq is summed over key blocks with float32
-// atomics, so its last bits may differ between runs; dk and dv are deterministic.
+// Writes dq, dk and dv (overwriting, not accumulating), with the automatic kernel choice. dq is
+// summed over key blocks with float32 atomics, so its last bits may differ between runs; dk and dv
+// are deterministic.
 cudaError_t flash_attention_backward(const FlashBwdParams& p, cudaStream_t stream);
 
 }  // namespace tilegrad::cuda

@@ -19,6 +19,7 @@
 
 #include "kernels/cuda/flash_common.cuh"
 #include "kernels/cuda/flash_sm80.h"
+#include "kernels/cuda/flash_sm90.h"
 
 namespace tilegrad::cuda::flash {
 namespace {
@@ -379,8 +380,10 @@ __global__ void __launch_bounds__(256)
 
 template <typename T, int D>
 cudaError_t run_flash_bwd_sm80(const FlashBwdParams& p, float* dq_accum, float* dsum,
-                               cudaStream_t stream, int atomic_width) {
+                               cudaStream_t stream, int atomic_width, bool hopper_main,
+                               bool hopper_bulk_dq) {
   using Cfg = BwdConfig<D>;
+  if (hopper_main && atomic_width != 4) return cudaErrorInvalidValue;
   const FlashFwdParams& f = p.fwd;
   const int64_t rows = static_cast<int64_t>(f.B) * f.H * f.Nq;
 
@@ -406,16 +409,22 @@ cudaError_t run_flash_bwd_sm80(const FlashBwdParams& p, float* dq_accum, float* 
   err = cudaGetLastError();
   if (err != cudaSuccess) return err;
 
-  constexpr int kS = kSmemStride<D>;
-  const int smem = static_cast<int>(
-      ((2 * Cfg::kBlockN + 4 * Cfg::kBlockM) * kS + Cfg::kBlockN * (Cfg::kBlockM + 8)) * sizeof(T) +
-      4 * Cfg::kBlockM * sizeof(float));
-  err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  if (err != cudaSuccess) return err;
-  const dim3 grid((f.Nk + Cfg::kBlockN - 1) / Cfg::kBlockN, f.Hkv, f.B);
-  kernel<<<grid, Cfg::kWarps * 32, smem, stream>>>(p, dq_accum, dsum);
-  err = cudaGetLastError();
-  if (err != cudaSuccess) return err;
+  if (hopper_main) {
+    err = run_flash_bwd_sm90_main<T, D>(p, dq_accum, dsum, stream, hopper_bulk_dq);
+    if (err != cudaSuccess) return err;
+  } else {
+    constexpr int kS = kSmemStride<D>;
+    const int smem = static_cast<int>(
+        ((2 * Cfg::kBlockN + 4 * Cfg::kBlockM) * kS + Cfg::kBlockN * (Cfg::kBlockM + 8)) *
+            sizeof(T) +
+        4 * Cfg::kBlockM * sizeof(float));
+    err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (err != cudaSuccess) return err;
+    const dim3 grid((f.Nk + Cfg::kBlockN - 1) / Cfg::kBlockN, f.Hkv, f.B);
+    kernel<<<grid, Cfg::kWarps * 32, smem, stream>>>(p, dq_accum, dsum);
+    err = cudaGetLastError();
+    if (err != cudaSuccess) return err;
+  }
 
   const int64_t chunks = rows * (D / 8);
   flash_bwd_convert_dq_kernel<T, D>
@@ -424,12 +433,12 @@ cudaError_t run_flash_bwd_sm80(const FlashBwdParams& p, float* dq_accum, float* 
 }
 
 template cudaError_t run_flash_bwd_sm80<__nv_bfloat16, 64>(const FlashBwdParams&, float*, float*,
-                                                           cudaStream_t, int);
+                                                           cudaStream_t, int, bool, bool);
 template cudaError_t run_flash_bwd_sm80<__nv_bfloat16, 128>(const FlashBwdParams&, float*, float*,
-                                                            cudaStream_t, int);
+                                                            cudaStream_t, int, bool, bool);
 template cudaError_t run_flash_bwd_sm80<__half, 64>(const FlashBwdParams&, float*, float*,
-                                                    cudaStream_t, int);
+                                                    cudaStream_t, int, bool, bool);
 template cudaError_t run_flash_bwd_sm80<__half, 128>(const FlashBwdParams&, float*, float*,
-                                                     cudaStream_t, int);
+                                                     cudaStream_t, int, bool, bool);
 
 }  // namespace tilegrad::cuda::flash

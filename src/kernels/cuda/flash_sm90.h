@@ -27,4 +27,13 @@ enum class Sm90Variant : int { plain = 0, overlap = 1, pingpong = 2 };
 template <typename T, int D>
 cudaError_t run_flash_fwd_sm90(const FlashFwdParams& p, Sm90Variant variant, cudaStream_t stream);
 
+// The backward's main kernel on sm_90a (wgmma): dk, dv and the float32 dQ accumulator, given the
+// zeroed accumulator and dsum = rowsum(dO ∘ O); D = 64 and 128, bf16 and f16. run_flash_bwd_sm80
+// with hopper_main runs it between the shared preprocessing and dQ conversion. bulk_dq = false: dQ
+// is added by every thread with red.v4 instead of one bulk reduction per block (an ablation for the
+// benchmark; bf16, D = 128 only).
+template <typename T, int D>
+cudaError_t run_flash_bwd_sm90_main(const FlashBwdParams& p, float* dq_accum, const float* dsum,
+                                    cudaStream_t stream, bool bulk_dq = true);
+
 }  // namespace tilegrad::cuda::flash

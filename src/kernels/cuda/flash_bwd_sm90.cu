@@ -1,0 +1,461 @@
+// FlashAttention backward for Hopper (sm_90a): the sm_80 kernel's structure with its five products
+// moved from mma.sync + ldmatrix to wgmma reading shared memory through descriptors.
+//
+// One CTA of two warpgroups per (128 keys, key/value head, batch), as on sm_80: K and V stay in
+// shared memory, dK and dV in registers; the CTA walks every query head of the GQA group and every
+// 64-query block that sees its keys, with Q, dO, lse and dsum of the next block fetched by cp.async
+// into the other of two stages. Warpgroup w owns keys 64 w .. 64 w + 63 (wgmma's M = 64), so warp
+// 4 w + i holds keys 16 (4 w + i) + g, + 8 in the same fragment layout as the sm_80 kernel and the
+// element-wise code (exp2, masks, dS) is unchanged. Per query block:
+//   Sᵀ = K Qᵀ, dPᵀ = V dOᵀ          wgmma m64n64k16, both operands K-major in shared memory
+//   dV += Pᵀ dO, dK += dSᵀ Q        wgmma m64n128k16, A (Pᵀ, dSᵀ) from registers, B MN-major
+//   dQ_block = dS K                 wgmma m64n64k16, warpgroup w the head-dim half w; A is dSᵀ
+//                                   stored keys x queries (MN-major, transposed by the descriptor),
+//                                   B is K (MN-major); summed into the float32 accumulator with
+//                                   vector reductions as on sm_80.
+// The tiles are stored in the 128-byte swizzle that wgmma's descriptors describe (see
+// flash_common_sm90.cuh), written by cp.async and plain stores; fence.proxy.async then makes them
+// visible to the tensor cores. Why not ldmatrix: the sm_80 backward reads every Q and dO tile once
+// per warp through ldmatrix and is limited by those shared-memory reads; wgmma reads each operand
+// tile once per warpgroup.
+#include <cmath>
+#include <type_traits>
+
+#include "kernels/cuda/flash_common.cuh"
+#include "kernels/cuda/flash_common_sm90.cuh"
+#include "kernels/cuda/flash_sm90.h"
+
+namespace tilegrad::cuda::flash {
+namespace {
+
+// Queries per block (wgmma's N for Sᵀ, K for dV and dK): 64 at D = 128, 128 at D = 64, so that
+// the registers (Sᵀ, dPᵀ, dK, dV, dQ) and the dQ product (64 x 64 per warpgroup) are the same.
+template <int D>
+inline constexpr int kBwdBlockM = D == 64 ? 128 : 64;
+constexpr int kBwdBlockN = 128;  // keys per CTA: 64 per warpgroup (wgmma's M)
+constexpr int kBwdThreads = 256;
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// d (64 x 64) = A B + (scale_d ? d : 0), both operands from shared memory; kTransA / kTransB = 1
+// for an MN-major operand.
+template <typename T, int kTransA, int kTransB>
+__device__ __forceinline__ void wgmma_ss_m64n64k16(float (&d)[32], uint64_t desc_a, uint64_t desc_b,
+                                                   int scale_d) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    asm volatile(
+        "{\n.reg .pred p;\n"
+        "setp.ne.b32 p, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, "
+        "%19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, "
+        "%35, %36;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+          "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
+          "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
+          "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
+          "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "l"(desc_a), "l"(desc_b), "r"(scale_d), "n"(kTransA), "n"(kTransB));
+  } else {
+    asm volatile(
+        "{\n.reg .pred p;\n"
+        "setp.ne.b32 p, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, "
+        "%19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, "
+        "%35, %36;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+          "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
+          "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
+          "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
+          "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "l"(desc_a), "l"(desc_b), "r"(scale_d), "n"(kTransA), "n"(kTransB));
+  }
+}
+
+// Generic-proxy writes (cp.async, st.shared) become visible to wgmma's reads after this fence and
+// a barrier.
+__device__ __forceinline__ void fence_proxy_async() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+// Rows [row0, row0 + kRows) of a (rows, D) operand into a 128-byte-swizzled tile (D / 64 chunks of
+// kRows x 128 bytes), zero-filling rows >= n_rows: 16-byte chunk j of a chunk row r lands at
+// position j ^ (r % 8).
+template <int kRows, int D, typename T>
+__device__ __forceinline__ void load_tile_sw128(uint32_t s_tile, const T* g_base,
+                                                int64_t row_stride, int row0, int n_rows, int tid) {
+  constexpr int kChunksPerRow = D / 8;
+  constexpr int kRowsPerPass = kBwdThreads / kChunksPerRow;
+  static_assert(kRows % kRowsPerPass == 0, "the tile is a whole number of passes");
+  const int r = tid / kChunksPerRow;
+  const int c = tid % kChunksPerRow;
+  const T* src = g_base + (row0 + r) * row_stride + c * 8;
+  const int64_t pass_stride = kRowsPerPass * row_stride;
+#pragma unroll
+  for (int i = 0; i < kRows / kRowsPerPass; ++i) {
+    const int rr = r + i * kRowsPerPass;
+    const bool valid = row0 + rr < n_rows;
+    const uint32_t dst = s_tile + (c / 8) * kRows * 128 + rr * 128 + (((c % 8) ^ (rr % 8)) << 4);
+    const int src_bytes = valid ? 16 : 0;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst),
+                 "l"(valid ? src + i * pass_stride : g_base), "r"(src_bytes));
+  }
+}
+#endif
+
+// kBulkDq: dQ_block goes to shared memory and one thread adds it to the accumulator with one bulk
+// reduction (cp.reduce.async.bulk) per block, issued at the next block's first barrier; otherwise
+// every thread adds its fragments with red.v4 (the sm_80 kernel's way, kept as an ablation).
+template <typename T, int D, bool kBulkDq>
+__global__ void __launch_bounds__(kBwdThreads, 1)
+    flash_bwd_sm90_kernel(const FlashBwdParams p, float* dq_accum, const float* dsum) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  static_assert(D == 64 || D == 128, "D = 64 or 128");
+  using Mma = MmaOp<T>;
+  constexpr int kBlockM = kBwdBlockM<D>, kBlockN = kBwdBlockN;
+  constexpr int kNT = kBlockM / 8;  // 8-query column tiles of Sᵀ
+  constexpr int kChunks = D / 64;
+  constexpr uint32_t kKChunkBytes = kBlockN * 128;
+  constexpr uint32_t kQChunkBytes = kBlockM * 128;
+  constexpr uint32_t kKBytes = kKChunkBytes * kChunks;
+  constexpr uint32_t kQBytes = kQChunkBytes * kChunks;
+  constexpr int kDT = D / 8;
+  constexpr float kLog2e = 1.4426950408889634f;
+  const FlashFwdParams& f = p.fwd;
+
+  extern __shared__ unsigned char smem_raw[];
+  const uint32_t s_k = (smem_addr(smem_raw) + 1023u) & ~1023u;
+  const uint32_t s_v = s_k + kKBytes;
+  const uint32_t s_q = s_v + kKBytes;        // 2 stages
+  const uint32_t s_do = s_q + 2 * kQBytes;   // 2 stages
+  const uint32_t s_ds = s_do + 2 * kQBytes;  // dSᵀ: kBlockM / 64 chunks of kBlockN x 64 queries
+  unsigned char* s_base = smem_raw + (s_ds + kBlockN * kBlockM * 2 - smem_addr(smem_raw));
+  float* s_lse = reinterpret_cast<float*>(s_base);  // 2 stages of kBlockM
+  float* s_dsum = s_lse + 2 * kBlockM;              // 2 stages of kBlockM
+  float* s_dq = s_dsum + 2 * kBlockM;               // kBlockM x D, row-major (kBulkDq)
+
+  const int tid = threadIdx.x;
+  const int warp = tid / 32, lane = tid % 32;
+  const int wg = warp / 4, wi = warp % 4;
+  const int g = lane / 4, t = lane % 4;
+  const int n_block = blockIdx.x, hkv = blockIdx.y, b = blockIdx.z;
+  const int group = f.H / f.Hkv;
+  const int n0 = n_block * kBlockN;
+  const int diag = f.Nk - f.Nq;
+
+  const int n_mblocks = (f.Nq + kBlockM - 1) / kBlockM;
+  int m_begin = 0;
+  if (f.causal) {
+    const int first_q = n0 - diag;
+    m_begin = first_q <= 0 ? 0 : min(n_mblocks, first_q / kBlockM);
+  }
+  const int n_m = n_mblocks - m_begin;
+  const int total = group * n_m;
+
+  const T* g_k = static_cast<const T*>(f.k) + b * f.k_strides.batch + hkv * f.k_strides.head;
+  const T* g_v = static_cast<const T*>(f.v) + b * f.v_strides.batch + hkv * f.v_strides.head;
+
+  auto load_query_block = [&](int it, int stage) {
+    const int h = hkv * group + it / n_m;
+    const int m0 = (m_begin + it % n_m) * kBlockM;
+    const T* g_q = static_cast<const T*>(f.q) + b * f.q_strides.batch + h * f.q_strides.head;
+    const T* g_do =
+        static_cast<const T*>(p.dout) + b * p.dout_strides.batch + h * p.dout_strides.head;
+    load_tile_sw128<kBlockM, D>(s_q + stage * kQBytes, g_q, f.q_strides.row, m0, f.Nq, tid);
+    load_tile_sw128<kBlockM, D>(s_do + stage * kQBytes, g_do, p.dout_strides.row, m0, f.Nq, tid);
+    if (tid < kBlockM) {
+      const int64_t row0 = (static_cast<int64_t>(b) * f.H + h) * f.Nq;
+      const bool valid = m0 + tid < f.Nq;
+      cp_async_4(s_lse + stage * kBlockM + tid, f.lse + (valid ? row0 + m0 + tid : 0), valid);
+      cp_async_4(s_dsum + stage * kBlockM + tid, dsum + (valid ? row0 + m0 + tid : 0), valid);
+    }
+  };
+
+  float r_dk[D / 2], r_dv[D / 2];
+#pragma unroll
+  for (int i = 0; i < D / 2; ++i) r_dk[i] = r_dv[i] = 0.0f;
+
+  if (total > 0) {
+    load_tile_sw128<kBlockN, D>(s_k, g_k, f.k_strides.row, n0, f.Nk, tid);
+    load_tile_sw128<kBlockN, D>(s_v, g_v, f.v_strides.row, n0, f.Nk, tid);
+    load_query_block(0, 0);
+  }
+  cp_async_commit();
+
+  const float scale_log2 = f.softmax_scale * kLog2e;
+  const int key_row0 = warp * 16;
+  // Descriptors. K-major (Sᵀ, dPᵀ): this warpgroup's 64 K/V rows, a Q/dO stage; a k16 step of D
+  // moves 32 bytes inside a chunk, then to the next chunk. MN-major (dV, dK, dQ): a k16 step moves
+  // 16 rows (2048 bytes); LBO is the distance between 64-column chunks.
+  const uint64_t desc_k = smem_desc_sw128(s_k + wg * 64 * 128, 16, 1024);
+  const uint64_t desc_v = smem_desc_sw128(s_v + wg * 64 * 128, 16, 1024);
+  const uint64_t desc_q_km = smem_desc_sw128(s_q, 16, 1024);
+  const uint64_t desc_do_km = smem_desc_sw128(s_do, 16, 1024);
+  const uint64_t desc_q_mn = smem_desc_sw128(s_q, kQChunkBytes, 1024);
+  const uint64_t desc_do_mn = smem_desc_sw128(s_do, kQChunkBytes, 1024);
+  // dQ (kBlockM x D) is split over the warpgroups by head-dim halves at D = 128 (all 64 queries,
+  // K chunk wg) and by query halves at D = 64 (dSᵀ chunk wg, all 64 columns): 64 x 64 each.
+  constexpr bool kSplitD = D == 128;
+  const uint64_t desc_ds =
+      smem_desc_sw128(s_ds + (kSplitD ? 0 : wg * kBlockN * 128), kBlockN * 128, 1024);
+  const uint64_t desc_k_dq =
+      smem_desc_sw128(s_k + (kSplitD ? wg * kKChunkBytes : 0), kKChunkBytes, 1024);
+  auto km_step = [](int ks, uint32_t chunk_bytes) {
+    return static_cast<uint64_t>(((ks / 4) * chunk_bytes + (ks % 4) * 32) >> 4);
+  };
+  constexpr uint64_t kRows16 = (16 * 128) >> 4;
+  // Sᵀ and dPᵀ: 64 keys x kBlockM queries.
+  auto gemm_km = [](float(&d)[kBlockM / 2], uint64_t a, uint64_t b, int scale_d) {
+    if constexpr (kBlockM == 64) {
+      wgmma_ss_m64n64k16<T, 0, 0>(d, a, b, scale_d);
+    } else {
+      Wgmma<T>::ss(d, a, b, scale_d);
+    }
+  };
+
+  // The bulk reduction of the previous block's dQ (kBulkDq): destination and bytes, thread 0.
+  float* g_dq_pending = nullptr;
+  uint32_t dq_pending_bytes = 0;
+  auto issue_dq_reduction = [&]() {
+    if (tid == 0 && g_dq_pending != nullptr) {
+      asm volatile(
+          "cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(
+              g_dq_pending),
+          "r"(smem_addr(s_dq)), "r"(dq_pending_bytes)
+          : "memory");
+      asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+    }
+  };
+
+  for (int it = 0; it < total; ++it) {
+    const int stage = it & 1;
+    // Block it has arrived; after the barrier every warpgroup's products of the previous block,
+    // the last readers of the other stage, are complete, so the next block can be fetched there.
+    cp_async_wait<0>();
+    fence_proxy_async();
+    __syncthreads();
+    if (it + 1 < total) load_query_block(it + 1, stage ^ 1);
+    cp_async_commit();
+    if constexpr (kBulkDq) issue_dq_reduction();  // the previous block's s_dq is complete
+
+    const int h = hkv * group + it / n_m;
+    const int m0 = (m_begin + it % n_m) * kBlockM;
+    const uint64_t stage_off = (stage * kQBytes) >> 4;
+    const float* s_lset = s_lse + stage * kBlockM;
+    const float* s_dsumt = s_dsum + stage * kBlockM;
+
+    // Sᵀ = K Qᵀ and dPᵀ = V dOᵀ.
+    float r_s[kBlockM / 2], r_dp[kBlockM / 2];
+    fence_regs(r_s);
+    fence_regs(r_dp);
+    wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < D / 16; ++ks) {
+      gemm_km(r_s, desc_k + km_step(ks, kKChunkBytes),
+              desc_q_km + stage_off + km_step(ks, kQChunkBytes), ks > 0);
+    }
+    wgmma_commit();
+#pragma unroll
+    for (int ks = 0; ks < D / 16; ++ks) {
+      gemm_km(r_dp, desc_v + km_step(ks, kKChunkBytes),
+              desc_do_km + stage_off + km_step(ks, kQChunkBytes), ks > 0);
+    }
+    wgmma_commit();
+    wgmma_wait<1>();  // Sᵀ is ready; dPᵀ may still run under the exp2 below
+    fence_regs(r_s);
+
+    // Pᵀ, masked as on sm_80 (r_s[4 nt + e] is key g + 8 (e / 2), query 8 nt + 2 t + e % 2).
+    const bool need_mask =
+        n0 + kBlockN > f.Nk || m0 + kBlockM > f.Nq || (f.causal && n0 + key_row0 + 15 > m0 + diag);
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int q_local = nt * 8 + 2 * t + (e & 1);
+        float pv = fast_exp2(fmaf(r_s[4 * nt + e], scale_log2, -s_lset[q_local] * kLog2e));
+        if (need_mask) {
+          const int key = n0 + key_row0 + g + (e >> 1) * 8;
+          const int q = m0 + q_local;
+          if (key >= f.Nk || q >= f.Nq || (f.causal && key > q + diag)) pv = 0.0f;
+        }
+        r_s[4 * nt + e] = pv;
+      }
+    }
+
+    // dV += Pᵀ dO, issued now and overlapped with dS below.
+    uint32_t r_p[kBlockM / 16][4];
+#pragma unroll
+    for (int kq = 0; kq < kBlockM / 16; ++kq) {
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+        r_p[kq][j] = Mma::pack(r_s[8 * kq + 2 * j], r_s[8 * kq + 2 * j + 1]);
+    }
+    fence_regs(r_dv);
+    fence_regs(r_p);
+    wgmma_fence();
+#pragma unroll
+    for (int kq = 0; kq < kBlockM / 16; ++kq) {
+      Wgmma<T>::rs(r_dv, r_p[kq], desc_do_mn + stage_off + kq * kRows16, 1);
+    }
+    wgmma_commit();
+    wgmma_wait<1>();  // dPᵀ is ready; dV may still run under dS below
+    fence_regs(r_dp);
+
+    // dSᵀ = Pᵀ ∘ (dPᵀ - dsum); its 16-bit copy goes to shared memory (swizzled) for dQ.
+    uint32_t r_ds[kBlockM / 16][4];
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        r_dp[4 * nt + e] = r_s[4 * nt + e] * (r_dp[4 * nt + e] - s_dsumt[nt * 8 + 2 * t + (e & 1)]);
+      }
+      const uint32_t lo = Mma::pack(r_dp[4 * nt], r_dp[4 * nt + 1]);
+      const uint32_t hi = Mma::pack(r_dp[4 * nt + 2], r_dp[4 * nt + 3]);
+      r_ds[nt / 2][(nt % 2) * 2] = lo;
+      r_ds[nt / 2][(nt % 2) * 2 + 1] = hi;
+      const int r0 = key_row0 + g, r1 = r0 + 8;
+      const uint32_t s_chunk = s_ds + (nt / 8) * kBlockN * 128;
+      const uint32_t a0 = s_chunk + r0 * 128 + (((nt % 8) ^ (r0 % 8)) << 4) + 4 * t;
+      const uint32_t a1 = s_chunk + r1 * 128 + (((nt % 8) ^ (r1 % 8)) << 4) + 4 * t;
+      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(a0), "r"(lo) : "memory");
+      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(a1), "r"(hi) : "memory");
+    }
+
+    // dK += dSᵀ Q.
+    fence_regs(r_dk);
+    fence_regs(r_ds);
+    wgmma_fence();
+#pragma unroll
+    for (int kq = 0; kq < kBlockM / 16; ++kq) {
+      Wgmma<T>::rs(r_dk, r_ds[kq], desc_q_mn + stage_off + kq * kRows16, 1);
+    }
+    wgmma_commit();
+    // dV and dK may still run: they read registers and the Q/dO stage, which the next fetch
+    // overwrites only after the next iteration's barrier, when every wait below has returned.
+    if constexpr (kBulkDq) {
+      // s_dq is written after this barrier: the reduction must have read it by then.
+      if (tid == 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+    }
+    fence_proxy_async();
+    __syncthreads();  // dSᵀ complete in shared memory
+
+    // This warpgroup's 64 x 64 of dQ_block = dS K: A = dSᵀ read transposed, B = K MN-major.
+    float r_dq[32];
+    fence_regs(r_dq);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; ++kk) {
+      wgmma_ss_m64n64k16<T, 1, 1>(r_dq, desc_ds + kk * kRows16, desc_k_dq + kk * kRows16, kk > 0);
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs(r_dq);
+    fence_regs(r_dv);
+    fence_regs(r_p);
+    fence_regs(r_dk);
+    fence_regs(r_ds);
+
+    // r_dq[4 nt + e]: query row0 + 16 wi + g + 8 (e / 2), column col0 + 8 nt + 2 t + e % 2. Lanes
+    // t and t ^ 1 swap half their pairs so that each adds four neighbouring columns of one row.
+    float* g_dqa = dq_accum + (static_cast<int64_t>(b) * f.H + h) * f.Nq * D;
+    const int col0 = kSplitD ? wg * 64 : 0;
+    const int q_row0 = m0 + (kSplitD ? 0 : wg * 64);
+    if constexpr (kBulkDq) {
+      const int lr = q_row0 - m0 + wi * 16 + g;
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        const int col = col0 + nt * 8 + 2 * t;
+        *reinterpret_cast<float2*>(s_dq + lr * D + col) =
+            make_float2(r_dq[4 * nt], r_dq[4 * nt + 1]);
+        *reinterpret_cast<float2*>(s_dq + (lr + 8) * D + col) =
+            make_float2(r_dq[4 * nt + 2], r_dq[4 * nt + 3]);
+      }
+      fence_proxy_async();  // the next barrier then orders these writes before the bulk read
+      g_dq_pending = g_dqa + static_cast<int64_t>(m0) * D;
+      dq_pending_bytes = static_cast<uint32_t>(min(kBlockM, f.Nq - m0) * D * sizeof(float));
+    } else {
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        const float* c = r_dq + 4 * nt;
+        const bool odd = t & 1;
+        const float x0 = __shfl_xor_sync(0xffffffffu, odd ? c[0] : c[2], 1);
+        const float x1 = __shfl_xor_sync(0xffffffffu, odd ? c[1] : c[3], 1);
+        const int row = q_row0 + wi * 16 + g + (odd ? 8 : 0);
+        const float v[4] = {odd ? x0 : c[0], odd ? x1 : c[1], odd ? c[2] : x0, odd ? c[3] : x1};
+        if (row < f.Nq) {
+          red_add<4>(g_dqa + static_cast<int64_t>(row) * D + col0 + nt * 8 + 2 * (t & ~1), v);
+        }
+      }
+    }
+    // No barrier here: the next iteration writes s_ds only after its first barrier, by which time
+    // every warpgroup's dQ product (waited above) has finished reading it.
+  }
+
+  if constexpr (kBulkDq) {
+    __syncthreads();  // the last block's s_dq is complete
+    issue_dq_reduction();
+    if (tid == 0) asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+  }
+
+  T* g_dk = static_cast<T*>(p.dk) + b * p.dk_strides.batch + hkv * p.dk_strides.head;
+  T* g_dv = static_cast<T*>(p.dv) + b * p.dv_strides.batch + hkv * p.dv_strides.head;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int key = n0 + key_row0 + g + half * 8;
+    if (key < f.Nk) {
+      T* g_dkrow = g_dk + key * p.dk_strides.row + 2 * t;
+      T* g_dvrow = g_dv + key * p.dv_strides.row + 2 * t;
+#pragma unroll
+      for (int dt = 0; dt < kDT; ++dt) {
+        *reinterpret_cast<uint32_t*>(g_dkrow + dt * 8) =
+            Mma::pack(r_dk[4 * dt + 2 * half] * f.softmax_scale,
+                      r_dk[4 * dt + 2 * half + 1] * f.softmax_scale);
+        *reinterpret_cast<uint32_t*>(g_dvrow + dt * 8) =
+            Mma::pack(r_dv[4 * dt + 2 * half], r_dv[4 * dt + 2 * half + 1]);
+      }
+    }
+  }
+#else
+  (void)p;
+  (void)dq_accum;
+  (void)dsum;
+#endif
+}
+
+}  // namespace
+
+template <typename T, int D>
+cudaError_t run_flash_bwd_sm90_main(const FlashBwdParams& p, float* dq_accum, const float* dsum,
+                                    cudaStream_t stream, bool bulk_dq) {
+  const FlashFwdParams& f = p.fwd;
+  auto kernel = flash_bwd_sm90_kernel<T, D, true>;
+  // The per-thread reductions are kept for bf16, D = 128 only, to keep the build short.
+  if constexpr (std::is_same_v<T, __nv_bfloat16> && D == 128) {
+    if (!bulk_dq) kernel = flash_bwd_sm90_kernel<T, D, false>;
+  } else if (!bulk_dq) {
+    return cudaErrorInvalidValue;
+  }
+  // K, V, two stages of Q and dO, dSᵀ, lse and dsum, dQ_block (float32), and up to 1 KB to align
+  // to the swizzle period.
+  constexpr int kBlockM = kBwdBlockM<D>;
+  const int smem = (2 * kBwdBlockN + 4 * kBlockM) * D * static_cast<int>(sizeof(T)) +
+                   kBwdBlockN * kBlockM * static_cast<int>(sizeof(T)) +
+                   4 * kBlockM * static_cast<int>(sizeof(float)) +
+                   kBlockM * D * static_cast<int>(sizeof(float)) + 1024;
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (err != cudaSuccess) return err;
+  const dim3 grid((f.Nk + kBwdBlockN - 1) / kBwdBlockN, f.Hkv, f.B);
+  kernel<<<grid, kBwdThreads, smem, stream>>>(p, dq_accum, dsum);
+  return cudaGetLastError();
+}
+
+template cudaError_t run_flash_bwd_sm90_main<__nv_bfloat16, 128>(const FlashBwdParams&, float*,
+                                                                 const float*, cudaStream_t, bool);
+template cudaError_t run_flash_bwd_sm90_main<__half, 128>(const FlashBwdParams&, float*,
+                                                          const float*, cudaStream_t, bool);
+template cudaError_t run_flash_bwd_sm90_main<__nv_bfloat16, 64>(const FlashBwdParams&, float*,
+                                                                const float*, cudaStream_t, bool);
+template cudaError_t run_flash_bwd_sm90_main<__half, 64>(const FlashBwdParams&, float*,
+                                                         const float*, cudaStream_t, bool);
+
+}  // namespace tilegrad::cuda::flash
