@@ -51,9 +51,12 @@ struct FlashBlocks {
 };
 FlashBlocks flash_blocks(int64_t fast_memory, int64_t D);
 
-// The default M: 65,536 elements (256 KiB of float32), a quarter of this class of CPU's per-core L2
-// — room for the tiles, the score tile and the BLAS packing buffers together. For D = 64 it gives
-// B_c = 256, B_r = 64 (docs/BENCHMARKS.md has the sweep it was chosen by).
+// The default M: 65,536 elements (256 KiB of float32), a quarter of the per-core L2 of the machine
+// the flash kernel was tuned on, leaving room for OpenBLAS's packing buffers. For D = 64 it gives
+// B_c = 256, B_r = 64; for D = 128, B_c = B_r = 128. Larger M measured at most ~5% faster on long
+// sequences but leaves short ones with a single key block per head, which serialises the
+// backward. A fixed number, not the detected cache: the tiles set the order of floating-point
+// sums, and results must not depend on the machine. docs/BENCHMARKS.md has the sweep.
 inline constexpr int64_t kDefaultFastMemory = 65536;
 
 struct AttentionOptions {

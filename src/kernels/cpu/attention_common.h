@@ -131,7 +131,8 @@ inline double dropout_scale(double p) {
 }
 
 // C = alpha · op(A) · op(B) + beta · C on one tile, row-major. Called from inside the kernels' own
-// parallel regions, where OpenBLAS's OpenMP build runs single-threaded.
+// parallel regions, where OpenBLAS's OpenMP build runs single-threaded; when a call is too small to
+// be spread over tasks (task_threads returns 1), OpenBLAS may thread the tiles itself.
 inline void tile_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
                       const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
                       float* c, int64_t ldc) {
