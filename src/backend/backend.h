@@ -71,7 +71,8 @@ struct AttentionArgs {
   int64_t layout_block_q = 0, layout_block_k = 0;
   double dropout_p = 0.0;
   uint64_t seed = 0, offset = 0;
-  int64_t block_r = 64, block_c = 64;  // flash tiles: B_r query rows by B_c key rows
+  int64_t block_r = 64, block_c = 64;          // flash tiles: B_r query rows by B_c key rows
+  int64_t bwd_block_r = 64, bwd_block_c = 64;  // the flash backward's tiles
 };
 
 class Backend {

@@ -130,6 +130,10 @@ AttentionArgs make_args(const Dims& d, DType dt, const AttentionOptions& o) {
   const FlashBlocks fb = flash_blocks(o.fast_memory, d.D);
   a.block_r = o.block_r > 0 ? o.block_r : fb.r;
   a.block_c = o.block_c > 0 ? o.block_c : fb.c;
+  // Tiles set directly apply to both passes; otherwise the backward has its own (flash_blocks).
+  const bool direct = o.block_r > 0 || o.block_c > 0;
+  a.bwd_block_r = direct ? a.block_r : fb.bwd;
+  a.bwd_block_c = direct ? a.block_c : fb.bwd;
   return a;
 }
 
@@ -207,7 +211,7 @@ FlashBlocks flash_blocks(int64_t fast_memory, int64_t D) {
   TG_CHECK(fast_memory >= 1 && D >= 1,
            "attention: flash blocks need M >= 1 and D >= 1, got M=", fast_memory, ", D=", D);
   const int64_t c = ceil_div(fast_memory, 4 * D);
-  return {std::min(c, D), c};
+  return {std::min(c, D), c, std::min<int64_t>(2 * c, 256)};
 }
 
 AttentionResult attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,

@@ -45,9 +45,16 @@ enum class AttentionImpl : uint8_t { standard, flash };
 // The flash tile sizes from a fast-memory size M (in elements): B_c = ceil(M / 4D) key rows so that
 // the blocks of K, V, Q and O fit in M together, and B_r = min(B_c, D) query rows (FlashAttention
 // paper, Algorithm 1, line 1).
+//
+// The backward's tiles are square, of side min(2 B_c, 256): each backward tile runs five products
+// instead of the forward's two, on tiles whose per-call packing in OpenBLAS costs the same whatever
+// their size, so larger tiles pay off there. Measured on the 2-core EPYC of docs/BENCHMARKS.md
+// (BM_FlashTiles, N = 4096): 256 x 256 against the forward's tiles made the backward 7% faster at
+// D = 64 and 8% at D = 128; beyond 256 rows the two score tiles (2 x 256 KiB) leave the L2.
 struct FlashBlocks {
-  int64_t r = 0;  // B_r
-  int64_t c = 0;  // B_c
+  int64_t r = 0;    // B_r
+  int64_t c = 0;    // B_c
+  int64_t bwd = 0;  // B_r = B_c of the backward
 };
 FlashBlocks flash_blocks(int64_t fast_memory, int64_t D);
 

@@ -22,6 +22,7 @@
 
 #include "backend/backend.h"
 #include "core/rng.h"
+#include "kernels/cpu/vector_math.h"
 
 namespace tilegrad::kernels::cpu::attention {
 
@@ -108,21 +109,17 @@ inline uint64_t dropout_draw_index(const AttentionArgs& a, int64_t b, int64_t h,
   return a.offset + static_cast<uint64_t>(((b * a.H + h) * a.Nq + i) * a.Nk + j);
 }
 
-// keep[t] = 1 if draw d0 + t of stream `seed` is kept, for t in [0, n). Each Philox block of four
-// draws is computed once (philox_draw would compute it once per draw).
+// keep[t] = 1 if draw d0 + t of stream `seed` is kept, for t in [0, n). The draws come in
+// vectorised batches (philox_draws), each Philox block of four computed once.
 inline void dropout_keep_run(uint64_t seed, uint64_t d0, int64_t n, uint32_t threshold,
                              uint8_t* keep) {
-  int64_t t = 0;
-  uint64_t d = d0;
-  for (; t < n && (d & 3) != 0; ++t, ++d) keep[t] = dropout_keep(philox_draw(seed, d), threshold);
-  const PhiloxKey key{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)};
-  for (; t + 4 <= n; t += 4, d += 4) {
-    const uint64_t block = d >> 2;
-    const PhiloxCounter r = philox4x32_10(
-        {static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32), 0u, 0u}, key);
-    for (int l = 0; l < 4; ++l) keep[t + l] = dropout_keep(r[l], threshold);
+  constexpr int64_t kChunk = 512;
+  uint32_t bits[kChunk];
+  for (int64_t t0 = 0; t0 < n; t0 += kChunk) {
+    const int64_t m = std::min(kChunk, n - t0);
+    philox_draws(seed, d0 + static_cast<uint64_t>(t0), m, bits);
+    for (int64_t t = 0; t < m; ++t) keep[t0 + t] = dropout_keep(bits[t], threshold);
   }
-  for (; t < n; ++t, ++d) keep[t] = dropout_keep(philox_draw(seed, d), threshold);
 }
 
 // 1 / (1 - p), or 0 when p = 1 (everything dropped), as the dropout op does.

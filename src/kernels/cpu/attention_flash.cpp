@@ -80,12 +80,13 @@ std::vector<double> query_block_work(const at::Visibility& vis, const AttentionA
 }
 
 std::vector<double> key_block_work(const at::Visibility& vis, const AttentionArgs& a) {
-  std::vector<double> work(static_cast<size_t>(ceil_div(a.Nk, a.block_c)), 0.0);
+  std::vector<double> work(static_cast<size_t>(ceil_div(a.Nk, a.bwd_block_c)), 0.0);
   for (size_t kb = 0; kb < work.size(); ++kb) {
-    const int64_t c0 = static_cast<int64_t>(kb) * a.block_c, c1 = std::min(a.Nk, c0 + a.block_c);
+    const int64_t c0 = static_cast<int64_t>(kb) * a.bwd_block_c,
+                  c1 = std::min(a.Nk, c0 + a.bwd_block_c);
     const auto [first, last] = vis.rows_seeing(c0, c1);
-    for (int64_t qb = first / a.block_r; first <= last && qb <= last / a.block_r; ++qb) {
-      const int64_t r0 = qb * a.block_r, r1 = std::min(a.Nq, r0 + a.block_r);
+    for (int64_t qb = first / a.bwd_block_r; first <= last && qb <= last / a.bwd_block_r; ++qb) {
+      const int64_t r0 = qb * a.bwd_block_r, r1 = std::min(a.Nq, r0 + a.bwd_block_r);
       if (vis.classify(r0, r1, c0, c1) != at::TileKind::empty) {
         work[kb] += static_cast<double>((r1 - r0) * (c1 - c0));
       }
@@ -220,7 +221,7 @@ void backward_impl(const AttentionArgs& a, const T* o, const acc_t<T>* lse, cons
   constexpr bool kWiden = !std::is_same_v<T, A>;
   constexpr A kNegInf = -std::numeric_limits<A>::infinity();
   const at::Visibility vis(a);
-  const int64_t Br = a.block_r, Bc = a.block_c, D = a.D, Nq = a.Nq, Nk = a.Nk;
+  const int64_t Br = a.bwd_block_r, Bc = a.bwd_block_c, D = a.D, Nq = a.Nq, Nk = a.Nk;
   const int64_t group = a.H / a.Hkv;
   const int64_t k_blocks = ceil_div(Nk, Bc);
   const int64_t tasks = a.B * a.Hkv * k_blocks;

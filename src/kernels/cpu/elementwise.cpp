@@ -100,13 +100,19 @@ void fill(const StridedView& dst, double value) {
 
 void unary(UnaryOp op, const StridedView& x, const StridedView& y) {
   check_same_shape(x, y, "unary");
-  if (op == UnaryOp::exp && x.dtype == DType::f32 && x.is_contiguous() && y.is_contiguous()) {
-    // The vectorised exp, in chunks so that both cores share the work.
+  if ((op == UnaryOp::exp || op == UnaryOp::gelu) && x.dtype == DType::f32 && x.is_contiguous() &&
+      y.is_contiguous()) {
+    // The vectorised float32 math, in chunks so that both cores share the work.
     const float* px = static_cast<const float*>(x.data);
     float* py = static_cast<float*>(y.data);
     const int64_t n = x.numel(), chunk = 1 << 14;
     parallel_for((n + chunk - 1) / chunk, n >= kParallelGrain, [&](int64_t c) {
-      exp_f32(px + c * chunk, py + c * chunk, std::min(chunk, n - c * chunk));
+      const int64_t m = std::min(chunk, n - c * chunk);
+      if (op == UnaryOp::exp) {
+        exp_f32(px + c * chunk, py + c * chunk, m);
+      } else {
+        gelu_f32(px + c * chunk, py + c * chunk, m);
+      }
     });
     return;
   }
@@ -136,6 +142,18 @@ void unary(UnaryOp op, const StridedView& x, const StridedView& y) {
 void unary_backward(UnaryOp op, const StridedView& gy, const StridedView& saved,
                     const StridedView& gx) {
   check_same_shape(gy, gx, "unary_backward");
+  if (op == UnaryOp::gelu && gy.dtype == DType::f32 && gy.is_contiguous() &&
+      saved.is_contiguous() && gx.is_contiguous()) {
+    const float* pg = static_cast<const float*>(gy.data);
+    const float* px = static_cast<const float*>(saved.data);
+    float* pd = static_cast<float*>(gx.data);
+    const int64_t n = gy.numel(), chunk = 1 << 14;
+    parallel_for((n + chunk - 1) / chunk, n >= kParallelGrain, [&](int64_t c) {
+      gelu_backward_f32(pg + c * chunk, px + c * chunk, pd + c * chunk,
+                        std::min(chunk, n - c * chunk));
+    });
+    return;
+  }
   dispatch_floating(gy.dtype, unary_op_name(op), [&]<class T>() {
     using A = acc_t<T>;
     // f(g, s): the gradient given upstream g and the saved operand s (x or y).

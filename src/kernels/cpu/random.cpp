@@ -3,10 +3,12 @@
 // thread count, so the numbers are the same on every run and every device.
 #include "kernels/cpu/random.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/rng.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/vector_math.h"
 
 namespace tilegrad::kernels::cpu {
 
@@ -22,10 +24,15 @@ void dropout(DType dt, const void* x, void* y, int64_t n, double p, uint64_t see
     T* py = static_cast<T*>(y);
     const A scale = p < 1.0 ? A(1.0 / (1.0 - p)) : A(0);
     const uint32_t threshold = dropout_keep_threshold(p);
-    parallel_for(n, n >= kGrain, [&](int64_t i) {
-      const bool keep =
-          dropout_keep(philox_draw(seed, offset + static_cast<uint64_t>(i)), threshold);
-      py[i] = keep ? T(A(px[i]) * scale) : T(A(0));
+    // Chunks of whole Philox blocks: each chunk draws its bits in one vectorised batch.
+    constexpr int64_t kChunk = 2048;
+    parallel_for((n + kChunk - 1) / kChunk, n >= kGrain, [&](int64_t c) {
+      const int64_t i0 = c * kChunk, m = std::min(kChunk, n - i0);
+      uint32_t bits[kChunk];
+      philox_draws(seed, offset + static_cast<uint64_t>(i0), m, bits);
+      for (int64_t j = 0; j < m; ++j) {
+        py[i0 + j] = dropout_keep(bits[j], threshold) ? T(A(px[i0 + j]) * scale) : T(A(0));
+      }
     });
   });
 }

@@ -3,6 +3,8 @@
 #include <cstring>
 #include <limits>
 
+#include "core/rng.h"
+
 namespace tilegrad::kernels::cpu {
 
 namespace {
@@ -40,7 +42,84 @@ inline float exp_one(float x) {
   return x != x ? x : y;  // NaN in, NaN out
 }
 
+constexpr float kGeluK = 0.7978845608028654f;  // sqrt(2 / pi)
+constexpr float kGeluA = 0.044715f;
+
+// 1 / (1 + exp(-2u)) = (1 + tanh u) / 2 for GELU's u(x). For x far below 0 the exp overflows to
+// inf and s is 0; far above, the exp is 0 and s is 1: the limits of tanh, without a branch.
+inline float gelu_s(float x) {
+  const float u = kGeluK * (x + kGeluA * x * x * x);
+  return 1.0f / (1.0f + exp_one(-2.0f * u));
+}
+
 }  // namespace
+
+__attribute__((target_clones("arch=x86-64-v3", "default"))) void gelu_f32(const float* x, float* y,
+                                                                          int64_t n) {
+#pragma GCC ivdep
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * gelu_s(x[i]);
+}
+
+__attribute__((target_clones("arch=x86-64-v3", "default"))) void gelu_backward_f32(const float* gy,
+                                                                                   const float* x,
+                                                                                   float* gx,
+                                                                                   int64_t n) {
+#pragma GCC ivdep
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i], s = gelu_s(v);
+    const float du = kGeluK * (1.0f + 3.0f * kGeluA * v * v);
+    gx[i] = gy[i] * (s + 2.0f * v * s * (1.0f - s) * du);
+  }
+}
+
+__attribute__((target_clones("arch=x86-64-v3", "default"))) void philox_draws(uint64_t seed,
+                                                                              uint64_t d0,
+                                                                              int64_t n,
+                                                                              uint32_t* out) {
+  int64_t i = 0;
+  uint64_t d = d0;
+  for (; i < n && (d & 3) != 0; ++i, ++d) out[i] = philox_draw(seed, d);  // to a block boundary
+  // Eight blocks (32 draws) at a time in structure-of-arrays form: each round is then the same
+  // 32x32->64 multiplies and xors on eight lanes, which the compiler turns into vector code.
+  constexpr int kLanes = 8;
+  constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
+  constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
+  for (; i + 4 * kLanes <= n; i += 4 * kLanes, d += 4 * kLanes) {
+    const uint64_t block0 = d >> 2;
+    uint32_t c0[kLanes], c1[kLanes], c2[kLanes], c3[kLanes];
+    for (int l = 0; l < kLanes; ++l) {
+      const uint64_t block = block0 + static_cast<uint64_t>(l);
+      c0[l] = static_cast<uint32_t>(block);
+      c1[l] = static_cast<uint32_t>(block >> 32);
+      c2[l] = 0;
+      c3[l] = 0;
+    }
+    uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+    for (int round = 0; round < 10; ++round) {
+      if (round > 0) {
+        k0 += kW0;
+        k1 += kW1;
+      }
+      for (int l = 0; l < kLanes; ++l) {
+        const uint64_t p0 = uint64_t{kM0} * c0[l];
+        const uint64_t p1 = uint64_t{kM1} * c2[l];
+        const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c1[l] ^ k0;
+        const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ c3[l] ^ k1;
+        c1[l] = static_cast<uint32_t>(p1);
+        c3[l] = static_cast<uint32_t>(p0);
+        c0[l] = n0;
+        c2[l] = n2;
+      }
+    }
+    for (int l = 0; l < kLanes; ++l) {
+      out[i + 4 * l] = c0[l];
+      out[i + 4 * l + 1] = c1[l];
+      out[i + 4 * l + 2] = c2[l];
+      out[i + 4 * l + 3] = c3[l];
+    }
+  }
+  for (; i < n; ++i, ++d) out[i] = philox_draw(seed, d);
+}
 
 __attribute__((target_clones("arch=x86-64-v3", "default"))) void exp_f32(const float* x, float* y,
                                                                          int64_t n) {

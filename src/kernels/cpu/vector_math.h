@@ -16,4 +16,17 @@ namespace tilegrad::kernels::cpu {
 // x and y may be the same array.
 void exp_f32(const float* x, float* y, int64_t n);
 
+// GELU with the tanh approximation (GPT-2's), y = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715
+// x³), computed as x / (1 + exp(-2u)) — the same function, with exp_f32 in place of libm's scalar
+// tanh. Relative error within a few ulp of float where the result is normal; x and y may alias.
+void gelu_f32(const float* x, float* y, int64_t n);
+
+// gx[i] = gy[i] · GELU'(x[i]) for the same GELU, with s = 1 / (1 + exp(-2u)) = (1 + tanh u) / 2:
+// GELU'(x) = s + 2 x s (1 - s) u'(x). gx may alias gy.
+void gelu_backward_f32(const float* gy, const float* x, float* gx, int64_t n);
+
+// out[i] = draw d0 + i of the Philox stream keyed by `seed` (core/rng.h's philox_draw), whole
+// Philox blocks at a time, eight blocks side by side so that the rounds vectorise.
+void philox_draws(uint64_t seed, uint64_t d0, int64_t n, uint32_t* out);
+
 }  // namespace tilegrad::kernels::cpu
