@@ -3,8 +3,9 @@
 # compute-sanitizer, PyTorch references on the issue's shapes), profile one forward and backward
 # with ncu, and time them against PyTorch's FlashAttention-2 and cuDNN backends. Logs and CSVs go
 # to $OUT (default out/flash); the last lines printed are the table.
-#   bench/device/flash.sh [--quick] [--no-ncu] [--fwd-only]
-#     --quick: no sanitizers, no profile; --no-ncu: no profile; --fwd-only: time forwards only
+#   bench/device/flash.sh [--quick] [--no-ncu] [--fwd-only] [--no-torch]
+#     --quick: no sanitizers, no profile; --no-ncu: no profile; --fwd-only: time forwards only;
+#     --no-torch: no PyTorch checks and timings (the options' timings, flash_features, still run)
 # Every GPU step runs under a timeout, so that a hung kernel costs minutes, not the whole call.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -12,12 +13,14 @@ OUT=${OUT:-out/flash}
 mkdir -p "$OUT"
 quick=0
 ncu_on=1
+torch_on=1
 bench_args=()
 for arg in "$@"; do
   case "$arg" in
     --quick) quick=1 ncu_on=0 ;;
     --no-ncu) ncu_on=0 ;;
     --fwd-only) bench_args+=(--fwd-only) ;;
+    --no-torch) torch_on=0 ;;
     *) echo "unknown option $arg" >&2; exit 2 ;;
   esac
 done
@@ -57,9 +60,9 @@ fi
 } >>"$OUT/build.log" 2>&1
 
 echo "== flash_test (float64 CPU reference)" | tee -a "$log"
-timeout 120 "$build/tilegrad_flash_test" >>"$log" 2>&1
+timeout 300 "$build/tilegrad_flash_test" >>"$log" 2>&1
 rc=$?
-grep -E "FAIL|passed|skipped|rejected" "$log"
+grep -E "FAIL|passed|skipped|rejected|dropped fraction|runs differing" "$log"
 [ $rc -ne 0 ] && { status=1; echo "flash_test failed (rc $rc)"; grep -B6 FAIL "$log" | head -40; }
 if [ $rc -eq 124 ]; then  # a hung kernel: the steps below would hang on it too
   echo "flash_test timed out; its last lines:"
@@ -106,6 +109,12 @@ if [ $ncu_on -eq 1 ]; then
   echo "ncu metrics rc $?"
 fi
 
+# The options against the defaults: deterministic backward, dropout, sliding window.
+echo "== options: deterministic backward, dropout, sliding window (flash_features)"
+timeout 240 "$build/tilegrad_flash_features" 2>&1 | tee "$OUT/features.log"
+[ "${PIPESTATUS[0]}" -ne 0 ] && status=1
+
+[ $torch_on -eq 0 ] && exit $status
 echo "== PyTorch comparison"
 PYTHONUNBUFFERED=1 timeout 480 python3 bench/device/flash_bench.py \
   --lib "$build/libtilegrad_flash_capi.so" --out "$OUT" "${bench_args[@]}" 2>&1 |

@@ -48,6 +48,17 @@ std::string flash_attention_check(const FlashFwdParams& p) {
   if (p.H % p.Hkv != 0) return "flash_attention: Hkv must divide H " + dims;
   if (p.D != 64 && p.D != 128) return "flash_attention: D must be 64 or 128 " + dims;
   if (p.B > 65535 || p.H > 65535) return "flash_attention: B and H must be <= 65535 " + dims;
+  // Band arithmetic (i + shift ± window) stays in int below this (flash_common.cuh, kNoLimit).
+  if (p.Nq > (1 << 28) || p.Nk > (1 << 28)) {
+    return "flash_attention: Nq and Nk must be <= 2^28 " + dims;
+  }
+  if (p.window_left < -1 || p.window_right < -1) {
+    return "flash_attention: window sides must be >= 0, or -1 for no limit (got " +
+           std::to_string(p.window_left) + ", " + std::to_string(p.window_right) + ")";
+  }
+  if (!(p.dropout_p >= 0.0 && p.dropout_p <= 1.0)) {
+    return "flash_attention: dropout_p must be in [0, 1] (got " + std::to_string(p.dropout_p) + ")";
+  }
   if (!(p.softmax_scale > 0.0f) || !std::isfinite(p.softmax_scale)) {
     return "flash_attention: softmax_scale must be positive and finite (got " +
            std::to_string(p.softmax_scale) + ")";
@@ -138,10 +149,19 @@ cudaError_t flash_attention_forward_ablation(const FlashFwdParams& p, int varian
   return flash::run_flash_fwd_sm80_variant(p, static_cast<flash::FwdVariant>(variant), stream);
 }
 
-// Workspace: dq_accum, float32 (B, H, Nq, D), then dsum, float32 (B, H, Nq); each 256-aligned.
+// Workspace: dq_accum, float32 (B, H, Nq, D), then dsum, float32 (B, H, Nq), then, when
+// deterministic, the ordering counters, int32 (B, H, ceil(Nq / 64)) (one per 64 query rows, the
+// smaller of the two kernels' query blocks); each 256-aligned.
+namespace {
+int64_t semaphore_count(const FlashBwdParams& p) {
+  return static_cast<int64_t>(p.fwd.B) * p.fwd.H * ((p.fwd.Nq + 63) / 64);
+}
+}  // namespace
+
 size_t flash_attention_backward_workspace_bytes(const FlashBwdParams& p) {
   const int64_t rows = static_cast<int64_t>(p.fwd.B) * p.fwd.H * p.fwd.Nq;
-  return static_cast<size_t>(align256(rows * p.fwd.D * 4) + align256(rows * 4));
+  const int64_t sems = p.deterministic ? align256(semaphore_count(p) * 4) : 0;
+  return static_cast<size_t>(align256(rows * p.fwd.D * 4) + align256(rows * 4) + sems);
 }
 
 cudaError_t flash_attention_backward_ablation(const FlashBwdParams& p, int variant,
@@ -150,23 +170,26 @@ cudaError_t flash_attention_backward_ablation(const FlashBwdParams& p, int varia
   if (!flash_attention_check(p).empty() || variant < 0 || variant > 4) return cudaErrorInvalidValue;
   const bool hopper_main = variant >= 3;
   if (hopper_main && !flash_sm90_device()) return cudaErrorInvalidValue;
+  if (p.deterministic && variant != 0 && variant != 3) return cudaErrorInvalidValue;
   const int64_t rows = static_cast<int64_t>(p.fwd.B) * p.fwd.H * p.fwd.Nq;
-  float* dq_accum = static_cast<float*>(p.workspace);
-  float* dsum =
-      reinterpret_cast<float*>(static_cast<char*>(p.workspace) + align256(rows * p.fwd.D * 4));
-  const int width = variant == 1 ? 1 : variant == 2 ? 2 : 4;
-  const bool bulk = variant != 4;
+  char* ws = static_cast<char*>(p.workspace);
+  float* dq_accum = reinterpret_cast<float*>(ws);
+  float* dsum = reinterpret_cast<float*>(ws + align256(rows * p.fwd.D * 4));
+  BwdOptions opt;
+  opt.atomic_width = variant == 1 ? 1 : variant == 2 ? 2 : 4;
+  opt.hopper_main = hopper_main;
+  opt.hopper_bulk_dq = variant != 4;
+  if (p.deterministic) {
+    opt.semaphores = reinterpret_cast<int*>(ws + align256(rows * p.fwd.D * 4) + align256(rows * 4));
+    opt.n_semaphores = semaphore_count(p);
+  }
   const bool bf16 = p.fwd.dtype == FlashDType::bf16;
   if (p.fwd.D == 64) {
-    return bf16 ? run_flash_bwd_sm80<__nv_bfloat16, 64>(p, dq_accum, dsum, stream, width,
-                                                        hopper_main, bulk)
-                : run_flash_bwd_sm80<__half, 64>(p, dq_accum, dsum, stream, width, hopper_main,
-                                                 bulk);
+    return bf16 ? run_flash_bwd_sm80<__nv_bfloat16, 64>(p, dq_accum, dsum, stream, opt)
+                : run_flash_bwd_sm80<__half, 64>(p, dq_accum, dsum, stream, opt);
   }
-  return bf16
-             ? run_flash_bwd_sm80<__nv_bfloat16, 128>(p, dq_accum, dsum, stream, width, hopper_main,
-                                                      bulk)
-             : run_flash_bwd_sm80<__half, 128>(p, dq_accum, dsum, stream, width, hopper_main, bulk);
+  return bf16 ? run_flash_bwd_sm80<__nv_bfloat16, 128>(p, dq_accum, dsum, stream, opt)
+              : run_flash_bwd_sm80<__half, 128>(p, dq_accum, dsum, stream, opt);
 }
 
 cudaError_t flash_attention_backward_with(const FlashBwdParams& p, FlashKernel kernel,

@@ -12,11 +12,20 @@
 // are in elements and the last dimension is contiguous. Both (B, N, H, D) and (B, H, N, D) tensors
 // fit, through their strides. lse, the logsumexp, is float32 (B, H, Nq), contiguous.
 //
-// Semantics: O = softmax(scale * Q Kᵀ + mask) V with float32 accumulation, lse = log Σ_j
-// exp(scale * q·k_j) in natural log over the visible keys. Causal masking is aligned to the
-// bottom-right corner: query i sees key j iff j <= i + Nk - Nq. A query that sees no key (causal
-// with Nq > Nk) gets O = 0 and lse = -inf (log 0), as in the CPU op, and no gradient. Query head h
-// reads key/value head h / (H / Hkv) (GQA; MQA when Hkv = 1).
+// Semantics: O = dropout(softmax(scale * Q Kᵀ + mask)) V with float32 accumulation, lse = log Σ_j
+// exp(scale * q·k_j) in natural log over the visible keys (the undropped scores). Masks are aligned
+// to the bottom-right corner, as in the CPU op (ops/attention.h): with shift = Nk - Nq, query i
+// sees key j iff i + shift - window_left <= j <= i + shift + right, where right = window_right, or
+// min(window_right, 0) when causal (0 when causal without a right window), and -1 means no limit
+// on that side. Key blocks that no query of a block sees are skipped. A query that sees no key
+// (possible when Nq > Nk) gets O = 0 and lse = -inf (log 0), as in the CPU op, and no gradient.
+// Query head h reads key/value head h / (H / Hkv) (GQA; MQA when Hkv = 1).
+//
+// Dropout (dropout_p > 0) uses the CPU op's counters, so that both draw the same mask: element
+// (b, h, i, j) of the probability matrix takes Philox4x32-10 draw number
+//   dropout_offset + ((b · H + h) · Nq + i) · Nk + j   of the stream dropout_seed (core/rng.h)
+// and is kept iff the draw's top 24 bits are >= ceil(dropout_p · 2^24); kept values are scaled by
+// 1 / (1 - dropout_p). The backward regenerates the mask from the same numbers.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -41,6 +50,11 @@ struct FlashFwdParams {
   int B = 0, H = 0, Hkv = 0, Nq = 0, Nk = 0, D = 0;
   float softmax_scale = 0.0f;  // usually 1 / sqrt(D)
   bool causal = false;
+  int window_left = -1;  // sliding window (see above); -1 = no limit on that side
+  int window_right = -1;
+  double dropout_p = 0.0;  // in [0, 1]; 0 = no dropout
+  uint64_t dropout_seed = 0;
+  uint64_t dropout_offset = 0;  // the draw number of element (0, 0, 0, 0)
 
   const void* q = nullptr;  // (B, Nq, H, D)
   const void* k = nullptr;  // (B, Nk, Hkv, D)
@@ -59,9 +73,17 @@ struct FlashBwdParams {
   void* dv = nullptr;          // (B, Nk, Hkv, D)
   FlashStrides dout_strides, dq_strides, dk_strides, dv_strides;
 
+  // Deterministic dq: the key blocks add their dQ contributions to the float32 accumulator one at
+  // a time, in decreasing key-block order, each waiting for the previous one on a per-(batch,
+  // head, query block) counter, with plain loads and stores on sm_80 and one ordered bulk
+  // reduction per block on sm_90; so every float sum runs in the same order and repeated runs give
+  // bitwise-identical dq (dk and dv always are). Slower: the key blocks of a query block wait for
+  // each other.
+  bool deterministic = false;
+
   // Scratch of flash_attention_backward_workspace_bytes(*this) bytes, 256-byte aligned, owned by
-  // the caller so that it is accounted like any other buffer: the float32 dQ accumulator and
-  // rowsum(dO ∘ O).
+  // the caller so that it is accounted like any other buffer: the float32 dQ accumulator,
+  // rowsum(dO ∘ O) and, when deterministic, the ordering counters.
   void* workspace = nullptr;
 };
 
@@ -107,9 +129,9 @@ cudaError_t flash_attention_backward_with(const FlashBwdParams& p, FlashKernel k
 
 size_t flash_attention_backward_workspace_bytes(const FlashBwdParams& p);
 
-// Writes dq, dk and dv (overwriting, not accumulating), with the automatic kernel choice. dq is
-// summed over key blocks with float32 atomics, so its last bits may differ between runs; dk and dv
-// are deterministic.
+// Writes dq, dk and dv (overwriting, not accumulating), with the automatic kernel choice. Unless
+// p.deterministic, dq is summed over key blocks with float32 atomics, so its last bits may differ
+// between runs; dk and dv are deterministic.
 cudaError_t flash_attention_backward(const FlashBwdParams& p, cudaStream_t stream);
 
 }  // namespace tilegrad::cuda

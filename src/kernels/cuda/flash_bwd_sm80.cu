@@ -13,7 +13,21 @@
 //      shared memory, where the warps, now split over (query rows, head-dim halves), compute
 //      dQ_block = dS K and add it to the float32 accumulator with atomics;
 //   3. dq = scale * dq_accum, converted to 16 bits.
-// The softmax scale is applied once to dK and dQ at the end instead of to every dS.
+// The softmax scale is applied once to dK and dQ at the end instead of to every dS. Only the query
+// blocks that see some key of the block (causal, sliding window) are visited.
+//
+// Dropout regenerates the forward's mask from the same Philox draws: with Z the mask and
+// s = 1 / (1 - p), dV += (Pᵀ ∘ Z s) dO and dSᵀ = Pᵀ ∘ (dPᵀ ∘ Z s - dsum), where dsum = rowsum(dO ∘
+// O) of the dropped output is still rowsum(P ∘ dP).
+//
+// Deterministic mode (semaphores != null): instead of atomics, a key block adds its dQ_block to
+// the accumulator with plain loads and stores once the query block's counter says that every
+// higher key block has added its own (flash_common.cuh, last_key_block), then advances the counter;
+// the grid is launched in decreasing key-block order so that the blocks waited for are already
+// running.
+//
+// Both options live in a second instantiation (kExtras), as run-time switches, so that their code
+// and registers cost the default kernel nothing; dropout off there is an all-ones mask.
 #include <cmath>
 #include <type_traits>
 
@@ -35,9 +49,10 @@ struct BwdConfig {
   static constexpr int kWarps = 8;
 };
 
-template <typename T, int D, int kBlockM, int kBlockN, int kWarps, int kAtomicWidth>
+template <typename T, int D, int kBlockM, int kBlockN, int kWarps, int kAtomicWidth, bool kExtras>
 __global__ void __launch_bounds__(kWarps * 32, 1)
-    flash_bwd_sm80_kernel(const FlashBwdParams p, float* dq_accum, const float* dsum) {
+    flash_bwd_sm80_kernel(const FlashBwdParams p, float* dq_accum, const float* dsum,
+                          int* semaphores) {
   using Mma = MmaOp<T>;
   constexpr int kThreads = kWarps * 32;
   constexpr int kS = kSmemStride<D>;
@@ -64,18 +79,23 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
   const int tid = threadIdx.x;
   const int warp = tid / 32, lane = tid % 32;
   const int g = lane / 4, t = lane % 4;
-  const int n_block = blockIdx.x, hkv = blockIdx.y, b = blockIdx.z;
+  const bool deterministic = kExtras && semaphores != nullptr;
+  const int n_block = deterministic ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
+  const int hkv = blockIdx.y, b = blockIdx.z;
   const int group = f.H / f.Hkv;
   const int n0 = n_block * kBlockN;
-  const int diag = f.Nk - f.Nq;  // query i sees key j iff j <= i + diag (causal)
+  const FlashBand band = flash_band(f);
 
-  const int n_mblocks = (f.Nq + kBlockM - 1) / kBlockM;
-  int m_begin = 0;
-  if (f.causal) {
-    const int first_q = n0 - diag;  // the first query that sees key n0
-    m_begin = first_q <= 0 ? 0 : min(n_mblocks, first_q / kBlockM);
+  // The query blocks whose rows see some key of this block: [m_begin, m_begin + n_m).
+  int m_begin = 0, n_m = 0;
+  {
+    const int first_q = max(0, n0 - band.hi);
+    const int last_q = min(f.Nq - 1, min(n0 + kBlockN, f.Nk) - 1 - band.lo);
+    if (first_q <= last_q) {
+      m_begin = first_q / kBlockM;
+      n_m = last_q / kBlockM + 1 - m_begin;
+    }
   }
-  const int n_m = n_mblocks - m_begin;
   const int total = group * n_m;  // (query head, query block) pairs, head-major
 
   const T* g_k = static_cast<const T*>(f.k) + b * f.k_strides.batch + hkv * f.k_strides.head;
@@ -115,6 +135,8 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
 
   const float scale_log2 = f.softmax_scale * kLog2e;
   const int key_row0 = warp * 16;  // this warp's keys within the block
+  [[maybe_unused]] const Dropout drop(f);
+  [[maybe_unused]] const bool dropout_on = f.dropout_p > 0.0;
   const int wm = warp % kRowGroups, wn = warp / kRowGroups;
   // Byte addresses of this lane's ldmatrix rows; the loops add constant offsets.
   constexpr int kE = sizeof(T);
@@ -169,11 +191,12 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
       }
     }
 
-    // Pᵀ from the forward's lse; masked entries (keys past Nk, queries past Nq, causal) are 0. A
-    // query that saw no key (lse = -inf) is masked from every key by the causal test, so its
+    // Pᵀ from the forward's lse; masked entries (keys past Nk, queries past Nq, outside the band)
+    // are 0. A query that saw no key (lse = -inf) is outside the band for every key, so its
     // exp2(+inf) is replaced too.
-    const bool need_mask =
-        n0 + kBlockN > f.Nk || m0 + kBlockM > f.Nq || (f.causal && n0 + key_row0 + 15 > m0 + diag);
+    const int k_first = n0 + key_row0, k_last = k_first + 15;
+    const bool need_mask = n0 + kBlockN > f.Nk || m0 + kBlockM > f.Nq || k_last > m0 + band.hi ||
+                           k_first < m0 + kBlockM - 1 + band.lo;
 #pragma unroll
     for (int nt = 0; nt < kNT; ++nt) {
 #pragma unroll
@@ -183,20 +206,48 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
         if (need_mask) {
           const int key = n0 + key_row0 + g + (e >> 1) * 8;
           const int q = m0 + q_local;
-          if (key >= f.Nk || q >= f.Nq || (f.causal && key > q + diag)) pv = 0.0f;
+          if (key >= f.Nk || q >= f.Nq || !band.visible(q, key)) pv = 0.0f;
         }
         r_s[nt][e] = pv;
       }
     }
+    // The dropout mask of this thread's elements: bit 4 nt + e. Consecutive queries of a key are
+    // Nk draws apart, so each element costs one Philox block.
+    [[maybe_unused]] uint32_t keep[(kNT * 4 + 31) / 32] = {};
+    if constexpr (kExtras) {
+      if (dropout_on) {
+        const uint64_t d0 = drop.draw(f, b * f.H + h, m0 + 2 * t, n0 + key_row0 + g);
+#pragma unroll
+        for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int bit = 4 * nt + e;
+            const uint64_t d = d0 + static_cast<uint64_t>(nt * 8 + (e & 1)) * f.Nk + (e >> 1) * 8;
+            if (drop.keep(d)) keep[bit / 32] |= 1u << (bit % 32);
+          }
+        }
+      } else {
+        for (uint32_t& w : keep) w = ~0u;  // no dropout: every element kept, scale 1
+      }
+    }
+    [[maybe_unused]] auto kept = [&](int bit) { return (keep[bit / 32] >> (bit % 32)) & 1u; };
+    // What dV reads: Pᵀ ∘ Z s under dropout.
+    auto p_dropped = [&](int nt, int e) {
+      if constexpr (kExtras) {
+        return kept(4 * nt + e) ? r_s[nt][e] * drop.scale : 0.0f;
+      } else {
+        return r_s[nt][e];
+      }
+    };
 
     // dV += Pᵀ dO (A = Pᵀ from registers, B = dO rows read transposed).
 #pragma unroll
     for (int kq = 0; kq < kBlockM / 16; ++kq) {
       uint32_t r_a[4];
-      r_a[0] = Mma::pack(r_s[2 * kq][0], r_s[2 * kq][1]);
-      r_a[1] = Mma::pack(r_s[2 * kq][2], r_s[2 * kq][3]);
-      r_a[2] = Mma::pack(r_s[2 * kq + 1][0], r_s[2 * kq + 1][1]);
-      r_a[3] = Mma::pack(r_s[2 * kq + 1][2], r_s[2 * kq + 1][3]);
+      r_a[0] = Mma::pack(p_dropped(2 * kq, 0), p_dropped(2 * kq, 1));
+      r_a[1] = Mma::pack(p_dropped(2 * kq, 2), p_dropped(2 * kq, 3));
+      r_a[2] = Mma::pack(p_dropped(2 * kq + 1, 0), p_dropped(2 * kq + 1, 1));
+      r_a[3] = Mma::pack(p_dropped(2 * kq + 1, 2), p_dropped(2 * kq + 1, 3));
 #pragma unroll
       for (int dp = 0; dp < D / 16; ++dp) {
         uint32_t r_b[4];
@@ -211,7 +262,9 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
     for (int nt = 0; nt < kNT; ++nt) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        r_dp[nt][e] = r_s[nt][e] * (r_dp[nt][e] - s_dsumt[nt * 8 + 2 * t + (e & 1)]);
+        float dp = r_dp[nt][e];
+        if constexpr (kExtras) dp = kept(4 * nt + e) ? dp * drop.scale : 0.0f;
+        r_dp[nt][e] = r_s[nt][e] * (dp - s_dsumt[nt * 8 + 2 * t + (e & 1)]);
       }
       T* s_row = s_ds + (key_row0 + g) * kDsStride + nt * 8 + 2 * t;
       *reinterpret_cast<uint32_t*>(s_row) = Mma::pack(r_dp[nt][0], r_dp[nt][1]);
@@ -261,6 +314,36 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
     // one row (row g for even t, g + 8 for odd t): half the reductions again, for two shuffles.
     float* g_dqa = dq_accum + (static_cast<int64_t>(b) * f.H + h) * f.Nq * D;
     const int col0 = wn * kDCols;
+    if (deterministic) {
+      // Alone on this query block's accumulator rows, in key-block order: plain read-add-write
+      // (L2, .cg), then the counter passes it to the next key block.
+      int* sem = semaphores + (static_cast<int64_t>(b) * f.H + h) * ((f.Nq + 63) / 64) + m0 / 64;
+      if (tid == 0) {
+        sem_wait(sem, last_key_block(band, m0, kBlockM, kBlockN, gridDim.x) - n_block);
+      }
+      __syncthreads();
+#pragma unroll
+      for (int nt = 0; nt < kQT; ++nt) {
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int row = m0 + wm * 16 + g + half * 8;
+          if (row < f.Nq) {
+            float2* at = reinterpret_cast<float2*>(g_dqa + static_cast<int64_t>(row) * D + col0 +
+                                                   nt * 8 + 2 * t);
+            float2 acc = __ldcg(at);
+            acc.x += r_dq[nt][2 * half];
+            acc.y += r_dq[nt][2 * half + 1];
+            __stcg(at, acc);
+          }
+        }
+      }
+      __threadfence();
+      __syncthreads();
+      if (tid == 0) {
+        sem_signal(sem, last_key_block(band, m0, kBlockM, kBlockN, gridDim.x) - n_block + 1);
+      }
+      continue;
+    }
 #pragma unroll
     for (int nt = 0; nt < kQT; ++nt) {
       if constexpr (kAtomicWidth == 4) {
@@ -380,20 +463,26 @@ __global__ void __launch_bounds__(256)
 
 template <typename T, int D>
 cudaError_t run_flash_bwd_sm80(const FlashBwdParams& p, float* dq_accum, float* dsum,
-                               cudaStream_t stream, int atomic_width, bool hopper_main,
-                               bool hopper_bulk_dq) {
+                               cudaStream_t stream, const BwdOptions& opt) {
   using Cfg = BwdConfig<D>;
-  if (hopper_main && atomic_width != 4) return cudaErrorInvalidValue;
+  const int atomic_width = opt.atomic_width;
+  if (opt.hopper_main && atomic_width != 4) return cudaErrorInvalidValue;
   const FlashFwdParams& f = p.fwd;
   const int64_t rows = static_cast<int64_t>(f.B) * f.H * f.Nq;
+  const bool dropout = f.dropout_p > 0.0;
 
-  auto kernel = flash_bwd_sm80_kernel<T, D, Cfg::kBlockM, Cfg::kBlockN, Cfg::kWarps, 4>;
+  // Dropout and the deterministic mode run in a separate instantiation (kExtras).
+  const bool extras = dropout || opt.semaphores != nullptr;
+  auto kernel =
+      extras ? flash_bwd_sm80_kernel<T, D, Cfg::kBlockM, Cfg::kBlockN, Cfg::kWarps, 4, true>
+             : flash_bwd_sm80_kernel<T, D, Cfg::kBlockM, Cfg::kBlockN, Cfg::kWarps, 4, false>;
   // The ablations exist for bf16 at D = 128 only, to keep the build short.
+  if (atomic_width != 4 && extras) return cudaErrorInvalidValue;
   if constexpr (std::is_same_v<T, __nv_bfloat16> && D == 128) {
     if (atomic_width == 2) {
-      kernel = flash_bwd_sm80_kernel<T, D, Cfg::kBlockM, Cfg::kBlockN, Cfg::kWarps, 2>;
+      kernel = flash_bwd_sm80_kernel<T, D, Cfg::kBlockM, Cfg::kBlockN, Cfg::kWarps, 2, false>;
     } else if (atomic_width == 1) {
-      kernel = flash_bwd_sm80_kernel<T, D, Cfg::kBlockM, Cfg::kBlockN, Cfg::kWarps, 1>;
+      kernel = flash_bwd_sm80_kernel<T, D, Cfg::kBlockM, Cfg::kBlockN, Cfg::kWarps, 1, false>;
     }
   } else if (atomic_width != 4) {
     return cudaErrorInvalidValue;
@@ -401,6 +490,10 @@ cudaError_t run_flash_bwd_sm80(const FlashBwdParams& p, float* dq_accum, float* 
 
   cudaError_t err = cudaMemsetAsync(dq_accum, 0, rows * D * sizeof(float), stream);
   if (err != cudaSuccess) return err;
+  if (opt.semaphores != nullptr) {
+    err = cudaMemsetAsync(opt.semaphores, 0, opt.n_semaphores * sizeof(int), stream);
+    if (err != cudaSuccess) return err;
+  }
 
   constexpr int kRowsPerDsumBlock = 128 / (D / 8);
   flash_bwd_dsum_kernel<T, D>
@@ -409,8 +502,9 @@ cudaError_t run_flash_bwd_sm80(const FlashBwdParams& p, float* dq_accum, float* 
   err = cudaGetLastError();
   if (err != cudaSuccess) return err;
 
-  if (hopper_main) {
-    err = run_flash_bwd_sm90_main<T, D>(p, dq_accum, dsum, stream, hopper_bulk_dq);
+  if (opt.hopper_main) {
+    err = run_flash_bwd_sm90_main<T, D>(p, dq_accum, dsum, opt.semaphores, stream,
+                                        opt.hopper_bulk_dq);
     if (err != cudaSuccess) return err;
   } else {
     constexpr int kS = kSmemStride<D>;
@@ -421,7 +515,7 @@ cudaError_t run_flash_bwd_sm80(const FlashBwdParams& p, float* dq_accum, float* 
     err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (err != cudaSuccess) return err;
     const dim3 grid((f.Nk + Cfg::kBlockN - 1) / Cfg::kBlockN, f.Hkv, f.B);
-    kernel<<<grid, Cfg::kWarps * 32, smem, stream>>>(p, dq_accum, dsum);
+    kernel<<<grid, Cfg::kWarps * 32, smem, stream>>>(p, dq_accum, dsum, opt.semaphores);
     err = cudaGetLastError();
     if (err != cudaSuccess) return err;
   }
@@ -433,12 +527,12 @@ cudaError_t run_flash_bwd_sm80(const FlashBwdParams& p, float* dq_accum, float* 
 }
 
 template cudaError_t run_flash_bwd_sm80<__nv_bfloat16, 64>(const FlashBwdParams&, float*, float*,
-                                                           cudaStream_t, int, bool, bool);
+                                                           cudaStream_t, const BwdOptions&);
 template cudaError_t run_flash_bwd_sm80<__nv_bfloat16, 128>(const FlashBwdParams&, float*, float*,
-                                                            cudaStream_t, int, bool, bool);
+                                                            cudaStream_t, const BwdOptions&);
 template cudaError_t run_flash_bwd_sm80<__half, 64>(const FlashBwdParams&, float*, float*,
-                                                    cudaStream_t, int, bool, bool);
+                                                    cudaStream_t, const BwdOptions&);
 template cudaError_t run_flash_bwd_sm80<__half, 128>(const FlashBwdParams&, float*, float*,
-                                                     cudaStream_t, int, bool, bool);
+                                                     cudaStream_t, const BwdOptions&);
 
 }  // namespace tilegrad::cuda::flash

@@ -18,6 +18,11 @@
 // visible to the tensor cores. Why not ldmatrix: the sm_80 backward reads every Q and dO tile once
 // per warp through ldmatrix and is limited by those shared-memory reads; wgmma reads each operand
 // tile once per warpgroup.
+//
+// Windows, dropout and the deterministic mode as in flash_bwd_sm80.cu, in the kExtras instantiation
+// only; deterministic,
+// thread 0 issues a block's bulk dQ reduction only when the query block's counter says that every
+// higher key block's reduction has completed, and advances the counter once its own has.
 #include <cmath>
 #include <type_traits>
 
@@ -106,9 +111,10 @@ __device__ __forceinline__ void load_tile_sw128(uint32_t s_tile, const T* g_base
 // kBulkDq: dQ_block goes to shared memory and one thread adds it to the accumulator with one bulk
 // reduction (cp.reduce.async.bulk) per block, issued at the next block's first barrier; otherwise
 // every thread adds its fragments with red.v4 (the sm_80 kernel's way, kept as an ablation).
-template <typename T, int D, bool kBulkDq>
+template <typename T, int D, bool kBulkDq, bool kExtras>
 __global__ void __launch_bounds__(kBwdThreads, 1)
-    flash_bwd_sm90_kernel(const FlashBwdParams p, float* dq_accum, const float* dsum) {
+    flash_bwd_sm90_kernel(const FlashBwdParams p, float* dq_accum, const float* dsum,
+                          int* semaphores) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   static_assert(D == 64 || D == 128, "D = 64 or 128");
   using Mma = MmaOp<T>;
@@ -138,18 +144,24 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
   const int warp = tid / 32, lane = tid % 32;
   const int wg = warp / 4, wi = warp % 4;
   const int g = lane / 4, t = lane % 4;
-  const int n_block = blockIdx.x, hkv = blockIdx.y, b = blockIdx.z;
+  const bool deterministic = kExtras && kBulkDq && semaphores != nullptr;
+  const int n_block = deterministic ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
+  const int hkv = blockIdx.y, b = blockIdx.z;
   const int group = f.H / f.Hkv;
   const int n0 = n_block * kBlockN;
-  const int diag = f.Nk - f.Nq;
+  const FlashBand band = flash_band(f);
+  [[maybe_unused]] const int diag = f.Nk - f.Nq;
 
-  const int n_mblocks = (f.Nq + kBlockM - 1) / kBlockM;
-  int m_begin = 0;
-  if (f.causal) {
-    const int first_q = n0 - diag;
-    m_begin = first_q <= 0 ? 0 : min(n_mblocks, first_q / kBlockM);
+  // The query blocks whose rows see some key of this block: [m_begin, m_begin + n_m).
+  int m_begin = 0, n_m = 0;
+  {
+    const int first_q = max(0, n0 - band.hi);
+    const int last_q = min(f.Nq - 1, min(n0 + kBlockN, f.Nk) - 1 - band.lo);
+    if (first_q <= last_q) {
+      m_begin = first_q / kBlockM;
+      n_m = last_q / kBlockM + 1 - m_begin;
+    }
   }
-  const int n_m = n_mblocks - m_begin;
   const int total = group * n_m;
 
   const T* g_k = static_cast<const T*>(f.k) + b * f.k_strides.batch + hkv * f.k_strides.head;
@@ -184,6 +196,8 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
 
   const float scale_log2 = f.softmax_scale * kLog2e;
   const int key_row0 = warp * 16;
+  [[maybe_unused]] const Dropout drop(f);
+  [[maybe_unused]] const bool dropout_on = f.dropout_p > 0.0;
   // Descriptors. K-major (Sᵀ, dPᵀ): this warpgroup's 64 K/V rows, a Q/dO stage; a k16 step of D
   // moves 32 bytes inside a chunk, then to the next chunk. MN-major (dV, dK, dQ): a k16 step moves
   // 16 rows (2048 bytes); LBO is the distance between 64-column chunks.
@@ -213,17 +227,33 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     }
   };
 
-  // The bulk reduction of the previous block's dQ (kBulkDq): destination and bytes, thread 0.
+  // The bulk reduction of the previous block's dQ (kBulkDq): destination and bytes, thread 0; when
+  // deterministic, the block's counter and the value at which it is this key block's turn.
   float* g_dq_pending = nullptr;
   uint32_t dq_pending_bytes = 0;
+  int* sem_pending = nullptr;
+  int sem_turn = 0;
   auto issue_dq_reduction = [&]() {
     if (tid == 0 && g_dq_pending != nullptr) {
+      if (deterministic) {
+        sem_wait(sem_pending, sem_turn);
+        // The previous key block's reduction (async proxy) is ordered before this one.
+        asm volatile("fence.proxy.async.global;\n" ::: "memory");
+      }
       asm volatile(
           "cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(
               g_dq_pending),
           "r"(smem_addr(s_dq)), "r"(dq_pending_bytes)
           : "memory");
       asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+    }
+  };
+  // Deterministic: once this key block's reduction has completed, pass the turn on.
+  auto finish_dq_reduction = [&]() {
+    if (tid == 0 && g_dq_pending != nullptr) {
+      asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+      asm volatile("fence.proxy.async.global;\n" ::: "memory");
+      sem_signal(sem_pending, sem_turn + 1);
     }
   };
 
@@ -265,8 +295,12 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     fence_regs(r_s);
 
     // Pᵀ, masked as on sm_80 (r_s[4 nt + e] is key g + 8 (e / 2), query 8 nt + 2 t + e % 2).
-    const bool need_mask =
-        n0 + kBlockN > f.Nk || m0 + kBlockM > f.Nq || (f.causal && n0 + key_row0 + 15 > m0 + diag);
+    // The default instantiation has no window (the launcher sends windows to kExtras) and keeps
+    // the causal-only test: the general one cost it 8% at D = 128 (docs/KERNELS.md).
+    const int k_first = n0 + key_row0, k_last = k_first + 15;
+    const bool need_mask = n0 + kBlockN > f.Nk || m0 + kBlockM > f.Nq ||
+                           (kExtras ? k_last > m0 + band.hi || k_first < m0 + kBlockM - 1 + band.lo
+                                    : f.causal && k_last > m0 + diag);
 #pragma unroll
     for (int nt = 0; nt < kNT; ++nt) {
 #pragma unroll
@@ -276,19 +310,46 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
         if (need_mask) {
           const int key = n0 + key_row0 + g + (e >> 1) * 8;
           const int q = m0 + q_local;
-          if (key >= f.Nk || q >= f.Nq || (f.causal && key > q + diag)) pv = 0.0f;
+          const bool hidden = kExtras ? !band.visible(q, key) : f.causal && key > q + diag;
+          if (key >= f.Nk || q >= f.Nq || hidden) pv = 0.0f;
         }
         r_s[4 * nt + e] = pv;
       }
     }
+    // The dropout mask of this thread's elements, bit 4 nt + e (one Philox block per element:
+    // consecutive queries of a key are Nk draws apart).
+    [[maybe_unused]] uint32_t keep[(kNT * 4 + 31) / 32] = {};
+    if constexpr (kExtras) {
+      if (dropout_on) {
+        const uint64_t d0 = drop.draw(f, b * f.H + h, m0 + 2 * t, n0 + key_row0 + g);
+#pragma unroll
+        for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int bit = 4 * nt + e;
+            const uint64_t d = d0 + static_cast<uint64_t>(nt * 8 + (e & 1)) * f.Nk + (e >> 1) * 8;
+            if (drop.keep(d)) keep[bit / 32] |= 1u << (bit % 32);
+          }
+        }
+      } else {
+        for (uint32_t& w : keep) w = ~0u;  // no dropout: every element kept, scale 1
+      }
+    }
+    [[maybe_unused]] auto kept = [&](int bit) { return (keep[bit / 32] >> (bit % 32)) & 1u; };
 
-    // dV += Pᵀ dO, issued now and overlapped with dS below.
+    // dV += Pᵀ dO (Pᵀ ∘ Z s under dropout), issued now and overlapped with dS below.
     uint32_t r_p[kBlockM / 16][4];
 #pragma unroll
     for (int kq = 0; kq < kBlockM / 16; ++kq) {
 #pragma unroll
-      for (int j = 0; j < 4; ++j)
-        r_p[kq][j] = Mma::pack(r_s[8 * kq + 2 * j], r_s[8 * kq + 2 * j + 1]);
+      for (int j = 0; j < 4; ++j) {
+        float p0 = r_s[8 * kq + 2 * j], p1 = r_s[8 * kq + 2 * j + 1];
+        if constexpr (kExtras) {
+          p0 = kept(8 * kq + 2 * j) ? p0 * drop.scale : 0.0f;
+          p1 = kept(8 * kq + 2 * j + 1) ? p1 * drop.scale : 0.0f;
+        }
+        r_p[kq][j] = Mma::pack(p0, p1);
+      }
     }
     fence_regs(r_dv);
     fence_regs(r_p);
@@ -307,7 +368,9 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     for (int nt = 0; nt < kNT; ++nt) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        r_dp[4 * nt + e] = r_s[4 * nt + e] * (r_dp[4 * nt + e] - s_dsumt[nt * 8 + 2 * t + (e & 1)]);
+        float dp = r_dp[4 * nt + e];
+        if constexpr (kExtras) dp = kept(4 * nt + e) ? dp * drop.scale : 0.0f;
+        r_dp[4 * nt + e] = r_s[4 * nt + e] * (dp - s_dsumt[nt * 8 + 2 * t + (e & 1)]);
       }
       const uint32_t lo = Mma::pack(r_dp[4 * nt], r_dp[4 * nt + 1]);
       const uint32_t hi = Mma::pack(r_dp[4 * nt + 2], r_dp[4 * nt + 3]);
@@ -334,7 +397,11 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     // overwrites only after the next iteration's barrier, when every wait below has returned.
     if constexpr (kBulkDq) {
       // s_dq is written after this barrier: the reduction must have read it by then.
-      if (tid == 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+      if (deterministic) {
+        finish_dq_reduction();
+      } else if (tid == 0) {
+        asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+      }
     }
     fence_proxy_async();
     __syncthreads();  // dSᵀ complete in shared memory
@@ -373,6 +440,11 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
       fence_proxy_async();  // the next barrier then orders these writes before the bulk read
       g_dq_pending = g_dqa + static_cast<int64_t>(m0) * D;
       dq_pending_bytes = static_cast<uint32_t>(min(kBlockM, f.Nq - m0) * D * sizeof(float));
+      if (deterministic) {
+        sem_pending =
+            semaphores + (static_cast<int64_t>(b) * f.H + h) * ((f.Nq + 63) / 64) + m0 / 64;
+        sem_turn = last_key_block(band, m0, kBlockM, kBlockN, gridDim.x) - n_block;
+      }
     } else {
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
@@ -394,7 +466,11 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
   if constexpr (kBulkDq) {
     __syncthreads();  // the last block's s_dq is complete
     issue_dq_reduction();
-    if (tid == 0) asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+    if (deterministic) {
+      finish_dq_reduction();
+    } else if (tid == 0) {
+      asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+    }
   }
 
   T* g_dk = static_cast<T*>(p.dk) + b * p.dk_strides.batch + hkv * p.dk_strides.head;
@@ -419,6 +495,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
   (void)p;
   (void)dq_accum;
   (void)dsum;
+  (void)semaphores;
 #endif
 }
 
@@ -426,12 +503,19 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
 
 template <typename T, int D>
 cudaError_t run_flash_bwd_sm90_main(const FlashBwdParams& p, float* dq_accum, const float* dsum,
-                                    cudaStream_t stream, bool bulk_dq) {
+                                    int* semaphores, cudaStream_t stream, bool bulk_dq) {
   const FlashFwdParams& f = p.fwd;
-  auto kernel = flash_bwd_sm90_kernel<T, D, true>;
-  // The per-thread reductions are kept for bf16, D = 128 only, to keep the build short.
+  // Windows, dropout and the deterministic mode run in a separate instantiation (kExtras), so that
+  // their code and registers cost the default kernel nothing.
+  const bool extras =
+      f.dropout_p > 0.0 || semaphores != nullptr || f.window_left >= 0 || f.window_right >= 0;
+  auto kernel =
+      extras ? flash_bwd_sm90_kernel<T, D, true, true> : flash_bwd_sm90_kernel<T, D, true, false>;
+  // The per-thread reductions are kept for bf16, D = 128 only, to keep the build short; they have
+  // neither dropout nor a deterministic mode.
+  if (!bulk_dq && extras) return cudaErrorInvalidValue;
   if constexpr (std::is_same_v<T, __nv_bfloat16> && D == 128) {
-    if (!bulk_dq) kernel = flash_bwd_sm90_kernel<T, D, false>;
+    if (!bulk_dq) kernel = flash_bwd_sm90_kernel<T, D, false, false>;
   } else if (!bulk_dq) {
     return cudaErrorInvalidValue;
   }
@@ -445,17 +529,19 @@ cudaError_t run_flash_bwd_sm90_main(const FlashBwdParams& p, float* dq_accum, co
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
   const dim3 grid((f.Nk + kBwdBlockN - 1) / kBwdBlockN, f.Hkv, f.B);
-  kernel<<<grid, kBwdThreads, smem, stream>>>(p, dq_accum, dsum);
+  kernel<<<grid, kBwdThreads, smem, stream>>>(p, dq_accum, dsum, semaphores);
   return cudaGetLastError();
 }
 
 template cudaError_t run_flash_bwd_sm90_main<__nv_bfloat16, 128>(const FlashBwdParams&, float*,
-                                                                 const float*, cudaStream_t, bool);
+                                                                 const float*, int*, cudaStream_t,
+                                                                 bool);
 template cudaError_t run_flash_bwd_sm90_main<__half, 128>(const FlashBwdParams&, float*,
-                                                          const float*, cudaStream_t, bool);
+                                                          const float*, int*, cudaStream_t, bool);
 template cudaError_t run_flash_bwd_sm90_main<__nv_bfloat16, 64>(const FlashBwdParams&, float*,
-                                                                const float*, cudaStream_t, bool);
+                                                                const float*, int*, cudaStream_t,
+                                                                bool);
 template cudaError_t run_flash_bwd_sm90_main<__half, 64>(const FlashBwdParams&, float*,
-                                                         const float*, cudaStream_t, bool);
+                                                         const float*, int*, cudaStream_t, bool);
 
 }  // namespace tilegrad::cuda::flash

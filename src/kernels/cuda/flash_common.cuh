@@ -16,7 +16,119 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/flash_api.h"
+
 namespace tilegrad::cuda::flash {
+
+// ---- masks: the band of visible keys (flash_api.h)
+
+// Stands for "no limit" on a side of the band: far past any index, yet i + shift ± kNoLimit stays
+// inside int for any N the kernels accept (flash_attention_check bounds Nq and Nk by 2^28).
+inline constexpr int kNoLimit = 1 << 29;
+
+// Query i sees key j < Nk iff i + lo <= j <= i + hi, with lo = shift - left and hi = shift + right
+// (shift = Nk - Nq); causal is the band with right = 0. Two offsets, so that the band costs the
+// kernels' hot loops two registers. The kernels test whole blocks against its edges and single
+// elements only in blocks that straddle an edge.
+struct FlashBand {
+  int lo, hi;
+  __host__ __device__ bool visible(int i, int j) const { return j <= i + hi && j >= i + lo; }
+};
+__host__ __device__ inline FlashBand flash_band(const FlashFwdParams& p) {
+  int right = p.window_right >= 0 && p.window_right < kNoLimit ? p.window_right : kNoLimit;
+  if (p.causal && right > 0) right = 0;
+  const int left = p.window_left >= 0 && p.window_left < kNoLimit ? p.window_left : kNoLimit;
+  const int shift = p.Nk - p.Nq;
+  return {shift - left, shift + right};
+}
+
+// ---- dropout: Philox4x32-10 exactly as core/rng.h computes it on the CPU
+
+// The four 32-bit outputs of Philox4x32-10 for counter (c0, c1, 0, 0) and key (k0, k1).
+__device__ __forceinline__ uint4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t k0, uint32_t k1) {
+  constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
+  constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
+  uint32_t c2 = 0, c3 = 0;
+#pragma unroll
+  for (int round = 0; round < 10; ++round) {
+    if (round > 0) {
+      k0 += kW0;
+      k1 += kW1;
+    }
+    const uint32_t hi0 = __umulhi(kM0, c0), lo0 = kM0 * c0;
+    const uint32_t hi1 = __umulhi(kM1, c2), lo1 = kM1 * c2;
+    const uint32_t n0 = hi1 ^ c1 ^ k0, n2 = hi0 ^ c3 ^ k1;
+    c0 = n0;
+    c1 = lo1;
+    c2 = n2;
+    c3 = lo0;
+  }
+  return make_uint4(c0, c1, c2, c3);
+}
+
+__device__ __forceinline__ uint4 philox_block(uint64_t seed, uint64_t block) {
+  return philox4x32_10(static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
+                       static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
+}
+
+__device__ __forceinline__ uint32_t uint4_at(const uint4& r, uint32_t i) {
+  return i == 0 ? r.x : i == 1 ? r.y : i == 2 ? r.z : r.w;
+}
+
+// The dropout parameters of one call: the keep threshold on a draw's top 24 bits and the scale of
+// kept values, computed as core/rng.h's dropout_keep_threshold and dropout_scale do.
+struct Dropout {
+  uint64_t seed, offset;
+  uint32_t threshold;
+  float scale;
+  __device__ explicit Dropout(const FlashFwdParams& p)
+      : seed(p.dropout_seed),
+        offset(p.dropout_offset),
+        threshold(static_cast<uint32_t>(ceil(p.dropout_p * 16777216.0))),
+        scale(p.dropout_p < 1.0 ? static_cast<float>(1.0 / (1.0 - p.dropout_p)) : 0.0f) {}
+  // Whether draw d is kept.
+  __device__ __forceinline__ bool keep(uint64_t d) const {
+    return (uint4_at(philox_block(seed, d >> 2), static_cast<uint32_t>(d) & 3) >> 8) >= threshold;
+  }
+  // Whether draws d and d + 1 are kept (bits 0 and 1): one Philox block unless the pair straddles
+  // two.
+  __device__ __forceinline__ uint32_t keep2(uint64_t d) const {
+    const uint32_t lane = static_cast<uint32_t>(d) & 3;
+    const uint4 r = philox_block(seed, d >> 2);
+    const uint32_t x0 = uint4_at(r, lane);
+    const uint32_t x1 = lane == 3 ? philox_block(seed, (d >> 2) + 1).x : uint4_at(r, lane + 1);
+    return ((x0 >> 8) >= threshold ? 1u : 0u) | ((x1 >> 8) >= threshold ? 2u : 0u);
+  }
+  // The draw number of element (bh = b · H + h, i, j).
+  __device__ __forceinline__ uint64_t draw(const FlashFwdParams& p, int bh, int i, int j) const {
+    return offset + (static_cast<uint64_t>(bh) * p.Nq + i) * p.Nk + j;
+  }
+};
+
+// ---- the deterministic backward's ordering counters (global memory, one int per query block)
+
+// Spins until *sem == value; the acquire orders this thread's later accesses after the previous
+// key block's writes to the accumulator.
+__device__ __forceinline__ void sem_wait(const int* sem, int value) {
+  int v;
+  do {
+    asm volatile("ld.acquire.gpu.global.s32 %0, [%1];\n" : "=r"(v) : "l"(sem) : "memory");
+  } while (v != value);
+}
+// Publishes value; the release orders this CTA's earlier writes to the accumulator before it.
+__device__ __forceinline__ void sem_signal(int* sem, int value) {
+  asm volatile("st.release.gpu.global.s32 [%0], %1;\n" ::"l"(sem), "r"(value) : "memory");
+}
+// The deterministic order: key blocks add their part of query block m (rows m0 .. m0 + block_m -
+// 1) from the highest key block that any of those rows sees down to the lowest, so key block n
+// goes when the counter reads last_key_block(m) - n. Both backward kernels walk the query blocks in
+// increasing order and launch the key blocks in decreasing order, so a key block only ever waits
+// for blocks that started before it.
+__device__ __forceinline__ int last_key_block(const FlashBand& band, int m0, int block_m,
+                                              int block_n, int n_blocks) {
+  const int hi = m0 + block_m - 1 + band.hi;  // the last key the block's rows see
+  return hi < 0 ? -1 : min(n_blocks - 1, hi / block_n);
+}
 
 template <typename T>
 struct MmaOp;

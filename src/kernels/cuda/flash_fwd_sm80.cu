@@ -9,7 +9,10 @@
 //   O = O * exp2(m_old - m_new) + P V (P converted to 16 bits in registers, V through
 //   ldmatrix.trans)
 // while cp.async fetches the next key block into the other of two shared-memory stages. O is
-// normalised once at the end; lse = (m * scale * log2 e + log2 l) * ln 2.
+// normalised once at the end; lse = (m * scale * log2 e + log2 l) * ln 2. Only the key blocks that
+// some row of the block sees (causal, sliding window) are visited. Dropout (kDropout) zeroes the
+// dropped probabilities after they entered the row sum (lse is that of the undropped scores) and
+// before P V; the 1 / (1 - p) goes into the final normalisation.
 #include <cmath>
 
 #include "kernels/cuda/flash_common.cuh"
@@ -43,7 +46,8 @@ constexpr FwdShape fwd_shape(FwdVariant v) {
   return {128, 64, 4, 2, 8};
 }
 
-template <typename T, int D, int kBlockM, int kBlockN, int kWarps, int kStages, int kPad>
+template <typename T, int D, int kBlockM, int kBlockN, int kWarps, int kStages, int kPad,
+          bool kDropout>
 __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm80_kernel(const FlashFwdParams p) {
   using Mma = MmaOp<T>;
   constexpr int kThreads = kWarps * 32;
@@ -69,21 +73,27 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm80_kernel(const Flash
   const int h = blockIdx.y, b = blockIdx.z;
   const int hkv = h / (p.H / p.Hkv);
   const int m0 = m_block * kBlockM;
-  const int diag = p.Nk - p.Nq;  // query i sees key j iff j <= i + diag (causal)
+  const FlashBand band = flash_band(p);
 
   const T* g_q = static_cast<const T*>(p.q) + b * p.q_strides.batch + h * p.q_strides.head;
   const T* g_k = static_cast<const T*>(p.k) + b * p.k_strides.batch + hkv * p.k_strides.head;
   const T* g_v = static_cast<const T*>(p.v) + b * p.v_strides.batch + hkv * p.v_strides.head;
   T* g_o = static_cast<T*>(p.o) + b * p.o_strides.batch + h * p.o_strides.head;
 
-  int n_end = (p.Nk + kBlockN - 1) / kBlockN;
-  if (p.causal) {
-    const int last_key = m0 + kBlockM - 1 + diag;  // the last key this block's last row sees
-    n_end = last_key < 0 ? 0 : min(n_end, last_key / kBlockN + 1);
+  // The key blocks that the block's rows see: [n_first, n_first + n_iter).
+  int n_first = 0, n_iter = 0;
+  {
+    const int first_key = max(0, m0 + band.lo);
+    const int last_key = min(p.Nk - 1, min(m0 + kBlockM, p.Nq) - 1 + band.hi);
+    if (first_key <= last_key) {
+      n_first = first_key / kBlockN;
+      n_iter = last_key / kBlockN + 1 - n_first;
+    }
   }
+  const int n_end = n_first + n_iter;
 
   load_tile_async<kBlockM, D, kS, kThreads>(s_q, g_q, p.q_strides.row, m0, p.Nq, tid);
-  if (n_end > 0) {
+  if (n_iter > 0) {
     const int n0 = (n_end - 1) * kBlockN;
     load_tile_async<kBlockN, D, kS, kThreads>(s_k, g_k, p.k_strides.row, n0, p.Nk, tid);
     load_tile_async<kBlockN, D, kS, kThreads>(s_v, g_v, p.v_strides.row, n0, p.Nk, tid);
@@ -104,18 +114,20 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm80_kernel(const Flash
   }
   const float scale_log2 = p.softmax_scale * kLog2e;
   const int warp_row0 = warp * kMT * 16;  // first of this warp's rows within the block
+  const Dropout drop(p);
+  [[maybe_unused]] const int bh = b * p.H + h;
   // Byte addresses of this lane's ldmatrix rows; the loops add constant offsets.
   constexpr int kE = sizeof(T);
   const uint32_t s_q_lane = smem_addr(s_q) + (warp_row0 * kS + a_operand_offset<kS>(lane)) * kE;
   const uint32_t s_k_lane = smem_addr(s_k) + b_operand_offset<kS>(lane) * kE;
   const uint32_t s_v_lane = smem_addr(s_v) + b_trans_offset<kS>(lane) * kE;
 
-  for (int it = 0; it < n_end; ++it) {
+  for (int it = 0; it < n_iter; ++it) {
     const int n_block = n_end - 1 - it;
     const int stage = kStages == 2 ? it & 1 : 0;
     if constexpr (kStages == 2) {
       // Fetch the next key block into the other stage while this one is computed on.
-      if (it + 1 < n_end) {
+      if (it + 1 < n_iter) {
         const int n0_next = (n_block - 1) * kBlockN;
         const int next = stage ^ 1;
         load_tile_async<kBlockN, D, kS, kThreads>(s_k + next * kBlockN * kS, g_k, p.k_strides.row,
@@ -161,11 +173,12 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm80_kernel(const Flash
       }
     }
 
-    // Mask keys past Nk and, when causal, keys right of the diagonal. Only blocks that straddle
-    // either boundary pay for the test.
+    // Mask keys past Nk and outside the band. Only blocks that straddle an edge for some row of
+    // the warp pay for the test.
     const int n0 = n_block * kBlockN;
+    const int w_first = m0 + warp_row0, w_last = w_first + kMT * 16 - 1;
     const bool need_mask =
-        n0 + kBlockN > p.Nk || (p.causal && n0 + kBlockN - 1 > m0 + warp_row0 + diag);
+        n0 + kBlockN > p.Nk || n0 + kBlockN - 1 > w_first + band.hi || n0 < w_last + band.lo;
     if (need_mask) {
 #pragma unroll
       for (int mt = 0; mt < kMT; ++mt) {
@@ -175,7 +188,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm80_kernel(const Flash
           for (int e = 0; e < 4; ++e) {
             const int row = m0 + warp_row0 + mt * 16 + g + (e >> 1) * 8;
             const int col = n0 + nt * 8 + 2 * t + (e & 1);
-            if (col >= p.Nk || (p.causal && col > row + diag)) r_s[mt][nt][e] = -INFINITY;
+            if (col >= p.Nk || !band.visible(row, col)) r_s[mt][nt][e] = -INFINITY;
           }
         }
       }
@@ -214,6 +227,17 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm80_kernel(const Flash
           r_o[mt][dt][2 * half] *= corr;
           r_o[mt][dt][2 * half + 1] *= corr;
         }
+        if constexpr (kDropout) {
+          // After the row sum: the dropped probabilities count in l (and lse), not in P V.
+          const int row = m0 + warp_row0 + mt * 16 + g + half * 8;
+          const uint64_t d_row = drop.draw(p, bh, row, n0 + 2 * t);
+#pragma unroll
+          for (int nt = 0; nt < kNT; ++nt) {
+            const uint32_t keep = drop.keep2(d_row + nt * 8);
+            if (!(keep & 1)) r_s[mt][nt][2 * half] = 0.0f;
+            if (!(keep & 2)) r_s[mt][nt][2 * half + 1] = 0.0f;
+          }
+        }
       }
     }
 
@@ -241,7 +265,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm80_kernel(const Flash
     }
     __syncthreads();  // the next iteration's cp.async overwrites this stage
     if constexpr (kStages == 1) {
-      if (it + 1 < n_end) {  // no overlap: the copy waits for the compute and vice versa
+      if (it + 1 < n_iter) {  // no overlap: the copy waits for the compute and vice versa
         const int n0_next = (n_block - 1) * kBlockN;
         load_tile_async<kBlockN, D, kS, kThreads>(s_k, g_k, p.k_strides.row, n0_next, p.Nk, tid);
         load_tile_async<kBlockN, D, kS, kThreads>(s_v, g_v, p.v_strides.row, n0_next, p.Nk, tid);
@@ -259,7 +283,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm80_kernel(const Flash
       float l = r_l[mt][half];
       l += __shfl_xor_sync(0xffffffffu, l, 1);
       l += __shfl_xor_sync(0xffffffffu, l, 2);
-      const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+      const float inv = l > 0.0f ? (kDropout ? drop.scale : 1.0f) / l : 0.0f;
       const int row = m0 + warp_row0 + mt * 16 + g + half * 8;
       if (row < p.Nq) {
         T* g_orow = g_o + row * p.o_strides.row;
@@ -276,10 +300,11 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm80_kernel(const Flash
   }
 }
 
-template <typename T, int D, FwdVariant kVariant>
+template <typename T, int D, FwdVariant kVariant, bool kDropout = false>
 cudaError_t launch_fwd(const FlashFwdParams& p, cudaStream_t stream) {
   constexpr FwdShape c = fwd_shape(kVariant);
-  auto kernel = flash_fwd_sm80_kernel<T, D, c.block_m, c.block_n, c.warps, c.stages, c.pad>;
+  auto kernel =
+      flash_fwd_sm80_kernel<T, D, c.block_m, c.block_n, c.warps, c.stages, c.pad, kDropout>;
   const int smem =
       (c.block_m + 2 * c.stages * c.block_n) * (D + c.pad) * static_cast<int>(sizeof(T));
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
@@ -293,12 +318,16 @@ cudaError_t launch_fwd(const FlashFwdParams& p, cudaStream_t stream) {
 
 template <typename T, int D>
 cudaError_t run_flash_fwd_sm80(const FlashFwdParams& p, cudaStream_t stream) {
+  // Dropout is a separate instantiation, so that its Philox code costs the plain kernel nothing.
+  if (p.dropout_p > 0.0) return launch_fwd<T, D, FwdVariant::tuned, true>(p, stream);
   return launch_fwd<T, D, FwdVariant::tuned>(p, stream);
 }
 
 cudaError_t run_flash_fwd_sm80_variant(const FlashFwdParams& p, FwdVariant variant,
                                        cudaStream_t stream) {
   if (p.dtype != FlashDType::bf16 || p.D != 128) return cudaErrorInvalidValue;
+  if (variant == FwdVariant::tuned) return run_flash_fwd_sm80<__nv_bfloat16, 128>(p, stream);
+  if (p.dropout_p > 0.0) return cudaErrorInvalidValue;  // the ablations have no dropout
   using T = __nv_bfloat16;
   switch (variant) {
     case FwdVariant::single_stage:

@@ -10,7 +10,9 @@
 //     Per key block: S = Q Kᵀ (wgmma, Q and K from shared memory), the online softmax in registers
 //     as in the sm_80 kernel, O += P V (wgmma, P from registers, V from shared memory).
 // The key blocks are walked from last to first, so the masked blocks (causal diagonal, the Nk tail)
-// come first and blocks wholly above the diagonal are never loaded. Ragged tails need no special
+// come first, and blocks that no row of the CTA sees (above the diagonal, outside a sliding window)
+// are never loaded. Dropout (kDropout) zeroes the dropped probabilities after the row sum and
+// before P V, as in the sm_80 kernel. Ragged tails need no special
 // path: TMA fills rows past Nq or Nk with zeros, and the mask removes those keys.
 //
 // Two refinements, both on by default and each removable for the benchmark (Sm90Variant):
@@ -51,7 +53,7 @@ struct Sm90Args {
   MapOrder q_order, k_order, v_order;
 };
 
-template <typename T, int D, bool kOverlap, bool kPingPong>
+template <typename T, int D, bool kOverlap, bool kPingPong, bool kDropout>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_fwd_sm90_kernel(const __grid_constant__ CUtensorMap tm_q,
                           const __grid_constant__ CUtensorMap tm_k,
@@ -93,11 +95,16 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int h = blockIdx.y, b = blockIdx.z;
   const int hkv = h / (p.H / p.Hkv);
   const int m0 = m_block * kBlockM;
-  const int diag = p.Nk - p.Nq;  // query i sees key j iff j <= i + diag (causal)
-  int n_end = (p.Nk + kBlockN - 1) / kBlockN;
-  if (p.causal) {
-    const int last_key = m0 + kBlockM - 1 + diag;  // the last key this block's last row sees
-    n_end = last_key < 0 ? 0 : min(n_end, last_key / kBlockN + 1);
+  const FlashBand band = flash_band(p);
+  // The key blocks that the CTA's rows see: [n_end - n_iter, n_end), walked from the last.
+  int n_end = 0, n_iter = 0;
+  {
+    const int first_key = max(0, m0 + band.lo);
+    const int last_key = min(p.Nk - 1, min(m0 + kBlockM, p.Nq) - 1 + band.hi);
+    if (first_key <= last_key) {
+      n_end = last_key / kBlockN + 1;
+      n_iter = n_end - first_key / kBlockN;
+    }
   }
 
   if (tid == 0) {
@@ -115,7 +122,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (warpgroup == 0) {
     // ---- producer
     setmaxnreg_dec<kProducerRegs>();
-    if (tid != 0 || n_end == 0) return;
+    if (tid != 0 || n_iter == 0) return;
     // The outer coordinates (row, head, batch) of a box, in the map's dimension order.
     int c[3];
     auto map_coords = [&](const MapOrder& o, int row, int head, int batch) {
@@ -129,7 +136,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int ch = 0; ch < kChunks; ++ch) {
       tma_load_4d(s_q + ch * kQChunkBytes, &tm_q, ch * kBoxCols, c[0], c[1], c[2], bar_q);
     }
-    for (int it = 0; it < n_end; ++it) {
+    for (int it = 0; it < n_iter; ++it) {
       const int n0 = (n_end - 1 - it) * kBlockN;
       const int s = it % kStages;
       const uint32_t parity = ((it / kStages) & 1) ^ 1;
@@ -200,18 +207,18 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto release = [&](uint32_t bar) {
     if (lane == 0) mbar_arrive(bar);
   };
-  // Keys past Nk and, when causal, right of the diagonal get -inf; only blocks that straddle
-  // either boundary pay for the test.
+  // Keys past Nk and outside the band get -inf; only blocks that straddle an edge for some row of
+  // the warp pay for the test.
   auto mask = [&](int n_block) {
     const int n0 = n_block * kBlockN;
-    if (n0 + kBlockN > p.Nk || (p.causal && n0 + kBlockN - 1 > row0 + diag)) {
+    if (n0 + kBlockN > p.Nk || n0 + kBlockN - 1 > row0 + band.hi || n0 < row0 + 15 + band.lo) {
 #pragma unroll
       for (int nt = 0; nt < kNT; ++nt) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int row = row0 + g + (e >> 1) * 8;
           const int col = n0 + nt * 8 + 2 * t + (e & 1);
-          if (col >= p.Nk || (p.causal && col > row + diag)) r_s[4 * nt + e] = -INFINITY;
+          if (col >= p.Nk || !band.visible(row, col)) r_s[4 * nt + e] = -INFINITY;
         }
       }
     }
@@ -246,6 +253,24 @@ __global__ void __launch_bounds__(kThreads, 1)
       r_l[half] = r_l[half] * corr[half] + sum;
     }
   };
+  // Dropout, after softmax has added the block to the row sums: zero the dropped P.
+  const Dropout drop(p);
+  auto dropout = [&](int n_block) {
+    if constexpr (kDropout) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const uint64_t d_row = drop.draw(p, b * p.H + h, row0 + g + half * 8, n_block * kBlockN);
+#pragma unroll
+        for (int nt = 0; nt < kNT; ++nt) {
+          const uint32_t keep = drop.keep2(d_row + nt * 8 + 2 * t);
+          if (!(keep & 1)) r_s[4 * nt + 2 * half] = 0.0f;
+          if (!(keep & 2)) r_s[4 * nt + 2 * half + 1] = 0.0f;
+        }
+      }
+    } else {
+      (void)n_block;
+    }
+  };
   auto rescale_o = [&](const float(&corr)[2]) {
 #pragma unroll
     for (int dt = 0; dt < kDT; ++dt) {
@@ -272,10 +297,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     if constexpr (kPingPong) named_bar_arrive(1 + (1 - wg), 2 * 128);
   };
 
-  if (n_end > 0) {
+  if (n_iter > 0) {
     mbar_wait(bar_q, 0);
     if constexpr (!kOverlap) {
-      for (int it = 0; it < n_end; ++it) {
+      for (int it = 0; it < n_iter; ++it) {
         const int s = it % kStages;
         const uint32_t parity = (it / kStages) & 1;
         mbar_wait(bar_k_full(s), parity);
@@ -289,6 +314,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         mask(n_end - 1 - it);
         float corr[2];
         softmax(corr);
+        dropout(n_end - 1 - it);
         rescale_o(corr);
         convert_p();
         mbar_wait(bar_v_full(s), parity);
@@ -321,8 +347,9 @@ __global__ void __launch_bounds__(kThreads, 1)
         float corr[2];
         softmax(corr);  // O is still zero: no rescale
       }
+      dropout(n_end - 1);
       convert_p();
-      for (int it = 1; it < n_end; ++it) {
+      for (int it = 1; it < n_iter; ++it) {
         const int s = it % kStages, s_prev = (it - 1) % kStages;
         const uint32_t parity = (it / kStages) & 1, parity_prev = ((it - 1) / kStages) & 1;
         mbar_wait(bar_k_full(s), parity);
@@ -343,6 +370,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         mask(n_end - 1 - it);
         float corr[2];
         softmax(corr);
+        dropout(n_end - 1 - it);
         wgmma_wait<0>();  // P of block it - 1 and O are free again
         fence_regs(r_o);
         fence_regs(r_p);
@@ -352,8 +380,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
       // Epilogue: O += P V of the last block. The second consumer's last turn is granted to no
       // one, so that every wait above has exactly one matching arrival.
-      const int s_last = (n_end - 1) % kStages;
-      mbar_wait(bar_v_full(s_last), ((n_end - 1) / kStages) & 1);
+      const int s_last = (n_iter - 1) % kStages;
+      mbar_wait(bar_v_full(s_last), ((n_iter - 1) / kStages) & 1);
       turn_wait();
       fence_regs(r_o);
       fence_regs(r_p);
@@ -377,7 +405,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     float l = r_l[half];
     l += __shfl_xor_sync(0xffffffffu, l, 1);
     l += __shfl_xor_sync(0xffffffffu, l, 2);
-    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    const float inv = l > 0.0f ? (kDropout ? drop.scale : 1.0f) / l : 0.0f;
     const int row = row0 + g + half * 8;
     if (row < p.Nq) {
       T* g_orow = g_o + row * p.o_strides.row;
@@ -475,7 +503,7 @@ bool make_operand_map(CUtensorMap* map, MapOrder* order, const void* base, const
   return r == CUDA_SUCCESS;
 }
 
-template <typename T, int D, bool kOverlap, bool kPingPong>
+template <typename T, int D, bool kOverlap, bool kPingPong, bool kDropout = false>
 cudaError_t launch_sm90(const FlashFwdParams& p, cudaStream_t stream) {
   const bool bf16 = p.dtype == FlashDType::bf16;
   CUtensorMap tm_q, tm_k, tm_v;
@@ -487,7 +515,7 @@ cudaError_t launch_sm90(const FlashFwdParams& p, cudaStream_t stream) {
                         bf16)) {
     return cudaErrorNotSupported;
   }
-  auto kernel = flash_fwd_sm90_kernel<T, D, kOverlap, kPingPong>;
+  auto kernel = flash_fwd_sm90_kernel<T, D, kOverlap, kPingPong, kDropout>;
   // Q, kStages of K and V, and up to 1 KB to align the tiles to the swizzle period.
   const int smem = (kBlockM + 2 * kStages * kBlockN) * D * static_cast<int>(sizeof(T)) + 1024;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
@@ -512,12 +540,17 @@ bool flash_sm90_device() {
 template <typename T, int D>
 cudaError_t run_flash_fwd_sm90(const FlashFwdParams& p, Sm90Variant variant, cudaStream_t stream) {
   // The ablation variants are built for bf16, D = 128 only, to keep CI's compile time down.
+  // Dropout is built into the default (ping-pong) kernel only, as a separate instantiation so that
+  // its Philox code costs the plain kernel nothing.
+  const bool dropout = p.dropout_p > 0.0;
   if constexpr (std::is_same_v<T, __nv_bfloat16> && D == 128) {
+    if (variant != Sm90Variant::pingpong && dropout) return cudaErrorInvalidValue;
     if (variant == Sm90Variant::plain) return launch_sm90<T, D, false, false>(p, stream);
     if (variant == Sm90Variant::overlap) return launch_sm90<T, D, true, false>(p, stream);
   } else if (variant != Sm90Variant::pingpong) {
     return cudaErrorInvalidValue;
   }
+  if (dropout) return launch_sm90<T, D, true, true, true>(p, stream);
   return launch_sm90<T, D, true, true>(p, stream);
 }
 

@@ -23,13 +23,21 @@ cudaError_t run_flash_fwd_sm80_variant(const FlashFwdParams& p, FwdVariant varia
 
 // Backward: dsum = rowsum(dO ∘ O), dq_accum zeroed then summed over key blocks, dk and dv written,
 // dq converted from dq_accum. The workspace holds dq_accum (B, H, Nq, D) and dsum (B, H, Nq).
-// hopper_main: the main kernel is flash_bwd_sm90.cu's (wgmma; sm_90 devices only), the other
-// steps are shared; hopper_bulk_dq as run_flash_bwd_sm90_main's bulk_dq.
-// atomic_width: how many neighbouring dQ floats one reduction adds on sm_90 (4, 2 or 1; sm_80 adds
-// one at a time); 4 is the default, 2 and 1 are ablations for the benchmark (bf16, D = 128 only).
+struct BwdOptions {
+  // How many neighbouring dQ floats one reduction adds on sm_90 (4, 2 or 1; sm_80 adds one at a
+  // time); 4 is the default, 2 and 1 are ablations for the benchmark (bf16, D = 128 only).
+  int atomic_width = 4;
+  // The main kernel is flash_bwd_sm90.cu's (wgmma; sm_90 devices only), the other steps are
+  // shared; hopper_bulk_dq as run_flash_bwd_sm90_main's bulk_dq.
+  bool hopper_main = false;
+  bool hopper_bulk_dq = true;
+  // Deterministic dq (FlashBwdParams::deterministic): n_semaphores ordering counters, zeroed here
+  // before the main kernel; null otherwise.
+  int* semaphores = nullptr;
+  int64_t n_semaphores = 0;
+};
 template <typename T, int D>
 cudaError_t run_flash_bwd_sm80(const FlashBwdParams& p, float* dq_accum, float* dsum,
-                               cudaStream_t stream, int atomic_width = 4, bool hopper_main = false,
-                               bool hopper_bulk_dq = true);
+                               cudaStream_t stream, const BwdOptions& options);
 
 }  // namespace tilegrad::cuda::flash
