@@ -10,6 +10,7 @@
 #include <fstream>
 #include <memory>
 
+#include "analysis/measured_peak.h"
 #include "apps/cli_util.h"
 #include "apps/commands.h"
 #include "apps/loss_svg.h"
@@ -75,6 +76,18 @@ void run(const Options& o) {
       o.preset.c_str(), c.model.L, ll(c.model.H), ll(c.model.C), ll(c.model.T), c.model.dropout,
       o.attention.c_str(), o.remat.c_str(), o.data.c_str(), ll(c.batch), ll(c.accumulation),
       ll(c.steps));
+  // MFU's denominator: the given peak, else this machine's measured float32 GEMM rate (see
+  // analysis/measured_peak.h); the probe's buffers are gone before training, and so is their peak.
+  double peak_flops = o.peak_gflops * 1e9;
+  if (peak_flops <= 0) {
+    peak_flops = analysis::measure_gemm_flops(DType::f32);
+    tracker().reset_peak();
+    std::printf(
+        "MFU is against this machine's measured float32 GEMM rate, %.0f GFLOP/s "
+        "(--peak-gflops sets another)\n",
+        peak_flops / 1e9);
+  }
+  std::fflush(stdout);  // the header before the first step, also into a file or pipe
   const auto start = std::chrono::steady_clock::now();
   int64_t first = -1;
   // On a terminal one line is rewritten in place; into a file or pipe, a line per validation (and
@@ -100,7 +113,7 @@ void run(const Options& o) {
     if (keep || !tty) std::printf("\n");
     std::fflush(stdout);
   };
-  const train::TrainResult r = train::run_training(c, progress, o.peak_gflops * 1e9);
+  const train::TrainResult r = train::run_training(c, progress, peak_flops);
 
   const std::filesystem::path svg = std::filesystem::path(o.out) / "loss.svg";
   std::ofstream(svg) << loss_svg(r.steps, "tilegrad train " + o.preset);
@@ -167,7 +180,8 @@ void register_train(CLI::App& app) {
   cmd->add_option("--checkpoint-interval", o->checkpoint_interval,
                   "Steps between checkpoints (0: at the end)");
   cmd->add_option("--seed", o->seed, "Seed of every random stream")->capture_default_str();
-  cmd->add_option("--peak-gflops", o->peak_gflops, "Peak FLOP/s of this machine, for the MFU");
+  cmd->add_option("--peak-gflops", o->peak_gflops,
+                  "Peak GFLOP/s for the MFU (default: a float32 GEMM measured at start)");
   cmd->add_option("--sample-tokens", o->sample_tokens, "Tokens to sample at the end (0: none)")
       ->capture_default_str();
   cmd->add_flag("--resume", o->resume, "Continue from the latest checkpoint in --out");

@@ -78,6 +78,8 @@ TrainResult run_training(const TrainConfig& c0,
   TrainConfig c = c0;
   TG_CHECK(c.steps >= 1 && c.batch >= 1 && c.accumulation >= 1 && c.eval_iters >= 1,
            "train: steps, batch, accumulation and eval_iters must be >= 1");
+  TG_CHECK(std::filesystem::is_directory(c.data_dir), "train: dataset directory ",
+           c.data_dir.string(), " does not exist (`tilegrad prepare` makes one)");
   const std::unique_ptr<data::Tokenizer> tokenizer = data::load_tokenizer(c.data_dir);
   c.model.V = tokenizer->vocab_size();
   auto train_data = std::make_shared<const data::TokenFile>(
