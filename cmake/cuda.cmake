@@ -85,3 +85,44 @@ if(TILEGRAD_BUILD_TESTS)
   add_test(NAME cuda.flash_attention COMMAND tilegrad_flash_test)
   set_tests_properties(cuda.flash_attention PROPERTIES SKIP_RETURN_CODE 77)
 endif()
+
+# The CUDA runtime layer (src/cuda: checked calls, streams, the caching allocator). In the full
+# build it is part of the engine library, so allocator_for(Device::cuda()) works in every program.
+# The allocator registers itself from a static initialiser, which the linker would leave out of
+# the static library's programs since nothing refers to it: --undefined on its anchor keeps it.
+# Alone (the GPU machine's build, tests/cuda/standalone) it is a small library with the few core
+# and memory files it needs, so that build needs none of the engine's dependencies.
+file(GLOB TILEGRAD_CUDA_RUNTIME_SOURCES CONFIGURE_DEPENDS ${_tilegrad_root}/src/cuda/*.cpp)
+if(TARGET tilegrad_lib)
+  target_sources(tilegrad_lib PRIVATE ${TILEGRAD_CUDA_RUNTIME_SOURCES})
+  target_link_libraries(tilegrad_lib PUBLIC CUDA::cudart)
+  set(_tilegrad_cuda_engine tilegrad_lib)
+else()
+  add_library(tilegrad_cuda_runtime STATIC ${TILEGRAD_CUDA_RUNTIME_SOURCES}
+    ${_tilegrad_root}/src/core/error.cpp
+    ${_tilegrad_root}/src/core/storage.cpp
+    ${_tilegrad_root}/src/memory/category.cpp
+    ${_tilegrad_root}/src/memory/cpu_allocator.cpp
+    ${_tilegrad_root}/src/memory/tracker.cpp)
+  target_include_directories(tilegrad_cuda_runtime PUBLIC ${_tilegrad_root}/src)
+  target_link_libraries(tilegrad_cuda_runtime PUBLIC CUDA::cudart)
+  target_compile_options(tilegrad_cuda_runtime PRIVATE -Wall -Wextra -Wpedantic -Werror)
+  set(_tilegrad_cuda_engine tilegrad_cuda_runtime)
+endif()
+target_link_options(${_tilegrad_cuda_engine} INTERFACE
+  "LINKER:--undefined=tilegrad_cuda_allocator_anchor")
+
+# GPU tests of the runtime layer (the allocator against the tracker and the driver); exit 77
+# (skipped) without a GPU. The shared runtime, as the engine library uses: one copy of the CUDA
+# runtime's state in the process.
+add_executable(tilegrad_cuda_memory_test ${_tilegrad_root}/tests/cuda/memory_test.cu)
+target_link_libraries(tilegrad_cuda_memory_test PRIVATE ${_tilegrad_cuda_engine})
+target_compile_options(tilegrad_cuda_memory_test PRIVATE
+  $<$<COMPILE_LANGUAGE:CUDA>:${TILEGRAD_CUDA_FLAGS}>)
+set_target_properties(tilegrad_cuda_memory_test PROPERTIES
+  CUDA_ARCHITECTURES OFF
+  CUDA_RUNTIME_LIBRARY Shared)
+if(TILEGRAD_BUILD_TESTS)
+  add_test(NAME cuda.memory COMMAND tilegrad_cuda_memory_test)
+  set_tests_properties(cuda.memory PROPERTIES SKIP_RETURN_CODE 77)
+endif()

@@ -31,7 +31,8 @@ class Allocator {
 
 // The allocator for a device; throws Error if that device type has no backend in this build.
 Allocator& allocator_for(Device device);
-// Installs the allocator for a device type (the CUDA backend calls this when it initialises).
-void register_allocator(DeviceType type, Allocator* allocator);
+// Installs the allocator for a device type (the CUDA backend calls this when it initialises) and
+// returns the one it replaces (nullptr if none), so that a test can put it back.
+Allocator* register_allocator(DeviceType type, Allocator* allocator);
 
 }  // namespace tilegrad

@@ -116,8 +116,10 @@ Allocator& allocator_for(Device device) {
   return *a;
 }
 
-void register_allocator(DeviceType type, Allocator* allocator) {
+Allocator* register_allocator(DeviceType type, Allocator* allocator) {
+  Allocator* previous = g_allocators[static_cast<int>(type)];
   g_allocators[static_cast<int>(type)] = allocator;
+  return previous;
 }
 
 }  // namespace tilegrad

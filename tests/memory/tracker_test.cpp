@@ -115,10 +115,16 @@ TEST(Tracker, ReportTableListsEveryCategory) {
   }
 }
 
-TEST(Tracker, NoAllocatorForCudaInThisBuild) {
+// Without CUDA in the build, or without a GPU, a tensor on cuda:0 is a clear error naming the
+// device; with both, its bytes are tracked on cuda:0's tracker and given back with it.
+TEST(Tracker, CudaTensorsAreTrackedOrAClearError) {
+  const int64_t before = tracker(Device::cuda()).stats().live_total;
   try {
-    empty({2}, {DType::f32, Device::cuda()});
-    FAIL();
+    {
+      const Tensor t = empty({2}, {DType::f32, Device::cuda()});
+      EXPECT_EQ(tracker(Device::cuda()).stats().live_total, before + 8);
+    }
+    EXPECT_EQ(tracker(Device::cuda()).stats().live_total, before);
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("cuda:0"), std::string::npos) << e.what();
   }

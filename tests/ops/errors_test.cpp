@@ -60,7 +60,7 @@ class HostAsCuda final : public Allocator {
 
 TEST(Errors, DeviceMismatchNamesBothDevices) {
   static HostAsCuda fake;
-  register_allocator(DeviceType::cuda, &fake);
+  Allocator* const real = register_allocator(DeviceType::cuda, &fake);  // the CUDA one, if built
   {
     const Tensor a = rnd({2, 3}, 1);
     const Tensor b = empty({2, 3}, {DType::f64, Device::cuda()});
@@ -72,7 +72,7 @@ TEST(Errors, DeviceMismatchNamesBothDevices) {
     // Ops on the fake device itself have no backend: a clear error, not a crash.
     expect_error([&] { exp(b); }, {"no backend", "cuda:0"});
   }
-  register_allocator(DeviceType::cuda, nullptr);
+  register_allocator(DeviceType::cuda, real);
   EXPECT_EQ(tracker(Device::cuda()).stats().live_total, 0);
 }
 
