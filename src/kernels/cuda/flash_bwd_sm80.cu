@@ -432,10 +432,12 @@ __global__ void __launch_bounds__(128) flash_bwd_dsum_kernel(const FlashBwdParam
   if (r < rows && threadIdx.x % kLanesPerRow == 0) dsum[r] = sum;
 }
 
-// dq[b, i, h, :] = scale * dq_accum[b, h, i, :] in 16 bits, 8 elements per thread.
+// dq[b, i, h, :] = scale * dq_accum[b, h, i, :] in 16 bits, 8 elements per thread; swizzled: the
+// accumulator's rows are in the Hopper kernel's layout (dq_accum_col), which keeps 8-float groups
+// whole.
 template <typename T, int D>
 __global__ void __launch_bounds__(256)
-    flash_bwd_convert_dq_kernel(const FlashBwdParams p, const float* dq_accum) {
+    flash_bwd_convert_dq_kernel(const FlashBwdParams p, const float* dq_accum, bool swizzled) {
   using Mma = MmaOp<T>;
   const FlashFwdParams& f = p.fwd;
   const int64_t chunks = static_cast<int64_t>(f.B) * f.H * f.Nq * (D / 8);
@@ -446,7 +448,8 @@ __global__ void __launch_bounds__(256)
   const int i = static_cast<int>(r % f.Nq);
   const int64_t bh = r / f.Nq;
   const int h = static_cast<int>(bh % f.H), b = static_cast<int>(bh / f.H);
-  const float4* src = reinterpret_cast<const float4*>(dq_accum + r * D + c);
+  const float4* src =
+      reinterpret_cast<const float4*>(dq_accum + r * D + (swizzled ? dq_accum_col(i, c) : c));
   const float4 lo = src[0], hi = src[1];
   const float s = f.softmax_scale;
   uint4 out;
@@ -522,7 +525,8 @@ cudaError_t run_flash_bwd_sm80(const FlashBwdParams& p, float* dq_accum, float* 
 
   const int64_t chunks = rows * (D / 8);
   flash_bwd_convert_dq_kernel<T, D>
-      <<<static_cast<unsigned>((chunks + 255) / 256), 256, 0, stream>>>(p, dq_accum);
+      <<<static_cast<unsigned>((chunks + 255) / 256), 256, 0, stream>>>(p, dq_accum,
+                                                                        opt.hopper_main);
   return cudaGetLastError();
 }
 

@@ -11,8 +11,12 @@
 //   dV += Pᵀ dO, dK += dSᵀ Q        wgmma m64n128k16, A (Pᵀ, dSᵀ) from registers, B MN-major
 //   dQ_block = dS K                 wgmma m64n64k16, warpgroup w the head-dim half w; A is dSᵀ
 //                                   stored keys x queries (MN-major, transposed by the descriptor),
-//                                   B is K (MN-major); summed into the float32 accumulator with
-//                                   vector reductions as on sm_80.
+//                                   B is K (MN-major); staged in shared memory in the float32
+//                                   accumulator's layout (dq_accum_col) and added to it by one bulk
+//                                   reduction per block.
+// Order of the products in a block: Sᵀ, dPᵀ (the next block's fetch and the previous block's dQ
+// reduction issued behind them), dV, the first half of dK's k-steps, a barrier (dSᵀ complete), dQ,
+// dK's second half; dQ's shared-memory stores run under that second half.
 // The tiles are stored in the 128-byte swizzle that wgmma's descriptors describe (see
 // flash_common_sm90.cuh), written by cp.async and plain stores; fence.proxy.async then makes them
 // visible to the tensor cores. Why not ldmatrix: the sm_80 backward reads every Q and dO tile once
@@ -264,9 +268,6 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     cp_async_wait<0>();
     fence_proxy_async();
     __syncthreads();
-    if (it + 1 < total) load_query_block(it + 1, stage ^ 1);
-    cp_async_commit();
-    if constexpr (kBulkDq) issue_dq_reduction();  // the previous block's s_dq is complete
 
     const int h = hkv * group + it / n_m;
     const int m0 = (m_begin + it % n_m) * kBlockM;
@@ -291,6 +292,11 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
               desc_do_km + stage_off + km_step(ks, kQChunkBytes), ks > 0);
     }
     wgmma_commit();
+    // The next block's fetch and the previous block's dQ reduction are issued once the tensor
+    // cores have work, so that their address arithmetic delays no product.
+    if (it + 1 < total) load_query_block(it + 1, stage ^ 1);
+    cp_async_commit();
+    if constexpr (kBulkDq) issue_dq_reduction();  // the previous block's s_dq is complete
     wgmma_wait<1>();  // Sᵀ is ready; dPᵀ may still run under the exp2 below
     fence_regs(r_s);
 
@@ -384,12 +390,14 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
       asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(a1), "r"(hi) : "memory");
     }
 
-    // dK += dSᵀ Q.
+    // dK += dSᵀ Q: the first half of its k-steps now, to keep the tensor cores busy across the
+    // barrier below; the second half after dQ, so that dQ's shared-memory stores run under it.
+    constexpr int kDkFirst = kBlockM / 32;
     fence_regs(r_dk);
     fence_regs(r_ds);
     wgmma_fence();
 #pragma unroll
-    for (int kq = 0; kq < kBlockM / 16; ++kq) {
+    for (int kq = 0; kq < kDkFirst; ++kq) {
       Wgmma<T>::rs(r_dk, r_ds[kq], desc_q_mn + stage_off + kq * kRows16, 1);
     }
     wgmma_commit();
@@ -415,12 +423,15 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
       wgmma_ss_m64n64k16<T, 1, 1>(r_dq, desc_ds + kk * kRows16, desc_k_dq + kk * kRows16, kk > 0);
     }
     wgmma_commit();
-    wgmma_wait<0>();
+#pragma unroll
+    for (int kq = kDkFirst; kq < kBlockM / 16; ++kq) {
+      Wgmma<T>::rs(r_dk, r_ds[kq], desc_q_mn + stage_off + kq * kRows16, 1);
+    }
+    wgmma_commit();
+    wgmma_wait<1>();  // dV, dK's first half and dQ are complete; dK's second half may run
     fence_regs(r_dq);
     fence_regs(r_dv);
     fence_regs(r_p);
-    fence_regs(r_dk);
-    fence_regs(r_ds);
 
     // r_dq[4 nt + e]: query row0 + 16 wi + g + 8 (e / 2), column col0 + 8 nt + 2 t + e % 2. Lanes
     // t and t ^ 1 swap half their pairs so that each adds four neighbouring columns of one row.
@@ -428,13 +439,15 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     const int col0 = kSplitD ? wg * 64 : 0;
     const int q_row0 = m0 + (kSplitD ? 0 : wg * 64);
     if constexpr (kBulkDq) {
+      // The accumulator's layout (dq_accum_col): conflict-free stores, since rows lr and lr + 8
+      // of a half-warp's four rows g fall on four different 8-float groups.
       const int lr = q_row0 - m0 + wi * 16 + g;
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
         const int col = col0 + nt * 8 + 2 * t;
-        *reinterpret_cast<float2*>(s_dq + lr * D + col) =
+        *reinterpret_cast<float2*>(s_dq + lr * D + dq_accum_col(lr, col)) =
             make_float2(r_dq[4 * nt], r_dq[4 * nt + 1]);
-        *reinterpret_cast<float2*>(s_dq + (lr + 8) * D + col) =
+        *reinterpret_cast<float2*>(s_dq + (lr + 8) * D + dq_accum_col(lr + 8, col)) =
             make_float2(r_dq[4 * nt + 2], r_dq[4 * nt + 3]);
       }
       fence_proxy_async();  // the next barrier then orders these writes before the bulk read
@@ -455,10 +468,15 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
         const int row = q_row0 + wi * 16 + g + (odd ? 8 : 0);
         const float v[4] = {odd ? x0 : c[0], odd ? x1 : c[1], odd ? c[2] : x0, odd ? c[3] : x1};
         if (row < f.Nq) {
-          red_add<4>(g_dqa + static_cast<int64_t>(row) * D + col0 + nt * 8 + 2 * (t & ~1), v);
+          red_add<4>(g_dqa + static_cast<int64_t>(row) * D +
+                         dq_accum_col(row, col0 + nt * 8 + 2 * (t & ~1)),
+                     v);
         }
       }
     }
+    wgmma_wait<0>();  // dK: r_ds and the Q stage are free again
+    fence_regs(r_dk);
+    fence_regs(r_ds);
     // No barrier here: the next iteration writes s_ds only after its first barrier, by which time
     // every warpgroup's dQ product (waited above) has finished reading it.
   }

@@ -130,6 +130,16 @@ __device__ __forceinline__ int last_key_block(const FlashBand& band, int m0, int
   return hi < 0 ? -1 : min(n_blocks - 1, hi / block_n);
 }
 
+// Where column col of query row i lives in a row of the float32 dQ accumulator as the Hopper
+// backward lays it out: 8-float groups swapped by XOR with i % 4. The Hopper kernel stages a block
+// of dQ in shared memory in exactly the accumulator's layout (one bulk reduction adds it), and its
+// fragments put 8 rows with the same columns into one store; rows are a multiple of 128 bytes
+// apart, so unswizzled those 8 rows share banks (4 wavefronts per half-warp instead of 1). The
+// sm_80 kernel keeps the plain layout; the conversion kernel reads either.
+__host__ __device__ __forceinline__ int dq_accum_col(int i, int col) {
+  return col ^ ((i & 3) << 3);
+}
+
 template <typename T>
 struct MmaOp;
 

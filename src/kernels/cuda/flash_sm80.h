@@ -28,7 +28,8 @@ struct BwdOptions {
   // time); 4 is the default, 2 and 1 are ablations for the benchmark (bf16, D = 128 only).
   int atomic_width = 4;
   // The main kernel is flash_bwd_sm90.cu's (wgmma; sm_90 devices only), the other steps are
-  // shared; hopper_bulk_dq as run_flash_bwd_sm90_main's bulk_dq.
+  // shared; hopper_bulk_dq as run_flash_bwd_sm90_main's bulk_dq. The Hopper kernel keeps dq_accum
+  // in dq_accum_col's layout (flash_common.cuh), which the conversion then reads.
   bool hopper_main = false;
   bool hopper_bulk_dq = true;
   // Deterministic dq (FlashBwdParams::deterministic): n_semaphores ordering counters, zeroed here
