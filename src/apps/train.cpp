@@ -77,14 +77,14 @@ void run(const Options& o) {
       o.attention.c_str(), o.remat.c_str(), o.data.c_str(), ll(c.batch), ll(c.accumulation),
       ll(c.steps));
   // MFU's denominator: the given peak, else this machine's measured float32 GEMM rate (see
-  // analysis/measured_peak.h); the probe's buffers are gone before training, and so is their peak.
-  double peak_flops = o.peak_gflops * 1e9;
-  if (peak_flops <= 0) {
-    peak_flops = analysis::measure_gemm_flops(DType::f32);
-    tracker().reset_peak();
+  // analysis/measured_peak.h), measured again at every validation and the best kept: other load on
+  // the machine at the first measurement would otherwise inflate the MFU for the whole run.
+  const bool measured = o.peak_gflops <= 0;
+  double peak_flops = measured ? analysis::measure_gemm_flops() : o.peak_gflops * 1e9;
+  if (measured) {
     std::printf(
-        "MFU is against this machine's measured float32 GEMM rate, %.0f GFLOP/s "
-        "(--peak-gflops sets another)\n",
+        "MFU is against this machine's measured float32 GEMM rate, %.0f GFLOP/s, measured again "
+        "at each validation (--peak-gflops sets a fixed one)\n",
         peak_flops / 1e9);
   }
   std::fflush(stdout);  // the header before the first step, also into a file or pipe
@@ -112,8 +112,11 @@ void run(const Options& o) {
         cat(Category::optimizer_state), cat(Category::activation), duration(eta).c_str());
     if (keep || !tty) std::printf("\n");
     std::fflush(stdout);
+    if (measured && m.val_loss >= 0) {
+      peak_flops = std::max(peak_flops, analysis::measure_gemm_flops());
+    }
   };
-  const train::TrainResult r = train::run_training(c, progress, peak_flops);
+  const train::TrainResult r = train::run_training(c, progress, [&] { return peak_flops; });
 
   const std::filesystem::path svg = std::filesystem::path(o.out) / "loss.svg";
   std::ofstream(svg) << loss_svg(r.steps, "tilegrad train " + o.preset);

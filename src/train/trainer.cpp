@@ -74,7 +74,7 @@ double flops_per_token(const models::GPTConfig& m, int64_t num_params) {
 
 TrainResult run_training(const TrainConfig& c0,
                          const std::function<void(const StepMetrics&)>& on_step,
-                         double peak_flops) {
+                         const std::function<double()>& peak_flops) {
   TrainConfig c = c0;
   TG_CHECK(c.steps >= 1 && c.batch >= 1 && c.accumulation >= 1 && c.eval_iters >= 1,
            "train: steps, batch, accumulation and eval_iters must be >= 1");
@@ -168,7 +168,8 @@ TrainResult run_training(const TrainConfig& c0,
     m.grad_norm = r.grad_norm;
     const double tokens = static_cast<double>(c.batch * c.accumulation * c.model.T);
     m.tokens_per_s = tokens / dt;
-    m.mfu = peak_flops > 0 ? fpt * m.tokens_per_s / peak_flops : 0;
+    const double peak = peak_flops ? peak_flops() : 0.0;
+    m.mfu = peak > 0 ? fpt * m.tokens_per_s / peak : 0;
     m.peak_bytes = memory.snapshot().peak_total;
     if ((c.eval_interval > 0 && step % c.eval_interval == 0) || step == c.steps)
       m.val_loss = evaluate(model, val_data, c, step);

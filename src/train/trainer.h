@@ -52,10 +52,11 @@ struct TrainResult {
 };
 
 // Runs config.steps optimizer steps (from the checkpoint in out_dir when resuming). on_step is
-// called after every step (progress display). peak_flops (FLOP/s) sets the MFU; 0 leaves it 0.
+// called after every step (progress display). peak_flops() (FLOP/s), asked at every step, sets the
+// MFU — the caller may refine its estimate while training runs; empty or 0 leaves the MFU 0.
 TrainResult run_training(const TrainConfig& config,
                          const std::function<void(const StepMetrics&)>& on_step = {},
-                         double peak_flops = 0);
+                         const std::function<double()>& peak_flops = {});
 
 // The model configuration as checkpoints record it, and back.
 nlohmann::json model_json(const models::GPTConfig& model);
