@@ -71,13 +71,15 @@ if [ $rc -eq 124 ]; then  # a hung kernel: the steps below would hang on it too
 fi
 
 if [ $quick -eq 0 ] && [ $rc -eq 0 ]; then
+  # The first four: D = 256, a packed varlen batch, then D = 64 causal GQA and D = 128 with window
+  # and dropout (flash_test's run order).
   echo "== compute-sanitizer memcheck and racecheck (first cases)" | tee -a "$log"
   start=$SECONDS
-  timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 "$build/tilegrad_flash_test" 3 \
+  timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 "$build/tilegrad_flash_test" 4 \
     >>"$log" 2>&1
   rc_mem=$?
   timeout 150 compute-sanitizer --tool racecheck --error-exitcode 9 \
-    "$build/tilegrad_flash_test" 2 >>"$log" 2>&1
+    "$build/tilegrad_flash_test" 4 >>"$log" 2>&1
   rc_race=$?
   echo "memcheck rc $rc_mem, racecheck rc $rc_race ($((SECONDS - start)) s)"
   grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$log" | sort | uniq -c | head -10

@@ -245,7 +245,7 @@ def check_case(lib, B, H, Hkv, Nq, Nk, D, causal, dtype_s, gen):
     return row
 
 
-def correctness(lib, out_dir):
+def correctness(lib, out_dir, dims=(64, 128, 256)):
     gen = torch.Generator(device="cuda")
     gen.manual_seed(int.from_bytes(os.urandom(4), "little"))  # fresh inputs every run
     shapes = [(113, 203), (128, 217), (1, 239), (3, 799), (127, 513), (1023, 1024), (1024, 1023),
@@ -253,22 +253,24 @@ def correctness(lib, out_dir):
     cases = []
     idx = 0
     for Nq, Nk in shapes:
-        for D in (64, 128):
+        for D in (x for x in (64, 128, 256) if x in dims):
             for causal in (False, True):
                 for dt in ("bf16", "f16"):
                     Hkv = (4, 2, 1)[idx % 3]  # MHA, GQA and MQA in turn
                     cases.append((2, 4, Hkv, Nq, Nk, D, causal, dt))
                     idx += 1
     for N in (4096, 8192, 16384):
-        for D in (64, 128):
+        for D in (x for x in (64, 128, 256) if x in dims):
             for causal in (False, True):
                 cases.append((1, 2, 1 if causal else 2, N, N, D, causal, "bf16"))
-    cases.append((1, 2, 2, 4096, 4096, 128, True, "f16"))
+    if 128 in dims:
+        cases.append((1, 2, 2, 4096, 4096, 128, True, "f16"))
     # More query tiles than SMs (several CTAs per SM over the run).
-    for D in (64, 128):
+    for D in (x for x in (64, 128, 256) if x in dims):
         for causal in (False, True):
             cases.append((4, 16, 4, 1000, 1000 + 37 * causal, D, causal, "bf16"))
-    cases.append((4, 16, 16, 1000, 1000, 128, True, "f16"))
+    if 128 in dims:
+        cases.append((4, 16, 16, 1000, 1000, 128, True, "f16"))
     rows = []
     for c in cases:
         try:
@@ -337,7 +339,9 @@ def time_config(lib, B, H, N, D, causal, variants=False, fwd_only=False):
                 lambda vid=vid: lib.forward(q, k, v, o, lse, causal, scale, variant=vid))
     res["ours_bwd_ms"] = float("nan") if fwd_only else time_ms(
         lambda: lib.backward(q, k, v, o, lse, dout, dq, dk, dv, ws, causal, scale))
-    if hopper() and not fwd_only:
+    if hopper() and not fwd_only and D == 256:  # the sm_80 kernel is the default there
+        res["sm80_bwd_ms"] = res["ours_bwd_ms"]
+    if hopper() and not fwd_only and D != 256:
         res["sm90_bwd_ms"] = time_ms(
             lambda: lib.backward(q, k, v, o, lse, dout, dq, dk, dv, ws, causal, scale, variant=3))
         res["sm80_bwd_ms"] = time_ms(
@@ -345,7 +349,12 @@ def time_config(lib, B, H, N, D, causal, variants=False, fwd_only=False):
         if D == 128:  # the Hopper backward with per-thread dQ reductions (ablation)
             res["sm90red_bwd_ms"] = time_ms(lambda: lib.backward(
                 q, k, v, o, lse, dout, dq, dk, dv, ws, causal, scale, variant=4))
-    if variants:
+    if variants and D == 256:  # the other tiles of the sm_80 forward at D = 256 (fwd_shape)
+        for vid, vname in ((1, "m64_n32_2stage"), (3, "m128_n32_8warps")):
+            res[f"var_{vname}_fwd_ms"] = time_ms(
+                lambda vid=vid: lib.forward(q, k, v, o, lse, causal, scale, variant=vid))
+        res["var_tuned_fwd_ms"] = res["ours_fwd_ms"]
+    elif variants:
         for vid, vname in ((1, "single_stage"), (2, "unpadded"), (3, "block_n32")):
             res[f"var_{vname}_fwd_ms"] = time_ms(
                 lambda vid=vid: lib.forward(q, k, v, o, lse, causal, scale, variant=vid))
@@ -382,7 +391,10 @@ def time_config(lib, B, H, N, D, causal, variants=False, fwd_only=False):
     for who in ("sm80", "sm90", "sm90red"):
         if f"{who}_bwd_ms" in res:
             res[f"{who}_bwd_tflops"] = bwd_flops / (res[f"{who}_bwd_ms"] * 1e-3) / 1e12
-    if variants:
+    if variants and D == 256:
+        for vname in ("tuned", "m64_n32_2stage", "m128_n32_8warps"):
+            res[f"var_{vname}_fwd_tflops"] = fwd_flops / (res[f"var_{vname}_fwd_ms"] * 1e-3) / 1e12
+    elif variants:
         for vname in ("tuned", "single_stage", "unpadded", "block_n32"):
             res[f"var_{vname}_fwd_tflops"] = fwd_flops / (res[f"var_{vname}_fwd_ms"] * 1e-3) / 1e12
         for vname in ("tuned", "scalar_atomics", "pair_atomics"):
@@ -409,7 +421,8 @@ def main():
     ap.add_argument("--out", default="out")
     ap.add_argument("--skip-check", action="store_true")
     ap.add_argument("--skip-time", action="store_true")
-    ap.add_argument("--dims", default="64,128", help="head dims to time, comma-separated")
+    ap.add_argument("--dims", default="64,128,256", help="head dims to time, comma-separated")
+    ap.add_argument("--check-dims", default="64,128,256", help="head dims to check")
     ap.add_argument("--fwd-only", action="store_true",
                     help="time forwards only, without the sm_80 ablations")
     ap.add_argument("--profile", action="store_true",
@@ -438,7 +451,7 @@ def main():
 
     n_fail = 0
     if not args.skip_check:
-        rows = correctness(lib, args.out)
+        rows = correctness(lib, args.out, [int(x) for x in args.check_dims.split(",")])
         n_fail = sum(1 for r in rows if not r["pass"])
         worst = {n: max(r.get(f"{n}_ratio", float("nan")) for r in rows) for n in ("o", "dq", "dk", "dv")}
         print(f"correctness: {len(rows) - n_fail}/{len(rows)} cases pass; worst error ratio to "
@@ -469,7 +482,7 @@ def main():
             for causal in (False, True):
                 for N in (512, 1024, 2048, 4096, 8192, 16384):
                     B, H = 16384 // N, 2048 // D
-                    variants = D == 128 and N in (2048, 8192) and not args.fwd_only
+                    variants = D in (128, 256) and N in (2048, 8192) and not args.fwd_only
                     try:
                         r = time_config(lib, B, H, N, D, causal, variants, args.fwd_only)
                     except Exception as e:
@@ -510,7 +523,11 @@ def main():
                       f"{x / r['sm80_bwd_tflops']:5.2f} {x / r['fa2_bwd_tflops']:5.2f} "
                       f"{x / r['cudnn_bwd_tflops']:6.2f} {r.get('sm90red_bwd_tflops', float('nan')):5.0f}")
         for r in results:
-            if "var_tuned_fwd_tflops" in r:
+            if "var_m64_n32_2stage_fwd_tflops" in r:
+                print(f"forward tiles D={r['D']} N={r['N']} causal={r['causal']}: " +
+                      ", ".join(f"{v} {r[f'var_{v}_fwd_tflops']:.0f}"
+                                for v in ("tuned", "m64_n32_2stage", "m128_n32_8warps")))
+            elif "var_tuned_fwd_tflops" in r:
                 print(f"forward ablations D={r['D']} N={r['N']} causal={r['causal']}: " +
                       ", ".join(f"{v} {r[f'var_{v}_fwd_tflops']:.0f}"
                                 for v in ("tuned", "single_stage", "unpadded", "block_n32")) +

@@ -1,18 +1,18 @@
 // GPU check of the FlashAttention kernels against a float64 CPU reference, on small odd shapes
 // (ragged tails, causal with Nq < Nk and Nq > Nk, sliding windows, dropout, GQA and MQA, both
-// 16-bit types, D = 64 and 128). Every case runs the sm_80 forward and, on an sm_90 device, the
-// Hopper forward too; the backward follows each from that forward's o and lse (the sm_80 backward
-// after the sm_80 forward, the automatic choice, the Hopper backward on sm_90, after the Hopper
-// forward), once as is and once deterministic. Criteria: flash-attention's (the error against the
-// float64 reference at most 2x, gradients 3x, that of a reference computed in the inputs' 16-bit
-// type, here one that rounds where PyTorch's math attention in that type rounds) and a fixed
-// relative bound. Dropout uses the CPU op's Philox counters (core/rng.h), so the references draw
-// the mask on the CPU.
-// Then, without a case count argument: the dropout mask read back from the GPU against the CPU's
-// draws (and the drop fraction), and the deterministic backward's 20-run bitwise reproducibility.
-// Outputs are poisoned with NaN before each run and every element must be written. Exits 0 when all
-// pass, 1 on a failure and 77 (CTest's "skipped") when there is no GPU, as on CI machines. The
-// first cases are small enough to run under compute-sanitizer (bench/device/flash.sh does).
+// 16-bit types, D = 64, 128 and 256, packed variable-length batches). Every case runs the sm_80
+// forward and, on an sm_90 device, the Hopper forward too; the backward follows each from that
+// forward's o and lse (the sm_80 backward after the sm_80 forward, the automatic choice, the Hopper
+// backward on sm_90, after the Hopper forward), once as is and once deterministic. Criteria:
+// flash-attention's (the error against the float64 reference at most 2x, gradients 3x, that of a
+// reference computed in the inputs' 16-bit type, here one that rounds where PyTorch's math
+// attention in that type rounds) and a fixed relative bound. Dropout uses the CPU op's Philox
+// counters (core/rng.h), so the references draw the mask on the CPU. Then, without a case count
+// argument: the dropout mask read back from the GPU against the CPU's draws (and the drop
+// fraction), and the deterministic backward's 20-run bitwise reproducibility. Outputs are poisoned
+// with NaN before each run and every element must be written. Exits 0 when all pass, 1 on a failure
+// and 77 (CTest's "skipped") when there is no GPU, as on CI machines. The first cases are small
+// enough to run under compute-sanitizer (bench/device/flash.sh does).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -395,7 +395,7 @@ struct Problem {
 };
 
 const char* kernel_name(FlashKernel k) {
-  return k == FlashKernel::sm90 ? "sm_90" : "sm_80";
+  return k == FlashKernel::sm90 ? "sm_90" : k == FlashKernel::sm80 ? "sm_80" : "automatic";
 }
 
 // Every kernel pair of `kernels` on one case: the forward, then the backward from its o and lse,
@@ -434,6 +434,130 @@ bool run_case(const Case& c, uint64_t seed, const std::vector<FlashKernel>& kern
       ok &= compare("dv", download(pr.dv, c.dtype), r.dv, tol, &low.dv, 3.0);
     }
   }
+  return ok;
+}
+
+// A packed variable-length batch (cu_seqlens): sequence b has lq[b] queries and lk[b] keys,
+// lengths that differ between q and k, odd, 1 and 0 among them.
+struct VarCase {
+  std::vector<int> lq, lk;
+  int H, Hkv, D;
+  bool causal;
+  FlashDType dtype;
+  int window_left = -1, window_right = -1;
+};
+
+// Rows [row0, row0 + n) of a packed (1, total, heads, D) tensor as a host-only (1, n, heads, D)
+// one.
+Tensor slice_rows(const Tensor& t, int row0, int n) {
+  Tensor s{1, n, t.heads, t.D, {}, {}, nullptr};
+  const size_t begin = t.at(0, row0, 0, 0), count = s.size();
+  s.bits.assign(t.bits.begin() + begin, t.bits.begin() + begin + count);
+  s.val.assign(t.val.begin() + begin, t.val.begin() + begin + count);
+  return s;
+}
+
+// The packed batch through the kernels against the float64 and same-precision references run on
+// each sequence alone (as a padded problem of batch 1), gathered back into the packed layout: the
+// masks must apply per sequence, and rows and keys of other sequences must not leak in.
+bool run_varlen_case(const VarCase& vc, uint64_t seed) {
+  const int B = static_cast<int>(vc.lq.size());
+  std::vector<int> cq{0}, ck{0};
+  for (int b = 0; b < B; ++b) {
+    cq.push_back(cq.back() + vc.lq[b]);
+    ck.push_back(ck.back() + vc.lk[b]);
+  }
+  const int tq = cq.back(), tk = ck.back();
+  const int max_q = *std::max_element(vc.lq.begin(), vc.lq.end());
+  const int max_k = *std::max_element(vc.lk.begin(), vc.lk.end());
+  std::printf("varlen: B=%d H=%d Hkv=%d D=%d causal=%d window=(%d, %d) %s, lengths q/k:", B, vc.H,
+              vc.Hkv, vc.D, vc.causal ? 1 : 0, vc.window_left, vc.window_right,
+              vc.dtype == FlashDType::bf16 ? "bf16" : "f16");
+  for (int b = 0; b < B; ++b) std::printf(" %d/%d", vc.lq[b], vc.lk[b]);
+  std::printf("\n");
+  // A padded problem of batch 1 over the packed rows supplies the buffers and parameters; the
+  // offsets turn it into the packed batch.
+  Case whole{1, vc.H, vc.Hkv, tq, tk, vc.D, vc.causal, vc.dtype, vc.window_left, vc.window_right};
+  Problem pr(whole, seed);
+  int* d_cu = nullptr;
+  CHECK_CUDA(cudaMalloc(&d_cu, 2 * (B + 1) * sizeof(int)));
+  CHECK_CUDA(cudaMemcpy(d_cu, cq.data(), (B + 1) * sizeof(int), cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMemcpy(d_cu + B + 1, ck.data(), (B + 1) * sizeof(int), cudaMemcpyHostToDevice));
+  FlashFwdParams& f = pr.p.fwd;
+  f.B = B;
+  f.Nq = max_q;
+  f.Nk = max_k;
+  f.cu_seqlens_q = d_cu;
+  f.cu_seqlens_k = d_cu + B + 1;
+  f.total_q = tq;
+  f.total_k = tk;
+  bool ok = true;
+  const std::string why = tilegrad::cuda::flash_attention_check(pr.p);
+  if (!why.empty()) {
+    std::printf("    rejected: %s\n", why.c_str());
+    ok = false;
+  }
+  // The workspace the packed problem asks for must fit in the one allocated for the padded view.
+  FlashBwdParams det = pr.p;
+  det.deterministic = true;
+  FlashBwdParams whole_det = det;
+  whole_det.fwd.B = 1;
+  whole_det.fwd.Nq = tq;
+  whole_det.fwd.cu_seqlens_q = whole_det.fwd.cu_seqlens_k = nullptr;
+  if (tilegrad::cuda::flash_attention_backward_workspace_bytes(det) >
+      tilegrad::cuda::flash_attention_backward_workspace_bytes(whole_det)) {
+    CHECK_CUDA(cudaFree(pr.workspace));
+    CHECK_CUDA(
+        cudaMalloc(&pr.workspace, tilegrad::cuda::flash_attention_backward_workspace_bytes(det)));
+    pr.p.workspace = pr.workspace;
+  }
+
+  Reference r, low;
+  for (Reference* x : {&r, &low}) {
+    x->o.assign(pr.q.size(), 0.0);
+    x->dq.assign(pr.q.size(), 0.0);
+    x->dk.assign(pr.k.size(), 0.0);
+    x->dv.assign(pr.v.size(), 0.0);
+    x->lse.assign(static_cast<size_t>(vc.H) * tq, 0.0);
+  }
+  const double scale = f.softmax_scale;
+  for (int b = 0; b < B && ok; ++b) {
+    const Case c{1,    vc.H,      vc.Hkv,   vc.lq[b],       vc.lk[b],
+                 vc.D, vc.causal, vc.dtype, vc.window_left, vc.window_right};
+    const Tensor q = slice_rows(pr.q, cq[b], c.Nq), k = slice_rows(pr.k, ck[b], c.Nk);
+    const Tensor v = slice_rows(pr.v, ck[b], c.Nk), dout = slice_rows(pr.dout, cq[b], c.Nq);
+    const Reference seq[2] = {reference(c, q, k, v, dout, scale),
+                              reference(c, q, k, v, dout, scale, &c.dtype)};
+    Reference* into[2] = {&r, &low};
+    for (int x = 0; x < 2; ++x) {
+      std::copy(seq[x].o.begin(), seq[x].o.end(), into[x]->o.begin() + pr.q.at(0, cq[b], 0, 0));
+      std::copy(seq[x].dq.begin(), seq[x].dq.end(), into[x]->dq.begin() + pr.q.at(0, cq[b], 0, 0));
+      std::copy(seq[x].dk.begin(), seq[x].dk.end(), into[x]->dk.begin() + pr.k.at(0, ck[b], 0, 0));
+      std::copy(seq[x].dv.begin(), seq[x].dv.end(), into[x]->dv.begin() + pr.v.at(0, ck[b], 0, 0));
+      for (int h = 0; h < vc.H; ++h) {
+        for (int i = 0; i < c.Nq; ++i) {
+          into[x]->lse[static_cast<size_t>(h) * tq + cq[b] + i] = seq[x].lse[h * c.Nq + i];
+        }
+      }
+    }
+  }
+  const double tol = vc.dtype == FlashDType::bf16 ? 3e-2 : 6e-3;
+  for (FlashKernel kernel : {FlashKernel::sm80, FlashKernel::automatic}) {
+    if (!ok) break;
+    const char* name = kernel == FlashKernel::sm80 ? "sm_80" : "automatic";
+    std::printf("  %s forward\n", name);
+    pr.forward(kernel);
+    ok &= compare("o", download(pr.o, vc.dtype), r.o, tol, &low.o, 2.0);
+    ok &= compare("lse", pr.lse_values(), r.lse, 1e-4);
+    for (bool deterministic : {false, true}) {
+      std::printf("  %s backward%s\n", name, deterministic ? ", deterministic" : "");
+      pr.backward(kernel, deterministic);
+      ok &= compare("dq", download(pr.dq, vc.dtype), r.dq, tol, &low.dq, 3.0);
+      ok &= compare("dk", download(pr.dk, vc.dtype), r.dk, tol, &low.dk, 3.0);
+      ok &= compare("dv", download(pr.dv, vc.dtype), r.dv, tol, &low.dv, 3.0);
+    }
+  }
+  CHECK_CUDA(cudaFree(d_cu));
   return ok;
 }
 
@@ -536,6 +660,7 @@ int main(int argc, char** argv) {
   }
   const FlashDType bf = FlashDType::bf16, hf = FlashDType::f16;
   const Case cases[] = {
+      {1, 2, 1, 113, 203, 256, true, bf},                    // D = 256 (first: sanitized)
       {2, 4, 2, 113, 203, 64, true, bf},                     // GQA, ragged, causal, Nq < Nk
       {1, 2, 1, 150, 260, 128, false, bf, 70, 20, 0.17, 5},  // window and dropout
       {1, 2, 1, 128, 217, 128, false, bf},                   // MQA
@@ -557,25 +682,61 @@ int main(int argc, char** argv) {
       {1, 2, 1, 128, 217, 128, false, hf, -1, -1, 0.17, 1026},
       {1, 3, 3, 257, 300, 64, false, bf, 200, 0, 0.17, 7},
       {1, 1, 1, 129, 1001, 128, false, bf, -1, -1, 0.5, 2},
+      // D = 256 on the issue's shapes (the sm_80 kernels, also on Hopper), causal, windows, GQA.
+      {1, 2, 2, 128, 217, 256, false, hf},
+      {1, 2, 1, 1, 239, 256, true, bf},
+      {1, 1, 1, 3, 799, 256, false, hf},
+      {1, 2, 1, 127, 513, 256, true, bf},
+      {1, 2, 2, 1023, 1024, 256, false, bf},
+      {1, 1, 1, 1024, 1023, 256, true, hf},
+      {2, 4, 2, 200, 230, 256, true, bf},
+      {1, 2, 1, 300, 260, 256, false, hf, 64, 16},
   };
+  // Packed batches; the first is small enough for the sanitizers.
+  const VarCase var_cases[] = {
+      {{1, 77, 130, 3, 0}, {65, 77, 45, 0, 9}, 2, 1, 64, true, bf},
+      {{200, 1, 129, 64}, {150, 257, 129, 1}, 4, 2, 128, false, hf, 30, 10},
+      {{100, 1, 67}, {130, 33, 67}, 2, 2, 256, true, bf},
+      {{5, 300, 17}, {290, 31, 17}, 2, 1, 128, false, bf, 64, -1},
+      {{3, 129, 1, 64}, {3, 130, 1, 200}, 3, 3, 256, false, hf},
+  };
+  // The run order: the first D = 256 case and the first packed batch come first, so that the
+  // sanitizers (bench/device/flash.sh: the first few) cover both.
   const int n_cases = static_cast<int>(sizeof(cases) / sizeof(cases[0]));
-  const int n_run = argc > 1 ? std::min(std::atoi(argv[1]), n_cases) : n_cases;
+  const int n_var = static_cast<int>(sizeof(var_cases) / sizeof(var_cases[0]));
+  const int n_all = n_cases + n_var;
+  const int n_run = argc > 1 ? std::min(std::atoi(argv[1]), n_all) : n_all;
   int major = 0, minor = 0;
   CHECK_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
   CHECK_CUDA(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0));
   const bool hopper = major == 9 && minor == 0;
   std::vector<FlashKernel> kernels{FlashKernel::sm80};
   if (hopper) kernels.push_back(FlashKernel::sm90);
+  // D = 256 runs the sm_80 kernels everywhere: the automatic choice stands in for sm_90 there.
+  const std::vector<FlashKernel> kernels_256{FlashKernel::sm80, FlashKernel::automatic};
   bool ok = true;
-  for (int i = 0; i < n_run; ++i) ok &= run_case(cases[i], 0x5EED + i, kernels);
+  for (int i = 0; i < n_run; ++i) {
+    // Order: cases[0], var_cases[0], cases[1..], var_cases[1..].
+    const int var = i == 1 ? 0 : i >= n_cases + 1 ? i - n_cases : -1;
+    if (var >= 0) {
+      ok &= run_varlen_case(var_cases[var], 0x7A1 + var);
+    } else {
+      const int ci = i == 0 ? 0 : i - 1;
+      ok &= run_case(cases[ci], 0x5EED + ci, cases[ci].D == 256 ? kernels_256 : kernels);
+    }
+  }
   if (argc <= 1) {
     const Case det_cases[] = {
         {2, 8, 2, 1536, 1536, 128, true, bf},
         {2, 8, 8, 1000, 1200, 64, false, bf, 256, 64, 0.17, 4},
+        {2, 4, 2, 700, 900, 256, true, bf, 300, -1},
     };
     for (FlashKernel kernel : kernels) {
       for (int D : {64, 128}) ok &= mask_test(D, kernel);
-      for (const Case& c : det_cases) ok &= determinism_test(c, kernel);
+      for (const Case& c : det_cases) {
+        if (c.D == 256 && kernel != FlashKernel::sm80) continue;  // sm_80 kernels only
+        ok &= determinism_test(c, kernel);
+      }
     }
   }
   std::printf(ok ? "all cases passed\n" : "FAILED\n");

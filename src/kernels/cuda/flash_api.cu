@@ -5,6 +5,7 @@
 #include <tuple>
 
 #include "kernels/cuda/flash_api.h"
+#include "kernels/cuda/flash_common.cuh"
 #include "kernels/cuda/flash_sm80.h"
 #include "kernels/cuda/flash_sm90.h"
 
@@ -46,7 +47,9 @@ std::string flash_attention_check(const FlashFwdParams& p) {
     return "flash_attention: sizes must be positive " + dims;
   }
   if (p.H % p.Hkv != 0) return "flash_attention: Hkv must divide H " + dims;
-  if (p.D != 64 && p.D != 128) return "flash_attention: D must be 64 or 128 " + dims;
+  if (p.D != 64 && p.D != 128 && p.D != 256) {
+    return "flash_attention: D must be 64, 128 or 256 " + dims;
+  }
   if (p.B > 65535 || p.H > 65535) return "flash_attention: B and H must be <= 65535 " + dims;
   // Band arithmetic (i + shift ± window) stays in int below this (flash_common.cuh, kNoLimit).
   if (p.Nq > (1 << 28) || p.Nk > (1 << 28)) {
@@ -71,6 +74,19 @@ std::string flash_attention_check(const FlashFwdParams& p) {
     if (!why.empty()) return "flash_attention: " + why;
   }
   if (p.lse == nullptr) return "flash_attention: lse is null";
+  if (p.D == 256 && p.dropout_p > 0.0) {
+    return "flash_attention: dropout is not implemented at D = 256";
+  }
+  if ((p.cu_seqlens_q == nullptr) != (p.cu_seqlens_k == nullptr)) {
+    return "flash_attention: cu_seqlens_q and cu_seqlens_k must both be set or both be null";
+  }
+  if (p.cu_seqlens_q != nullptr) {
+    if (p.total_q < 1 || p.total_k < 1) {
+      return "flash_attention: packed batches need total_q, total_k >= 1 (got " +
+             std::to_string(p.total_q) + ", " + std::to_string(p.total_k) + ")";
+    }
+    if (p.dropout_p > 0.0) return "flash_attention: dropout is not implemented for packed batches";
+  }
   return {};
 }
 
@@ -100,6 +116,10 @@ cudaError_t forward_sm80(const FlashFwdParams& p, cudaStream_t stream) {
     return bf16 ? run_flash_fwd_sm80<__nv_bfloat16, 64>(p, stream)
                 : run_flash_fwd_sm80<__half, 64>(p, stream);
   }
+  if (p.D == 256) {
+    return bf16 ? run_flash_fwd_sm80<__nv_bfloat16, 256>(p, stream)
+                : run_flash_fwd_sm80<__half, 256>(p, stream);
+  }
   return bf16 ? run_flash_fwd_sm80<__nv_bfloat16, 128>(p, stream)
               : run_flash_fwd_sm80<__half, 128>(p, stream);
 }
@@ -115,13 +135,19 @@ cudaError_t forward_sm90(const FlashFwdParams& p, flash::Sm90Variant v, cudaStre
               : run_flash_fwd_sm90<__half, 128>(p, v, stream);
 }
 
+// The Hopper kernels cover D = 64 and 128 with padded batches; D = 256 and packed batches run the
+// sm_80 kernels everywhere.
+bool sm90_covers(const FlashFwdParams& p) {
+  return p.D != 256 && p.cu_seqlens_q == nullptr;
+}
+
 }  // namespace
 
 cudaError_t flash_attention_forward_with(const FlashFwdParams& p, FlashKernel kernel,
                                          cudaStream_t stream) {
   if (!flash_attention_check(p).empty()) return cudaErrorInvalidValue;
   if (kernel == FlashKernel::sm80) return forward_sm80(p, stream);
-  const bool hopper = flash::flash_sm90_device();
+  const bool hopper = flash::flash_sm90_device() && sm90_covers(p);
   if (kernel == FlashKernel::sm90) {
     return hopper ? forward_sm90(p, flash::Sm90Variant::pingpong, stream) : cudaErrorInvalidValue;
   }
@@ -139,6 +165,7 @@ cudaError_t flash_attention_forward(const FlashFwdParams& p, cudaStream_t stream
 cudaError_t flash_attention_forward_ablation(const FlashFwdParams& p, int variant,
                                              cudaStream_t stream) {
   if (!flash_attention_check(p).empty() || variant < 0 || variant > 5) return cudaErrorInvalidValue;
+  if (p.cu_seqlens_q != nullptr && variant != 0) return cudaErrorInvalidValue;
   if (variant >= 4) {
     if (!flash::flash_sm90_device() || p.dtype != FlashDType::bf16 || p.D != 128) {
       return cudaErrorInvalidValue;
@@ -153,13 +180,15 @@ cudaError_t flash_attention_forward_ablation(const FlashFwdParams& p, int varian
 // deterministic, the ordering counters, int32 (B, H, ceil(Nq / 64)) (one per 64 query rows, the
 // smaller of the two kernels' query blocks); each 256-aligned.
 namespace {
+// (Packed batches: dq_accum (H, total_q, D), dsum (H, total_q), counters (B, H, ceil(Nq / 64))
+// with Nq the longest sequence.)
 int64_t semaphore_count(const FlashBwdParams& p) {
   return static_cast<int64_t>(p.fwd.B) * p.fwd.H * ((p.fwd.Nq + 63) / 64);
 }
 }  // namespace
 
 size_t flash_attention_backward_workspace_bytes(const FlashBwdParams& p) {
-  const int64_t rows = static_cast<int64_t>(p.fwd.B) * p.fwd.H * p.fwd.Nq;
+  const int64_t rows = flash::flash_stat_rows(p.fwd);
   const int64_t sems = p.deterministic ? align256(semaphore_count(p) * 4) : 0;
   return static_cast<size_t>(align256(rows * p.fwd.D * 4) + align256(rows * 4) + sems);
 }
@@ -169,9 +198,10 @@ cudaError_t flash_attention_backward_ablation(const FlashBwdParams& p, int varia
   using namespace flash;
   if (!flash_attention_check(p).empty() || variant < 0 || variant > 4) return cudaErrorInvalidValue;
   const bool hopper_main = variant >= 3;
-  if (hopper_main && !flash_sm90_device()) return cudaErrorInvalidValue;
+  if (hopper_main && !(flash_sm90_device() && sm90_covers(p.fwd))) return cudaErrorInvalidValue;
   if (p.deterministic && variant != 0 && variant != 3) return cudaErrorInvalidValue;
-  const int64_t rows = static_cast<int64_t>(p.fwd.B) * p.fwd.H * p.fwd.Nq;
+  if (p.fwd.cu_seqlens_q != nullptr && variant != 0) return cudaErrorInvalidValue;
+  const int64_t rows = flash_stat_rows(p.fwd);
   char* ws = static_cast<char*>(p.workspace);
   float* dq_accum = reinterpret_cast<float*>(ws);
   float* dsum = reinterpret_cast<float*>(ws + align256(rows * p.fwd.D * 4));
@@ -188,6 +218,10 @@ cudaError_t flash_attention_backward_ablation(const FlashBwdParams& p, int varia
     return bf16 ? run_flash_bwd_sm80<__nv_bfloat16, 64>(p, dq_accum, dsum, stream, opt)
                 : run_flash_bwd_sm80<__half, 64>(p, dq_accum, dsum, stream, opt);
   }
+  if (p.fwd.D == 256) {
+    return bf16 ? run_flash_bwd_sm80<__nv_bfloat16, 256>(p, dq_accum, dsum, stream, opt)
+                : run_flash_bwd_sm80<__half, 256>(p, dq_accum, dsum, stream, opt);
+  }
   return bf16 ? run_flash_bwd_sm80<__nv_bfloat16, 128>(p, dq_accum, dsum, stream, opt)
               : run_flash_bwd_sm80<__half, 128>(p, dq_accum, dsum, stream, opt);
 }
@@ -196,7 +230,8 @@ cudaError_t flash_attention_backward_with(const FlashBwdParams& p, FlashKernel k
                                           cudaStream_t stream) {
   if (kernel == FlashKernel::sm90) return flash_attention_backward_ablation(p, 3, stream);
   // Automatic: the Hopper main kernel on sm_90, the sm_80 one elsewhere.
-  const bool hopper = kernel == FlashKernel::automatic && flash::flash_sm90_device();
+  const bool hopper =
+      kernel == FlashKernel::automatic && flash::flash_sm90_device() && sm90_covers(p.fwd);
   return flash_attention_backward_ablation(p, hopper ? 3 : 0, stream);
 }
 

@@ -10,7 +10,8 @@
 // Layout: q, o, dq, do are (B, Nq, H, D) and k, v, dk, dv are (B, Nk, Hkv, D) in the sense that an
 // element's address is base + b * batch_stride + n * row_stride + h * head_stride + d; the strides
 // are in elements and the last dimension is contiguous. Both (B, N, H, D) and (B, H, N, D) tensors
-// fit, through their strides. lse, the logsumexp, is float32 (B, H, Nq), contiguous.
+// fit, through their strides. lse, the logsumexp, is float32 (B, H, Nq), contiguous
+// ((H, total_q) for packed batches).
 //
 // Semantics: O = dropout(softmax(scale * Q Kᵀ + mask)) V with float32 accumulation, lse = log Σ_j
 // exp(scale * q·k_j) in natural log over the visible keys (the undropped scores). Masks are aligned
@@ -19,7 +20,17 @@
 // min(window_right, 0) when causal (0 when causal without a right window), and -1 means no limit
 // on that side. Key blocks that no query of a block sees are skipped. A query that sees no key
 // (possible when Nq > Nk) gets O = 0 and lse = -inf (log 0), as in the CPU op, and no gradient.
-// Query head h reads key/value head h / (H / Hkv) (GQA; MQA when Hkv = 1).
+// Query head h reads key/value head h / (H / Hkv) (GQA; MQA when Hkv = 1). D = 64, 128 or 256.
+//
+// Variable-length packed batches (cu_seqlens_q set, as FlashAttention's varlen API): the B
+// sequences lie one after another along the row dimension, sequence b owning rows cu_seqlens_q[b]
+// .. cu_seqlens_q[b + 1] - 1 of q, o, dout, dq (total_q rows) and cu_seqlens_k[b] ..
+// cu_seqlens_k[b + 1] - 1 of k, v, dk, dv (total_k rows); the batch strides are unused. Nq and Nk
+// are then the largest lengths (the grid is sized by them; blocks past a sequence's end return at
+// once), and every mask above applies per sequence, with that sequence's lengths. lse is (H,
+// total_q). The offsets are int32 device arrays of B + 1 entries, 0 = cu[0] <= cu[1] <= ... <=
+// cu[B] = total, no length above Nq (Nk); the host cannot read them, so the caller guarantees this.
+// Varlen problems run the sm_80 kernels (also on Hopper) and take no dropout.
 //
 // Dropout (dropout_p > 0) uses the CPU op's counters, so that both draw the same mask: element
 // (b, h, i, j) of the probability matrix takes Philox4x32-10 draw number
@@ -55,6 +66,11 @@ struct FlashFwdParams {
   double dropout_p = 0.0;  // in [0, 1]; 0 = no dropout
   uint64_t dropout_seed = 0;
   uint64_t dropout_offset = 0;  // the draw number of element (0, 0, 0, 0)
+
+  // Variable-length packed batches (see above): null for the padded (B, N, H, D) layout.
+  const int* cu_seqlens_q = nullptr;  // device, B + 1 entries
+  const int* cu_seqlens_k = nullptr;  // device, B + 1 entries
+  int total_q = 0, total_k = 0;       // cu_seqlens_q[B], cu_seqlens_k[B]
 
   const void* q = nullptr;  // (B, Nq, H, D)
   const void* k = nullptr;  // (B, Nk, Hkv, D)
@@ -98,7 +114,8 @@ cudaError_t flash_attention_forward(const FlashFwdParams& p, cudaStream_t stream
 
 // The forward with an explicit kernel, so that both can be compared in one program: automatic as
 // above, sm80 (any GPU from Ampere on) or sm90 (compute capability 9.0 only; cudaErrorInvalidValue
-// elsewhere, cudaErrorNotSupported when the operands cannot be described to the copy engine,
+// elsewhere and for D = 256 or packed batches, which automatic runs on the sm_80 kernel;
+// cudaErrorNotSupported when the operands cannot be described to the copy engine,
 // which automatic answers by running the sm_80 kernel). Both compute the same function; they differ
 // in rounding only.
 enum class FlashKernel : uint8_t { automatic, sm80, sm90 };
@@ -107,9 +124,11 @@ cudaError_t flash_attention_forward_with(const FlashFwdParams& p, FlashKernel ke
 
 // The forward with one technique removed, for the benchmark's ablations (bf16, D = 128 only):
 // 1 = one K/V stage (no copy/compute overlap), 2 = unpadded shared-memory rows (bank conflicts),
-// 3 = 32-key blocks instead of 64, all of the sm_80 kernel; 0 = the tuned sm_80 kernel; on sm_90
-// only, 4 = the Hopper kernel without ping-pong between its consumer warpgroups, 5 = without
-// ping-pong and without the intra-warpgroup overlap of softmax and products.
+// 3 = 32-key blocks instead of 64, all of the sm_80 kernel; at D = 256 (bf16) the other tiles the
+// sm_80 kernel could take there: 1 = 64 x 32 with two K/V stages, 3 = 128 x 32 with 8 warps; 0 =
+// the tuned sm_80 kernel; on sm_90 only, 4 = the Hopper kernel without ping-pong between its
+// consumer warpgroups, 5 = without ping-pong and without the intra-warpgroup overlap of softmax and
+// products.
 cudaError_t flash_attention_forward_ablation(const FlashFwdParams& p, int variant,
                                              cudaStream_t stream);
 
@@ -122,8 +141,8 @@ cudaError_t flash_attention_backward_ablation(const FlashBwdParams& p, int varia
                                               cudaStream_t stream);
 
 // The backward with an explicit kernel: sm90 runs the Hopper main kernel (compute capability 9.0
-// only; cudaErrorInvalidValue elsewhere), sm80 the sm_80 one, automatic the Hopper one on sm_90
-// and the sm_80 one elsewhere.
+// only; cudaErrorInvalidValue elsewhere and for D = 256 or packed batches), sm80 the sm_80 one,
+// automatic the Hopper one on sm_90 and the sm_80 one elsewhere.
 cudaError_t flash_attention_backward_with(const FlashBwdParams& p, FlashKernel kernel,
                                           cudaStream_t stream);
 

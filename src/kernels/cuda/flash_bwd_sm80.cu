@@ -26,8 +26,9 @@
 // the grid is launched in decreasing key-block order so that the blocks waited for are already
 // running.
 //
-// Both options live in a second instantiation (kExtras), as run-time switches, so that their code
-// and registers cost the default kernel nothing; dropout off there is an all-ones mask.
+// Both options, and packed (varlen) batches, live in a second instantiation (kExtras), as run-time
+// switches, so that their code and registers cost the default kernel nothing; dropout off there is
+// an all-ones mask.
 #include <cmath>
 #include <type_traits>
 
@@ -84,13 +85,21 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
   const int hkv = blockIdx.y, b = blockIdx.z;
   const int group = f.H / f.Hkv;
   const int n0 = n_block * kBlockN;
-  const FlashBand band = flash_band(f);
+  // A packed batch's grid is sized by its longest sequence: blocks past this one's end do nothing
+  // (and take no part in the deterministic order, which counts this sequence's key blocks only).
+  // Packed batches run the kExtras instantiation, so that the default one keeps the lengths as
+  // parameter constants (as the forward, where registers for them cost 7-8% at D = 128).
+  const FlashSeq seq = kExtras ? flash_seq(f, b) : FlashSeq{b, f.Nq, f.Nk, 0, 0, false};
+  if (kExtras && n0 >= seq.nk) return;
+  const int nq = seq.nq, nk = seq.nk;
+  const int n_key_blocks = (nk + kBlockN - 1) / kBlockN;
+  const FlashBand band = flash_band(f, nq, nk);
 
   // The query blocks whose rows see some key of this block: [m_begin, m_begin + n_m).
   int m_begin = 0, n_m = 0;
   {
     const int first_q = max(0, n0 - band.hi);
-    const int last_q = min(f.Nq - 1, min(n0 + kBlockN, f.Nk) - 1 - band.lo);
+    const int last_q = min(nq - 1, min(n0 + kBlockN, nk) - 1 - band.lo);
     if (first_q <= last_q) {
       m_begin = first_q / kBlockM;
       n_m = last_q / kBlockM + 1 - m_begin;
@@ -98,22 +107,21 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
   }
   const int total = group * n_m;  // (query head, query block) pairs, head-major
 
-  const T* g_k = static_cast<const T*>(f.k) + b * f.k_strides.batch + hkv * f.k_strides.head;
-  const T* g_v = static_cast<const T*>(f.v) + b * f.v_strides.batch + hkv * f.v_strides.head;
+  const T* g_k = static_cast<const T*>(f.k) + seq.k_off(f.k_strides, hkv);
+  const T* g_v = static_cast<const T*>(f.v) + seq.k_off(f.v_strides, hkv);
 
   auto load_query_block = [&](int it, int stage) {
     const int h = hkv * group + it / n_m;
     const int m0 = (m_begin + it % n_m) * kBlockM;
-    const T* g_q = static_cast<const T*>(f.q) + b * f.q_strides.batch + h * f.q_strides.head;
-    const T* g_do =
-        static_cast<const T*>(p.dout) + b * p.dout_strides.batch + h * p.dout_strides.head;
+    const T* g_q = static_cast<const T*>(f.q) + seq.q_off(f.q_strides, h);
+    const T* g_do = static_cast<const T*>(p.dout) + seq.q_off(p.dout_strides, h);
     load_tile_async<kBlockM, D, kS, kThreads>(s_q + stage * kBlockM * kS, g_q, f.q_strides.row, m0,
-                                              f.Nq, tid);
+                                              nq, tid);
     load_tile_async<kBlockM, D, kS, kThreads>(s_do + stage * kBlockM * kS, g_do, p.dout_strides.row,
-                                              m0, f.Nq, tid);
+                                              m0, nq, tid);
     if (tid < kBlockM) {
-      const int64_t row0 = (static_cast<int64_t>(b) * f.H + h) * f.Nq;
-      const bool valid = m0 + tid < f.Nq;
+      const int64_t row0 = flash_stat_row(f, seq, h);
+      const bool valid = m0 + tid < nq;
       cp_async_4(s_lse + stage * kBlockM + tid, f.lse + (valid ? row0 + m0 + tid : 0), valid);
       cp_async_4(s_dsum + stage * kBlockM + tid, dsum + (valid ? row0 + m0 + tid : 0), valid);
     }
@@ -127,8 +135,8 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
   }
 
   if (total > 0) {
-    load_tile_async<kBlockN, D, kS, kThreads>(s_k, g_k, f.k_strides.row, n0, f.Nk, tid);
-    load_tile_async<kBlockN, D, kS, kThreads>(s_v, g_v, f.v_strides.row, n0, f.Nk, tid);
+    load_tile_async<kBlockN, D, kS, kThreads>(s_k, g_k, f.k_strides.row, n0, nk, tid);
+    load_tile_async<kBlockN, D, kS, kThreads>(s_v, g_v, f.v_strides.row, n0, nk, tid);
     load_query_block(0, 0);
   }
   cp_async_commit();
@@ -195,7 +203,7 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
     // are 0. A query that saw no key (lse = -inf) is outside the band for every key, so its
     // exp2(+inf) is replaced too.
     const int k_first = n0 + key_row0, k_last = k_first + 15;
-    const bool need_mask = n0 + kBlockN > f.Nk || m0 + kBlockM > f.Nq || k_last > m0 + band.hi ||
+    const bool need_mask = n0 + kBlockN > nk || m0 + kBlockM > nq || k_last > m0 + band.hi ||
                            k_first < m0 + kBlockM - 1 + band.lo;
 #pragma unroll
     for (int nt = 0; nt < kNT; ++nt) {
@@ -206,7 +214,7 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
         if (need_mask) {
           const int key = n0 + key_row0 + g + (e >> 1) * 8;
           const int q = m0 + q_local;
-          if (key >= f.Nk || q >= f.Nq || !band.visible(q, key)) pv = 0.0f;
+          if (key >= nk || q >= nq || !band.visible(q, key)) pv = 0.0f;
         }
         r_s[nt][e] = pv;
       }
@@ -312,14 +320,14 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
     // Add dQ_block to the float32 accumulator. kAtomicWidth 1 and 2 add a lane's own pairs; with
     // 4, lanes t and t ^ 1 swap half their pairs so that each holds four neighbouring columns of
     // one row (row g for even t, g + 8 for odd t): half the reductions again, for two shuffles.
-    float* g_dqa = dq_accum + (static_cast<int64_t>(b) * f.H + h) * f.Nq * D;
+    float* g_dqa = dq_accum + flash_stat_row(f, seq, h) * D;
     const int col0 = wn * kDCols;
     if (deterministic) {
       // Alone on this query block's accumulator rows, in key-block order: plain read-add-write
       // (L2, .cg), then the counter passes it to the next key block.
       int* sem = semaphores + (static_cast<int64_t>(b) * f.H + h) * ((f.Nq + 63) / 64) + m0 / 64;
       if (tid == 0) {
-        sem_wait(sem, last_key_block(band, m0, kBlockM, kBlockN, gridDim.x) - n_block);
+        sem_wait(sem, last_key_block(band, m0, kBlockM, kBlockN, n_key_blocks) - n_block);
       }
       __syncthreads();
 #pragma unroll
@@ -327,7 +335,7 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
           const int row = m0 + wm * 16 + g + half * 8;
-          if (row < f.Nq) {
+          if (row < nq) {
             float2* at = reinterpret_cast<float2*>(g_dqa + static_cast<int64_t>(row) * D + col0 +
                                                    nt * 8 + 2 * t);
             float2 acc = __ldcg(at);
@@ -340,7 +348,7 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
       __threadfence();
       __syncthreads();
       if (tid == 0) {
-        sem_signal(sem, last_key_block(band, m0, kBlockM, kBlockN, gridDim.x) - n_block + 1);
+        sem_signal(sem, last_key_block(band, m0, kBlockM, kBlockN, n_key_blocks) - n_block + 1);
       }
       continue;
     }
@@ -353,14 +361,14 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
         const int row = m0 + wm * 16 + g + (odd ? 8 : 0);
         const float v[4] = {odd ? x0 : r_dq[nt][0], odd ? x1 : r_dq[nt][1], odd ? r_dq[nt][2] : x0,
                             odd ? r_dq[nt][3] : x1};
-        if (row < f.Nq) {
+        if (row < nq) {
           red_add<4>(g_dqa + static_cast<int64_t>(row) * D + col0 + nt * 8 + 2 * (t & ~1), v);
         }
       } else {
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
           const int row = m0 + wm * 16 + g + half * 8;
-          if (row < f.Nq) {
+          if (row < nq) {
             float* g_at = g_dqa + static_cast<int64_t>(row) * D + col0 + nt * 8 + 2 * t;
             if constexpr (kAtomicWidth == 2) {
               red_add<2>(g_at, {r_dq[nt][2 * half], r_dq[nt][2 * half + 1]});
@@ -378,12 +386,12 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
 
   // dK (scaled) and dV, 16 bits; keys past Nk are not written. A key block that no query sees
   // (causal, Nq < Nk) writes zeros.
-  T* g_dk = static_cast<T*>(p.dk) + b * p.dk_strides.batch + hkv * p.dk_strides.head;
-  T* g_dv = static_cast<T*>(p.dv) + b * p.dv_strides.batch + hkv * p.dv_strides.head;
+  T* g_dk = static_cast<T*>(p.dk) + seq.k_off(p.dk_strides, hkv);
+  T* g_dv = static_cast<T*>(p.dv) + seq.k_off(p.dv_strides, hkv);
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const int key = n0 + key_row0 + g + half * 8;
-    if (key < f.Nk) {
+    if (key < nk) {
       T* g_dkrow = g_dk + key * p.dk_strides.row + 2 * t;
       T* g_dvrow = g_dv + key * p.dv_strides.row + 2 * t;
 #pragma unroll
@@ -397,6 +405,307 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
   }
 }
 
+// The backward at D = 256. The kernel above keeps a warp's 16 keys x D of dK and dV in registers:
+// 2 x 128 floats per lane at D = 256, more than a thread has. Here, as in FlashAttention-2's
+// hdim-256 backward, the warps split each product differently and Pᵀ and dSᵀ pass through shared
+// memory: one CTA of 8 warps per (64 keys, key/value head, batch) and 64-query blocks;
+//   Sᵀ, dPᵀ (64 x 64): warp (wk, wq) of 4 x 2 takes keys 16 wk.., queries 32 wq..;
+//   dV += Pᵀ dO, dK += dSᵀ Q (64 x 256): warp (wn, wd) of 2 x 4 takes keys 32 wn.., columns 64
+//   wd..,
+//     so dK and dV cost 64 + 64 accumulator registers per lane;
+//   dQ_block = dS K (64 x 256): warp (wm, wd) of 2 x 4 takes queries 32 wm.., columns 64 wd...
+// The 2 x 4 splits read fewer operand bytes per mma than 4 x 2 would (an A tile feeds 8 column
+// tiles). Shared memory: K, V, Q, dO (64 x 264 each, 33 KB) and Pᵀ, dSᵀ (64 x 72): 150 KB, one CTA
+// per SM, which fits an A100's 163 KB. Q and dO have one stage only (two would need 218 KB): the
+// next block's fetch is issued once dV and dK have read them and runs under dQ's product and
+// reductions. The deterministic mode is a run-time switch here (one instantiation per type); no
+// dropout (flash_attention_check rejects it at D = 256).
+template <typename T, int D>
+__global__ void __launch_bounds__(256, 1)
+    flash_bwd_sm80_wide_kernel(const FlashBwdParams p, float* dq_accum, const float* dsum,
+                               int* semaphores) {
+  using Mma = MmaOp<T>;
+  constexpr int kBlockM = 64, kBlockN = 64, kThreads = 256;
+  constexpr int kS = kSmemStride<D>;
+  constexpr int kPS = kBlockM + 8;  // Pᵀ and dSᵀ rows, padded like the other tiles
+  constexpr int kDW = D / 4;        // columns of dK, dV and dQ per warp
+  constexpr int kDT = kDW / 8;
+  constexpr int kE = sizeof(T);
+  const FlashFwdParams& f = p.fwd;
+
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* s_k = reinterpret_cast<T*>(smem_raw);                        // (kBlockN, kS)
+  T* s_v = s_k + kBlockN * kS;                                    // (kBlockN, kS)
+  T* s_q = s_v + kBlockN * kS;                                    // (kBlockM, kS)
+  T* s_do = s_q + kBlockM * kS;                                   // (kBlockM, kS)
+  T* s_p = s_do + kBlockM * kS;                                   // (kBlockN, kPS): Pᵀ
+  T* s_ds = s_p + kBlockN * kPS;                                  // (kBlockN, kPS): dSᵀ
+  float* s_lse = reinterpret_cast<float*>(s_ds + kBlockN * kPS);  // kBlockM
+  float* s_dsum = s_lse + kBlockM;                                // kBlockM
+
+  const int tid = threadIdx.x;
+  const int warp = tid / 32, lane = tid % 32;
+  const int g = lane / 4, t = lane % 4;
+  const bool deterministic = semaphores != nullptr;
+  const int n_block = deterministic ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
+  const int hkv = blockIdx.y, b = blockIdx.z;
+  const int group = f.H / f.Hkv;
+  const int n0 = n_block * kBlockN;
+  const FlashSeq seq = flash_seq(f, b);
+  if (n0 >= seq.nk) return;
+  const int nq = seq.nq, nk = seq.nk;
+  const int n_key_blocks = (nk + kBlockN - 1) / kBlockN;
+  const FlashBand band = flash_band(f, nq, nk);
+
+  int m_begin = 0, n_m = 0;  // the query blocks whose rows see some key of this block
+  {
+    const int first_q = max(0, n0 - band.hi);
+    const int last_q = min(nq - 1, min(n0 + kBlockN, nk) - 1 - band.lo);
+    if (first_q <= last_q) {
+      m_begin = first_q / kBlockM;
+      n_m = last_q / kBlockM + 1 - m_begin;
+    }
+  }
+  const int total = group * n_m;
+
+  const T* g_k = static_cast<const T*>(f.k) + seq.k_off(f.k_strides, hkv);
+  const T* g_v = static_cast<const T*>(f.v) + seq.k_off(f.v_strides, hkv);
+  auto load_query_block = [&](int it) {
+    const int h = hkv * group + it / n_m;
+    const int m0 = (m_begin + it % n_m) * kBlockM;
+    const T* g_q = static_cast<const T*>(f.q) + seq.q_off(f.q_strides, h);
+    const T* g_do = static_cast<const T*>(p.dout) + seq.q_off(p.dout_strides, h);
+    load_tile_async<kBlockM, D, kS, kThreads>(s_q, g_q, f.q_strides.row, m0, nq, tid);
+    load_tile_async<kBlockM, D, kS, kThreads>(s_do, g_do, p.dout_strides.row, m0, nq, tid);
+    if (tid < kBlockM) {
+      const int64_t row0 = flash_stat_row(f, seq, h);
+      const bool valid = m0 + tid < nq;
+      cp_async_4(s_lse + tid, f.lse + (valid ? row0 + m0 + tid : 0), valid);
+      cp_async_4(s_dsum + tid, dsum + (valid ? row0 + m0 + tid : 0), valid);
+    }
+  };
+
+  // Warp roles of the three splits.
+  const int wk = warp % 4, wq = warp / 4;  // Sᵀ, dPᵀ: 16 keys x 32 queries
+  const int wn = warp % 2, wd = warp / 2;  // dV, dK: 32 keys x kDW columns; dQ: 32 queries x kDW
+  const int key_s = wk * 16, q_s = wq * 32;
+  float r_dk[2][kDT][4], r_dv[2][kDT][4];
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt) {
+#pragma unroll
+    for (int dt = 0; dt < kDT; ++dt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) r_dk[mt][dt][e] = r_dv[mt][dt][e] = 0.0f;
+    }
+  }
+
+  if (total > 0) {
+    load_tile_async<kBlockN, D, kS, kThreads>(s_k, g_k, f.k_strides.row, n0, nk, tid);
+    load_tile_async<kBlockN, D, kS, kThreads>(s_v, g_v, f.v_strides.row, n0, nk, tid);
+    load_query_block(0);
+  }
+  cp_async_commit();
+
+  const float scale_log2 = f.softmax_scale * kLog2e;
+  // Byte addresses of this lane's ldmatrix rows; the loops add constant offsets.
+  const uint32_t s_k_a = smem_addr(s_k) + (key_s * kS + a_operand_offset<kS>(lane)) * kE;
+  const uint32_t s_v_a = smem_addr(s_v) + (key_s * kS + a_operand_offset<kS>(lane)) * kE;
+  const uint32_t s_q_b = smem_addr(s_q) + (q_s * kS + b_operand_offset<kS>(lane)) * kE;
+  const uint32_t s_do_b = smem_addr(s_do) + (q_s * kS + b_operand_offset<kS>(lane)) * kE;
+  const uint32_t s_p_a = smem_addr(s_p) + (wn * 32 * kPS + a_operand_offset<kPS>(lane)) * kE;
+  const uint32_t s_ds_a = smem_addr(s_ds) + (wn * 32 * kPS + a_operand_offset<kPS>(lane)) * kE;
+  const uint32_t s_do_bt = smem_addr(s_do) + (wd * kDW + b_trans_offset<kS>(lane)) * kE;
+  const uint32_t s_q_bt = smem_addr(s_q) + (wd * kDW + b_trans_offset<kS>(lane)) * kE;
+  // dQ: A = dS read transposed from dSᵀ (queries 32 wn..), B = K rows read transposed.
+  const uint32_t s_ds_at = smem_addr(s_ds) + (wn * 32 + b_operand_offset<kPS>(lane)) * kE;
+  const uint32_t s_k_bt = smem_addr(s_k) + (wd * kDW + b_trans_offset<kS>(lane)) * kE;
+
+  for (int it = 0; it < total; ++it) {
+    cp_async_wait<0>();
+    __syncthreads();  // this block's Q, dO, lse, dsum landed; the last dQ's reads of dSᵀ are done
+    const int h = hkv * group + it / n_m;
+    const int m0 = (m_begin + it % n_m) * kBlockM;
+
+    // Sᵀ = K Qᵀ and dPᵀ = V dOᵀ: 16 keys x 32 queries per warp.
+    float r_s[4][4], r_dp[4][4];
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) r_s[nt][e] = r_dp[nt][e] = 0.0f;
+    }
+#pragma unroll
+    for (int ks = 0; ks < D / 16; ++ks) {
+      uint32_t r_ak[4], r_av[4];
+      ldsm_x4(r_ak, s_k_a, ks * 16 * kE);
+      ldsm_x4(r_av, s_v_a, ks * 16 * kE);
+#pragma unroll
+      for (int np = 0; np < 2; ++np) {
+        const uint32_t b_off = (np * 16 * kS + ks * 16) * kE;
+        uint32_t r_bq[4], r_bdo[4];
+        ldsm_x4(r_bq, s_q_b, b_off);
+        ldsm_x4(r_bdo, s_do_b, b_off);
+        Mma::run(r_s[2 * np], r_ak, r_bq[0], r_bq[1]);
+        Mma::run(r_s[2 * np + 1], r_ak, r_bq[2], r_bq[3]);
+        Mma::run(r_dp[2 * np], r_av, r_bdo[0], r_bdo[1]);
+        Mma::run(r_dp[2 * np + 1], r_av, r_bdo[2], r_bdo[3]);
+      }
+    }
+
+    // Pᵀ and dSᵀ = Pᵀ ∘ (dPᵀ - dsum) to shared memory in 16 bits (masks as in the kernel above).
+    const int k_first = n0 + key_s, k_last = k_first + 15;
+    const int q_first = m0 + q_s, q_last = q_first + 31;
+    const bool need_mask = n0 + kBlockN > nk || m0 + kBlockM > nq || k_last > q_first + band.hi ||
+                           k_first < q_last + band.lo;
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int q_local = q_s + nt * 8 + 2 * t + (e & 1);
+        float pv = fast_exp2(fmaf(r_s[nt][e], scale_log2, -s_lse[q_local] * kLog2e));
+        if (need_mask) {
+          const int key = k_first + g + (e >> 1) * 8;
+          const int q = m0 + q_local;
+          if (key >= nk || q >= nq || !band.visible(q, key)) pv = 0.0f;
+        }
+        r_s[nt][e] = pv;
+        r_dp[nt][e] = pv * (r_dp[nt][e] - s_dsum[q_local]);
+      }
+      const int off = (key_s + g) * kPS + q_s + nt * 8 + 2 * t;
+      *reinterpret_cast<uint32_t*>(s_p + off) = Mma::pack(r_s[nt][0], r_s[nt][1]);
+      *reinterpret_cast<uint32_t*>(s_p + off + 8 * kPS) = Mma::pack(r_s[nt][2], r_s[nt][3]);
+      *reinterpret_cast<uint32_t*>(s_ds + off) = Mma::pack(r_dp[nt][0], r_dp[nt][1]);
+      *reinterpret_cast<uint32_t*>(s_ds + off + 8 * kPS) = Mma::pack(r_dp[nt][2], r_dp[nt][3]);
+    }
+    __syncthreads();  // Pᵀ and dSᵀ complete
+
+    // dV += Pᵀ dO and dK += dSᵀ Q: A from Pᵀ / dSᵀ rows, B = dO / Q rows read transposed.
+#pragma unroll
+    for (int kq = 0; kq < kBlockM / 16; ++kq) {
+      uint32_t r_ap[2][4], r_ads[2][4];
+#pragma unroll
+      for (int mt = 0; mt < 2; ++mt) {
+        ldsm_x4(r_ap[mt], s_p_a, (mt * 16 * kPS + kq * 16) * kE);
+        ldsm_x4(r_ads[mt], s_ds_a, (mt * 16 * kPS + kq * 16) * kE);
+      }
+#pragma unroll
+      for (int dp = 0; dp < kDT / 2; ++dp) {
+        const uint32_t b_off = (kq * 16 * kS + dp * 16) * kE;
+        uint32_t r_bdo[4], r_bq[4];
+        ldsm_x4_trans(r_bdo, s_do_bt, b_off);
+        ldsm_x4_trans(r_bq, s_q_bt, b_off);
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt) {
+          Mma::run(r_dv[mt][2 * dp], r_ap[mt], r_bdo[0], r_bdo[1]);
+          Mma::run(r_dv[mt][2 * dp + 1], r_ap[mt], r_bdo[2], r_bdo[3]);
+          Mma::run(r_dk[mt][2 * dp], r_ads[mt], r_bq[0], r_bq[1]);
+          Mma::run(r_dk[mt][2 * dp + 1], r_ads[mt], r_bq[2], r_bq[3]);
+        }
+      }
+    }
+    __syncthreads();  // Q and dO read by every warp: the next block's fetch may overwrite them
+    if (it + 1 < total) load_query_block(it + 1);
+    cp_async_commit();
+
+    // dQ_block = dS K: 32 queries x kDW columns per warp.
+    float r_dq[2][kDT][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt) {
+#pragma unroll
+      for (int nt = 0; nt < kDT; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) r_dq[mt][nt][e] = 0.0f;
+      }
+    }
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; ++kk) {
+      uint32_t r_a[2][4];
+#pragma unroll
+      for (int mt = 0; mt < 2; ++mt) {
+        ldsm_x4_trans(r_a[mt], s_ds_at, (kk * 16 * kPS + mt * 16) * kE);
+      }
+#pragma unroll
+      for (int np = 0; np < kDT / 2; ++np) {
+        uint32_t r_b[4];
+        ldsm_x4_trans(r_b, s_k_bt, (kk * 16 * kS + np * 16) * kE);
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt) {
+          Mma::run(r_dq[mt][2 * np], r_a[mt], r_b[0], r_b[1]);
+          Mma::run(r_dq[mt][2 * np + 1], r_a[mt], r_b[2], r_b[3]);
+        }
+      }
+    }
+    float* g_dqa = dq_accum + flash_stat_row(f, seq, h) * D;
+    const int col0 = wd * kDW;
+    if (deterministic) {  // as in the kernel above: plain adds in key-block order
+      int* sem = semaphores + (static_cast<int64_t>(b) * f.H + h) * ((f.Nq + 63) / 64) + m0 / 64;
+      const int turn = last_key_block(band, m0, kBlockM, kBlockN, n_key_blocks) - n_block;
+      if (tid == 0) sem_wait(sem, turn);
+      __syncthreads();
+#pragma unroll
+      for (int mt = 0; mt < 2; ++mt) {
+#pragma unroll
+        for (int nt = 0; nt < kDT; ++nt) {
+#pragma unroll
+          for (int half = 0; half < 2; ++half) {
+            const int row = m0 + wn * 32 + mt * 16 + g + half * 8;
+            if (row < nq) {
+              float2* at = reinterpret_cast<float2*>(g_dqa + static_cast<int64_t>(row) * D + col0 +
+                                                     nt * 8 + 2 * t);
+              float2 acc = __ldcg(at);
+              acc.x += r_dq[mt][nt][2 * half];
+              acc.y += r_dq[mt][nt][2 * half + 1];
+              __stcg(at, acc);
+            }
+          }
+        }
+      }
+      __threadfence();
+      __syncthreads();
+      if (tid == 0) sem_signal(sem, turn + 1);
+      continue;
+    }
+    // Lanes t and t ^ 1 swap half their pairs so that each adds four neighbouring columns.
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt) {
+#pragma unroll
+      for (int nt = 0; nt < kDT; ++nt) {
+        const bool odd = t & 1;
+        const float x0 = __shfl_xor_sync(0xffffffffu, odd ? r_dq[mt][nt][0] : r_dq[mt][nt][2], 1);
+        const float x1 = __shfl_xor_sync(0xffffffffu, odd ? r_dq[mt][nt][1] : r_dq[mt][nt][3], 1);
+        const int row = m0 + wn * 32 + mt * 16 + g + (odd ? 8 : 0);
+        const float v[4] = {odd ? x0 : r_dq[mt][nt][0], odd ? x1 : r_dq[mt][nt][1],
+                            odd ? r_dq[mt][nt][2] : x0, odd ? r_dq[mt][nt][3] : x1};
+        if (row < nq) {
+          red_add<4>(g_dqa + static_cast<int64_t>(row) * D + col0 + nt * 8 + 2 * (t & ~1), v);
+        }
+      }
+    }
+  }
+
+  // dK (scaled) and dV, 16 bits; keys past the sequence's end are not written.
+  T* g_dk = static_cast<T*>(p.dk) + seq.k_off(p.dk_strides, hkv);
+  T* g_dv = static_cast<T*>(p.dv) + seq.k_off(p.dv_strides, hkv);
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int key = n0 + wn * 32 + mt * 16 + g + half * 8;
+      if (key < nk) {
+        T* g_dkrow = g_dk + key * p.dk_strides.row + wd * kDW + 2 * t;
+        T* g_dvrow = g_dv + key * p.dv_strides.row + wd * kDW + 2 * t;
+#pragma unroll
+        for (int dt = 0; dt < kDT; ++dt) {
+          *reinterpret_cast<uint32_t*>(g_dkrow + dt * 8) =
+              Mma::pack(r_dk[mt][dt][2 * half] * f.softmax_scale,
+                        r_dk[mt][dt][2 * half + 1] * f.softmax_scale);
+          *reinterpret_cast<uint32_t*>(g_dvrow + dt * 8) =
+              Mma::pack(r_dv[mt][dt][2 * half], r_dv[mt][dt][2 * half + 1]);
+        }
+      }
+    }
+  }
+}
+
 // dsum[b, h, i] = Σ_d dO[b, i, h, d] O[b, i, h, d]: D / 8 threads per row, 16-byte loads.
 template <typename T, int D>
 __global__ void __launch_bounds__(128) flash_bwd_dsum_kernel(const FlashBwdParams p, float* dsum) {
@@ -404,14 +713,16 @@ __global__ void __launch_bounds__(128) flash_bwd_dsum_kernel(const FlashBwdParam
   constexpr int kLanesPerRow = D / 8;
   static_assert(32 % kLanesPerRow == 0, "a row's lanes sit in one warp");
   const FlashFwdParams& f = p.fwd;
-  const int64_t rows = static_cast<int64_t>(f.B) * f.H * f.Nq;
+  // Rows (b, h, i) of lse's layout; a packed batch's are (h, token), read here as b = 0, i = token.
+  const int64_t rows = flash_stat_rows(f);
+  const int q_rows = flash_q_rows(f);
   const int64_t r =
       static_cast<int64_t>(blockIdx.x) * (128 / kLanesPerRow) + threadIdx.x / kLanesPerRow;
   const int c = (threadIdx.x % kLanesPerRow) * 8;
   float sum = 0.0f;
   if (r < rows) {
-    const int i = static_cast<int>(r % f.Nq);
-    const int64_t bh = r / f.Nq;
+    const int i = static_cast<int>(r % q_rows);
+    const int64_t bh = r / q_rows;
     const int h = static_cast<int>(bh % f.H), b = static_cast<int>(bh / f.H);
     const T* g_do = static_cast<const T*>(p.dout) + b * p.dout_strides.batch +
                     i * p.dout_strides.row + h * p.dout_strides.head + c;
@@ -440,13 +751,14 @@ __global__ void __launch_bounds__(256)
     flash_bwd_convert_dq_kernel(const FlashBwdParams p, const float* dq_accum, bool swizzled) {
   using Mma = MmaOp<T>;
   const FlashFwdParams& f = p.fwd;
-  const int64_t chunks = static_cast<int64_t>(f.B) * f.H * f.Nq * (D / 8);
+  const int64_t chunks = flash_stat_rows(f) * (D / 8);  // rows as in the dsum kernel
+  const int q_rows = flash_q_rows(f);
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= chunks) return;
   const int64_t r = idx / (D / 8);
   const int c = static_cast<int>(idx % (D / 8)) * 8;
-  const int i = static_cast<int>(r % f.Nq);
-  const int64_t bh = r / f.Nq;
+  const int i = static_cast<int>(r % q_rows);
+  const int64_t bh = r / q_rows;
   const int h = static_cast<int>(bh % f.H), b = static_cast<int>(bh / f.H);
   const float4* src =
       reinterpret_cast<const float4*>(dq_accum + r * D + (swizzled ? dq_accum_col(i, c) : c));
@@ -471,14 +783,22 @@ cudaError_t run_flash_bwd_sm80(const FlashBwdParams& p, float* dq_accum, float* 
   const int atomic_width = opt.atomic_width;
   if (opt.hopper_main && atomic_width != 4) return cudaErrorInvalidValue;
   const FlashFwdParams& f = p.fwd;
-  const int64_t rows = static_cast<int64_t>(f.B) * f.H * f.Nq;
+  const int64_t rows = flash_stat_rows(f);
   const bool dropout = f.dropout_p > 0.0;
 
-  // Dropout and the deterministic mode run in a separate instantiation (kExtras).
-  const bool extras = dropout || opt.semaphores != nullptr;
-  auto kernel =
-      extras ? flash_bwd_sm80_kernel<T, D, Cfg::kBlockM, Cfg::kBlockN, Cfg::kWarps, 4, true>
-             : flash_bwd_sm80_kernel<T, D, Cfg::kBlockM, Cfg::kBlockN, Cfg::kWarps, 4, false>;
+  // Dropout, the deterministic mode and packed batches run in a separate instantiation (kExtras).
+  const bool extras = dropout || opt.semaphores != nullptr || f.cu_seqlens_q != nullptr;
+  void (*kernel)(const FlashBwdParams, float*, const float*, int*) = nullptr;
+  if constexpr (D == 256) {
+    // Its own kernel (above), deterministic as a run-time switch; no dropout, no ablations, no
+    // Hopper main kernel.
+    if (dropout || atomic_width != 4 || opt.hopper_main) return cudaErrorInvalidValue;
+    kernel = flash_bwd_sm80_wide_kernel<T, D>;
+  } else {
+    kernel = extras
+                 ? flash_bwd_sm80_kernel<T, D, Cfg::kBlockM, Cfg::kBlockN, Cfg::kWarps, 4, true>
+                 : flash_bwd_sm80_kernel<T, D, Cfg::kBlockM, Cfg::kBlockN, Cfg::kWarps, 4, false>;
+  }
   // The ablations exist for bf16 at D = 128 only, to keep the build short.
   if (atomic_width != 4 && extras) return cudaErrorInvalidValue;
   if constexpr (std::is_same_v<T, __nv_bfloat16> && D == 128) {
@@ -505,19 +825,27 @@ cudaError_t run_flash_bwd_sm80(const FlashBwdParams& p, float* dq_accum, float* 
   err = cudaGetLastError();
   if (err != cudaSuccess) return err;
 
-  if (opt.hopper_main) {
-    err = run_flash_bwd_sm90_main<T, D>(p, dq_accum, dsum, opt.semaphores, stream,
-                                        opt.hopper_bulk_dq);
-    if (err != cudaSuccess) return err;
-  } else {
+  if constexpr (D != 256) {
+    if (opt.hopper_main) {
+      err = run_flash_bwd_sm90_main<T, D>(p, dq_accum, dsum, opt.semaphores, stream,
+                                          opt.hopper_bulk_dq);
+      if (err != cudaSuccess) return err;
+    }
+  }
+  if (!opt.hopper_main) {
     constexpr int kS = kSmemStride<D>;
-    const int smem = static_cast<int>(
-        ((2 * Cfg::kBlockN + 4 * Cfg::kBlockM) * kS + Cfg::kBlockN * (Cfg::kBlockM + 8)) *
-            sizeof(T) +
-        4 * Cfg::kBlockM * sizeof(float));
+    // D = 256: K, V, Q, dO and the two 64 x 72 tiles Pᵀ and dSᵀ, lse and dsum (see the kernel).
+    const int smem =
+        D == 256
+            ? static_cast<int>((4 * 64 * kS + 2 * 64 * 72) * sizeof(T) + 2 * 64 * sizeof(float))
+            : static_cast<int>(
+                  ((2 * Cfg::kBlockN + 4 * Cfg::kBlockM) * kS + Cfg::kBlockN * (Cfg::kBlockM + 8)) *
+                      sizeof(T) +
+                  4 * Cfg::kBlockM * sizeof(float));
+    const int block_n = D == 256 ? 64 : Cfg::kBlockN;
     err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (err != cudaSuccess) return err;
-    const dim3 grid((f.Nk + Cfg::kBlockN - 1) / Cfg::kBlockN, f.Hkv, f.B);
+    const dim3 grid((f.Nk + block_n - 1) / block_n, f.Hkv, f.B);
     kernel<<<grid, Cfg::kWarps * 32, smem, stream>>>(p, dq_accum, dsum, opt.semaphores);
     err = cudaGetLastError();
     if (err != cudaSuccess) return err;
@@ -537,6 +865,10 @@ template cudaError_t run_flash_bwd_sm80<__nv_bfloat16, 128>(const FlashBwdParams
 template cudaError_t run_flash_bwd_sm80<__half, 64>(const FlashBwdParams&, float*, float*,
                                                     cudaStream_t, const BwdOptions&);
 template cudaError_t run_flash_bwd_sm80<__half, 128>(const FlashBwdParams&, float*, float*,
+                                                     cudaStream_t, const BwdOptions&);
+template cudaError_t run_flash_bwd_sm80<__nv_bfloat16, 256>(const FlashBwdParams&, float*, float*,
+                                                            cudaStream_t, const BwdOptions&);
+template cudaError_t run_flash_bwd_sm80<__half, 256>(const FlashBwdParams&, float*, float*,
                                                      cudaStream_t, const BwdOptions&);
 
 }  // namespace tilegrad::cuda::flash

@@ -34,12 +34,52 @@ struct FlashBand {
   int lo, hi;
   __host__ __device__ bool visible(int i, int j) const { return j <= i + hi && j >= i + lo; }
 };
-__host__ __device__ inline FlashBand flash_band(const FlashFwdParams& p) {
+// The band of a sequence of nq queries and nk keys (a packed batch's masks apply per sequence).
+__host__ __device__ inline FlashBand flash_band(const FlashFwdParams& p, int nq, int nk) {
   int right = p.window_right >= 0 && p.window_right < kNoLimit ? p.window_right : kNoLimit;
   if (p.causal && right > 0) right = 0;
   const int left = p.window_left >= 0 && p.window_left < kNoLimit ? p.window_left : kNoLimit;
-  const int shift = p.Nk - p.Nq;
+  const int shift = nk - nq;
   return {shift - left, shift + right};
+}
+__host__ __device__ inline FlashBand flash_band(const FlashFwdParams& p) {
+  return flash_band(p, p.Nq, p.Nk);
+}
+
+// ---- one sequence of the batch: padded (B, N, H, D) operands or a packed varlen batch
+
+// Rows of lse, dsum and the dQ accumulator per head: Nq, or total_q when packed. Those buffers are
+// (B, H, Nq) or (H, total_q), so row i of (b, h) is at stat_row(h) + i either way.
+__host__ __device__ inline int flash_q_rows(const FlashFwdParams& p) {
+  return p.cu_seqlens_q != nullptr ? p.total_q : p.Nq;
+}
+__host__ __device__ inline int64_t flash_stat_rows(const FlashFwdParams& p) {
+  return static_cast<int64_t>(p.cu_seqlens_q != nullptr ? 1 : p.B) * p.H * flash_q_rows(p);
+}
+
+// Sequence b's lengths and where its rows start: the sm_80 kernels address everything through
+// this, so the packed layout costs the padded one two selects per CTA.
+struct FlashSeq {
+  int b, nq, nk;
+  int64_t q_row0, k_row0;  // the sequence's first row in the packed operands (0 when padded)
+  bool packed;
+  // Element offsets of the sequence's row 0 of head h in a q-side or k-side operand.
+  __device__ int64_t q_off(const FlashStrides& s, int h) const {
+    return (packed ? q_row0 * s.row : b * s.batch) + h * s.head;
+  }
+  __device__ int64_t k_off(const FlashStrides& s, int h) const {
+    return (packed ? k_row0 * s.row : b * s.batch) + h * s.head;
+  }
+};
+__device__ inline FlashSeq flash_seq(const FlashFwdParams& p, int b) {
+  if (p.cu_seqlens_q == nullptr) return {b, p.Nq, p.Nk, 0, 0, false};
+  const int q0 = p.cu_seqlens_q[b], k0 = p.cu_seqlens_k[b];
+  return {b, p.cu_seqlens_q[b + 1] - q0, p.cu_seqlens_k[b + 1] - k0, q0, k0, true};
+}
+// Row 0 of (sequence, head h) in lse, dsum and the dQ accumulator (see flash_q_rows).
+__device__ inline int64_t flash_stat_row(const FlashFwdParams& p, const FlashSeq& s, int h) {
+  return s.packed ? static_cast<int64_t>(h) * p.total_q + s.q_row0
+                  : (static_cast<int64_t>(s.b) * p.H + h) * p.Nq;
 }
 
 // ---- dropout: Philox4x32-10 exactly as core/rng.h computes it on the CPU

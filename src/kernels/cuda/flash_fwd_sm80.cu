@@ -10,7 +10,7 @@
 //   ldmatrix.trans)
 // while cp.async fetches the next key block into the other of two shared-memory stages. O is
 // normalised once at the end; lse = (m * scale * log2 e + log2 l) * ln 2. Only the key blocks that
-// some row of the block sees (causal, sliding window) are visited. Dropout (kDropout) zeroes the
+// some row of the block sees (causal, sliding window) are visited. Dropout (kExtras) zeroes the
 // dropped probabilities after they entered the row sum (lse is that of the undropped scores) and
 // before P V; the 1 / (1 - p) goes into the final normalisation.
 #include <cmath>
@@ -29,10 +29,26 @@ constexpr float kLn2 = 0.6931471805599453f;
 // blocks (at D = 128 ptxas spills a few registers, yet 32-key blocks measured slower, see
 // docs/KERNELS.md); two K/V stages; rows padded by 16 bytes. FwdVariant names the ablations that
 // the benchmark times, each changing one of these choices.
+//
+// D = 256 doubles the O accumulator (16 rows x 256 columns per warp are already 128 registers per
+// lane), so a warp owns one 16-row tile, not two, and shared memory, not registers, bounds the
+// tile: a 264-element padded row is 528 bytes. 64 query rows with 4 warps and one stage of 64-key K
+// and V tiles take 101 KB, so two CTAs share an H100/H200 SM (8 warps; one CTA's loads run under
+// the other's math, which is what the second stage buys at D = 128 too) and one fits the 163 KB of
+// an A100. Measured against the two alternatives of the same size class (H200, bf16, N = 2k / 8k,
+// non-causal and causal; flash_attention_forward_ablation at D = 256): 231 / 239 / 197 / 212
+// TFLOP/s, against 217 / 220 / 187 / 188 for 64 x 32 with two stages (101 KB as well, but twice the
+// softmax rounds and barriers per FLOP) and 229 / 238 / 185 / 214 for FlashAttention-2's 128-row
+// shape as 128 x 32 with 8 warps and two stages (135 KB: one CTA per SM).
 struct FwdShape {
   int block_m, block_n, warps, stages, pad;
 };
-constexpr FwdShape fwd_shape(FwdVariant v) {
+constexpr FwdShape fwd_shape(FwdVariant v, int D) {
+  if (D == 256) {  // variant 1 is the other stage count here, 3 the other block shape
+    if (v == FwdVariant::single_stage) return {64, 32, 4, 2, 8};
+    if (v == FwdVariant::other_block_n) return {128, 32, 8, 2, 8};
+    return {64, 64, 4, 1, 8};
+  }
   switch (v) {
     case FwdVariant::single_stage:
       return {128, 64, 4, 1, 8};
@@ -47,7 +63,7 @@ constexpr FwdShape fwd_shape(FwdVariant v) {
 }
 
 template <typename T, int D, int kBlockM, int kBlockN, int kWarps, int kStages, int kPad,
-          bool kDropout>
+          bool kExtras>
 __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm80_kernel(const FlashFwdParams p) {
   using Mma = MmaOp<T>;
   constexpr int kThreads = kWarps * 32;
@@ -73,18 +89,25 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm80_kernel(const Flash
   const int h = blockIdx.y, b = blockIdx.z;
   const int hkv = h / (p.H / p.Hkv);
   const int m0 = m_block * kBlockM;
-  const FlashBand band = flash_band(p);
+  // Packed batches and dropout run in the second instantiation (kExtras), as run-time switches: the
+  // per-sequence lengths in registers instead of the parameters' constants cost the default D = 128
+  // kernel, which has no register to spare, 7-8% (measured). A packed batch's grid is sized by its
+  // longest sequence: blocks past this one's end do nothing.
+  const FlashSeq seq = kExtras ? flash_seq(p, b) : FlashSeq{b, p.Nq, p.Nk, 0, 0, false};
+  if (kExtras && m0 >= seq.nq) return;
+  const int nq = seq.nq, nk = seq.nk;
+  const FlashBand band = flash_band(p, nq, nk);
 
-  const T* g_q = static_cast<const T*>(p.q) + b * p.q_strides.batch + h * p.q_strides.head;
-  const T* g_k = static_cast<const T*>(p.k) + b * p.k_strides.batch + hkv * p.k_strides.head;
-  const T* g_v = static_cast<const T*>(p.v) + b * p.v_strides.batch + hkv * p.v_strides.head;
-  T* g_o = static_cast<T*>(p.o) + b * p.o_strides.batch + h * p.o_strides.head;
+  const T* g_q = static_cast<const T*>(p.q) + seq.q_off(p.q_strides, h);
+  const T* g_k = static_cast<const T*>(p.k) + seq.k_off(p.k_strides, hkv);
+  const T* g_v = static_cast<const T*>(p.v) + seq.k_off(p.v_strides, hkv);
+  T* g_o = static_cast<T*>(p.o) + seq.q_off(p.o_strides, h);
 
   // The key blocks that the block's rows see: [n_first, n_first + n_iter).
   int n_first = 0, n_iter = 0;
   {
     const int first_key = max(0, m0 + band.lo);
-    const int last_key = min(p.Nk - 1, min(m0 + kBlockM, p.Nq) - 1 + band.hi);
+    const int last_key = min(nk - 1, min(m0 + kBlockM, nq) - 1 + band.hi);
     if (first_key <= last_key) {
       n_first = first_key / kBlockN;
       n_iter = last_key / kBlockN + 1 - n_first;
@@ -92,11 +115,11 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm80_kernel(const Flash
   }
   const int n_end = n_first + n_iter;
 
-  load_tile_async<kBlockM, D, kS, kThreads>(s_q, g_q, p.q_strides.row, m0, p.Nq, tid);
+  load_tile_async<kBlockM, D, kS, kThreads>(s_q, g_q, p.q_strides.row, m0, nq, tid);
   if (n_iter > 0) {
     const int n0 = (n_end - 1) * kBlockN;
-    load_tile_async<kBlockN, D, kS, kThreads>(s_k, g_k, p.k_strides.row, n0, p.Nk, tid);
-    load_tile_async<kBlockN, D, kS, kThreads>(s_v, g_v, p.v_strides.row, n0, p.Nk, tid);
+    load_tile_async<kBlockN, D, kS, kThreads>(s_k, g_k, p.k_strides.row, n0, nk, tid);
+    load_tile_async<kBlockN, D, kS, kThreads>(s_v, g_v, p.v_strides.row, n0, nk, tid);
   }
   cp_async_commit();
 
@@ -115,6 +138,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm80_kernel(const Flash
   const float scale_log2 = p.softmax_scale * kLog2e;
   const int warp_row0 = warp * kMT * 16;  // first of this warp's rows within the block
   const Dropout drop(p);
+  [[maybe_unused]] const bool drop_on = kExtras && p.dropout_p > 0.0;
   [[maybe_unused]] const int bh = b * p.H + h;
   // Byte addresses of this lane's ldmatrix rows; the loops add constant offsets.
   constexpr int kE = sizeof(T);
@@ -131,9 +155,9 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm80_kernel(const Flash
         const int n0_next = (n_block - 1) * kBlockN;
         const int next = stage ^ 1;
         load_tile_async<kBlockN, D, kS, kThreads>(s_k + next * kBlockN * kS, g_k, p.k_strides.row,
-                                                  n0_next, p.Nk, tid);
+                                                  n0_next, nk, tid);
         load_tile_async<kBlockN, D, kS, kThreads>(s_v + next * kBlockN * kS, g_v, p.v_strides.row,
-                                                  n0_next, p.Nk, tid);
+                                                  n0_next, nk, tid);
       }
       cp_async_commit();  // possibly empty, so that wait<1> below always means "this stage"
       cp_async_wait<1>();
@@ -178,7 +202,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm80_kernel(const Flash
     const int n0 = n_block * kBlockN;
     const int w_first = m0 + warp_row0, w_last = w_first + kMT * 16 - 1;
     const bool need_mask =
-        n0 + kBlockN > p.Nk || n0 + kBlockN - 1 > w_first + band.hi || n0 < w_last + band.lo;
+        n0 + kBlockN > nk || n0 + kBlockN - 1 > w_first + band.hi || n0 < w_last + band.lo;
     if (need_mask) {
 #pragma unroll
       for (int mt = 0; mt < kMT; ++mt) {
@@ -188,7 +212,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm80_kernel(const Flash
           for (int e = 0; e < 4; ++e) {
             const int row = m0 + warp_row0 + mt * 16 + g + (e >> 1) * 8;
             const int col = n0 + nt * 8 + 2 * t + (e & 1);
-            if (col >= p.Nk || !band.visible(row, col)) r_s[mt][nt][e] = -INFINITY;
+            if (col >= nk || !band.visible(row, col)) r_s[mt][nt][e] = -INFINITY;
           }
         }
       }
@@ -227,7 +251,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm80_kernel(const Flash
           r_o[mt][dt][2 * half] *= corr;
           r_o[mt][dt][2 * half + 1] *= corr;
         }
-        if constexpr (kDropout) {
+        if (kExtras && drop_on) {
           // After the row sum: the dropped probabilities count in l (and lse), not in P V.
           const int row = m0 + warp_row0 + mt * 16 + g + half * 8;
           const uint64_t d_row = drop.draw(p, bh, row, n0 + 2 * t);
@@ -267,15 +291,15 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm80_kernel(const Flash
     if constexpr (kStages == 1) {
       if (it + 1 < n_iter) {  // no overlap: the copy waits for the compute and vice versa
         const int n0_next = (n_block - 1) * kBlockN;
-        load_tile_async<kBlockN, D, kS, kThreads>(s_k, g_k, p.k_strides.row, n0_next, p.Nk, tid);
-        load_tile_async<kBlockN, D, kS, kThreads>(s_v, g_v, p.v_strides.row, n0_next, p.Nk, tid);
+        load_tile_async<kBlockN, D, kS, kThreads>(s_k, g_k, p.k_strides.row, n0_next, nk, tid);
+        load_tile_async<kBlockN, D, kS, kThreads>(s_v, g_v, p.v_strides.row, n0_next, nk, tid);
       }
       cp_async_commit();
     }
   }
 
   // Normalise, write O (16 bits) and lse (float, natural log).
-  float* g_lse = p.lse + (static_cast<int64_t>(b) * p.H + h) * p.Nq;
+  float* g_lse = p.lse + flash_stat_row(p, seq, h);
 #pragma unroll
   for (int mt = 0; mt < kMT; ++mt) {
 #pragma unroll
@@ -283,9 +307,9 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm80_kernel(const Flash
       float l = r_l[mt][half];
       l += __shfl_xor_sync(0xffffffffu, l, 1);
       l += __shfl_xor_sync(0xffffffffu, l, 2);
-      const float inv = l > 0.0f ? (kDropout ? drop.scale : 1.0f) / l : 0.0f;
+      const float inv = l > 0.0f ? (kExtras ? drop.scale : 1.0f) / l : 0.0f;
       const int row = m0 + warp_row0 + mt * 16 + g + half * 8;
-      if (row < p.Nq) {
+      if (row < nq) {
         T* g_orow = g_o + row * p.o_strides.row;
 #pragma unroll
         for (int dt = 0; dt < kDT; ++dt) {
@@ -300,11 +324,11 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm80_kernel(const Flash
   }
 }
 
-template <typename T, int D, FwdVariant kVariant, bool kDropout = false>
+template <typename T, int D, FwdVariant kVariant, bool kExtras = false>
 cudaError_t launch_fwd(const FlashFwdParams& p, cudaStream_t stream) {
-  constexpr FwdShape c = fwd_shape(kVariant);
+  constexpr FwdShape c = fwd_shape(kVariant, D);
   auto kernel =
-      flash_fwd_sm80_kernel<T, D, c.block_m, c.block_n, c.warps, c.stages, c.pad, kDropout>;
+      flash_fwd_sm80_kernel<T, D, c.block_m, c.block_n, c.warps, c.stages, c.pad, kExtras>;
   const int smem =
       (c.block_m + 2 * c.stages * c.block_n) * (D + c.pad) * static_cast<int>(sizeof(T));
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
@@ -318,17 +342,28 @@ cudaError_t launch_fwd(const FlashFwdParams& p, cudaStream_t stream) {
 
 template <typename T, int D>
 cudaError_t run_flash_fwd_sm80(const FlashFwdParams& p, cudaStream_t stream) {
-  // Dropout is a separate instantiation, so that its Philox code costs the plain kernel nothing.
-  if (p.dropout_p > 0.0) return launch_fwd<T, D, FwdVariant::tuned, true>(p, stream);
+  // Dropout and packed batches are a separate instantiation, so that their code and registers
+  // cost the plain kernel nothing (D = 256 takes no dropout: flash_attention_check).
+  if (p.dropout_p > 0.0 || p.cu_seqlens_q != nullptr) {
+    return launch_fwd<T, D, FwdVariant::tuned, true>(p, stream);
+  }
   return launch_fwd<T, D, FwdVariant::tuned>(p, stream);
 }
 
 cudaError_t run_flash_fwd_sm80_variant(const FlashFwdParams& p, FwdVariant variant,
                                        cudaStream_t stream) {
+  using T = __nv_bfloat16;
+  if (p.dtype == FlashDType::bf16 && p.D == 256) {  // the other D = 256 tiles (see fwd_shape)
+    if (variant == FwdVariant::single_stage)
+      return launch_fwd<T, 256, FwdVariant::single_stage>(p, stream);
+    if (variant == FwdVariant::other_block_n)
+      return launch_fwd<T, 256, FwdVariant::other_block_n>(p, stream);
+    if (variant == FwdVariant::tuned) return run_flash_fwd_sm80<T, 256>(p, stream);
+    return cudaErrorInvalidValue;
+  }
   if (p.dtype != FlashDType::bf16 || p.D != 128) return cudaErrorInvalidValue;
   if (variant == FwdVariant::tuned) return run_flash_fwd_sm80<__nv_bfloat16, 128>(p, stream);
   if (p.dropout_p > 0.0) return cudaErrorInvalidValue;  // the ablations have no dropout
-  using T = __nv_bfloat16;
   switch (variant) {
     case FwdVariant::single_stage:
       return launch_fwd<T, 128, FwdVariant::single_stage>(p, stream);
@@ -346,5 +381,7 @@ template cudaError_t run_flash_fwd_sm80<__nv_bfloat16, 64>(const FlashFwdParams&
 template cudaError_t run_flash_fwd_sm80<__nv_bfloat16, 128>(const FlashFwdParams&, cudaStream_t);
 template cudaError_t run_flash_fwd_sm80<__half, 64>(const FlashFwdParams&, cudaStream_t);
 template cudaError_t run_flash_fwd_sm80<__half, 128>(const FlashFwdParams&, cudaStream_t);
+template cudaError_t run_flash_fwd_sm80<__nv_bfloat16, 256>(const FlashFwdParams&, cudaStream_t);
+template cudaError_t run_flash_fwd_sm80<__half, 256>(const FlashFwdParams&, cudaStream_t);
 
 }  // namespace tilegrad::cuda::flash

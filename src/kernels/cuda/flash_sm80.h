@@ -14,9 +14,10 @@ namespace tilegrad::cuda::flash {
 template <typename T, int D>
 cudaError_t run_flash_fwd_sm80(const FlashFwdParams& p, cudaStream_t stream);
 
-// Ablations of the forward for the benchmark (bf16, D = 128 only), each one technique removed or
+// Ablations of the forward for the benchmark (bf16, D = 128), each one technique removed or
 // changed: one K/V stage (no copy/compute overlap), unpadded shared rows (ldmatrix bank
-// conflicts), 32-key blocks instead of 64.
+// conflicts), 32-key blocks instead of 64; at D = 256 (bf16) single_stage and other_block_n name
+// the two other tiles measured there (fwd_shape in flash_fwd_sm80.cu).
 enum class FwdVariant : int { tuned = 0, single_stage = 1, unpadded = 2, other_block_n = 3 };
 cudaError_t run_flash_fwd_sm80_variant(const FlashFwdParams& p, FwdVariant variant,
                                        cudaStream_t stream);
