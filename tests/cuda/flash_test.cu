@@ -671,6 +671,10 @@ int main(int argc, char** argv) {
       {1, 2, 1, 127, 513, 128, true, bf},
       {1, 1, 1, 300, 70, 128, false, bf},  // Nk smaller than one key block
       {2, 40, 8, 200, 230, 64, true, bf},  // 160 query tiles, more than the SMs
+      // 216 tiles, non-causal: the Hopper forward's persistent CTAs take one or two each, and the
+      // K/V ring (three key blocks per tile) continues from one tile into the next.
+      {3, 24, 8, 300, 290, 128, false, bf},
+      {3, 24, 8, 400, 290, 64, false, hf},
       // Sliding windows: skipped key blocks on both sides, rows that see nothing.
       {2, 4, 2, 300, 300, 64, false, bf, 64, 0},
       {1, 2, 1, 333, 517, 128, true, hf, 100, 50},  // causal caps the right side at 0

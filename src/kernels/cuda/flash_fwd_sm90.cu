@@ -1,26 +1,32 @@
 // FlashAttention forward for Hopper (sm_90a): wgmma from shared memory, TMA loads completing on
-// mbarriers, a producer warp and two consumer warpgroups (FlashAttention-3's structure).
+// mbarriers, a producer warp and two or three consumer warpgroups (FlashAttention-3's structure).
 //
-// One CTA of three warpgroups computes kBlockM = 128 query rows of one (batch, head):
+// One CTA computes kBlockM = 64 x (consumer warpgroups) query rows of one (batch, head): 128 rows
+// with two consumers at D = 128, 192 rows with three at D = 64 (see consumers_for). Warpgroups:
 //   warpgroup 0, the producer: gives most of its registers back (setmaxnreg) and one thread issues
 //     the TMA copies: Q once, then K and V of each key block into a ring of kStages stages, each
-//     stage guarded by a "full" mbarrier (the copy's bytes arrived) and an "empty" one (all eight
+//     stage guarded by a "full" mbarrier (the copy's bytes arrived) and an "empty" one (all
 //     consumer warps are done reading it);
-//   warpgroups 1 and 2, the consumers: 64 query rows each, with the registers the producer freed.
-//     Per key block: S = Q Kᵀ (wgmma, Q and K from shared memory), the online softmax in registers
-//     as in the sm_80 kernel, O += P V (wgmma, P from registers, V from shared memory).
+//   warpgroups 1 .. kConsumers, the consumers: 64 query rows each, with the registers the producer
+//     freed. Per key block: S = Q Kᵀ (wgmma, Q and K from shared memory), the online softmax in
+//     registers as in the sm_80 kernel, O += P V (wgmma, P from registers, V from shared memory).
 // The key blocks are walked from last to first, so the masked blocks (causal diagonal, the Nk tail)
 // come first, and blocks that no row of the CTA sees (above the diagonal, outside a sliding window)
 // are never loaded. Dropout (kDropout) zeroes the dropped probabilities after the row sum and
-// before P V, as in the sm_80 kernel. Ragged tails need no special
-// path: TMA fills rows past Nq or Nk with zeros, and the mask removes those keys.
+// before P V, as in the sm_80 kernel. Ragged tails need no special path: TMA fills rows past Nq or
+// Nk with zeros, and the mask removes those keys.
+//
+// When every query row sees every key (no causal mask, no window), the CTAs are persistent: one
+// per SM, each walking a static list of equal tiles, the K/V ring and the ping-pong turns running
+// on from one tile into the next, so that the next tile's Q and first K/V blocks load under the
+// current tile's last blocks and epilogue instead of after the CTA's exit.
 //
 // Two refinements, both on by default and each removable for the benchmark (Sm90Variant):
 //   overlap: a consumer issues S_next = Q K_nextᵀ, then O += P V of the current block, and does the
 //     softmax of S_next while O += P V runs (P of the current block must stay in registers until
 //     that product completes, so O's rescale moves after it);
-//   pingpong: two named barriers hand the tensor cores from one consumer to the other, so that the
-//     products of one overlap the softmax (exp2, max, sum) of the other.
+//   pingpong: named barriers hand the tensor cores from one consumer to the next in turn, so that
+//     the products of one overlap the softmax (exp2, max, sum) of the others.
 #include <cuda.h>
 
 #include <algorithm>
@@ -35,12 +41,21 @@
 namespace tilegrad::cuda::flash {
 namespace {
 
-constexpr int kBlockM = 128;  // query rows per CTA: 64 per consumer warpgroup (wgmma's M)
 constexpr int kBlockN = 128;  // keys per block: wgmma's N for S, K for O += P V
 constexpr int kStages = 2;    // K/V ring depth
-constexpr int kConsumers = 2;
-constexpr int kThreads = 128 * (1 + kConsumers);
 constexpr int kBoxCols = 64;  // TMA box width: 64 16-bit elements = one 128-byte swizzle line
+
+// Consumer warpgroups per CTA, 64 query rows each (wgmma's M). D = 128 keeps two: O, S and P take
+// 160 registers per thread, so only two consumers fit the register file. At D = 64 they take 128,
+// and a third consumer fits in 160 registers each (FlashAttention-3's 192-row tile): a block's
+// products are half as long there while its softmax (exp2 on the quarter-rate unit) is not, so
+// one consumer's softmax needs more than the other's products to hide under; with three in turn,
+// each softmax has two other warpgroups' products to hide under, and each K/V tile serves 192
+// rows instead of 128. The dropout instantiation keeps two: its Philox code needs the registers.
+template <int D, bool kDropout>
+constexpr int consumers_for() {
+  return D == 64 && !kDropout ? 3 : 2;
+}
 
 // Where each of the three outer coordinates (row, head, batch) sits in a tensor map, whose
 // dimensions are ordered by stride (see make_operand_map).
@@ -53,19 +68,24 @@ struct Sm90Args {
   MapOrder q_order, k_order, v_order;
 };
 
-template <typename T, int D, bool kOverlap, bool kPingPong, bool kDropout>
-__global__ void __launch_bounds__(kThreads, 1)
+template <typename T, int D, bool kOverlap, bool kPingPong, bool kDropout, bool kPersistent,
+          int kConsumers = consumers_for<D, kDropout>()>
+__global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
     flash_fwd_sm90_kernel(const __grid_constant__ CUtensorMap tm_q,
                           const __grid_constant__ CUtensorMap tm_k,
                           const __grid_constant__ CUtensorMap tm_v, const Sm90Args args) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   static_assert(D == 64 || D == 128, "D = 64 or 128");
   static_assert(!kPingPong || kOverlap, "ping-pong is built on the overlapped loop");
+  static_assert(!kPersistent || (kPingPong && !kDropout), "persistent: the default kernel only");
   constexpr float kLog2e = 1.4426950408889634f;
   constexpr float kLn2 = 0.6931471805599453f;
-  // Registers per thread after reallocation: 24 x 128 + 240 x 256 <= 64K.
+  static_assert(kConsumers == 2 || kConsumers == 3, "two or three consumer warpgroups");
+  constexpr int kBlockM = 64 * kConsumers;  // query rows per CTA
+  // Registers per thread after reallocation: 24 x 128 + 240 x 256 <= 64K with two consumers,
+  // 24 x 128 + 160 x 384 <= 64K with three.
   constexpr int kProducerRegs = 24;
-  constexpr int kConsumerRegs = 240;
+  constexpr int kConsumerRegs = kConsumers == 2 ? 240 : 160;
   using Mma = MmaOp<T>;
   constexpr int kChunks = D / kBoxCols;
   constexpr uint32_t kQChunkBytes = kBlockM * 128;  // one 64-column box of the Q tile
@@ -81,34 +101,57 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t s_q = (smem_addr(smem_raw) + 1023u) & ~1023u;
   const uint32_t s_k = s_q + kQBytes;             // kStages x (kChunks x kBlockN x 64)
   const uint32_t s_v = s_k + kStages * kKVBytes;  // kStages x (kChunks x kBlockN x 64)
-  __shared__ __align__(8) uint64_t s_bars[1 + 4 * kStages];
+  __shared__ __align__(8) uint64_t s_bars[2 + 4 * kStages];
   const uint32_t bar_q = smem_addr(&s_bars[0]);
-  auto bar_k_full = [&](int s) { return smem_addr(&s_bars[1 + s]); };
-  auto bar_k_empty = [&](int s) { return smem_addr(&s_bars[1 + kStages + s]); };
-  auto bar_v_full = [&](int s) { return smem_addr(&s_bars[1 + 2 * kStages + s]); };
-  auto bar_v_empty = [&](int s) { return smem_addr(&s_bars[1 + 3 * kStages + s]); };
+  // Persistent CTAs only: all consumer warps are done with the Q tile (its last S is complete).
+  const uint32_t bar_q_empty = smem_addr(&s_bars[1]);
+  auto bar_k_full = [&](int s) { return smem_addr(&s_bars[2 + s]); };
+  auto bar_k_empty = [&](int s) { return smem_addr(&s_bars[2 + kStages + s]); };
+  auto bar_v_full = [&](int s) { return smem_addr(&s_bars[2 + 2 * kStages + s]); };
+  auto bar_v_empty = [&](int s) { return smem_addr(&s_bars[2 + 3 * kStages + s]); };
 
   const int tid = threadIdx.x;
   const int warpgroup = tid / 128;
-  // Causal: the last query blocks see the most keys; start them first so they are not the tail.
-  const int m_block = p.causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
-  const int h = blockIdx.y, b = blockIdx.z;
-  const int hkv = h / (p.H / p.Hkv);
-  const int m0 = m_block * kBlockM;
   const FlashBand band = flash_band(p);
-  // The key blocks that the CTA's rows see: [n_end - n_iter, n_end), walked from the last.
+  // The tiles (128 or 192 query rows of one batch and head) of this CTA. One CTA per tile: the
+  // grid's (x, y, z) = (query block, head, batch). Persistent (kPersistent): gridDim.x CTAs deal
+  // the tiles t = blockIdx.x, blockIdx.x + gridDim.x, ... with the query block varying fastest, so
+  // that the CTAs at work at one time share a head's K and V in the L2; the launcher picks it only
+  // when every tile sees every key, so all tiles have the same length.
+  const int m_blocks = (p.Nq + kBlockM - 1) / kBlockM;
+  const int tiles = kPersistent ? m_blocks * p.H * p.B : 1;
+  const int first_tile = kPersistent ? static_cast<int>(blockIdx.x) : 0;
+  const int tile_step = kPersistent ? static_cast<int>(gridDim.x) : 1;
+  int m_block = 0, h = 0, b = 0, hkv = 0, m0 = 0;
+  // The key blocks that the tile's rows see: [n_end - n_iter, n_end), walked from the last.
   int n_end = 0, n_iter = 0;
-  {
+  auto set_tile = [&](int tile) {
+    if constexpr (kPersistent) {
+      m_block = tile % m_blocks;
+      h = (tile / m_blocks) % p.H;
+      b = tile / m_blocks / p.H;
+    } else {
+      (void)tile;
+      // Causal: the last query blocks see the most keys; start them first so they are not the tail.
+      m_block = p.causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
+      h = blockIdx.y;
+      b = blockIdx.z;
+    }
+    hkv = h / (p.H / p.Hkv);
+    m0 = m_block * kBlockM;
+    n_end = 0;
+    n_iter = 0;
     const int first_key = max(0, m0 + band.lo);
     const int last_key = min(p.Nk - 1, min(m0 + kBlockM, p.Nq) - 1 + band.hi);
     if (first_key <= last_key) {
       n_end = last_key / kBlockN + 1;
       n_iter = n_end - first_key / kBlockN;
     }
-  }
+  };
 
   if (tid == 0) {
     mbar_init(bar_q, 1);
+    mbar_init(bar_q_empty, kConsumers * 4);
     for (int s = 0; s < kStages; ++s) {
       mbar_init(bar_k_full(s), 1);
       mbar_init(bar_v_full(s), 1);
@@ -122,7 +165,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (warpgroup == 0) {
     // ---- producer
     setmaxnreg_dec<kProducerRegs>();
-    if (tid != 0 || n_iter == 0) return;
+    if (tid != 0) return;
     // The outer coordinates (row, head, batch) of a box, in the map's dimension order.
     int c[3];
     auto map_coords = [&](const MapOrder& o, int row, int head, int batch) {
@@ -130,32 +173,44 @@ __global__ void __launch_bounds__(kThreads, 1)
       c[1] = o.row == 1 ? row : o.head == 1 ? head : batch;
       c[2] = o.row == 2 ? row : o.head == 2 ? head : batch;
     };
-    map_coords(args.q_order, m0, h, b);
-    mbar_arrive_expect_tx(bar_q, kQBytes);
-#pragma unroll
-    for (int ch = 0; ch < kChunks; ++ch) {
-      tma_load_4d(s_q + ch * kQChunkBytes, &tm_q, ch * kBoxCols, c[0], c[1], c[2], bar_q);
-    }
-    for (int it = 0; it < n_iter; ++it) {
-      const int n0 = (n_end - 1 - it) * kBlockN;
-      const int s = it % kStages;
-      const uint32_t parity = ((it / kStages) & 1) ^ 1;
-      mbar_wait(bar_k_empty(s), parity);
-      mbar_arrive_expect_tx(bar_k_full(s), kKVBytes);
-      map_coords(args.k_order, n0, hkv, b);
+    // The K/V ring and the Q buffer run on across a persistent CTA's tiles: ring position kv + it,
+    // and the tq-th tile's Q phase.
+    int kv = 0, tq = 0;
+    for (int tile = first_tile; tile < tiles; tile += tile_step) {
+      set_tile(tile);
+      if (n_iter == 0) continue;
+      // The previous tile's Q is free once every consumer warp's last S of it is complete (a
+      // fresh barrier's wait for parity 1 returns at once).
+      if (kPersistent) mbar_wait(bar_q_empty, (tq & 1) ^ 1);
+      map_coords(args.q_order, m0, h, b);
+      mbar_arrive_expect_tx(bar_q, kQBytes);
 #pragma unroll
       for (int ch = 0; ch < kChunks; ++ch) {
-        tma_load_4d(s_k + s * kKVBytes + ch * kKVChunkBytes, &tm_k, ch * kBoxCols, c[0], c[1], c[2],
-                    bar_k_full(s));
+        tma_load_4d(s_q + ch * kQChunkBytes, &tm_q, ch * kBoxCols, c[0], c[1], c[2], bar_q);
       }
-      mbar_wait(bar_v_empty(s), parity);
-      mbar_arrive_expect_tx(bar_v_full(s), kKVBytes);
-      map_coords(args.v_order, n0, hkv, b);
+      for (int it = 0; it < n_iter; ++it) {
+        const int n0 = (n_end - 1 - it) * kBlockN;
+        const int s = (kv + it) % kStages;
+        const uint32_t parity = (((kv + it) / kStages) & 1) ^ 1;
+        mbar_wait(bar_k_empty(s), parity);
+        mbar_arrive_expect_tx(bar_k_full(s), kKVBytes);
+        map_coords(args.k_order, n0, hkv, b);
 #pragma unroll
-      for (int ch = 0; ch < kChunks; ++ch) {
-        tma_load_4d(s_v + s * kKVBytes + ch * kKVChunkBytes, &tm_v, ch * kBoxCols, c[0], c[1], c[2],
-                    bar_v_full(s));
+        for (int ch = 0; ch < kChunks; ++ch) {
+          tma_load_4d(s_k + s * kKVBytes + ch * kKVChunkBytes, &tm_k, ch * kBoxCols, c[0], c[1],
+                      c[2], bar_k_full(s));
+        }
+        mbar_wait(bar_v_empty(s), parity);
+        mbar_arrive_expect_tx(bar_v_full(s), kKVBytes);
+        map_coords(args.v_order, n0, hkv, b);
+#pragma unroll
+        for (int ch = 0; ch < kChunks; ++ch) {
+          tma_load_4d(s_v + s * kKVBytes + ch * kKVChunkBytes, &tm_v, ch * kBoxCols, c[0], c[1],
+                      c[2], bar_v_full(s));
+        }
       }
+      kv += n_iter;
+      ++tq;
     }
     return;
   }
@@ -166,14 +221,12 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int wt = tid % 128;
   const int warp = wt / 32, lane = wt % 32;
   const int g = lane / 4, t = lane % 4;
-  const int row0 = m0 + 64 * wg + 16 * warp;  // this warp's first row; the thread's are +g, +g+8
+  int row0 = 0;  // this warp's first row in the tile; the thread's are +g, +g+8
 
   float r_o[D / 2];
   float r_s[kBlockN / 2];
   uint32_t r_p[kBlockN / 16][4];
-  float r_m[2] = {-INFINITY, -INFINITY}, r_l[2] = {0.0f, 0.0f};
-#pragma unroll
-  for (int i = 0; i < D / 2; ++i) r_o[i] = 0.0f;
+  float r_m[2], r_l[2];
 #pragma unroll
   for (int i = 0; i < kBlockN / 2; ++i) r_s[i] = 0.0f;
   const float scale_log2 = p.softmax_scale * kLog2e;
@@ -225,32 +278,58 @@ __global__ void __launch_bounds__(kThreads, 1)
   };
   // Online softmax of S in place (S becomes exp2(S scale log2 e - m)); returns the factors by
   // which the old O and l must be scaled and updates m and l. A row's 128 scores lie in the four
-  // lanes of a quad: the max needs two shuffles; the sums stay per lane until the end.
+  // lanes of a quad: the max needs two shuffles; the sums stay per lane until the end. Without
+  // fast-math the compiler keeps each float reduction in source order, so a single accumulator
+  // makes a chain of kNT dependent max (and 2 kNT dependent adds) per row, whose latency the
+  // softmax pays while the tensor cores wait for the next turn; four partial accumulators per row,
+  // both rows' chains side by side, cut the depth fourfold.
   auto softmax = [&](float(&corr)[2]) {
+    static_assert(kNT % 4 == 0, "four partial reductions per row");
+    float mx[2];
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
-      float mx = r_m[half];
+      float part[4];
 #pragma unroll
-      for (int nt = 0; nt < kNT; ++nt) {
-        mx = fmaxf(mx, fmaxf(r_s[4 * nt + 2 * half], r_s[4 * nt + 2 * half + 1]));
+      for (int j = 0; j < 4; ++j) {
+        part[j] = fmaxf(r_s[4 * j + 2 * half], r_s[4 * j + 2 * half + 1]);
       }
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+#pragma unroll
+      for (int nt = 4; nt < kNT; ++nt) {
+        part[nt % 4] =
+            fmaxf(part[nt % 4], fmaxf(r_s[4 * nt + 2 * half], r_s[4 * nt + 2 * half + 1]));
+      }
+      mx[half] = fmaxf(fmaxf(fmaxf(part[0], part[1]), fmaxf(part[2], part[3])), r_m[half]);
+    }
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      mx[half] = fmaxf(mx[half], __shfl_xor_sync(0xffffffffu, mx[half], 1));
+    }
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      mx[half] = fmaxf(mx[half], __shfl_xor_sync(0xffffffffu, mx[half], 2));
+    }
+    float m_scaled[2];
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
       // A row with no visible key so far keeps m = -inf; subtract 0 then, not inf - inf.
-      const float m_scaled = mx == -INFINITY ? 0.0f : mx * scale_log2;
-      corr[half] = fast_exp2(r_m[half] * scale_log2 - m_scaled);
-      r_m[half] = mx;
-      float sum = 0.0f;
+      m_scaled[half] = mx[half] == -INFINITY ? 0.0f : mx[half] * scale_log2;
+      corr[half] = fast_exp2(r_m[half] * scale_log2 - m_scaled[half]);
+      r_m[half] = mx[half];
+    }
+    float sum[2][4] = {};
 #pragma unroll
-      for (int nt = 0; nt < kNT; ++nt) {
+    for (int nt = 0; nt < kNT; ++nt) {
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          float& sv = r_s[4 * nt + 2 * half + e];
-          sv = fast_exp2(fmaf(sv, scale_log2, -m_scaled));
-          sum += sv;
-        }
+      for (int e = 0; e < 4; ++e) {
+        float& sv = r_s[4 * nt + e];
+        sv = fast_exp2(fmaf(sv, scale_log2, -m_scaled[e >> 1]));
+        sum[e >> 1][(nt % 2) * 2 + (e & 1)] += sv;
       }
-      r_l[half] = r_l[half] * corr[half] + sum;
+    }
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      r_l[half] =
+          r_l[half] * corr[half] + ((sum[half][0] + sum[half][1]) + (sum[half][2] + sum[half][3]));
     }
   };
   // Dropout, after softmax has added the block to the row sums: zero the dropped P.
@@ -289,133 +368,156 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   };
   // Ping-pong: consumer wg waits on barrier 1 + wg for its turn at the tensor cores and hands the
-  // turn to the other with an arrival on 1 + (1 - wg) once its products are issued.
+  // turn to the next one, (wg + 1) mod kConsumers, with an arrival on its barrier once its products
+  // are issued. Each barrier thus has one waiting and one arriving warpgroup per turn.
   auto turn_wait = [&]() {
     if constexpr (kPingPong) named_bar_sync(1 + wg, 2 * 128);
   };
   auto turn_pass = [&]() {
-    if constexpr (kPingPong) named_bar_arrive(1 + (1 - wg), 2 * 128);
+    if constexpr (kPingPong) named_bar_arrive(1 + (wg + 1) % kConsumers, 2 * 128);
   };
 
-  if (n_iter > 0) {
-    mbar_wait(bar_q, 0);
-    if constexpr (!kOverlap) {
-      for (int it = 0; it < n_iter; ++it) {
-        const int s = it % kStages;
-        const uint32_t parity = (it / kStages) & 1;
-        mbar_wait(bar_k_full(s), parity);
-        fence_regs(r_s);
-        wgmma_fence();
-        gemm_qk(s);
-        wgmma_commit();
-        wgmma_wait<0>();
-        fence_regs(r_s);
-        release(bar_k_empty(s));
-        mask(n_end - 1 - it);
-        float corr[2];
-        softmax(corr);
-        dropout(n_end - 1 - it);
-        rescale_o(corr);
-        convert_p();
-        mbar_wait(bar_v_full(s), parity);
-        fence_regs(r_o);
-        fence_regs(r_p);
-        wgmma_fence();
-        gemm_pv(s);
-        wgmma_commit();
-        wgmma_wait<0>();
-        fence_regs(r_o);
-        fence_regs(r_p);
-        release(bar_v_empty(s));
-      }
-    } else {
-      // The first consumer takes the first turn: the second grants it.
-      if (kPingPong && wg == 1) named_bar_arrive(1, 2 * 128);
-      // Prologue: S and P of the first (last-indexed) key block.
-      mbar_wait(bar_k_full(0), 0);
-      turn_wait();
-      fence_regs(r_s);
-      wgmma_fence();
-      gemm_qk(0);
-      wgmma_commit();
-      turn_pass();
-      wgmma_wait<0>();
-      fence_regs(r_s);
-      release(bar_k_empty(0));
-      mask(n_end - 1);
-      {
-        float corr[2];
-        softmax(corr);  // O is still zero: no rescale
-      }
-      dropout(n_end - 1);
-      convert_p();
-      for (int it = 1; it < n_iter; ++it) {
-        const int s = it % kStages, s_prev = (it - 1) % kStages;
-        const uint32_t parity = (it / kStages) & 1, parity_prev = ((it - 1) / kStages) & 1;
-        mbar_wait(bar_k_full(s), parity);
-        mbar_wait(bar_v_full(s_prev), parity_prev);
+  // The K/V ring position and the Q phase, continued across a persistent CTA's tiles as in the
+  // producer.
+  int kv = 0, tq = 0;
+  for (int tile = first_tile; tile < tiles; tile += tile_step) {
+    set_tile(tile);
+    row0 = m0 + 64 * wg + 16 * warp;
+#pragma unroll
+    for (int i = 0; i < D / 2; ++i) r_o[i] = 0.0f;
+    r_m[0] = r_m[1] = -INFINITY;
+    r_l[0] = r_l[1] = 0.0f;
+    // Persistent: once the tile's last S is complete, this warp no longer reads Q.
+    auto release_q = [&]() {
+      if (kPersistent) release(bar_q_empty);
+    };
+    if (n_iter > 0) {
+      mbar_wait(bar_q, tq & 1);
+      if constexpr (!kOverlap) {
+        for (int it = 0; it < n_iter; ++it) {
+          const int s = (kv + it) % kStages;
+          const uint32_t parity = ((kv + it) / kStages) & 1;
+          mbar_wait(bar_k_full(s), parity);
+          fence_regs(r_s);
+          wgmma_fence();
+          gemm_qk(s);
+          wgmma_commit();
+          wgmma_wait<0>();
+          fence_regs(r_s);
+          release(bar_k_empty(s));
+          mask(n_end - 1 - it);
+          float corr[2];
+          softmax(corr);
+          dropout(n_end - 1 - it);
+          rescale_o(corr);
+          convert_p();
+          mbar_wait(bar_v_full(s), parity);
+          fence_regs(r_o);
+          fence_regs(r_p);
+          wgmma_fence();
+          gemm_pv(s);
+          wgmma_commit();
+          wgmma_wait<0>();
+          fence_regs(r_o);
+          fence_regs(r_p);
+          release(bar_v_empty(s));
+        }
+      } else {
+        // The first consumer takes the CTA's first turn: the last grants it.
+        if (kPingPong && wg == kConsumers - 1 && tq == 0) named_bar_arrive(1, 2 * 128);
+        // Prologue: S and P of the first (last-indexed) key block.
+        const int s_first = kv % kStages;
+        mbar_wait(bar_k_full(s_first), (kv / kStages) & 1);
         turn_wait();
         fence_regs(r_s);
+        wgmma_fence();
+        gemm_qk(s_first);
+        wgmma_commit();
+        turn_pass();
+        wgmma_wait<0>();
+        fence_regs(r_s);
+        release(bar_k_empty(s_first));
+        if (n_iter == 1) release_q();
+        mask(n_end - 1);
+        {
+          float corr[2];
+          softmax(corr);  // O is still zero: no rescale
+        }
+        dropout(n_end - 1);
+        convert_p();
+        for (int it = 1; it < n_iter; ++it) {
+          const int ring = kv + it;
+          const int s = ring % kStages, s_prev = (ring - 1) % kStages;
+          const uint32_t parity = (ring / kStages) & 1, parity_prev = ((ring - 1) / kStages) & 1;
+          mbar_wait(bar_k_full(s), parity);
+          mbar_wait(bar_v_full(s_prev), parity_prev);
+          turn_wait();
+          fence_regs(r_s);
+          fence_regs(r_o);
+          fence_regs(r_p);
+          wgmma_fence();
+          gemm_qk(s);  // S of block it
+          wgmma_commit();
+          gemm_pv(s_prev);  // O += P V of block it - 1
+          wgmma_commit();
+          turn_pass();
+          wgmma_wait<1>();  // S is ready; O += P V may still run
+          fence_regs(r_s);
+          release(bar_k_empty(s));
+          if (it == n_iter - 1) release_q();
+          mask(n_end - 1 - it);
+          float corr[2];
+          softmax(corr);
+          dropout(n_end - 1 - it);
+          wgmma_wait<0>();  // P of block it - 1 and O are free again
+          fence_regs(r_o);
+          fence_regs(r_p);
+          release(bar_v_empty(s_prev));
+          rescale_o(corr);
+          convert_p();
+        }
+        // Epilogue: O += P V of the last block. The last consumer's last turn of the CTA is granted
+        // to no one, so that every wait above has exactly one matching arrival; in a persistent CTA
+        // it grants the first consumer's first turn of the next tile (every tile has key blocks).
+        const int s_last = (kv + n_iter - 1) % kStages;
+        mbar_wait(bar_v_full(s_last), ((kv + n_iter - 1) / kStages) & 1);
+        turn_wait();
         fence_regs(r_o);
         fence_regs(r_p);
         wgmma_fence();
-        gemm_qk(s);  // S of block it
+        gemm_pv(s_last);
         wgmma_commit();
-        gemm_pv(s_prev);  // O += P V of block it - 1
-        wgmma_commit();
-        turn_pass();
-        wgmma_wait<1>();  // S is ready; O += P V may still run
-        fence_regs(r_s);
-        release(bar_k_empty(s));
-        mask(n_end - 1 - it);
-        float corr[2];
-        softmax(corr);
-        dropout(n_end - 1 - it);
-        wgmma_wait<0>();  // P of block it - 1 and O are free again
+        if (wg != kConsumers - 1 || tile + tile_step < tiles) turn_pass();
+        wgmma_wait<0>();
         fence_regs(r_o);
         fence_regs(r_p);
-        release(bar_v_empty(s_prev));
-        rescale_o(corr);
-        convert_p();
+        release(bar_v_empty(s_last));
       }
-      // Epilogue: O += P V of the last block. The second consumer's last turn is granted to no
-      // one, so that every wait above has exactly one matching arrival.
-      const int s_last = (n_iter - 1) % kStages;
-      mbar_wait(bar_v_full(s_last), ((n_iter - 1) / kStages) & 1);
-      turn_wait();
-      fence_regs(r_o);
-      fence_regs(r_p);
-      wgmma_fence();
-      gemm_pv(s_last);
-      wgmma_commit();
-      if (wg == 0) turn_pass();
-      wgmma_wait<0>();
-      fence_regs(r_o);
-      fence_regs(r_p);
-      release(bar_v_empty(s_last));
+      kv += n_iter;
+      ++tq;
     }
-  }
 
-  // Normalise, write O (16 bits) and lse (float, natural log). A row with no visible key has l = 0:
-  // O = 0 and lse = -inf.
-  T* g_o = static_cast<T*>(p.o) + b * p.o_strides.batch + h * p.o_strides.head;
-  float* g_lse = p.lse + (static_cast<int64_t>(b) * p.H + h) * p.Nq;
+    // Normalise, write O (16 bits) and lse (float, natural log). A row with no visible key has l =
+    // 0: O = 0 and lse = -inf.
+    T* g_o = static_cast<T*>(p.o) + b * p.o_strides.batch + h * p.o_strides.head;
+    float* g_lse = p.lse + (static_cast<int64_t>(b) * p.H + h) * p.Nq;
 #pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    float l = r_l[half];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    const float inv = l > 0.0f ? (kDropout ? drop.scale : 1.0f) / l : 0.0f;
-    const int row = row0 + g + half * 8;
-    if (row < p.Nq) {
-      T* g_orow = g_o + row * p.o_strides.row;
+    for (int half = 0; half < 2; ++half) {
+      float l = r_l[half];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      const float inv = l > 0.0f ? (kDropout ? drop.scale : 1.0f) / l : 0.0f;
+      const int row = row0 + g + half * 8;
+      if (row < p.Nq) {
+        T* g_orow = g_o + row * p.o_strides.row;
 #pragma unroll
-      for (int dt = 0; dt < kDT; ++dt) {
-        *reinterpret_cast<uint32_t*>(g_orow + dt * 8 + 2 * t) =
-            Mma::pack(r_o[4 * dt + 2 * half] * inv, r_o[4 * dt + 2 * half + 1] * inv);
-      }
-      if (t == 0) {
-        g_lse[row] = l > 0.0f ? (r_m[half] * scale_log2 + log2f(l)) * kLn2 : -INFINITY;
+        for (int dt = 0; dt < kDT; ++dt) {
+          *reinterpret_cast<uint32_t*>(g_orow + dt * 8 + 2 * t) =
+              Mma::pack(r_o[4 * dt + 2 * half] * inv, r_o[4 * dt + 2 * half + 1] * inv);
+        }
+        if (t == 0) {
+          g_lse[row] = l > 0.0f ? (r_m[half] * scale_log2 + log2f(l)) * kLn2 : -INFINITY;
+        }
       }
     }
   }
@@ -503,8 +605,11 @@ bool make_operand_map(CUtensorMap* map, MapOrder* order, const void* base, const
   return r == CUDA_SUCCESS;
 }
 
-template <typename T, int D, bool kOverlap, bool kPingPong, bool kDropout = false>
+template <typename T, int D, bool kOverlap, bool kPingPong, bool kDropout = false,
+          bool kPersistent = false>
 cudaError_t launch_sm90(const FlashFwdParams& p, cudaStream_t stream) {
+  constexpr int kConsumers = consumers_for<D, kDropout>();
+  constexpr int kBlockM = 64 * kConsumers;
   const bool bf16 = p.dtype == FlashDType::bf16;
   CUtensorMap tm_q, tm_k, tm_v;
   Sm90Args args{p, {}, {}, {}};
@@ -515,13 +620,23 @@ cudaError_t launch_sm90(const FlashFwdParams& p, cudaStream_t stream) {
                         bf16)) {
     return cudaErrorNotSupported;
   }
-  auto kernel = flash_fwd_sm90_kernel<T, D, kOverlap, kPingPong, kDropout>;
+  auto kernel = flash_fwd_sm90_kernel<T, D, kOverlap, kPingPong, kDropout, kPersistent>;
   // Q, kStages of K and V, and up to 1 KB to align the tiles to the swizzle period.
   const int smem = (kBlockM + 2 * kStages * kBlockN) * D * static_cast<int>(sizeof(T)) + 1024;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
-  const dim3 grid((p.Nq + kBlockM - 1) / kBlockM, p.H, p.B);
-  kernel<<<grid, kThreads, smem, stream>>>(tm_q, tm_k, tm_v, args);
+  const int m_blocks = (p.Nq + kBlockM - 1) / kBlockM;
+  dim3 grid(m_blocks, p.H, p.B);
+  if constexpr (kPersistent) {
+    int dev = 0, sms = 0;
+    err = cudaGetDevice(&dev);
+    if (err == cudaSuccess) err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    if (err != cudaSuccess) return err;
+    // One CTA per SM (the shared memory and registers allow no second).
+    const int64_t tiles = static_cast<int64_t>(m_blocks) * p.H * p.B;
+    grid = dim3(static_cast<unsigned>(std::min<int64_t>(tiles, sms)), 1, 1);
+  }
+  kernel<<<grid, 128 * (1 + kConsumers), smem, stream>>>(tm_q, tm_k, tm_v, args);
   return cudaGetLastError();
 }
 
@@ -551,6 +666,12 @@ cudaError_t run_flash_fwd_sm90(const FlashFwdParams& p, Sm90Variant variant, cud
     return cudaErrorInvalidValue;
   }
   if (dropout) return launch_sm90<T, D, true, true, true>(p, stream);
+  // Persistent CTAs when every query row sees every key (no causal mask, no window): the tiles
+  // are then equal and a static schedule balances them.
+  const FlashBand band = flash_band(p);
+  if (band.lo <= 1 - p.Nq && band.hi >= p.Nk - 1) {
+    return launch_sm90<T, D, true, true, false, true>(p, stream);
+  }
   return launch_sm90<T, D, true, true>(p, stream);
 }
 
