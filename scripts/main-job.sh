@@ -24,6 +24,6 @@ find "$fortunes" -maxdepth 1 -type f ! -name '*.dat' ! -name '*.u8' -print0 | so
 # nanoGPT's shakespeare-char recipe, scaled to finish in a few minutes on two cores.
 OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(nproc)}" "$bin" train --preset shakespeare-char \
   --data "$work/data" --out "$work/run" --layers 4 --heads 4 --width 192 --block 128 \
-  --batch 16 --steps 300 --lr 2e-3 --dropout 0.1 --eval-interval 50 --eval-iters 8 \
+  --batch 16 --steps 800 --lr 2e-3 --dropout 0.1 --eval-interval 100 --eval-iters 8 \
   --sample-tokens 0 "$@"
 "$bin" sample --run "$work/run" --prompt $'\n' --tokens 300 --samples 3
