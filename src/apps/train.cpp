@@ -29,6 +29,7 @@ struct Options {
   std::string preset = "shakespeare-char";
   std::string data, out = "out";
   std::string remat = "none";
+  int64_t head_chunk = 0;
   std::string attention = "flash";
   int64_t steps = 200, batch = 8, block = 0, accumulation = 1;
   double lr = 1e-3, min_lr = 1e-4, dropout = -1, peak_gflops = 0;
@@ -54,6 +55,7 @@ void run(const Options& o) {
   if (o.block > 0) c.model.T = o.block;
   if (o.dropout >= 0) c.model.dropout = o.dropout;
   c.model.remat = o.remat;
+  c.model.head_chunk = o.head_chunk;
   c.model.attention = o.attention == "standard" ? AttentionImpl::standard : AttentionImpl::flash;
   c.data_dir = o.data;
   c.out_dir = o.out;
@@ -155,6 +157,11 @@ void register_train(CLI::App& app) {
   cmd->add_option("--data", o->data, "Dataset directory from `tilegrad prepare`")->required();
   cmd->add_option("--out", o->out, "Output directory")->capture_default_str();
   cmd->add_option("--remat", o->remat, "none, every:K, sqrt or selective")->capture_default_str();
+  cmd->add_option("--head-chunk", o->head_chunk,
+                  "Rows per chunk of a head + cross-entropy that never holds the full logits "
+                  "(0: the full logits)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->add_option("--attention", o->attention, "Attention implementation")
       ->check(CLI::IsMember({"flash", "standard"}))
       ->capture_default_str();

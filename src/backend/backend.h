@@ -47,6 +47,28 @@ struct GemmArgs {
   double alpha = 1.0, beta = 0.0;
 };
 
+// One unbatched GEMM's arguments in one expression: C = alpha · op(A) · op(B) + beta · C.
+inline GemmArgs gemm_args(DType dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
+                          const void* a, int64_t lda, const void* b, int64_t ldb, double beta,
+                          void* c, int64_t ldc) {
+  GemmArgs g;
+  g.dtype = dt;
+  g.trans_a = ta;
+  g.trans_b = tb;
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  g.a = a;
+  g.lda = lda;
+  g.b = b;
+  g.ldb = ldb;
+  g.c = c;
+  g.ldc = ldc;
+  g.alpha = alpha;
+  g.beta = beta;
+  return g;
+}
+
 // Scaled dot-product attention (ops/attention.h states the conventions: masks, dropout numbering,
 // logsumexp). q is [B, H, Nq, D]; k and v are [B, Hkv, Nk, D] with Hkv dividing H (query head h
 // reads key/value head h / (H / Hkv)). Strides are in elements for the (batch, head, row) axes; the

@@ -11,6 +11,7 @@
 #include "ops/dropout.h"
 #include "ops/elementwise.h"
 #include "ops/factory.h"
+#include "ops/lm_head_cross_entropy.h"
 #include "ops/matmul.h"
 #include "ops/view.h"
 
@@ -70,6 +71,8 @@ GPT::GPT(GPTConfig config, Generator& init) : config_(std::move(config)) {
   TG_CHECK(c.L >= 1 && c.V >= 1 && c.T >= 1, "GPT: L, V and T must be >= 1 (L = ", c.L,
            ", V = ", c.V, ", T = ", c.T, ")");
   TG_CHECK(c.dropout >= 0 && c.dropout < 1, "GPT: dropout must be in [0, 1), got ", c.dropout);
+  TG_CHECK(c.head_chunk >= 0, "GPT: head_chunk must be >= 0 (0: the full logits), got ",
+           c.head_chunk);
   if (c.remat == "selective") {
     remat_every_ = 1;
     selective_ = true;
@@ -117,23 +120,31 @@ Tensor GPT::blocks_forward(const Tensor& x0, Generator& gen) const {
   return x;
 }
 
-Tensor GPT::forward(const Tensor& ids, Generator& gen) const {
+Tensor GPT::hidden(const Tensor& ids, Generator& gen) const {
   TG_CHECK(ids.dim() == 2 && is_integral(ids.dtype()), "GPT: ids must be [B, T] integers, got ",
            ids.str());
   const int64_t Tn = ids.size(1);
   TG_CHECK(Tn >= 1 && Tn <= config_.T, "GPT: sequence length ", Tn,
            " exceeds the block size T = ", config_.T);
   const Tensor pos = wpe_->forward(arange(Tn, {DType::i64}));  // [T', C]
-  Tensor x = dropout(wte_->forward(ids) + pos, config_.dropout, gen, training());
-  x = ln_f_->forward(blocks_forward(x, gen));
-  return matmul(x, transpose(wte_->weight(), 0, 1));  // the tied head
+  const Tensor x = dropout(wte_->forward(ids) + pos, config_.dropout, gen, training());
+  return ln_f_->forward(blocks_forward(x, gen));
+}
+
+Tensor GPT::forward(const Tensor& ids, Generator& gen) const {
+  return matmul(hidden(ids, gen), transpose(wte_->weight(), 0, 1));  // the tied head
 }
 
 Tensor GPT::loss(const Tensor& ids, const Tensor& targets, Generator& gen) const {
-  const Tensor logits = forward(ids, gen);
   TG_CHECK(targets.shape() == ids.shape(), "GPT: targets ", targets.str(),
            " must have the ids' shape ", ids.str());
   const int64_t rows = ids.numel();
+  if (config_.head_chunk > 0) {
+    const Tensor h = hidden(ids, gen);
+    return lm_head_cross_entropy(reshape(h, {rows, config_.C}), wte_->weight(),
+                                 reshape(targets, {rows}), config_.head_chunk);
+  }
+  const Tensor logits = forward(ids, gen);
   return cross_entropy(reshape(logits, {rows, config_.V}), reshape(targets, {rows}));
 }
 

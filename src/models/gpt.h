@@ -28,6 +28,11 @@ struct GPTConfig {
   AttentionImpl attention = AttentionImpl::flash;
   DType dtype = DType::f32;
   std::string remat = "none";
+  // How loss() computes the head: 0 forms the [B·T', V] logits and applies cross_entropy; > 0
+  // runs lm_head_cross_entropy on chunks of that many rows, never holding the full logits (the
+  // same loss and gradients up to rounding; one extra head GEMM). A way of computing, not a
+  // property of the model: checkpoints do not record it.
+  int64_t head_chunk = 0;
 };
 
 // gpt2 (124M), gpt2-medium, gpt2-large, gpt2-xl, shakespeare-char (nanoGPT's: 6 layers, 6 heads,
@@ -44,7 +49,7 @@ class GPT : public nn::Module {
 
   // ids [B, T'] (integers, T' <= T) -> logits [B, T', V]. Dropout draws from `gen`.
   Tensor forward(const Tensor& ids, Generator& gen) const;
-  // Mean cross-entropy of forward(ids) against targets [B, T'].
+  // Mean cross-entropy of forward(ids) against targets [B, T'] (chunked when config.head_chunk).
   Tensor loss(const Tensor& ids, const Tensor& targets, Generator& gen) const;
 
   // Keys and values of every layer for incremental decoding: [B, H, T, D] each.
@@ -59,6 +64,8 @@ class GPT : public nn::Module {
 
  private:
   Tensor blocks_forward(const Tensor& x, Generator& gen) const;
+  // The final hidden states [B, T', C]: everything before the head.
+  Tensor hidden(const Tensor& ids, Generator& gen) const;
 
   GPTConfig config_;
   std::shared_ptr<nn::Embedding> wte_, wpe_;

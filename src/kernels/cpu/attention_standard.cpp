@@ -28,27 +28,6 @@ namespace {
 
 namespace at = attention;
 
-GemmArgs head_gemm(DType dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
-                   const void* a, int64_t lda, const void* b, int64_t ldb, double beta, void* c,
-                   int64_t ldc) {
-  GemmArgs g;
-  g.dtype = dt;
-  g.trans_a = ta;
-  g.trans_b = tb;
-  g.m = m;
-  g.n = n;
-  g.k = k;
-  g.a = a;
-  g.lda = lda;
-  g.b = b;
-  g.ldb = ldb;
-  g.c = c;
-  g.ldc = ldc;
-  g.alpha = alpha;
-  g.beta = beta;
-  return g;
-}
-
 // Per-thread scratch of the row loops: an accumulation-type copy of one score row (16-bit dtypes
 // convert into it; float and double work in place) and the dropout mask of that row.
 template <class A>
@@ -101,7 +80,7 @@ void forward_impl(const AttentionArgs& a, T* s, T* p, T* o, acc_t<T>* lse) {
       const T* vp = static_cast<const T*>(a.v) + b * a.v_strides[0] + hk * a.v_strides[1];
       T* ph = p + (b * a.H + h) * Nq * Nk;
       A* lh = lse + (b * a.H + h) * Nq;
-      gemm(head_gemm(a.dtype, false, true, Nq, Nk, D, a.scale, qp, a.q_strides[2], kp,
+      gemm(gemm_args(a.dtype, false, true, Nq, Nk, D, a.scale, qp, a.q_strides[2], kp,
                      a.k_strides[2], 0.0, s, Nk));
       at::for_each_task(Nq, threads, [&](int64_t i, int thread) {
         T* si = s + i * Nk;
@@ -139,7 +118,7 @@ void forward_impl(const AttentionArgs& a, T* s, T* p, T* o, acc_t<T>* lse) {
           }
         }
       });
-      gemm(head_gemm(a.dtype, false, false, Nq, D, Nk, 1.0, dropout ? s : ph, Nk, vp,
+      gemm(gemm_args(a.dtype, false, false, Nq, D, Nk, 1.0, dropout ? s : ph, Nk, vp,
                      a.v_strides[2], 0.0, o + (b * a.H + h) * Nq * D, D));
     }
   }
@@ -179,10 +158,10 @@ void backward_impl(const AttentionArgs& a, const T* p, const T* dout, const acc_
           }
         });
       }
-      gemm(head_gemm(a.dtype, true, false, Nk, D, Nq, 1.0, dropout ? ds : ph, Nk, doh, D, beta, dvh,
+      gemm(gemm_args(a.dtype, true, false, Nk, D, Nq, 1.0, dropout ? ds : ph, Nk, doh, D, beta, dvh,
                      D));
       gemm(
-          head_gemm(a.dtype, false, true, Nq, Nk, D, 1.0, doh, D, vp, a.v_strides[2], 0.0, ds, Nk));
+          gemm_args(a.dtype, false, true, Nq, Nk, D, 1.0, doh, D, vp, a.v_strides[2], 0.0, ds, Nk));
       at::for_each_task(Nq, threads, [&](int64_t i, int thread) {
         const T* pi = ph + i * Nk;
         T* dsi = ds + i * Nk;
@@ -204,9 +183,9 @@ void backward_impl(const AttentionArgs& a, const T* p, const T* dout, const acc_
           for (int64_t j = 0; j < Nk; ++j) dsi[j] = T(static_cast<A>(pi[j]) * (dp[j] - dvec));
         }
       });
-      gemm(head_gemm(a.dtype, false, false, Nq, D, Nk, a.scale, ds, Nk, kp, a.k_strides[2], 0.0,
+      gemm(gemm_args(a.dtype, false, false, Nq, D, Nk, a.scale, ds, Nk, kp, a.k_strides[2], 0.0,
                      dq + (b * a.H + h) * Nq * D, D));
-      gemm(head_gemm(a.dtype, true, false, Nk, D, Nq, a.scale, ds, Nk, qp, a.q_strides[2], beta,
+      gemm(gemm_args(a.dtype, true, false, Nk, D, Nq, a.scale, ds, Nk, qp, a.q_strides[2], beta,
                      dkh, D));
     }
   }
