@@ -19,19 +19,30 @@ namespace tilegrad {
 using PhiloxCounter = std::array<uint32_t, 4>;
 using PhiloxKey = std::array<uint32_t, 2>;
 
+inline constexpr uint32_t kPhiloxM0 = 0xD2511F53u, kPhiloxM1 = 0xCD9E8D57u;  // multipliers
+inline constexpr uint32_t kPhiloxW0 = 0x9E3779B9u, kPhiloxW1 = 0xBB67AE85u;  // key increments
+
+// One Philox4x32 round on the counter words c0..c3 with the round key (k0, k1). Scalar words, so
+// that a caller can also run it on arrays of counters side by side (kernels/cpu/vector_math.cpp).
+TG_HOST_DEVICE inline void philox_round(uint32_t& c0, uint32_t& c1, uint32_t& c2, uint32_t& c3,
+                                        uint32_t k0, uint32_t k1) {
+  const uint64_t p0 = uint64_t{kPhiloxM0} * c0;
+  const uint64_t p1 = uint64_t{kPhiloxM1} * c2;
+  const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c1 ^ k0;
+  const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ c3 ^ k1;
+  c1 = static_cast<uint32_t>(p1);
+  c3 = static_cast<uint32_t>(p0);
+  c0 = n0;
+  c2 = n2;
+}
+
 TG_HOST_DEVICE inline PhiloxCounter philox4x32_10(PhiloxCounter ctr, PhiloxKey key) {
-  constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;  // multipliers
-  constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;  // Weyl key increments
   for (int round = 0; round < 10; ++round) {
     if (round > 0) {
-      key[0] += kW0;
-      key[1] += kW1;
+      key[0] += kPhiloxW0;
+      key[1] += kPhiloxW1;
     }
-    const uint64_t p0 = uint64_t{kM0} * ctr[0];
-    const uint64_t p1 = uint64_t{kM1} * ctr[2];
-    const uint32_t hi0 = static_cast<uint32_t>(p0 >> 32), lo0 = static_cast<uint32_t>(p0);
-    const uint32_t hi1 = static_cast<uint32_t>(p1 >> 32), lo1 = static_cast<uint32_t>(p1);
-    ctr = {hi1 ^ ctr[1] ^ key[0], lo1, hi0 ^ ctr[3] ^ key[1], lo0};
+    philox_round(ctr[0], ctr[1], ctr[2], ctr[3], key[0], key[1]);
   }
   return ctr;
 }

@@ -39,23 +39,6 @@ StridedView flat(const Tensor& t) {
   return v;
 }
 
-// How many targets equal ignore_index, counted on the tensor's device. Targets were validated to
-// lie in [0, V) or equal ignore_index, and such values are exact in float64.
-int64_t count_ignored(const Tensor& targets, int64_t ignore_index) {
-  const int64_t n = targets.numel();
-  if (n == 0) return 0;
-  Backend& be = backend_of(targets);
-  const TensorOptions ws{DType::f64, targets.device(), Category::workspace};
-  Tensor hits = empty({n}, ws);
-  be.copy(flat(targets), flat(hits));
-  Tensor key = empty({1}, ws);
-  be.fill(strided(key), static_cast<double>(ignore_index));
-  be.binary(BinaryOp::eq, flat(hits), strided_as(key, {n}), flat(hits));
-  Tensor count = empty({1}, ws);
-  be.reduce(ReduceOp::sum, flat(hits), strided(count));
-  return static_cast<int64_t>(count.item());
-}
-
 // glogits = (softmax − onehot(target)) · gloss · scale for every row (0 on ignored rows), in the
 // logits' dtype. gloss is a single element of the accumulation dtype.
 Tensor ce_grad(const Tensor& x, const Tensor& targets, const Tensor& lse, const Tensor& gloss,
@@ -111,6 +94,23 @@ class CrossEntropyBackward final : public Node {
 };
 
 }  // namespace
+
+// How many targets equal ignore_index, counted on the tensor's device. Targets were validated to
+// lie in [0, V) or equal ignore_index, and such values are exact in float64.
+int64_t count_ignored(const Tensor& targets, int64_t ignore_index) {
+  const int64_t n = targets.numel();
+  if (n == 0) return 0;
+  Backend& be = backend_of(targets);
+  const TensorOptions ws{DType::f64, targets.device(), Category::workspace};
+  Tensor hits = empty({n}, ws);
+  be.copy(flat(targets), flat(hits));
+  Tensor key = empty({1}, ws);
+  be.fill(strided(key), static_cast<double>(ignore_index));
+  be.binary(BinaryOp::eq, flat(hits), strided_as(key, {n}), flat(hits));
+  Tensor count = empty({1}, ws);
+  be.reduce(ReduceOp::sum, flat(hits), strided(count));
+  return static_cast<int64_t>(count.item());
+}
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
                      Reduction reduction) {

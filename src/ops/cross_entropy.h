@@ -22,4 +22,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
 
 Cost cross_entropy_cost(const Shape& logits, DType dt);
 
+// How many of the (validated) targets equal ignore_index, counted on the targets' device: the
+// rows a mean-reduced cross-entropy does not divide by.
+int64_t count_ignored(const Tensor& targets, int64_t ignore_index);
+
 }  // namespace tilegrad

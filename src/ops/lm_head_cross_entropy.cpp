@@ -6,6 +6,7 @@
 #include "autograd/node.h"
 #include "core/error.h"
 #include "ops/common.h"
+#include "ops/cross_entropy.h"
 #include "ops/factory.h"
 #include "ops/op_scope.h"
 #include "ops/view.h"
@@ -128,26 +129,21 @@ Tensor lm_head_cross_entropy(const Tensor& x_in, const Tensor& w_in, const Tenso
   const int64_t R =
       std::min(chunk_rows > 0 ? chunk_rows : kDefaultLmHeadChunkRows, std::max<int64_t>(N, 1));
   Tensor lse = empty_output({N}, acc, x.device());
-  double total = 0.0;
-  int64_t counted = 0;
-  const std::vector<double> y = t.to_vector<double>();  // the targets, to count the used rows
+  const Tensor losses = empty({N}, {acc, x.device(), Category::workspace});  // ignored rows: 0
   {
     const Tensor logits = empty({R, V}, {dt, x.device(), Category::workspace});
-    const Tensor losses = empty({R}, {acc, x.device(), Category::workspace});
     for (int64_t r0 = 0; r0 < N; r0 += R) {
       const int64_t rows = std::min(R, N - r0);
       chunk_logits(be, x, w, r0, rows, logits);
-      be.cross_entropy_forward(dt, logits.data(), t.dtype(), row_ptr(t, r0, 1), losses.data(),
+      be.cross_entropy_forward(dt, logits.data(), t.dtype(), row_ptr(t, r0, 1),
+                               static_cast<char*>(losses.data()) + r0 * dtype_size(acc),
                                static_cast<char*>(lse.data()) + r0 * dtype_size(acc), rows, V,
                                ignore_index);
-      // Ignored rows have loss 0; count the others on the host (targets are small).
-      const std::vector<double> l = losses.to_vector<double>();
-      for (int64_t i = 0; i < rows; ++i) {
-        total += l[static_cast<size_t>(i)];
-        counted += y[static_cast<size_t>(r0 + i)] != static_cast<double>(ignore_index) ? 1 : 0;
-      }
     }
   }
+  double total = 0.0;  // in row order, in double: the same sum whatever the chunk size
+  for (const double l : losses.to_vector<double>()) total += l;
+  const int64_t counted = N - count_ignored(t, ignore_index);
   const double scale = counted > 0 ? 1.0 / static_cast<double>(counted) : 0.0;
   Tensor out = full({}, total * scale, {acc, x.device()});
   if (any_requires_grad({x, w})) {

@@ -82,8 +82,6 @@ __attribute__((target_clones("arch=x86-64-v3", "default"))) void philox_draws(ui
   // Eight blocks (32 draws) at a time in structure-of-arrays form: each round is then the same
   // 32x32->64 multiplies and xors on eight lanes, which the compiler turns into vector code.
   constexpr int kLanes = 8;
-  constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
-  constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
   for (; i + 4 * kLanes <= n; i += 4 * kLanes, d += 4 * kLanes) {
     const uint64_t block0 = d >> 2;
     uint32_t c0[kLanes], c1[kLanes], c2[kLanes], c3[kLanes];
@@ -97,19 +95,10 @@ __attribute__((target_clones("arch=x86-64-v3", "default"))) void philox_draws(ui
     uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
     for (int round = 0; round < 10; ++round) {
       if (round > 0) {
-        k0 += kW0;
-        k1 += kW1;
+        k0 += kPhiloxW0;
+        k1 += kPhiloxW1;
       }
-      for (int l = 0; l < kLanes; ++l) {
-        const uint64_t p0 = uint64_t{kM0} * c0[l];
-        const uint64_t p1 = uint64_t{kM1} * c2[l];
-        const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c1[l] ^ k0;
-        const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ c3[l] ^ k1;
-        c1[l] = static_cast<uint32_t>(p1);
-        c3[l] = static_cast<uint32_t>(p0);
-        c0[l] = n0;
-        c2[l] = n2;
-      }
+      for (int l = 0; l < kLanes; ++l) philox_round(c0[l], c1[l], c2[l], c3[l], k0, k1);
     }
     for (int l = 0; l < kLanes; ++l) {
       out[i + 4 * l] = c0[l];
