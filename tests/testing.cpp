@@ -1,9 +1,21 @@
 #include "testing.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <numeric>
 
 namespace tgtest {
+
+namespace {
+// TILEGRAD_TEST_DEVICE=cuda runs the suite with tensors created on that device by default (every
+// test that names no device), so one set of device-generic tests checks both backends:
+// tests/cuda/run_engine.sh runs the device-generic suites this way on the GPU machine. Set before
+// main() on the main thread, where GoogleTest runs the tests; never undone.
+[[maybe_unused]] const DeviceScope* const g_test_device = [] {
+  const char* env = std::getenv("TILEGRAD_TEST_DEVICE");
+  return env != nullptr && *env != '\0' ? new DeviceScope(parse_device(env)) : nullptr;
+}();
+}  // namespace
 
 Tensor rnd(const Shape& shape, uint64_t seed, DType dtype, double lo, double hi) {
   Generator gen(seed);

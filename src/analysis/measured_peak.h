@@ -7,6 +7,9 @@
 
 #include <cstdint>
 
+#include "core/device.h"
+#include "core/dtype.h"
+
 namespace tilegrad::analysis {
 
 // FLOP/s of the CPU backend's float32 GEMM on n x n matrices (2 n³ per product): the best of
@@ -15,5 +18,10 @@ namespace tilegrad::analysis {
 // that measuring (during training, say) never shows in the memory figures. About 10 ms per
 // product at n = 1024 on two cores.
 double measure_gemm_flops(int64_t n = 1024, int reps = 8);
+
+// The same on a device (a GPU's bfloat16 tensor-core rate, say): n x n operands of dtype `dt` in
+// the device's memory (tracked as workspace while they live), the best of `reps` products, each
+// timed from queueing to synchronize().
+double measure_gemm_flops_on(Device device, DType dt, int64_t n, int reps);
 
 }  // namespace tilegrad::analysis

@@ -14,6 +14,7 @@
 #include "apps/cli_util.h"
 #include "apps/commands.h"
 #include "apps/loss_svg.h"
+#include "backend/backend.h"
 #include "core/error.h"
 #include "data/tokenizer_file.h"
 #include "io/checkpoint.h"
@@ -38,6 +39,8 @@ struct Options {
   uint64_t seed = 1337;
   bool resume = false;
   int64_t sample_tokens = 200;
+  std::string device;  // empty: cuda when a GPU is present, else cpu
+  std::string dtype = "f32";
 };
 
 std::string duration(double s) {
@@ -71,19 +74,33 @@ void run(const Options& o) {
   c.checkpoint_interval = o.checkpoint_interval;
   c.seed = o.seed;
   c.resume = o.resume;
+  c.device = o.device.empty()
+                 ? (device_available(DeviceType::cuda) ? Device::cuda() : Device::cpu())
+                 : parse_device(o.device);
+  TG_CHECK(c.device.is_cpu() || device_available(c.device.type), "train: --device ", c.device.str(),
+           ": this build or this machine has no such device");
+  c.model.dtype = parse_dtype(o.dtype);
 
   std::printf(
       "tilegrad train: %s (L=%d H=%lld C=%lld T=%lld, dropout %.2f, %s attention, remat "
-      "%s) on %s, batch %lld x %lld, %lld steps\n",
+      "%s, %s) on %s, batch %lld x %lld, %lld steps, on %s\n",
       o.preset.c_str(), c.model.L, ll(c.model.H), ll(c.model.C), ll(c.model.T), c.model.dropout,
-      o.attention.c_str(), o.remat.c_str(), o.data.c_str(), ll(c.batch), ll(c.accumulation),
-      ll(c.steps));
+      o.attention.c_str(), o.remat.c_str(), o.dtype.c_str(), o.data.c_str(), ll(c.batch),
+      ll(c.accumulation), ll(c.steps), c.device.str().c_str());
   // MFU's denominator: the given peak, else this machine's measured float32 GEMM rate (see
   // analysis/measured_peak.h), measured again at every validation and the best kept: other load on
   // the machine at the first measurement would otherwise inflate the MFU for the whole run.
+  // On a GPU, the device's GEMM rate in the model's dtype on 8192² operands, measured once: the
+  // GPU is not shared the way the host's cores are.
   const bool measured = o.peak_gflops <= 0;
-  double peak_flops = measured ? analysis::measure_gemm_flops() : o.peak_gflops * 1e9;
-  if (measured) {
+  const bool on_gpu = !c.device.is_cpu();
+  double peak_flops = !measured ? o.peak_gflops * 1e9
+                      : on_gpu  ? analysis::measure_gemm_flops_on(c.device, c.model.dtype, 8192, 10)
+                                : analysis::measure_gemm_flops();
+  if (measured && on_gpu) {
+    std::printf("MFU is against %s's measured %s GEMM rate, %.0f TFLOP/s\n", c.device.str().c_str(),
+                o.dtype.c_str(), peak_flops / 1e12);
+  } else if (measured) {
     std::printf(
         "MFU is against this machine's measured float32 GEMM rate, %.0f GFLOP/s, measured again "
         "at each validation (--peak-gflops sets a fixed one)\n",
@@ -103,7 +120,7 @@ void run(const Options& o) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double eta =
         elapsed / static_cast<double>(m.step - first) * static_cast<double>(c.steps - m.step);
-    const MemoryStats s = tracker().stats();
+    const MemoryStats s = tracker(c.device).stats();
     auto cat = [&](Category k) { return mb(s.peak_of(k)); };
     std::printf(
         "%sstep %lld/%lld  loss %.4f%s  %.0f tok/s  MFU %.2f%%  peak %.1f MB (param %.1f grad "
@@ -114,7 +131,7 @@ void run(const Options& o) {
         cat(Category::optimizer_state), cat(Category::activation), duration(eta).c_str());
     if (keep || !tty) std::printf("\n");
     std::fflush(stdout);
-    if (measured && m.val_loss >= 0) {
+    if (measured && !on_gpu && m.val_loss >= 0) {
       peak_flops = std::max(peak_flops, analysis::measure_gemm_flops());
     }
   };
@@ -161,6 +178,12 @@ void register_train(CLI::App& app) {
                   "Rows per chunk of a head + cross-entropy that never holds the full logits "
                   "(0: the full logits)")
       ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--device", o->device,
+                  "cpu, cuda or cuda:N (default: cuda when a GPU is present, else cpu)");
+  cmd->add_option("--dtype", o->dtype,
+                  "Parameter and activation dtype (bf16 keeps float32 master weights and moments)")
+      ->check(CLI::IsMember({"f32", "bf16"}))
       ->capture_default_str();
   cmd->add_option("--attention", o->attention, "Attention implementation")
       ->check(CLI::IsMember({"flash", "standard"}))

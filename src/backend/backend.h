@@ -11,6 +11,7 @@
 
 #include "core/device.h"
 #include "core/dtype.h"
+#include "kernels/optim_step.h"
 #include "kernels/strided.h"
 
 namespace tilegrad {
@@ -101,6 +102,16 @@ class Backend {
  public:
   virtual ~Backend() = default;
 
+  // --- moving bytes between this device and the host ---
+  // Both copy `bytes` contiguous bytes and return when the host side may be used (the host buffer
+  // is read or written completely); on the CPU they are memcpy.
+  virtual void copy_from_host(const void* host, void* dst, int64_t bytes) = 0;
+  virtual void copy_to_host(const void* src, void* host, int64_t bytes) = 0;
+  // Waits for all work queued on the device by this thread (a no-op on the CPU).
+  virtual void synchronize() {}
+  // How many devices of this type the machine has (the CPU counts as one).
+  virtual int device_count() { return 1; }
+
   // --- elementwise: any layout for inputs and for dst/out ---
   virtual void copy(const StridedView& src, const StridedView& dst) = 0;  // converts dtype
   virtual void fill(const StridedView& dst, double value) = 0;
@@ -181,6 +192,17 @@ class Backend {
                                         const void* dout, const void* glse, void* dq, void* dk,
                                         void* dv);
 
+  // --- optimizers (kernels/optim_step.h): one fused pass per tensor, all operands contiguous ---
+  // param and grad have dtype dt; master is float32 for bf16/f16 parameters, else null; m, v and
+  // momentum_buf are in the accumulation type (momentum_buf may be null when momentum is 0).
+  virtual void adamw_update(DType dt, void* param, float* master, const void* grad, void* m,
+                            void* v, int64_t n, const AdamWStep& s) = 0;
+  virtual void sgd_update(DType dt, void* param, float* master, const void* grad,
+                          void* momentum_buf, int64_t n, const SgdStep& s) = 0;
+  // Σ x[i]² in float64, the same bits on every call for the same input; inf or NaN when some
+  // element is.
+  virtual double sum_squares(DType dt, const void* x, int64_t n) = 0;
+
   // --- counter-based randomness (core/rng.h); element i uses draw offset + i ---
   // y[i] = x[i] * keep[i] / (1 - p), keep[i] = uniform(draw(seed, offset + i)) >= p; contiguous.
   virtual void dropout(DType dt, const void* x, void* y, int64_t n, double p, uint64_t seed,
@@ -194,6 +216,8 @@ class Backend {
 
 // The backend of a device; throws Error if this build has none for it.
 Backend& backend(Device device);
+// True when this build has a backend for the type and the machine has at least one such device.
+bool device_available(DeviceType type);
 void register_backend(DeviceType type, Backend* backend);
 
 }  // namespace tilegrad

@@ -1,4 +1,6 @@
 // The CPU backend: forwards every Backend entry to kernels/cpu/.
+#include <cstring>
+
 #include "backend/backend.h"
 #include "core/error.h"
 #include "kernels/cpu/attention_flash.h"
@@ -8,6 +10,7 @@
 #include "kernels/cpu/embedding.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/layernorm.h"
+#include "kernels/cpu/optim.h"
 #include "kernels/cpu/random.h"
 #include "kernels/cpu/reduce.h"
 #include "kernels/cpu/softmax.h"
@@ -20,6 +23,12 @@ namespace k = kernels::cpu;
 
 class CpuBackend final : public Backend {
  public:
+  void copy_from_host(const void* host, void* dst, int64_t bytes) override {
+    if (bytes > 0) std::memcpy(dst, host, static_cast<size_t>(bytes));
+  }
+  void copy_to_host(const void* src, void* host, int64_t bytes) override {
+    if (bytes > 0) std::memcpy(host, src, static_cast<size_t>(bytes));
+  }
   void copy(const StridedView& src, const StridedView& dst) override { k::copy(src, dst); }
   void fill(const StridedView& dst, double value) override { k::fill(dst, value); }
   void unary(UnaryOp op, const StridedView& x, const StridedView& y) override {
@@ -100,6 +109,17 @@ class CpuBackend final : public Backend {
                                 void* dv) override {
     k::attention_flash_backward(args, o, lse, dout, glse, dq, dk, dv);
   }
+  void adamw_update(DType dt, void* param, float* master, const void* grad, void* m, void* v,
+                    int64_t n, const AdamWStep& s) override {
+    k::adamw_update(dt, param, master, grad, m, v, n, s);
+  }
+  void sgd_update(DType dt, void* param, float* master, const void* grad, void* momentum_buf,
+                  int64_t n, const SgdStep& s) override {
+    k::sgd_update(dt, param, master, grad, momentum_buf, n, s);
+  }
+  double sum_squares(DType dt, const void* x, int64_t n) override {
+    return k::sum_squares(dt, x, n);
+  }
   void dropout(DType dt, const void* x, void* y, int64_t n, double p, uint64_t seed,
                uint64_t offset) override {
     k::dropout(dt, x, y, n, p, seed, offset);
@@ -128,6 +148,12 @@ Backend& backend(Device device) {
   Backend* b = g_backends[static_cast<int>(device.type)];
   TG_CHECK(b != nullptr, "no backend for device ", device.str(), " in this build of tilegrad");
   return *b;
+}
+
+bool device_available(DeviceType type) {
+  backend(Device::cpu());  // registers the CPU backend
+  Backend* b = g_backends[static_cast<int>(type)];
+  return b != nullptr && b->device_count() > 0;
 }
 
 void register_backend(DeviceType type, Backend* b) {

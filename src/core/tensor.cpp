@@ -63,8 +63,9 @@ const Tensor& Tensor::set_category(Category c) const {
 
 template <class T>
 std::vector<T> Tensor::to_vector() const {
-  TG_CHECK(device().is_cpu(), "to_vector: tensor is on ", device().str(),
-           "; copy it to the cpu first");
+  // A device tensor is copied to the host first (Tensor::to, in ops/view.cpp); that waits for the
+  // device's queued work, like PyTorch's .cpu().
+  if (!device().is_cpu()) return to(Device::cpu()).to_vector<T>();
   std::vector<T> out(static_cast<size_t>(numel()));
   if (out.empty()) return out;
   const int64_t nd = dim();
@@ -103,7 +104,7 @@ std::string Tensor::str(bool values) const {
   if (!defined()) return "Tensor(undefined)";
   std::string s = "Tensor(" + shape_str(shape()) + ", " + std::string(dtype_name(dtype())) + ", " +
                   device().str();
-  if (values && device().is_cpu() && numel() <= 64) {
+  if (values && numel() <= 64) {
     s += ", [";
     auto v = to_vector<double>();
     for (size_t i = 0; i < v.size(); ++i) {

@@ -23,10 +23,11 @@ struct AutogradMeta;  // autograd/meta.h
 class Node;           // autograd/node.h
 class Tensor;
 
-// How to create a tensor. The category defaults to the thread's CategoryScope, else `other`.
+// How to create a tensor. The category defaults to the thread's CategoryScope, else `other`; the
+// device to the thread's DeviceScope, else cpu.
 struct TensorOptions {
   DType dtype = DType::f32;
-  Device device = Device::cpu();
+  Device device = default_device();
   std::optional<Category> category = std::nullopt;
 };
 
@@ -117,6 +118,7 @@ class Tensor {
   Tensor contiguous() const;  // this tensor if already contiguous, else a differentiable copy
   Tensor clone() const;       // always a differentiable copy
   Tensor to(DType dtype) const;
+  Tensor to(Device device) const;
 
   // --- in-place (ops/inplace.cpp); not recorded by autograd, bump the version counter ---
   // Like every method here they are const: a Tensor is a handle, and const-ness of the handle does

@@ -48,7 +48,9 @@ Batch BatchSampler::next() {
   const std::vector<int64_t> offsets = offsets_at(generator_.offset());
   generator_.reserve(2 * static_cast<uint64_t>(batch_size_));
   const int64_t B = batch_size_, T = block_size_;
-  Batch batch{empty({B, T}, {DType::i64}), empty({B, T}, {DType::i64})};
+  // Written from the host, so on the host whatever the default device; the trainer moves them.
+  const TensorOptions host{DType::i64, Device::cpu()};
+  Batch batch{empty({B, T}, host), empty({B, T}, host)};
   int64_t* x = batch.x.data_ptr<int64_t>();  // (B, T)
   int64_t* y = batch.y.data_ptr<int64_t>();  // (B, T)
   const uint16_t* tokens = data_->tokens().data();

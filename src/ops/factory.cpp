@@ -38,28 +38,29 @@ Tensor from_vector(const std::vector<double>& values, const Shape& shape, Tensor
   check_shape(shape, "from_vector");
   TG_CHECK(static_cast<int64_t>(values.size()) == numel(shape), "from_vector: ", values.size(),
            " values for shape ", shape_str(shape), " (", numel(shape), " elements)");
-  TG_CHECK(options.device.is_cpu(),
-           "from_vector: only cpu tensors can be created from host data "
-           "in this build");
+  // Converted on the host, then copied to the device in one transfer.
+  const Device device = options.device;
+  options.device = Device::cpu();
   Tensor t = empty(shape, options);
   StridedView src = strided(t);  // same layout, pointing at the host doubles
   src.data = const_cast<double*>(values.data());
   src.dtype = DType::f64;
-  backend(options.device).copy(src, strided(t));
-  return t;
+  backend(Device::cpu()).copy(src, strided(t));
+  return t.to(device);
 }
 
 Tensor from_vector(const std::vector<int64_t>& values, const Shape& shape, TensorOptions options) {
   check_shape(shape, "from_vector");
   TG_CHECK(static_cast<int64_t>(values.size()) == numel(shape), "from_vector: ", values.size(),
            " values for shape ", shape_str(shape));
-  TG_CHECK(options.device.is_cpu(), "from_vector: only cpu tensors can be created from host data");
+  const Device device = options.device;
+  options.device = Device::cpu();
   Tensor t = empty(shape, options);
   StridedView src = strided(t);
   src.data = const_cast<int64_t*>(values.data());
   src.dtype = DType::i64;
-  backend(options.device).copy(src, strided(t));
-  return t;
+  backend(Device::cpu()).copy(src, strided(t));
+  return t.to(device);
 }
 
 Tensor rand_uniform(const Shape& shape, Generator& gen, double lo, double hi,

@@ -257,6 +257,28 @@ Tensor to_dtype(const Tensor& x, DType dtype) {
       [dtype](const Tensor& t) { return to_dtype(t, dtype); });
 }
 
+Tensor to_device(const Tensor& x, Device device) {
+  check_defined("to", x);
+  if (x.device() == device) return x;
+  const Device from = x.device();
+  // Device to device goes through the host; tilegrad runs on one GPU per process so far.
+  if (!from.is_cpu() && !device.is_cpu()) return to_device(to_device(x, Device::cpu()), device);
+  const Tensor src = x.contiguous();
+  OpScope scope("to_device", Cost{0, 2.0 * static_cast<double>(src.nbytes())});
+  // The copy keeps the bytes' category (parameters stay parameters) unless a scope says otherwise.
+  Tensor out =
+      empty(src.shape(), {src.dtype(), device, current_category_or(src.storage()->category())});
+  if (from.is_cpu()) {
+    backend(device).copy_from_host(src.data(), out.data(), src.nbytes());
+  } else {
+    backend(from).copy_to_host(src.data(), out.data(), src.nbytes());
+  }
+  if (!is_floating(x.dtype())) return out;
+  return finish_view(
+      "to_device", x, out, [from](const Tensor& g) { return to_device(g, from); },
+      [device](const Tensor& t) { return to_device(t, device); });
+}
+
 // The Tensor methods of core/tensor.h.
 Tensor Tensor::reshape(const Shape& shape) const {
   return tilegrad::reshape(*this, shape);
@@ -287,6 +309,9 @@ Tensor Tensor::clone() const {
 }
 Tensor Tensor::to(DType dtype) const {
   return to_dtype(*this, dtype);
+}
+Tensor Tensor::to(Device device) const {
+  return to_device(*this, device);
 }
 
 }  // namespace tilegrad

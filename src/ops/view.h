@@ -19,6 +19,9 @@ Tensor squeeze(const Tensor& x, int64_t dim);
 Tensor contiguous(const Tensor& x);
 Tensor clone(const Tensor& x);
 Tensor to_dtype(const Tensor& x, DType dtype);
+// A copy on `device` (x itself when it is there already); differentiable: the gradient goes back
+// to x's device. Keeps the storage category of x unless a CategoryScope is active.
+Tensor to_device(const Tensor& x, Device device);
 
 // The shape `shape` resolved against numel (one entry may be -1); throws naming `op`.
 Shape infer_shape(const Shape& shape, int64_t numel, const char* op);

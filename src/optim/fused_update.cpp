@@ -1,15 +1,11 @@
 #include "optim/fused_update.h"
 
+#include "backend/backend.h"
 #include "core/error.h"
 
 namespace tilegrad::optim {
 
 namespace {
-
-void check_cpu(const char* op, const Tensor& t, const char* what) {
-  TG_CHECK(t.device().is_cpu(), op, ": the ", what, " is on ", t.device().str(),
-           "; fused optimizer updates exist for the cpu only so far");
-}
 
 void check_like(const char* op, const Tensor& t, const Tensor& param, DType dt, const char* what) {
   TG_ASSERT(t.defined(), op, ": missing ", what);
@@ -35,9 +31,9 @@ float* master_ptr(const char* op, const Tensor& param, const Tensor& master) {
 }
 
 void check_param_and_grad(const char* op, const Tensor& param, const Tensor& grad) {
-  check_cpu(op, param, "parameter");
   TG_ASSERT(param.is_contiguous(), op, ": parameter ", param.str(), " is not contiguous");
-  TG_CHECK(grad.shape() == param.shape() && grad.dtype() == param.dtype() && grad.is_contiguous(),
+  TG_CHECK(grad.shape() == param.shape() && grad.dtype() == param.dtype() && grad.is_contiguous() &&
+               grad.device() == param.device(),
            op, ": gradient ", grad.str(), " does not match parameter ", param.str());
 }
 
@@ -49,8 +45,9 @@ void fused_adamw(const char* op, const Tensor& param, const Tensor& master, cons
   const DType sd = state_dtype(param.dtype());
   check_like(op, m, param, sd, "first moment");
   check_like(op, v, param, sd, "second moment");
-  kernels::cpu::adamw_update(param.dtype(), param.data(), master_ptr(op, param, master),
-                             grad.data(), m.data(), v.data(), param.numel(), s);
+  backend(param.device())
+      .adamw_update(param.dtype(), param.data(), master_ptr(op, param, master), grad.data(),
+                    m.data(), v.data(), param.numel(), s);
 }
 
 void fused_sgd(const char* op, const Tensor& param, const Tensor& master, const Tensor& grad,
@@ -61,14 +58,14 @@ void fused_sgd(const char* op, const Tensor& param, const Tensor& master, const 
     check_like(op, momentum_buf, param, state_dtype(param.dtype()), "momentum buffer");
     buf = momentum_buf.data();
   }
-  kernels::cpu::sgd_update(param.dtype(), param.data(), master_ptr(op, param, master), grad.data(),
-                           buf, param.numel(), s);
+  backend(param.device())
+      .sgd_update(param.dtype(), param.data(), master_ptr(op, param, master), grad.data(), buf,
+                  param.numel(), s);
 }
 
 double grad_sum_squares(const Tensor& g) {
-  check_cpu("grad_sum_squares", g, "gradient");
   TG_ASSERT(g.is_contiguous(), "grad_sum_squares: gradient ", g.str(), " is not contiguous");
-  return kernels::cpu::sum_squares(g.dtype(), g.data(), g.numel());
+  return backend(g.device()).sum_squares(g.dtype(), g.data(), g.numel());
 }
 
 }  // namespace tilegrad::optim

@@ -1,17 +1,14 @@
 // The one place optim/ reaches device kernels: Tensor arguments are checked (device, dtype, layout)
-// and the kernel for the parameter's device is called with raw pointers.
-//
-// Only the CPU kernels exist so far; a CUDA port adds its branch here (or moves these entries into
-// the Backend interface) and nothing else in optim/ changes.
+// and the Backend of the parameter's device runs the update with raw pointers.
 #pragma once
 
 #include "core/tensor.h"
-#include "kernels/cpu/optim.h"
+#include "kernels/optim_step.h"
 
 namespace tilegrad::optim {
 
-using kernels::cpu::AdamWStep;
-using kernels::cpu::SgdStep;
+using ::tilegrad::AdamWStep;
+using ::tilegrad::SgdStep;
 
 // `master` is undefined for float32/float64 parameters and a float32 tensor shaped like `param`
 // for bfloat16/float16 ones. State tensors (m, v, momentum) are float32 (float64 for float64

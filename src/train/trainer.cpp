@@ -59,7 +59,7 @@ double evaluate(models::GPT& model, const std::shared_ptr<const data::TokenFile>
   double sum = 0;
   for (int64_t i = 0; i < c.eval_iters; ++i) {
     const data::Batch b = sampler.next();
-    sum += model.loss(b.x, b.y, unused).item();
+    sum += model.loss(b.x.to(c.device), b.y.to(c.device), unused).item();
   }
   model.train();
   return sum / static_cast<double>(c.eval_iters);
@@ -71,6 +71,28 @@ double flops_per_token(const models::GPTConfig& m, int64_t num_params) {
   return 6.0 * static_cast<double>(num_params) +
          12.0 * m.L * static_cast<double>(m.C) * static_cast<double>(m.T);
 }
+
+namespace {
+
+// Host copies of device tensors (the tensors themselves when they are on the host already), for
+// the checkpoint files.
+NamedTensors host_copies(const NamedTensors& ts) {
+  NamedTensors out;
+  out.reserve(ts.size());
+  for (const NamedTensor& t : ts) out.push_back({t.name, t.tensor.to(Device::cpu())});
+  return out;
+}
+
+// Writes host tensors into their device originals (nothing to do when they are the same tensor).
+void copy_back(const NamedTensors& host, const NamedTensors& dst) {
+  NoGradGuard no_grad;
+  for (size_t i = 0; i < host.size(); ++i) {
+    if (host[i].tensor.storage() == dst[i].tensor.storage()) continue;
+    dst[i].tensor.copy_(host[i].tensor.to(dst[i].tensor.device()));
+  }
+}
+
+}  // namespace
 
 TrainResult run_training(const TrainConfig& c0,
                          const std::function<void(const StepMetrics&)>& on_step,
@@ -87,6 +109,9 @@ TrainResult run_training(const TrainConfig& c0,
   auto val_data = std::make_shared<const data::TokenFile>(
       data::TokenFile::open(c.data_dir / "val.bin", c.model.V));
 
+  // Every tensor created below without a device (the model's parameters, the optimizer's state,
+  // activations) goes to the training device.
+  const DeviceScope on_device(c.device);
   Generator init(c.seed);
   models::GPT model(c.model, init);
   const NamedParameters params = model.named_parameters();
@@ -116,7 +141,12 @@ TrainResult run_training(const TrainConfig& c0,
     io::LoadOptions lo;
     lo.expected_config = config_json;
     lo.expected_config_name = c.preset;
-    const io::CheckpointInfo info = io::load_checkpoint(*latest, params, opt.state_tensors(), lo);
+    // Files are read into host tensors, then copied to the device ones.
+    const NamedTensors host_params = host_copies(params),
+                       host_state = host_copies(opt.state_tensors());
+    const io::CheckpointInfo info = io::load_checkpoint(*latest, host_params, host_state, lo);
+    copy_back(host_params, params);
+    copy_back(host_state, opt.state_tensors());
     opt.load_state_scalars(info.optimizer_scalars);
     dropout_gen.set_state(info.state.rng_seed, info.state.rng_offset);
     sampler_gen.set_state(info.state.data.at("seed").get<uint64_t>(),
@@ -127,8 +157,8 @@ TrainResult run_training(const TrainConfig& c0,
 
   auto save = [&](int64_t step) {
     io::Checkpoint ck;
-    ck.model = params;
-    ck.optimizer = opt.state_tensors();
+    ck.model = host_copies(params);
+    ck.optimizer = host_copies(opt.state_tensors());
     ck.optimizer_scalars = opt.state_scalars();
     ck.state.step = step;
     ck.state.rng_seed = dropout_gen.seed();
@@ -143,14 +173,14 @@ TrainResult run_training(const TrainConfig& c0,
   std::ofstream metrics(c.out_dir / "metrics.jsonl", c.resume ? std::ios::app : std::ios::trunc);
   TG_CHECK(metrics.good(), "train: cannot write ", (c.out_dir / "metrics.jsonl").string());
   const double fpt = flops_per_token(c.model, model.num_parameters());
-  MemoryScope memory;
+  MemoryScope memory(false, c.device);
   for (int64_t step = result.first_step + 1; step <= c.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
     opt.set_lr(schedule(step - 1));
     double loss_sum = 0;
     for (int64_t micro = 0; micro < c.accumulation; ++micro) {
       const data::Batch b = sampler.next();
-      Tensor loss = model.loss(b.x, b.y, dropout_gen);
+      Tensor loss = model.loss(b.x.to(c.device), b.y.to(c.device), dropout_gen);
       loss_sum += loss.item();
       loss.backward();
     }

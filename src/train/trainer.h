@@ -36,6 +36,9 @@ struct TrainConfig {
   int64_t checkpoint_interval = 0;  // 0: at the end only
   uint64_t seed = 1337;
   bool resume = false;
+  // Where the model, its gradients, the optimizer state and every activation live. Batches are
+  // read on the host and copied there; checkpoints are written from host copies.
+  Device device = Device::cpu();
 };
 
 struct StepMetrics {

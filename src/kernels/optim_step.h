@@ -1,0 +1,39 @@
+// The hyperparameters of one optimizer step for one tensor, shared by the optimizer kernels of
+// every device (kernels/cpu/optim.h, kernels/cuda/optim.h) and the Backend interface.
+#pragma once
+
+#include <cstdint>
+
+namespace tilegrad {
+
+// One AdamW step for one tensor (PyTorch's formulation, decoupled weight decay):
+//   g = grad * grad_scale
+//   p = p * (1 - lr * weight_decay)
+//   m = beta1 m + (1 - beta1) g ;  v = beta2 v + (1 - beta2) g²
+//   p = p - (lr / (1 - beta1^step)) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
+struct AdamWStep {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  int64_t step = 1;         // 1 at the first update of this tensor (bias correction)
+  double grad_scale = 1.0;  // folds loss-scale removal, accumulation averaging and clipping in
+};
+
+// One SGD step for one tensor (PyTorch's formulation, L2 weight decay added to the gradient):
+//   g = grad * grad_scale + weight_decay * p
+//   b = first_step ? g : momentum b + (1 - dampening) g      (when momentum != 0)
+//   g = nesterov ? g + momentum b : b                         (when momentum != 0)
+//   p = p - lr g
+struct SgdStep {
+  double lr = 1e-2;
+  double momentum = 0.0;
+  double dampening = 0.0;
+  double weight_decay = 0.0;
+  bool nesterov = false;
+  bool first_step = true;  // the momentum buffer starts as the first gradient
+  double grad_scale = 1.0;
+};
+
+}  // namespace tilegrad
