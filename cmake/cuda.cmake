@@ -98,6 +98,8 @@ if(TARGET tilegrad_lib)
   target_link_libraries(tilegrad_lib PUBLIC CUDA::cudart)
   set(_tilegrad_cuda_engine tilegrad_lib)
 else()
+  # Alone, without the engine: the backend and its GEMMs need the ops' interfaces, so they stay out.
+  list(FILTER TILEGRAD_CUDA_RUNTIME_SOURCES EXCLUDE REGEX "/src/cuda/(cuda_backend|gemm)\\.cpp$")
   add_library(tilegrad_cuda_runtime STATIC ${TILEGRAD_CUDA_RUNTIME_SOURCES}
     ${_tilegrad_root}/src/core/error.cpp
     ${_tilegrad_root}/src/core/storage.cpp
@@ -111,6 +113,9 @@ else()
 endif()
 target_link_options(${_tilegrad_cuda_engine} INTERFACE
   "LINKER:--undefined=tilegrad_cuda_allocator_anchor")
+if(TARGET tilegrad_lib)
+  target_link_options(tilegrad_lib INTERFACE "LINKER:--undefined=tilegrad_cuda_backend_anchor")
+endif()
 
 # GPU tests of the runtime layer (the allocator against the tracker and the driver); exit 77
 # (skipped) without a GPU. The shared runtime, as the engine library uses: one copy of the CUDA
@@ -125,4 +130,24 @@ set_target_properties(tilegrad_cuda_memory_test PROPERTIES
 if(TILEGRAD_BUILD_TESTS)
   add_test(NAME cuda.memory COMMAND tilegrad_cuda_memory_test)
   set_tests_properties(cuda.memory PROPERTIES SKIP_RETURN_CODE 77)
+endif()
+
+# The engine's CUDA backend (src/cuda/cuda_backend.cpp) calls the kernels, and cuBLASLt for GEMMs.
+if(TARGET tilegrad_lib)
+  target_link_libraries(tilegrad_lib PUBLIC tilegrad_cuda_kernels CUDA::cublasLt CUDA::cublas)
+endif()
+
+# GPU kernel tests (tests/cuda_kernels): every kernels/cuda entry against the kernels/cpu entry of
+# the same name on random inputs. GoogleTest; each test skips itself without a GPU.
+if(TARGET tilegrad_lib AND TILEGRAD_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+  include(GoogleTest)
+  file(GLOB TILEGRAD_CUDA_KERNEL_TEST_SOURCES CONFIGURE_DEPENDS
+    ${_tilegrad_root}/tests/cuda_kernels/*.cpp)
+  add_executable(tilegrad_cuda_kernel_tests ${TILEGRAD_CUDA_KERNEL_TEST_SOURCES})
+  target_include_directories(tilegrad_cuda_kernel_tests PRIVATE ${_tilegrad_root}/tests)
+  target_link_libraries(tilegrad_cuda_kernel_tests PRIVATE tilegrad_lib GTest::gtest
+    GTest::gtest_main)
+  target_compile_options(tilegrad_cuda_kernel_tests PRIVATE ${TILEGRAD_WARNINGS})
+  gtest_discover_tests(tilegrad_cuda_kernel_tests TEST_PREFIX "cuda." DISCOVERY_TIMEOUT 60)
 endif()

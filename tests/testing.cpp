@@ -1,5 +1,7 @@
 #include "testing.h"
 
+#include "backend/backend.h"
+
 #include <cmath>
 #include <cstdlib>
 #include <numeric>
@@ -29,14 +31,14 @@ Tensor noncontiguous(const Tensor& t) {
     Shape wide = t.shape();
     if (wide.empty()) return t.detach();
     wide[0] *= 2;
-    Tensor base = zeros(wide, {t.dtype()});
+    Tensor base = zeros(wide, {t.dtype(), t.device()});
     out = base.slice(0, 0, wide[0], 2);
   } else {
     std::vector<int64_t> rev(static_cast<size_t>(t.dim()));
     std::iota(rev.rbegin(), rev.rend(), 0);  // [n-1, ..., 0]
     Shape rshape;
     for (int64_t d : rev) rshape.push_back(t.shape()[d]);
-    Tensor base = empty(rshape, {t.dtype()});
+    Tensor base = empty(rshape, {t.dtype(), t.device()});
     out = base.permute(rev);
   }
   out.copy_(t);
@@ -128,15 +130,19 @@ void expect_gradcheck(const std::function<std::vector<Tensor>(const std::vector<
     ASSERT_TRUE(g.defined()) << "input " << i << " got no gradient";
     ASSERT_EQ(g.shape(), x.shape());
     const auto analytic = g.to_vector<double>();
+    // Elements are nudged in place through the device's backend, so the check works on any device.
     double* base = static_cast<double*>(x.storage()->data());
+    Backend& be = backend(x.device());
+    auto poke = [&](int64_t off, double v) { be.copy_from_host(&v, base + off, sizeof v); };
     const auto offs = element_offsets(x);
     for (size_t j = 0; j < offs.size(); ++j) {
-      const double orig = base[offs[j]];
-      base[offs[j]] = orig + o.eps;
+      double orig = 0;
+      be.copy_to_host(base + offs[j], &orig, sizeof orig);
+      poke(offs[j], orig + o.eps);
       const double lp = weighted_loss(f(inputs), ws);
-      base[offs[j]] = orig - o.eps;
+      poke(offs[j], orig - o.eps);
       const double lm = weighted_loss(f(inputs), ws);
-      base[offs[j]] = orig;
+      poke(offs[j], orig);
       const double numeric = (lp - lm) / (2 * o.eps);
       EXPECT_NEAR(analytic[j], numeric, o.atol + o.rtol * std::abs(numeric))
           << "input " << i << " " << x.str() << ", element " << j;

@@ -51,7 +51,7 @@ class MemoryTracker;
 // Opens a tracking window: baseline at construction, own peak, optional timeline.
 class MemoryScope {
  public:
-  explicit MemoryScope(bool record_timeline = false, Device device = Device::cpu());
+  explicit MemoryScope(bool record_timeline = false, Device device = default_device());
   ~MemoryScope();
   MemoryScope(const MemoryScope&) = delete;
   MemoryScope& operator=(const MemoryScope&) = delete;
@@ -100,6 +100,6 @@ class MemoryTracker {
 };
 
 // The tracker of a device; all allocators for that device report to it.
-MemoryTracker& tracker(Device device = Device::cpu());
+MemoryTracker& tracker(Device device = default_device());
 
 }  // namespace tilegrad

@@ -26,7 +26,7 @@ const PaperRow& row(const std::vector<PaperRow>& rows, const std::string& name) 
 // counts): 36 N² + 24 Nd bytes per head, i.e. 18 N²-sized fp16 passes and 12 Nd-sized ones.
 TEST(FlashPaper, StandardWithMaskAndDropoutReproduces40Point3GB) {
   const std::vector<PaperRow> rows = gpt2_medium_rows();
-  const PaperRow& r = row(rows, "std+mask+dropout");
+  const PaperRow r = row(rows, "std+mask+dropout");
   EXPECT_EQ(r.io.bytes(), kHeads * (36 * NN + 24 * Nd));  // 40,265,318,400 bytes
   // The paper rounds to 0.1 GB (±0.12%); one extra N×d fp16 copy somewhere in the measured run
   // would add 0.134 GB (0.33%), one N² pass too many or too few 2.1 GB (5%). 0.5% therefore
@@ -43,7 +43,7 @@ TEST(FlashPaper, StandardWithMaskAndDropoutReproduces40Point3GB) {
 // (4 bytes): forward 2N + 3·4N = 14N, backward 3·2N = 6N. Bytes: 68 Nd + 80 N per head.
 TEST(FlashPaper, Flash1AtA100SramMatchesItsClosedForm) {
   const std::vector<PaperRow> rows = gpt2_medium_rows();
-  const PaperRow& r = row(rows, "flash1 M=192KB");
+  const PaperRow r = row(rows, "flash1 M=192KB");
   EXPECT_EQ(r.io.forward.Tc, 3);
   EXPECT_EQ(r.io.forward.blocks.Bc, 384);
   EXPECT_EQ(r.io.bytes(), kHeads * (68 * Nd + 80 * N));  // 4,647,288,832 bytes
@@ -57,8 +57,8 @@ TEST(FlashPaper, Flash1AtA100SramMatchesItsClosedForm) {
 // a causal mask) is within 7%.
 TEST(FlashPaper, KernelBlocksBracketThePaper) {
   const std::vector<PaperRow> rows = gpt2_medium_rows();
-  const PaperRow& causal = row(rows, "flash1 kernel blocks causal");
-  const PaperRow& full = row(rows, "flash1 kernel blocks");
+  const PaperRow causal = row(rows, "flash1 kernel blocks causal");
+  const PaperRow full = row(rows, "flash1 kernel blocks");
   EXPECT_LT(causal.hbm_gb, 4.4);
   EXPECT_GT(full.hbm_gb, 4.4);
   EXPECT_LT(std::abs(causal.relative_error), 0.07);
@@ -74,8 +74,8 @@ TEST(FlashPaper, KernelBlocksBracketThePaper) {
 TEST(FlashPaper, MatmulFlops) {
   const std::vector<PaperRow> rows = gpt2_medium_rows();
   const double unit = 2.0 * static_cast<double>(NN) * d * kHeads;  // one N×N×d GEMM
-  const PaperRow& st = row(rows, "std+mask+dropout");
-  const PaperRow& fl = row(rows, "flash1 M=192KB");
+  const PaperRow st = row(rows, "std+mask+dropout");
+  const PaperRow fl = row(rows, "flash1 M=192KB");
   EXPECT_DOUBLE_EQ(st.io.forward.matmul_flops + st.io.backward.matmul_flops, 6 * unit);
   EXPECT_DOUBLE_EQ(fl.io.forward.matmul_flops + fl.io.backward.matmul_flops, 7 * unit);
   EXPECT_NEAR(6 * unit / 1e9, 825, 825 * 0.002);

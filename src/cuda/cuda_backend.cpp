@@ -1,0 +1,238 @@
+// The CUDA backend: every Backend entry on the GPU, queued on the thread's current stream
+// (cuda/stream.h). Elementwise, reduction, normalisation, embedding, cross-entropy, randomness and
+// optimizer entries forward to kernels/cuda/; GEMMs go to cuBLASLt (cuda/gemm.h); attention runs
+// the FlashAttention kernels (kernels/cuda/flash_api.h) where they apply — bfloat16/float16, head
+// dims 64, 128 and 256, no block-sparse layout, no logsumexp gradient — and the exact reference
+// kernels (kernels/cuda/attention_reference.h) otherwise.
+//
+// Registered for DeviceType::cuda from a static initialiser, like the caching allocator; the
+// linker keeps this file through tilegrad_cuda_backend_anchor (cmake/cuda.cmake).
+#include <cuda_runtime.h>
+
+#include "backend/backend.h"
+#include "core/error.h"
+#include "cuda/caching_allocator.h"
+#include "cuda/check.h"
+#include "cuda/gemm.h"
+#include "cuda/stream.h"
+#include "kernels/cuda/attention_reference.h"
+#include "kernels/cuda/cross_entropy.h"
+#include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/embedding.h"
+#include "kernels/cuda/flash_api.h"
+#include "kernels/cuda/layernorm.h"
+#include "kernels/cuda/optim.h"
+#include "kernels/cuda/random.h"
+#include "kernels/cuda/reduce.h"
+#include "kernels/cuda/softmax.h"
+#include "memory/workspace.h"
+
+namespace tilegrad::cuda {
+
+namespace {
+
+namespace k = kernels::cuda;
+
+cudaStream_t s() {
+  return current_stream();
+}
+
+// The FlashAttention kernels' view of the problem, or nullopt-like `false` when they do not apply.
+bool flash_applies(const AttentionArgs& a) {
+  return (a.dtype == DType::bf16 || a.dtype == DType::f16) &&
+         (a.D == 64 || a.D == 128 || a.D == 256) && a.layout == nullptr;
+}
+
+// q/k/v strides come as (batch, head, row); the flash API takes (batch, row, head).
+FlashStrides flash_strides(const int64_t st[3]) {
+  return {st[0], st[2], st[1]};
+}
+// A contiguous [B, heads, N, D] buffer.
+FlashStrides contiguous_strides(int64_t heads, int64_t N, int64_t D) {
+  return {heads * N * D, D, N * D};
+}
+
+FlashFwdParams flash_params(const AttentionArgs& a, void* o, void* lse) {
+  FlashFwdParams p;
+  p.dtype = a.dtype == DType::bf16 ? FlashDType::bf16 : FlashDType::f16;
+  p.B = static_cast<int>(a.B);
+  p.H = static_cast<int>(a.H);
+  p.Hkv = static_cast<int>(a.Hkv);
+  p.Nq = static_cast<int>(a.Nq);
+  p.Nk = static_cast<int>(a.Nk);
+  p.D = static_cast<int>(a.D);
+  p.softmax_scale = static_cast<float>(a.scale);
+  p.causal = a.causal;
+  p.window_left = static_cast<int>(a.window_left);
+  p.window_right = static_cast<int>(a.window_right);
+  p.dropout_p = a.dropout_p;
+  p.dropout_seed = a.seed;
+  p.dropout_offset = a.offset;
+  p.q = a.q;
+  p.k = a.k;
+  p.v = a.v;
+  p.o = o;
+  p.lse = static_cast<float*>(lse);
+  p.q_strides = flash_strides(a.q_strides);
+  p.k_strides = flash_strides(a.k_strides);
+  p.v_strides = flash_strides(a.v_strides);
+  p.o_strides = contiguous_strides(a.H, a.Nq, a.D);
+  return p;
+}
+
+class CudaBackend final : public Backend {
+ public:
+  void copy_from_host(const void* host, void* dst, int64_t bytes) override {
+    if (bytes <= 0) return;
+    // Synchronous for the caller: the host buffer may be freed as soon as this returns.
+    TG_CUDA_CHECK(
+        cudaMemcpyAsync(dst, host, static_cast<size_t>(bytes), cudaMemcpyHostToDevice, s()));
+    TG_CUDA_CHECK(cudaStreamSynchronize(s()));
+  }
+  void copy_to_host(const void* src, void* host, int64_t bytes) override {
+    if (bytes <= 0) return;
+    TG_CUDA_CHECK(
+        cudaMemcpyAsync(host, src, static_cast<size_t>(bytes), cudaMemcpyDeviceToHost, s()));
+    TG_CUDA_CHECK(cudaStreamSynchronize(s()));
+  }
+  void synchronize() override { TG_CUDA_CHECK(cudaStreamSynchronize(s())); }
+  int device_count() override { return cuda::device_count(); }
+
+  void copy(const StridedView& src, const StridedView& dst) override { k::copy(src, dst, s()); }
+  void fill(const StridedView& dst, double value) override { k::fill(dst, value, s()); }
+  void unary(UnaryOp op, const StridedView& x, const StridedView& y) override {
+    k::unary(op, x, y, s());
+  }
+  void unary_backward(UnaryOp op, const StridedView& gy, const StridedView& saved,
+                      const StridedView& gx) override {
+    k::unary_backward(op, gy, saved, gx, s());
+  }
+  void binary(BinaryOp op, const StridedView& a, const StridedView& b,
+              const StridedView& out) override {
+    k::binary(op, a, b, out, s());
+  }
+  void scalar(ScalarOp op, const StridedView& a, double v, const StridedView& out) override {
+    k::scalar(op, a, v, out, s());
+  }
+  void add_scaled(const StridedView& src, double alpha, const StridedView& dst) override {
+    k::add_scaled(src, alpha, dst, s());
+  }
+  void reduce(ReduceOp op, const StridedView& x, const StridedView& out) override {
+    k::reduce(op, x, out, s());
+  }
+  void gemm(const GemmArgs& args) override { cuda::gemm(args, s()); }
+  void softmax_forward(DType dt, const void* x, void* y, int64_t outer, int64_t n, int64_t inner,
+                       bool log) override {
+    k::softmax_forward(dt, x, y, outer, n, inner, log, s());
+  }
+  void softmax_backward(DType dt, const void* y, const void* gy, void* gx, int64_t outer, int64_t n,
+                        int64_t inner, bool log) override {
+    k::softmax_backward(dt, y, gy, gx, outer, n, inner, log, s());
+  }
+  void layernorm_forward(DType dt, const void* x, const void* w, const void* b, void* y, void* mean,
+                         void* rstd, int64_t rows, int64_t C, double eps) override {
+    k::layernorm_forward(dt, x, w, b, y, mean, rstd, rows, C, eps, s());
+  }
+  void layernorm_backward(DType dt, const void* gy, const void* x, const void* w, const void* mean,
+                          const void* rstd, void* gx, void* gw, void* gb, int64_t rows,
+                          int64_t C) override {
+    k::layernorm_backward(dt, gy, x, w, mean, rstd, gx, gw, gb, rows, C, s());
+  }
+  void embedding_forward(DType dt, const void* weight, DType idx_dt, const void* idx, void* out,
+                         int64_t n, int64_t C) override {
+    k::embedding_forward(dt, weight, idx_dt, idx, out, n, C, s());
+  }
+  void embedding_backward(DType dt, const void* gout, DType idx_dt, const void* idx, void* gweight,
+                          int64_t n, int64_t C, int64_t V) override {
+    k::embedding_backward(dt, gout, idx_dt, idx, gweight, n, C, V, s());
+  }
+  int64_t find_out_of_range(DType idx_dt, const void* idx, int64_t n, int64_t lo, int64_t hi,
+                            int64_t ignore, int64_t* bad_value) override {
+    return k::find_out_of_range(idx_dt, idx, n, lo, hi, ignore, bad_value, s());
+  }
+  void cross_entropy_forward(DType dt, const void* logits, DType t_dt, const void* targets,
+                             void* losses, void* lse, int64_t rows, int64_t V,
+                             int64_t ignore_index) override {
+    k::cross_entropy_forward(dt, logits, t_dt, targets, losses, lse, rows, V, ignore_index, s());
+  }
+  void cross_entropy_backward(DType dt, const void* logits, DType t_dt, const void* targets,
+                              const void* lse, const void* gloss, double scale, void* glogits,
+                              int64_t rows, int64_t V, int64_t ignore_index) override {
+    k::cross_entropy_backward(dt, logits, t_dt, targets, lse, gloss, scale, glogits, rows, V,
+                              ignore_index, s());
+  }
+
+  void attention_flash_forward(const AttentionArgs& a, void* o, void* lse) override {
+    if (flash_applies(a)) {
+      const FlashFwdParams p = flash_params(a, o, lse);
+      if (flash_attention_check(p).empty()) {
+        TG_CUDA_CHECK(flash_attention_forward(p, s()));
+        return;
+      }
+    }
+    k::attention_reference_forward(a, o, lse, s());
+  }
+  void attention_flash_backward(const AttentionArgs& a, const void* o, const void* lse,
+                                const void* dout, const void* glse, void* dq, void* dk,
+                                void* dv) override {
+    if (flash_applies(a) && glse == nullptr) {
+      FlashBwdParams p;
+      p.fwd = flash_params(a, const_cast<void*>(o), const_cast<void*>(lse));
+      p.dout = dout;
+      p.dq = dq;
+      p.dk = dk;
+      p.dv = dv;
+      p.dout_strides = contiguous_strides(a.H, a.Nq, a.D);
+      p.dq_strides = contiguous_strides(a.H, a.Nq, a.D);
+      p.dk_strides = contiguous_strides(a.Hkv, a.Nk, a.D);
+      p.dv_strides = contiguous_strides(a.Hkv, a.Nk, a.D);
+      // The workspace is part of what the check validates, so it is taken first.
+      Workspace ws(static_cast<int64_t>(flash_attention_backward_workspace_bytes(p)),
+                   Device::cuda(current_device()));
+      p.workspace = ws.as<void>();
+      if (flash_attention_check(p).empty()) {
+        TG_CUDA_CHECK(flash_attention_backward(p, s()));
+        return;
+      }
+    }
+    const int64_t acc_bytes = a.dtype == DType::f64 ? 8 : 4;
+    Workspace ws(a.B * a.H * a.Nq * acc_bytes, Device::cuda(current_device()));
+    k::attention_reference_backward(a, o, lse, dout, glse, dq, dk, dv, ws.as<void>(), s());
+  }
+
+  void adamw_update(DType dt, void* param, float* master, const void* grad, void* m, void* v,
+                    int64_t n, const AdamWStep& st) override {
+    k::adamw_update(dt, param, master, grad, m, v, n, st, s());
+  }
+  void sgd_update(DType dt, void* param, float* master, const void* grad, void* momentum_buf,
+                  int64_t n, const SgdStep& st) override {
+    k::sgd_update(dt, param, master, grad, momentum_buf, n, st, s());
+  }
+  double sum_squares(DType dt, const void* x, int64_t n) override {
+    return k::sum_squares(dt, x, n, s());
+  }
+  void dropout(DType dt, const void* x, void* y, int64_t n, double p, uint64_t seed,
+               uint64_t offset) override {
+    k::dropout(dt, x, y, n, p, seed, offset, s());
+  }
+  void fill_uniform(DType dt, void* dst, int64_t n, double lo, double hi, uint64_t seed,
+                    uint64_t offset) override {
+    k::fill_uniform(dt, dst, n, lo, hi, seed, offset, s());
+  }
+  void fill_normal(DType dt, void* dst, int64_t n, double mean, double std, uint64_t seed,
+                   uint64_t offset) override {
+    k::fill_normal(dt, dst, n, mean, std, seed, offset, s());
+  }
+};
+
+// Registered before main(); never destroyed, since tensors may be freed during static destruction.
+const bool g_registered = [] {
+  register_backend(DeviceType::cuda, new CudaBackend());
+  return true;
+}();
+
+}  // namespace
+
+}  // namespace tilegrad::cuda
+
+extern "C" void tilegrad_cuda_backend_anchor() {}

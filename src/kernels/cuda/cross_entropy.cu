@@ -1,0 +1,189 @@
+// CUDA fused softmax cross-entropy: one thread block per row of logits.
+//
+// The forward reads its row once. Each thread keeps an online (max m, Σ exp(x - m)) pair over its
+// strided share of the row, rescaling the sum when the max grows, so a row of V = 50257 logits is
+// not read twice (a second pass would miss L2 once many rows are in flight); the pairs are then
+// merged across the warp with shuffles and across warps through shared memory, in a fixed order,
+// so results are the same bits on every run. Arithmetic is in the accumulation type (double for f64
+// logits, float otherwise). As in the CPU kernel, the loss is (m - x[t]) + log s rather than
+// lse - x[t], which keeps the digits of logits near ±1000 that lse would round away.
+//
+// The backward recomputes each probability as exp(x - lse) in the pass that writes the gradient,
+// so the [rows, V] softmax never exists in memory; an ignored row is written with zeros.
+#include "kernels/cuda/cross_entropy.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "cuda/check.h"
+
+namespace tilegrad::kernels::cuda {
+
+namespace {
+
+constexpr unsigned kFullMask = 0xffffffffu;
+// Blocks launched at most for a grid-stride loop; each block strides over the rest of the rows.
+constexpr int64_t kMaxGrid = int64_t{1} << 24;
+// Threads per row (one block); each loads kUnroll logits before using them, so that several loads
+// are in flight per thread.
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+constexpr int kUnroll = 4;
+
+__device__ __forceinline__ float exp_acc(float v) {
+  return expf(v);
+}
+__device__ __forceinline__ double exp_acc(double v) {
+  return exp(v);
+}
+__device__ __forceinline__ float log_acc(float v) {
+  return logf(v);
+}
+__device__ __forceinline__ double log_acc(double v) {
+  return log(v);
+}
+
+// Adds logit v to the running pair (m, s = Σ exp(x - m)). At the start m = -inf and s = 0, so the
+// first finite v gives s = 0 · exp(-inf) + 1 = 1. A -inf logit adds nothing (exp(-inf - m) = 0;
+// computing it when m is still -inf would give exp(NaN)). NaN never becomes m (the comparison is
+// false) and reaches s through exp, as in the CPU kernel.
+template <class A>
+__device__ __forceinline__ void online_add(A& m, A& s, A v) {
+  if (v > m) {
+    s = s * exp_acc(m - v) + A(1);
+    m = v;
+  } else if (v != -A(INFINITY)) {
+    s += exp_acc(v - m);
+  }
+}
+
+// Merges the pair (m2, s2) into (m, s). The result does not depend on the order of the two pairs,
+// so both lanes of a shuffle exchange end with the same bits. A pair with m = -inf has s = 0.
+template <class A>
+__device__ __forceinline__ void online_merge(A& m, A& s, A m2, A s2) {
+  if (m2 > m) {
+    const A tm = m, ts = s;
+    m = m2;
+    s = s2;
+    m2 = tm;
+    s2 = ts;
+  }
+  if (m2 != -A(INFINITY)) s += s2 * exp_acc(m2 - m);
+}
+
+template <class A>
+__device__ __forceinline__ void warp_merge(A& m, A& s) {
+  for (int o = 16; o > 0; o >>= 1) {
+    const A m2 = __shfl_xor_sync(kFullMask, m, o);
+    const A s2 = __shfl_xor_sync(kFullMask, s, o);
+    online_merge(m, s, m2, s2);
+  }
+}
+
+template <class T, class I>
+__global__ void __launch_bounds__(kThreads)
+    forward_kernel(const T* __restrict__ logits, const I* __restrict__ targets,
+                   acc_t<T>* __restrict__ losses, acc_t<T>* __restrict__ lse, int64_t rows,
+                   int64_t V, int64_t ignore_index) {
+  using A = acc_t<T>;
+  __shared__ A s_m[kWarps], s_s[kWarps];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* xr = logits + r * V;  // (V)
+    A m = -A(INFINITY), s = 0;
+    int64_t j = threadIdx.x;
+    for (; j + (kUnroll - 1) * kThreads < V; j += kUnroll * kThreads) {
+      A v[kUnroll];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) v[u] = A(xr[j + u * kThreads]);
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) online_add(m, s, v[u]);
+    }
+    for (; j < V; j += kThreads) online_add(m, s, A(xr[j]));
+
+    warp_merge(m, s);
+    __syncthreads();  // warp 0 has read the previous row's partials
+    if (lane == 0) {
+      s_m[warp] = m;
+      s_s[warp] = s;
+    }
+    __syncthreads();
+    if (warp != 0) continue;
+    m = lane < kWarps ? s_m[lane] : -A(INFINITY);
+    s = lane < kWarps ? s_s[lane] : A(0);
+    warp_merge(m, s);
+    if (lane == 0) {
+      const A log_s = log_acc(s);
+      lse[r] = m + log_s;
+      const int64_t tr = static_cast<int64_t>(targets[r]);
+      A loss = 0;
+      if (tr != ignore_index) loss = tr >= 0 && tr < V ? (m - A(xr[tr])) + log_s : A(NAN);
+      losses[r] = loss;
+    }
+  }
+}
+
+template <class T, class I>
+__global__ void __launch_bounds__(kThreads)
+    backward_kernel(const T* __restrict__ logits, const I* __restrict__ targets,
+                    const acc_t<T>* __restrict__ lse, const acc_t<T>* __restrict__ gloss,
+                    double scale, T* __restrict__ glogits, int64_t rows, int64_t V,
+                    int64_t ignore_index) {
+  using A = acc_t<T>;
+  // The upstream scalar times scale, in double and then rounded, as the CPU kernel does.
+  const A g = A(static_cast<double>(*gloss) * scale);
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* xr = logits + r * V;  // (V)
+    T* gr = glogits + r * V;       // (V)
+    const int64_t tr = static_cast<int64_t>(targets[r]);
+    if (tr == ignore_index) {
+      for (int64_t j = threadIdx.x; j < V; j += kThreads) gr[j] = T(A(0));
+      continue;
+    }
+    const A lr = lse[r];
+#pragma unroll 4
+    for (int64_t j = threadIdx.x; j < V; j += kThreads) {
+      A p = exp_acc(A(xr[j]) - lr);
+      if (j == tr) p -= A(1);
+      gr[j] = T(p * g);
+    }
+  }
+}
+
+unsigned grid_for(int64_t rows) {
+  return static_cast<unsigned>(std::min(rows, kMaxGrid));
+}
+
+}  // namespace
+
+void cross_entropy_forward(DType dt, const void* logits, DType t_dt, const void* targets,
+                           void* losses, void* lse, int64_t rows, int64_t V, int64_t ignore_index,
+                           cudaStream_t stream) {
+  dispatch_floating(dt, "cross_entropy", [&]<class T>() {
+    using A = acc_t<T>;
+    dispatch_index(t_dt, "cross_entropy", [&]<class I>() {
+      if (rows <= 0) return;
+      forward_kernel<T, I><<<grid_for(rows), kThreads, 0, stream>>>(
+          static_cast<const T*>(logits), static_cast<const I*>(targets), static_cast<A*>(losses),
+          static_cast<A*>(lse), rows, V, ignore_index);
+      TG_CUDA_CHECK_LAUNCH();
+    });
+  });
+}
+
+void cross_entropy_backward(DType dt, const void* logits, DType t_dt, const void* targets,
+                            const void* lse, const void* gloss, double scale, void* glogits,
+                            int64_t rows, int64_t V, int64_t ignore_index, cudaStream_t stream) {
+  dispatch_floating(dt, "cross_entropy backward", [&]<class T>() {
+    using A = acc_t<T>;
+    dispatch_index(t_dt, "cross_entropy backward", [&]<class I>() {
+      if (rows <= 0 || V <= 0) return;  // no elements to write
+      backward_kernel<T, I><<<grid_for(rows), kThreads, 0, stream>>>(
+          static_cast<const T*>(logits), static_cast<const I*>(targets), static_cast<const A*>(lse),
+          static_cast<const A*>(gloss), scale, static_cast<T*>(glogits), rows, V, ignore_index);
+      TG_CUDA_CHECK_LAUNCH();
+    });
+  });
+}
+
+}  // namespace tilegrad::kernels::cuda

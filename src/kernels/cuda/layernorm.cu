@@ -1,0 +1,266 @@
+// CUDA layer norm over the last dimension C of `rows` contiguous rows, forward and backward.
+//
+// Forward and gx: rows are independent; a row belongs to one warp (eight rows to a block) up to
+// C = 1024, beyond that to a whole block, so that each thread has a few elements and short rows
+// need no block barriers. The row is read once per statistic — Σ x, then
+// Σ (x - mean)², as in the CPU kernel (a second pass, not E[x²] - mean², which cancels when |mean|
+// is large against the spread), then once more to write — from L1/L2, since a block's row is small.
+// Block sums reduce each warp with shuffles and then the warp sums in a fixed order, so every
+// result is the same bits on every run.
+//
+// gw and gb sum over rows, and must be deterministic too, so no float atomics: rows are cut into
+// blocks whose number depends only on `rows`; one pass has a thread per (row block, column) sum its
+// rows in order into a partial buffer (workspace), a second pass has a thread per column add the
+// partials in row-block order.
+#include "kernels/cuda/layernorm.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "cuda/caching_allocator.h"
+#include "cuda/check.h"
+#include "memory/workspace.h"
+
+namespace tilegrad::kernels::cuda {
+
+namespace {
+
+constexpr unsigned kFullMask = 0xffffffffu;
+// Blocks launched at most for a grid-stride loop; each block strides over the rest of the rows.
+constexpr int64_t kMaxGrid = int64_t{1} << 24;
+// gw/gb: about this many rows per partial sum, and at most this many partials per column — enough
+// blocks to fill the GPU, few enough that the final pass over the partials is cheap.
+constexpr int64_t kRowsPerPartial = 64;
+constexpr int64_t kMaxPartials = 512;
+// Threads per block of the gw/gb passes: one column each.
+constexpr int kColThreads = 256;
+
+__device__ __forceinline__ float sqrt_acc(float v) {
+  return sqrtf(v);
+}
+__device__ __forceinline__ double sqrt_acc(double v) {
+  return sqrt(v);
+}
+
+template <class A>
+__device__ __forceinline__ A warp_sum(A v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
+  return v;
+}
+
+// The sum of v over the kGroup threads that own a row — a warp, or the whole block — returned to
+// each of them. s_red holds 32 values; the leading barrier lets a call reuse it at once.
+template <int kGroup, class A>
+__device__ A group_sum(A v, A* s_red) {
+  static_assert(kGroup % 32 == 0 && kGroup <= 1024, "whole warps, at most 1024 threads");
+  v = warp_sum(v);
+  if constexpr (kGroup == 32) {
+    return v;
+  } else {
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    __syncthreads();
+    if (lane == 0) s_red[warp] = v;
+    __syncthreads();
+    return warp_sum(lane < kGroup / 32 ? s_red[lane] : A(0));
+  }
+}
+
+// Threads per block when kGroup threads own a row: eight warps, or the one group.
+template <int kGroup>
+constexpr int kRowBlockThreads = kGroup == 32 ? 256 : kGroup;
+template <int kGroup>
+constexpr int kRowsPerBlock = kRowBlockThreads<kGroup> / kGroup;
+
+// kGroup threads per row: mean, rstd, y = (x - mean) · rstd · w + b.
+template <class T, int kGroup>
+__global__ void __launch_bounds__(kRowBlockThreads<kGroup>)
+    forward_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
+                   T* __restrict__ y, acc_t<T>* __restrict__ mean, acc_t<T>* __restrict__ rstd,
+                   int64_t rows, int64_t C, acc_t<T> eps, acc_t<T> inv_c) {
+  using A = acc_t<T>;
+  __shared__ A s_red[32];
+  const int t = threadIdx.x % kGroup;
+  for (int64_t r = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock<kGroup> + threadIdx.x / kGroup;
+       r < rows; r += static_cast<int64_t>(gridDim.x) * kRowsPerBlock<kGroup>) {
+    const T* xr = x + r * C;  // (C)
+    T* yr = y + r * C;        // (C)
+    A s = 0;
+    for (int64_t j = t; j < C; j += kGroup) s += A(xr[j]);
+    const A mu = group_sum<kGroup>(s, s_red) * inv_c;
+    A ss = 0;
+    for (int64_t j = t; j < C; j += kGroup) {
+      const A d = A(xr[j]) - mu;
+      ss += d * d;
+    }
+    const A rs = A(1) / sqrt_acc(group_sum<kGroup>(ss, s_red) * inv_c + eps);
+    if (t == 0) {
+      mean[r] = mu;
+      rstd[r] = rs;
+    }
+    for (int64_t j = t; j < C; j += kGroup) {
+      A v = (A(xr[j]) - mu) * rs;
+      if (w) v *= A(w[j]);
+      if (b) v += A(b[j]);
+      yr[j] = T(v);
+    }
+  }
+}
+
+// kGroup threads per row: ĝ = gy ⊙ w; gx = rstd · (ĝ - mean(ĝ) - x̂ · mean(ĝ ⊙ x̂)).
+template <class T, int kGroup>
+__global__ void __launch_bounds__(kRowBlockThreads<kGroup>)
+    backward_gx_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* __restrict__ w,
+                       const acc_t<T>* __restrict__ mean, const acc_t<T>* __restrict__ rstd,
+                       T* __restrict__ gx, int64_t rows, int64_t C, acc_t<T> inv_c) {
+  using A = acc_t<T>;
+  __shared__ A s_red[32];
+  const int t = threadIdx.x % kGroup;
+  for (int64_t r = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock<kGroup> + threadIdx.x / kGroup;
+       r < rows; r += static_cast<int64_t>(gridDim.x) * kRowsPerBlock<kGroup>) {
+    const T* gr = gy + r * C;  // (C)
+    const T* xr = x + r * C;   // (C)
+    const A mu = mean[r], rs = rstd[r];
+    A sg = 0, sgx = 0;
+    for (int64_t j = t; j < C; j += kGroup) {
+      const A g = w ? A(gr[j]) * A(w[j]) : A(gr[j]);
+      sg += g;
+      sgx += g * ((A(xr[j]) - mu) * rs);
+    }
+    const A mg = group_sum<kGroup>(sg, s_red) * inv_c;
+    const A mgx = group_sum<kGroup>(sgx, s_red) * inv_c;
+    T* gxr = gx + r * C;  // (C)
+    for (int64_t j = t; j < C; j += kGroup) {
+      const A g = w ? A(gr[j]) * A(w[j]) : A(gr[j]);
+      const A xh = (A(xr[j]) - mu) * rs;
+      gxr[j] = T(rs * (g - mg - xh * mgx));
+    }
+  }
+}
+
+// Thread (row block blockIdx.y, column j): Σ gy ⊙ x̂ and Σ gy over the block's rows, in row order,
+// into part_w / part_b [partials, C] (either may be null).
+template <class T>
+__global__ void __launch_bounds__(kColThreads)
+    backward_partial_kernel(const T* __restrict__ gy, const T* __restrict__ x,
+                            const acc_t<T>* __restrict__ mean, const acc_t<T>* __restrict__ rstd,
+                            acc_t<T>* __restrict__ part_w, acc_t<T>* __restrict__ part_b,
+                            int64_t rows, int64_t C, int64_t per_partial) {
+  using A = acc_t<T>;
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * kColThreads + threadIdx.x;
+  if (j >= C) return;
+  const int64_t blk = blockIdx.y;
+  const int64_t r0 = blk * per_partial < rows ? blk * per_partial : rows;
+  const int64_t r1 = r0 + per_partial < rows ? r0 + per_partial : rows;
+  A sw = 0, sb = 0;
+#pragma unroll 4
+  for (int64_t r = r0; r < r1; ++r) {
+    const A g = A(gy[r * C + j]);
+    sb += g;
+    if (part_w) sw += g * ((A(x[r * C + j]) - mean[r]) * rstd[r]);
+  }
+  if (part_w) part_w[blk * C + j] = sw;
+  if (part_b) part_b[blk * C + j] = sb;
+}
+
+// Thread j: gw[j] and gb[j] as the partials of column j added in row-block order.
+template <class T>
+__global__ void __launch_bounds__(kColThreads)
+    backward_final_kernel(const acc_t<T>* __restrict__ part_w, const acc_t<T>* __restrict__ part_b,
+                          T* __restrict__ gw, T* __restrict__ gb, int64_t partials, int64_t C) {
+  using A = acc_t<T>;
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * kColThreads + threadIdx.x;
+  if (j >= C) return;
+  A sw = 0, sb = 0;
+  for (int64_t p = 0; p < partials; ++p) {
+    if (part_w) sw += part_w[p * C + j];
+    if (part_b) sb += part_b[p * C + j];
+  }
+  if (gw) gw[j] = T(sw);
+  if (gb) gb[j] = T(sb);
+}
+
+unsigned grid_for(int64_t items) {
+  return static_cast<unsigned>(std::min(items, kMaxGrid));
+}
+
+// Runs f.template operator()<kGroup>() with the threads per row that give each thread a few of
+// the C elements: a warp up to C = 1024, then a block of 256 or 512.
+template <class F>
+void with_row_threads(int64_t C, F&& f) {
+  if (C <= 1024) {
+    f.template operator()<32>();
+  } else if (C <= 4096) {
+    f.template operator()<256>();
+  } else {
+    f.template operator()<512>();
+  }
+}
+
+}  // namespace
+
+void layernorm_forward(DType dt, const void* x, const void* w, const void* b, void* y, void* mean,
+                       void* rstd, int64_t rows, int64_t C, double eps, cudaStream_t stream) {
+  dispatch_floating(dt, "layer_norm", [&]<class T>() {
+    using A = acc_t<T>;
+    if (rows <= 0) return;
+    // As the CPU kernel: multiply by 1/C (0 for an empty row) and add eps in the accumulation type.
+    const A inv_c = C > 0 ? A(1) / A(C) : A(0);
+    with_row_threads(C, [&]<int kGroup>() {
+      const int64_t blocks = (rows + kRowsPerBlock<kGroup> - 1) / kRowsPerBlock<kGroup>;
+      forward_kernel<T, kGroup><<<grid_for(blocks), kRowBlockThreads<kGroup>, 0, stream>>>(
+          static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(b),
+          static_cast<T*>(y), static_cast<A*>(mean), static_cast<A*>(rstd), rows, C, A(eps), inv_c);
+      TG_CUDA_CHECK_LAUNCH();
+    });
+  });
+}
+
+void layernorm_backward(DType dt, const void* gy, const void* x, const void* w, const void* mean,
+                        const void* rstd, void* gx, void* gw, void* gb, int64_t rows, int64_t C,
+                        cudaStream_t stream) {
+  dispatch_floating(dt, "layer_norm", [&]<class T>() {
+    using A = acc_t<T>;
+    if (C <= 0) return;  // every output is empty
+    const T* pgy = static_cast<const T*>(gy);
+    const T* px = static_cast<const T*>(x);
+    const A* pmean = static_cast<const A*>(mean);
+    const A* prstd = static_cast<const A*>(rstd);
+    if (gx && rows > 0) {
+      const A inv_c = A(1) / A(C);
+      with_row_threads(C, [&]<int kGroup>() {
+        const int64_t blocks = (rows + kRowsPerBlock<kGroup> - 1) / kRowsPerBlock<kGroup>;
+        backward_gx_kernel<T, kGroup><<<grid_for(blocks), kRowBlockThreads<kGroup>, 0, stream>>>(
+            pgy, px, static_cast<const T*>(w), pmean, prstd, static_cast<T*>(gx), rows, C, inv_c);
+        TG_CUDA_CHECK_LAUNCH();
+      });
+    }
+    if (!gw && !gb) return;
+
+    // The partition depends on `rows` alone, so the sums are the same bits on every run and GPU.
+    // With rows == 0 there is one empty partial per column, and gw = gb = 0.
+    const int64_t partials = std::clamp<int64_t>((rows + kRowsPerPartial - 1) / kRowsPerPartial,
+                                                 int64_t{1}, kMaxPartials);
+    const int64_t per_partial = (rows + partials - 1) / partials;
+    const int64_t part_elems = partials * C;
+    const int64_t n_bufs = (gw ? 1 : 0) + (gb ? 1 : 0);
+    Workspace ws(n_bufs * part_elems * static_cast<int64_t>(sizeof(A)),
+                 Device::cuda(tilegrad::cuda::current_device()));
+    // The allocator serves the thread's current stream; if `stream` is another one, this keeps
+    // the block from being handed out again before the work queued on `stream` has finished.
+    tilegrad::cuda::record_stream(ws.as<void>(), stream);
+    A* part_w = gw ? ws.as<A>() : nullptr;
+    A* part_b = gb ? ws.as<A>() + (gw ? part_elems : 0) : nullptr;
+
+    const int64_t col_blocks = (C + kColThreads - 1) / kColThreads;
+    TG_CHECK(col_blocks <= 0x7fffffff, "layer_norm: C = ", C, " is too large for the GPU kernel");
+    const dim3 grid(static_cast<unsigned>(col_blocks), static_cast<unsigned>(partials));
+    backward_partial_kernel<T><<<grid, kColThreads, 0, stream>>>(pgy, px, pmean, prstd, part_w,
+                                                                 part_b, rows, C, per_partial);
+    TG_CUDA_CHECK_LAUNCH();
+    backward_final_kernel<T><<<static_cast<unsigned>(col_blocks), kColThreads, 0, stream>>>(
+        part_w, part_b, static_cast<T*>(gw), static_cast<T*>(gb), partials, C);
+    TG_CUDA_CHECK_LAUNCH();
+  });
+}
+
+}  // namespace tilegrad::kernels::cuda

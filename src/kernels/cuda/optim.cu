@@ -1,0 +1,376 @@
+// CUDA optimizer kernels (see optim.h; the update rules are in kernels/cpu/optim.h).
+//
+// The updates are elementwise: one element per thread, grid-stride for one tensor; a block per
+// (tensor, chunk) pair for many. Each element does the CPU kernel's operations in its order with
+// __fmul_rn-style intrinsics, which nvcc never contracts into FMAs (the CPU build has none), and
+// the per-step scalars come from the same host expressions as on the CPU, so every rounding is the
+// CPU's.
+//
+// The sum of squares is a reduction and must not depend on timing: a fixed number of blocks (from
+// n alone) each sum one contiguous range into a float64 partial through a fixed tree, and a single
+// block then adds the partials through a fixed tree. No atomics anywhere.
+#include "kernels/cuda/optim.h"
+
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+
+#include "cuda/check.h"
+
+namespace tilegrad::kernels::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int64_t kMaxBlocks = 65535;  // grid-stride beyond this (results do not depend on it)
+constexpr int kMultiThreads = 512;     // a chunk of 65536 elements: 128 per thread
+
+int grid_for(int64_t n) {
+  return static_cast<int>(std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks));
+}
+
+// std::min is a host function (constexpr, but nvcc runs no host constexpr code on the device).
+__device__ __forceinline__ int64_t min64(int64_t a, int64_t b) {
+  return a < b ? a : b;
+}
+
+template <class T>
+constexpr bool kHasMaster = std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>;
+
+// Explicitly rounded arithmetic (never fused into an FMA) in float and double.
+__device__ __forceinline__ float add_rn(float a, float b) {
+  return __fadd_rn(a, b);
+}
+__device__ __forceinline__ double add_rn(double a, double b) {
+  return __dadd_rn(a, b);
+}
+__device__ __forceinline__ float sub_rn(float a, float b) {
+  return __fsub_rn(a, b);
+}
+__device__ __forceinline__ double sub_rn(double a, double b) {
+  return __dsub_rn(a, b);
+}
+__device__ __forceinline__ float mul_rn(float a, float b) {
+  return __fmul_rn(a, b);
+}
+__device__ __forceinline__ double mul_rn(double a, double b) {
+  return __dmul_rn(a, b);
+}
+__device__ __forceinline__ float div_rn(float a, float b) {
+  return __fdiv_rn(a, b);
+}
+__device__ __forceinline__ double div_rn(double a, double b) {
+  return __ddiv_rn(a, b);
+}
+__device__ __forceinline__ float sqrt_rn(float a) {
+  return __fsqrt_rn(a);
+}
+__device__ __forceinline__ double sqrt_rn(double a) {
+  return __dsqrt_rn(a);
+}
+
+// ---- AdamW
+
+// The per-step scalars in the accumulation type, formed in float64 and rounded once, as
+// cpu::adamw_update forms them (same host expressions, same libm).
+template <class A>
+struct AdamWScalars {
+  A decay, b1, b2, one_b1, one_b2, step_size, bc2_sqrt, eps, gs;
+};
+
+template <class A>
+AdamWScalars<A> adamw_scalars(const AdamWStep& s) {
+  const double bc1 = 1.0 - std::pow(s.beta1, static_cast<double>(s.step));
+  const double bc2 = 1.0 - std::pow(s.beta2, static_cast<double>(s.step));
+  return {A(1.0 - s.lr * s.weight_decay),
+          A(s.beta1),
+          A(s.beta2),
+          A(1.0 - s.beta1),
+          A(1.0 - s.beta2),
+          A(s.lr / bc1),
+          A(std::sqrt(bc2)),
+          A(s.eps),
+          A(s.grad_scale)};
+}
+
+// Element i of one AdamW step, in the order of cpu::adamw_update's loop body.
+template <class T>
+__device__ __forceinline__ void adamw_element(T* param, float* master, const T* grad, acc_t<T>* m,
+                                              acc_t<T>* v, int64_t i,
+                                              const AdamWScalars<acc_t<T>>& s) {
+  using A = acc_t<T>;
+  const A g = mul_rn(A(grad[i]), s.gs);
+  A p;
+  if constexpr (kHasMaster<T>) {
+    p = master[i];
+  } else {
+    (void)master;
+    p = param[i];
+  }
+  p = mul_rn(p, s.decay);
+  const A mi = add_rn(mul_rn(s.b1, m[i]), mul_rn(s.one_b1, g));
+  const A vi = add_rn(mul_rn(s.b2, v[i]), mul_rn(s.one_b2, mul_rn(g, g)));
+  m[i] = mi;
+  v[i] = vi;
+  p = sub_rn(p, mul_rn(s.step_size, div_rn(mi, add_rn(div_rn(sqrt_rn(vi), s.bc2_sqrt), s.eps))));
+  if constexpr (kHasMaster<T>) master[i] = p;
+  param[i] = T(p);
+}
+
+template <class T>
+__global__ void adamw_kernel(T* param, float* master, const T* grad, acc_t<T>* m, acc_t<T>* v,
+                             int64_t n, AdamWScalars<acc_t<T>> s) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    adamw_element(param, master, grad, m, v, i, s);
+  }
+}
+
+// The kernel argument of one multi-tensor launch: the tensors (structure of arrays) and the
+// (tensor, chunk) pairs, one per thread block. Passed by value: CUDA copies kernel arguments at
+// launch, so no device allocation or host-to-device copy is needed and the host table can be
+// reused at once. Up to 32,764 bytes of arguments are allowed from CUDA 12.1 on Volta and later
+// (this library targets sm_80 and sm_90a); __grid_constant__ lets the kernel index the arrays in
+// the parameter space without copying them to local memory.
+template <class T>
+struct AdamWTable {
+  using A = acc_t<T>;
+  T* param[kAdamWMaxTensors];
+  float* master[kAdamWMaxTensors];
+  const T* grad[kAdamWMaxTensors];
+  A* m[kAdamWMaxTensors];
+  A* v[kAdamWMaxTensors];
+  int64_t n[kAdamWMaxTensors];
+  AdamWScalars<A> s[kAdamWMaxTensors];
+  int32_t chunk_index[kAdamWMaxChunks];
+  uint8_t chunk_tensor[kAdamWMaxChunks];
+};
+static_assert(kAdamWMaxTensors <= 256, "chunk_tensor indexes the tensors with a uint8_t");
+static_assert(sizeof(AdamWTable<double>) <= 32764,
+              "the multi-tensor table must fit in the kernel argument space (32,764 bytes)");
+
+template <class T>
+__global__ void __launch_bounds__(kMultiThreads)
+    adamw_multi_kernel(const __grid_constant__ AdamWTable<T> table) {
+  const int t = table.chunk_tensor[blockIdx.x];
+  const int64_t i0 = static_cast<int64_t>(table.chunk_index[blockIdx.x]) * kAdamWChunk;
+  const int64_t i1 = min64(table.n[t], i0 + kAdamWChunk);
+  for (int64_t i = i0 + threadIdx.x; i < i1; i += blockDim.x) {
+    adamw_element(table.param[t], table.master[t], table.grad[t], table.m[t], table.v[t], i,
+                  table.s[t]);
+  }
+}
+
+template <class T>
+void check_master(const float* master) {
+  if constexpr (kHasMaster<T>) {
+    TG_ASSERT(master != nullptr, "16-bit parameters need float32 master weights");
+  } else {
+    TG_ASSERT(master == nullptr, "float32/float64 parameters are their own master");
+  }
+}
+
+// ---- SGD
+
+template <class A>
+struct SgdScalars {
+  A lr, mu, one_damp, wd, gs;
+  bool use_wd, use_mom, first_step, nesterov;
+};
+
+template <class T>
+__global__ void sgd_kernel(T* param, float* master, const T* grad, acc_t<T>* buf, int64_t n,
+                           SgdScalars<acc_t<T>> s) {
+  using A = acc_t<T>;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    A p;
+    if constexpr (kHasMaster<T>) {
+      p = master[i];
+    } else {
+      p = param[i];
+    }
+    A g = mul_rn(A(grad[i]), s.gs);
+    if (s.use_wd) g = add_rn(g, mul_rn(s.wd, p));
+    if (s.use_mom) {
+      const A b = s.first_step ? g : add_rn(mul_rn(s.mu, buf[i]), mul_rn(s.one_damp, g));
+      buf[i] = b;
+      g = s.nesterov ? add_rn(g, mul_rn(s.mu, b)) : b;
+    }
+    p = sub_rn(p, mul_rn(s.lr, g));
+    if constexpr (kHasMaster<T>) master[i] = p;
+    param[i] = T(p);
+  }
+}
+
+// ---- sum of squares
+
+constexpr int kSumThreads = 256;
+// A partial covers at least this many elements, so small tensors use few blocks.
+constexpr int64_t kSumMinPerBlock = 4096;
+
+// Sums x[i0, i1) of block b's range: thread t takes i0 + t, i0 + t + 256, ... in order, then the
+// block's 256 sums meet in a fixed halving tree.
+template <class T>
+__global__ void __launch_bounds__(kSumThreads)
+    sum_squares_partials_kernel(const T* x, int64_t n, int64_t per_block, double* partials) {
+  __shared__ double s_sum[kSumThreads];
+  const int64_t i0 = blockIdx.x * per_block, i1 = min64(n, i0 + per_block);
+  double acc = 0.0;
+  for (int64_t i = i0 + threadIdx.x; i < i1; i += kSumThreads) {
+    const double v = static_cast<double>(static_cast<acc_t<T>>(x[i]));
+    acc = fma(v, v, acc);
+  }
+  s_sum[threadIdx.x] = acc;
+  for (int stride = kSumThreads / 2; stride > 0; stride /= 2) {
+    __syncthreads();
+    if (static_cast<int>(threadIdx.x) < stride) s_sum[threadIdx.x] += s_sum[threadIdx.x + stride];
+  }
+  if (threadIdx.x == 0) partials[blockIdx.x] = s_sum[0];
+}
+
+// One block of kSumSquaresPartials threads adds the `count` partials through a fixed halving tree
+// (missing partials count as 0) and writes the total to *out.
+__global__ void __launch_bounds__(kSumSquaresPartials)
+    sum_squares_final_kernel(const double* partials, int count, double* out) {
+  __shared__ double s_sum[kSumSquaresPartials];
+  s_sum[threadIdx.x] = static_cast<int>(threadIdx.x) < count ? partials[threadIdx.x] : 0.0;
+  for (int stride = kSumSquaresPartials / 2; stride > 0; stride /= 2) {
+    __syncthreads();
+    if (static_cast<int>(threadIdx.x) < stride) s_sum[threadIdx.x] += s_sum[threadIdx.x + stride];
+  }
+  if (threadIdx.x == 0) *out = s_sum[0];
+}
+
+// The launches of sum_squares_async, on a workspace of kSumSquaresPartials doubles.
+void sum_squares_launch(DType dt, const void* x, int64_t n, double* d_out, double* partials,
+                        cudaStream_t stream) {
+  // No elements: the final kernel writes 0 (and, as on the CPU, the dtype is not looked at).
+  const int blocks = n <= 0
+                         ? 0
+                         : static_cast<int>(std::min<int64_t>(
+                               kSumSquaresPartials, (n + kSumMinPerBlock - 1) / kSumMinPerBlock));
+  if (blocks > 0)
+    dispatch_floating(dt, "sum_squares", [&]<class T>() {
+      const int64_t per_block = (n + blocks - 1) / blocks;
+      sum_squares_partials_kernel<T>
+          <<<blocks, kSumThreads, 0, stream>>>(static_cast<const T*>(x), n, per_block, partials);
+      TG_CUDA_CHECK_LAUNCH();
+    });
+  sum_squares_final_kernel<<<1, kSumSquaresPartials, 0, stream>>>(partials, blocks, d_out);
+  TG_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void adamw_update(DType dt, void* param, float* master, const void* grad, void* m, void* v,
+                  int64_t n, const AdamWStep& s, cudaStream_t stream) {
+  dispatch_floating(dt, "adamw_update", [&]<class T>() {
+    using A = acc_t<T>;
+    check_master<T>(master);
+    if (n <= 0) return;
+    adamw_kernel<T><<<grid_for(n), kThreads, 0, stream>>>(
+        static_cast<T*>(param), master, static_cast<const T*>(grad), static_cast<A*>(m),
+        static_cast<A*>(v), n, adamw_scalars<A>(s));
+    TG_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void adamw_update_multi(DType dt, std::span<const AdamWTensor> tensors, cudaStream_t stream) {
+  dispatch_floating(dt, "adamw_update", [&]<class T>() {
+    using A = acc_t<T>;
+    AdamWTable<T> table{};
+    int num_tensors = 0, num_chunks = 0;
+    auto launch = [&] {
+      if (num_chunks > 0) {
+        adamw_multi_kernel<T><<<num_chunks, kMultiThreads, 0, stream>>>(table);
+        TG_CUDA_CHECK_LAUNCH();
+      }
+      num_tensors = 0;
+      num_chunks = 0;
+    };
+    auto add_tensor = [&](const AdamWTensor& x) {
+      table.param[num_tensors] = static_cast<T*>(x.param);
+      table.master[num_tensors] = x.master;
+      table.grad[num_tensors] = static_cast<const T*>(x.grad);
+      table.m[num_tensors] = static_cast<A*>(x.m);
+      table.v[num_tensors] = static_cast<A*>(x.v);
+      table.n[num_tensors] = x.n;
+      table.s[num_tensors] = adamw_scalars<A>(x.step);
+      return num_tensors++;
+    };
+    for (const AdamWTensor& x : tensors) {
+      check_master<T>(x.master);
+      if (x.n <= 0) continue;
+      if (num_tensors == kAdamWMaxTensors) launch();
+      int t = add_tensor(x);
+      const int64_t chunks = (x.n + kAdamWChunk - 1) / kAdamWChunk;
+      for (int64_t c = 0; c < chunks; ++c) {
+        if (num_chunks == kAdamWMaxChunks) {  // the table is full: run it, go on with a new one
+          launch();
+          t = add_tensor(x);
+        }
+        table.chunk_tensor[num_chunks] = static_cast<uint8_t>(t);
+        table.chunk_index[num_chunks] = static_cast<int32_t>(c);
+        ++num_chunks;
+      }
+    }
+    launch();
+  });
+}
+
+void sgd_update(DType dt, void* param, float* master, const void* grad, void* momentum_buf,
+                int64_t n, const SgdStep& s, cudaStream_t stream) {
+  TG_ASSERT(s.momentum == 0.0 || momentum_buf != nullptr, "SGD with momentum needs a buffer");
+  dispatch_floating(dt, "sgd_update", [&]<class T>() {
+    using A = acc_t<T>;
+    check_master<T>(master);
+    if (n <= 0) return;
+    const SgdScalars<A> sc{A(s.lr),           A(s.momentum),   A(1.0 - s.dampening),
+                           A(s.weight_decay), A(s.grad_scale), s.weight_decay != 0.0,
+                           s.momentum != 0.0, s.first_step,    s.nesterov};
+    sgd_kernel<T><<<grid_for(n), kThreads, 0, stream>>>(static_cast<T*>(param), master,
+                                                        static_cast<const T*>(grad),
+                                                        static_cast<A*>(momentum_buf), n, sc);
+    TG_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void sum_squares_async(DType dt, const void* x, int64_t n, double* d_out, cudaStream_t stream,
+                       void* workspace) {
+  if (workspace != nullptr) {
+    sum_squares_launch(dt, x, n, d_out, static_cast<double*>(workspace), stream);
+    return;
+  }
+  void* scratch = nullptr;
+  TG_CUDA_CHECK(cudaMallocAsync(&scratch, kSumSquaresWorkspaceBytes, stream));
+  try {
+    sum_squares_launch(dt, x, n, d_out, static_cast<double*>(scratch), stream);
+  } catch (...) {
+    (void)cudaFreeAsync(scratch, stream);  // the first error is the one reported
+    throw;
+  }
+  TG_CUDA_CHECK(cudaFreeAsync(scratch, stream));
+}
+
+double sum_squares(DType dt, const void* x, int64_t n, cudaStream_t stream, void* workspace) {
+  // The result goes to the workspace's last slot, after the partials.
+  void* scratch = workspace;
+  if (scratch == nullptr) {
+    TG_CUDA_CHECK(cudaMallocAsync(&scratch, kSumSquaresWorkspaceBytes, stream));
+  }
+  double* d_out = static_cast<double*>(scratch) + kSumSquaresPartials;
+  double total = 0.0;
+  try {
+    sum_squares_launch(dt, x, n, d_out, static_cast<double*>(scratch), stream);
+    TG_CUDA_CHECK(cudaMemcpyAsync(&total, d_out, sizeof(double), cudaMemcpyDeviceToHost, stream));
+  } catch (...) {
+    if (workspace == nullptr) (void)cudaFreeAsync(scratch, stream);
+    throw;
+  }
+  if (workspace == nullptr) TG_CUDA_CHECK(cudaFreeAsync(scratch, stream));
+  TG_CUDA_CHECK(cudaStreamSynchronize(stream));
+  return total;
+}
+
+}  // namespace tilegrad::kernels::cuda

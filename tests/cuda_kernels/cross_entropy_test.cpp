@@ -1,0 +1,217 @@
+// GPU cross-entropy (kernels/cuda/cross_entropy) against the CPU kernel on the same inputs: every
+// float dtype, int32 and int64 targets, V from 1 to 50257 (odd sizes included), rows whose logits
+// sit near 300, ignored rows (ignore_index outside the classes, and ignore_index a class that some
+// targets hold), the scale and the device-side upstream gradient; the CPU's dtype errors.
+//
+// Losses and logsumexps are in the accumulation type: tolerances are its rounding over the sum of V
+// exponentials (added in another order on the GPU, with an exp that may differ by an ulp or two).
+// Gradients add a few units in the last place of the logits' dtype. Ignored rows must be exactly 0.
+#include "kernels/cuda/cross_entropy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cuda_kernels/cuda_testing.h"
+#include "kernels/cpu/cross_entropy.h"
+
+namespace {
+
+using tgcuda::acc_dtype;
+using tgcuda::Bytes;
+using tgcuda::decode;
+using tgcuda::DeviceBuffer;
+using tgcuda::download;
+using tgcuda::encode;
+using tgcuda::error_of;
+using tgcuda::expect_close;
+using tgcuda::kFloatDTypes;
+using tgcuda::uniform;
+using tgcuda::unit_roundoff;
+using tilegrad::DType;
+
+struct Case {
+  int64_t rows, V;
+};
+const Case kCases[] = {{3, 1}, {5, 3}, {33, 257}, {7, 1000}, {3, 1025}, {4, 50257}, {300, 31}};
+const DType kIndexDTypes[] = {DType::i32, DType::i64};
+
+// Targets as bytes of dtype t_dt.
+Bytes encode_targets(DType t_dt, const std::vector<int64_t>& t) {
+  Bytes out(t.size() * tilegrad::dtype_size(t_dt));
+  for (size_t i = 0; i < t.size(); ++i) {
+    if (t_dt == DType::i32) {
+      const int32_t v = static_cast<int32_t>(t[i]);
+      std::memcpy(out.data() + i * 4, &v, 4);
+    } else {
+      std::memcpy(out.data() + i * 8, &t[i], 8);
+    }
+  }
+  return out;
+}
+
+// A problem: logits in [-8, 8), every fourth row shifted by 300; random targets, about one row in
+// five set to ignore_index (-100, or class 1 when `ignore_class`, which some targets then hold).
+struct Problem {
+  std::vector<double> x;
+  std::vector<int64_t> t;
+  int64_t ignore;
+};
+Problem make_problem(std::mt19937_64& rng, const Case& cs, bool ignore_class) {
+  Problem p;
+  p.x = uniform(rng, static_cast<size_t>(cs.rows * cs.V), -8.0, 8.0);
+  for (int64_t r = 0; r < cs.rows; r += 4) {
+    for (int64_t j = 0; j < cs.V; ++j) p.x[static_cast<size_t>(r * cs.V + j)] += 300.0;
+  }
+  std::uniform_int_distribution<int64_t> cls(0, cs.V - 1);
+  std::uniform_int_distribution<int> fifth(0, 4);
+  p.ignore = ignore_class ? 1 : -100;
+  for (int64_t r = 0; r < cs.rows; ++r) p.t.push_back(fifth(rng) == 0 ? p.ignore : cls(rng));
+  if (cs.rows > 1) p.t[1] = p.ignore;  // at least one ignored row
+  return p;
+}
+
+std::string describe(DType dt, DType t_dt, const Case& c, int64_t ignore) {
+  return std::string(tilegrad::dtype_name(dt)) + " targets " +
+         std::string(tilegrad::dtype_name(t_dt)) + " rows " + std::to_string(c.rows) + " V " +
+         std::to_string(c.V) + " ignore " + std::to_string(ignore);
+}
+
+TEST(CudaCrossEntropy, ForwardMatchesCpu) {
+  TG_REQUIRE_GPU();
+  std::mt19937_64 rng(5);
+  for (DType dt : kFloatDTypes) {
+    const DType adt = acc_dtype(dt);
+    const size_t as = tilegrad::dtype_size(adt);
+    const double ua = unit_roundoff(adt);
+    for (DType t_dt : kIndexDTypes) {
+      for (const Case& cs : kCases) {
+        for (bool ignore_class : {false, true}) {
+          if (ignore_class && cs.V < 2) continue;
+          const Problem p = make_problem(rng, cs, ignore_class);
+          SCOPED_TRACE(describe(dt, t_dt, cs, p.ignore));
+          const Bytes x = encode(dt, p.x), t = encode_targets(t_dt, p.t);
+          Bytes loss_cpu(cs.rows * as), lse_cpu(cs.rows * as);
+          tilegrad::kernels::cpu::cross_entropy_forward(dt, x.data(), t_dt, t.data(),
+                                                        loss_cpu.data(), lse_cpu.data(), cs.rows,
+                                                        cs.V, p.ignore);
+          const DeviceBuffer dx(x.size()), dt_buf(t.size()), dloss(cs.rows * as),
+              dlse(cs.rows * as);
+          dx.upload(x.data());
+          dt_buf.upload(t.data());
+          tilegrad::kernels::cuda::cross_entropy_forward(dt, dx.get(), t_dt, dt_buf.get(),
+                                                         dloss.get(), dlse.get(), cs.rows, cs.V,
+                                                         p.ignore, nullptr);
+          const std::vector<double> xv = decode(dt, x);
+          const std::vector<double> lc = decode(adt, loss_cpu), lg = decode(adt, download(dloss));
+          const std::vector<double> sc = decode(adt, lse_cpu), sg = decode(adt, download(dlse));
+          const double acc = 16.0 * (1.0 + std::sqrt(static_cast<double>(cs.V))) * ua;
+          std::vector<double> tol_loss(cs.rows), tol_lse(cs.rows);
+          for (int64_t r = 0; r < cs.rows; ++r) {
+            tol_lse[r] = acc + 4.0 * ua * std::abs(sc[r]);
+            const bool ignored = p.t[r] == p.ignore;
+            const double xt = ignored ? 0.0 : std::abs(xv[r * cs.V + p.t[r]]);
+            tol_loss[r] = ignored ? 0.0 : acc + 8.0 * ua * (std::abs(lc[r]) + std::abs(sc[r]) + xt);
+          }
+          expect_close(lg, lc, tol_loss, "loss");
+          expect_close(sg, sc, tol_lse, "lse");
+        }
+      }
+    }
+  }
+}
+
+TEST(CudaCrossEntropy, BackwardMatchesCpu) {
+  TG_REQUIRE_GPU();
+  std::mt19937_64 rng(6);
+  for (DType dt : kFloatDTypes) {
+    const DType adt = acc_dtype(dt);
+    const size_t es = tilegrad::dtype_size(dt), as = tilegrad::dtype_size(adt);
+    const double u = unit_roundoff(dt), ua = unit_roundoff(adt);
+    for (DType t_dt : kIndexDTypes) {
+      for (const Case& cs : kCases) {
+        for (bool ignore_class : {false, true}) {
+          if (ignore_class && cs.V < 2) continue;
+          const Problem p = make_problem(rng, cs, ignore_class);
+          SCOPED_TRACE(describe(dt, t_dt, cs, p.ignore));
+          const size_t n = static_cast<size_t>(cs.rows * cs.V);
+          const Bytes x = encode(dt, p.x), t = encode_targets(t_dt, p.t);
+          // lse from the CPU forward, the same bytes for both backwards; the upstream gradient as
+          // one accumulation-type scalar, with a scale that is not a power of two.
+          Bytes loss(cs.rows * as), lse(cs.rows * as);
+          tilegrad::kernels::cpu::cross_entropy_forward(dt, x.data(), t_dt, t.data(), loss.data(),
+                                                        lse.data(), cs.rows, cs.V, p.ignore);
+          const Bytes gloss = encode(adt, {0.75});
+          const double scale = 1.0 / 3.0;
+          Bytes gx_cpu(n * es);
+          tilegrad::kernels::cpu::cross_entropy_backward(dt, x.data(), t_dt, t.data(), lse.data(),
+                                                         gloss.data(), scale, gx_cpu.data(),
+                                                         cs.rows, cs.V, p.ignore);
+          const DeviceBuffer dx(x.size()), dt_buf(t.size()), dlse(lse.size()), dgloss(gloss.size()),
+              dgx(n * es);
+          dx.upload(x.data());
+          dt_buf.upload(t.data());
+          dlse.upload(lse.data());
+          dgloss.upload(gloss.data());
+          tilegrad::kernels::cuda::cross_entropy_backward(
+              dt, dx.get(), t_dt, dt_buf.get(), dlse.get(), dgloss.get(), scale, dgx.get(), cs.rows,
+              cs.V, p.ignore, nullptr);
+          const std::vector<double> xv = decode(dt, x), sv = decode(adt, lse);
+          const std::vector<double> gc = decode(dt, gx_cpu), gg = decode(dt, download(dgx));
+          const double g = 0.75 * scale;
+          std::vector<double> tol(n);
+          for (int64_t r = 0; r < cs.rows; ++r) {
+            const bool ignored = p.t[r] == p.ignore;
+            for (int64_t j = 0; j < cs.V; ++j) {
+              const size_t k = static_cast<size_t>(r * cs.V + j);
+              if (ignored) {
+                tol[k] = 0.0;  // exactly zero
+                continue;
+              }
+              // p = exp(x - lse): the exp and its argument's rounding (|x - lse| in size).
+              const double d = xv[k] - sv[r];
+              const double prob = std::exp(d);
+              const double hot = j == p.t[r] ? 1.0 : 0.0;
+              tol[k] = g * (4.0 * u * (prob + hot) + ua * (16.0 + 4.0 * std::abs(d)) * prob);
+              if (dt == DType::f16) tol[k] += std::ldexp(1.0, -23);  // float16 subnormals
+            }
+          }
+          expect_close(gg, gc, tol, "glogits");
+        }
+      }
+    }
+  }
+}
+
+TEST(CudaCrossEntropy, RejectsBadDTypesLikeTheCpu) {
+  TG_REQUIRE_GPU();
+  const std::pair<DType, DType> bad[] = {{DType::i32, DType::i64}, {DType::f32, DType::f32}};
+  for (const auto& [dt, t_dt] : bad) {
+    const std::string cpu = error_of([&] {
+      tilegrad::kernels::cpu::cross_entropy_forward(dt, nullptr, t_dt, nullptr, nullptr, nullptr, 1,
+                                                    1, -100);
+    });
+    ASSERT_FALSE(cpu.empty());
+    EXPECT_EQ(error_of([&] {
+                tilegrad::kernels::cuda::cross_entropy_forward(dt, nullptr, t_dt, nullptr, nullptr,
+                                                               nullptr, 1, 1, -100, nullptr);
+              }),
+              cpu);
+    const std::string cpu_bwd = error_of([&] {
+      tilegrad::kernels::cpu::cross_entropy_backward(dt, nullptr, t_dt, nullptr, nullptr, nullptr,
+                                                     1.0, nullptr, 1, 1, -100);
+    });
+    ASSERT_FALSE(cpu_bwd.empty());
+    EXPECT_EQ(error_of([&] {
+                tilegrad::kernels::cuda::cross_entropy_backward(dt, nullptr, t_dt, nullptr, nullptr,
+                                                                nullptr, 1.0, nullptr, 1, 1, -100,
+                                                                nullptr);
+              }),
+              cpu_bwd);
+  }
+}
+
+}  // namespace

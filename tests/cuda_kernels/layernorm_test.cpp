@@ -1,0 +1,275 @@
+// GPU layer norm (kernels/cuda/layernorm) against the CPU kernel on the same inputs: every float
+// dtype; widths C from 1 to 5000 (each block size of the row kernels) and row counts that give one
+// or many gw/gb partials; with and without weight and bias; rows with a large mean; every choice of
+// requested gradients; gw and gb the same bits on two runs; the CPU's dtype errors.
+//
+// Tolerances are a few units in the last place of the dtype, plus the accumulation type's rounding
+// over sqrt(terms) additions (the GPU adds in a different order), relative to the magnitude of the
+// terms that make up each result.
+#include "kernels/cuda/layernorm.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cuda_kernels/cuda_testing.h"
+#include "kernels/cpu/layernorm.h"
+
+namespace {
+
+using tgcuda::acc_dtype;
+using tgcuda::Bytes;
+using tgcuda::decode;
+using tgcuda::DeviceBuffer;
+using tgcuda::download;
+using tgcuda::encode;
+using tgcuda::error_of;
+using tgcuda::expect_close;
+using tgcuda::kFloatDTypes;
+using tgcuda::uniform;
+using tgcuda::unit_roundoff;
+using tilegrad::DType;
+
+struct Case {
+  int64_t rows, C;
+};
+// C = 1, odd widths, each path (a warp per row up to C = 1024, a block of 256 threads up to 4096,
+// then 512), and rows from one to several hundred (up to 10 partial sums per column in the
+// backward; row counts that leave the last block of warps part full).
+const Case kCases[] = {{1, 1},     {5, 1},    {3, 7},    {70, 64},  {130, 129}, {33, 768},
+                       {200, 768}, {9, 1023}, {3, 2000}, {4, 5000}, {600, 33}};
+constexpr double kEps = 1e-5;
+
+// Rows of C values in [-2, 3); every third row is shifted by 50, a large mean against the spread.
+std::vector<double> random_x(std::mt19937_64& rng, int64_t rows, int64_t C) {
+  std::vector<double> x = uniform(rng, static_cast<size_t>(rows * C), -2.0, 3.0);
+  for (int64_t r = 0; r < rows; r += 3) {
+    for (int64_t j = 0; j < C; ++j) x[static_cast<size_t>(r * C + j)] += 50.0;
+  }
+  return x;
+}
+
+std::string describe(DType dt, const Case& c) {
+  return std::string(tilegrad::dtype_name(dt)) + " rows " + std::to_string(c.rows) + " C " +
+         std::to_string(c.C);
+}
+
+TEST(CudaLayerNorm, ForwardMatchesCpu) {
+  TG_REQUIRE_GPU();
+  std::mt19937_64 rng(1);
+  for (DType dt : kFloatDTypes) {
+    const size_t es = tilegrad::dtype_size(dt), as = tilegrad::dtype_size(acc_dtype(dt));
+    const double u = unit_roundoff(dt), ua = unit_roundoff(acc_dtype(dt));
+    for (const Case& cs : kCases) {
+      for (int affine = 0; affine < 4; ++affine) {
+        const bool has_w = (affine & 1) != 0, has_b = (affine & 2) != 0;
+        const std::string what = describe(dt, cs) + (has_w ? " w" : "") + (has_b ? " b" : "");
+        SCOPED_TRACE(what);
+        const int64_t rows = cs.rows, C = cs.C;
+        const size_t n = static_cast<size_t>(rows * C);
+        const Bytes x = encode(dt, random_x(rng, rows, C));
+        const Bytes w = encode(dt, uniform(rng, static_cast<size_t>(C), 0.5, 1.5));
+        const Bytes b = encode(dt, uniform(rng, static_cast<size_t>(C), -1.0, 1.0));
+
+        Bytes y_cpu(n * es), mean_cpu(rows * as), rstd_cpu(rows * as);
+        tilegrad::kernels::cpu::layernorm_forward(dt, x.data(), has_w ? w.data() : nullptr,
+                                                  has_b ? b.data() : nullptr, y_cpu.data(),
+                                                  mean_cpu.data(), rstd_cpu.data(), rows, C, kEps);
+
+        const DeviceBuffer dx(x.size()), dw(w.size()), db(b.size());
+        dx.upload(x.data());
+        dw.upload(w.data());
+        db.upload(b.data());
+        const DeviceBuffer dy(n * es), dmean(rows * as), drstd(rows * as);
+        tilegrad::kernels::cuda::layernorm_forward(
+            dt, dx.get(), has_w ? dw.get() : nullptr, has_b ? db.get() : nullptr, dy.get(),
+            dmean.get(), drstd.get(), rows, C, kEps, nullptr);
+
+        const std::vector<double> xv = decode(dt, x), wv = decode(dt, w);
+        const std::vector<double> yc = decode(dt, y_cpu), yg = decode(dt, download(dy));
+        const std::vector<double> mc = decode(acc_dtype(dt), mean_cpu),
+                                  mg = decode(acc_dtype(dt), download(dmean));
+        const std::vector<double> rc = decode(acc_dtype(dt), rstd_cpu),
+                                  rg = decode(acc_dtype(dt), download(drstd));
+        std::vector<double> tol_y(n), tol_m(rows), tol_r(rows);
+        const double w_max = has_w ? *std::max_element(wv.begin(), wv.end()) : 1.0;
+        for (int64_t r = 0; r < rows; ++r) {
+          double x_max = 0, y_max = 0;
+          for (int64_t j = 0; j < C; ++j) {
+            x_max = std::max(x_max, std::abs(xv[r * C + j]));
+            y_max = std::max(y_max, std::abs(yc[r * C + j]));
+          }
+          // The statistics differ by the rounding of sums of C terms of size max |x|; y inherits
+          // that through (x - mean) · rstd · w.
+          const double acc = 16.0 * std::sqrt(static_cast<double>(C)) * ua;
+          const double amp = 1.0 + x_max * rc[r];
+          tol_m[r] = acc * x_max;
+          tol_r[r] = acc * amp * rc[r];
+          for (int64_t j = 0; j < C; ++j) {
+            tol_y[r * C + j] = 4.0 * u * y_max + acc * amp * (y_max + x_max * rc[r] * w_max);
+          }
+        }
+        expect_close(yg, yc, tol_y, "y");
+        expect_close(mg, mc, tol_m, "mean");
+        expect_close(rg, rc, tol_r, "rstd");
+      }
+    }
+  }
+}
+
+// Which of gx, gw, gb a backward call asks for.
+struct Outputs {
+  bool gx, gw, gb;
+};
+const Outputs kOutputs[] = {{true, true, true},   {true, false, false}, {false, true, false},
+                            {false, false, true}, {false, true, true},  {true, false, true}};
+
+TEST(CudaLayerNorm, BackwardMatchesCpuAndIsDeterministic) {
+  TG_REQUIRE_GPU();
+  cudaStream_t stream;
+  TG_CUDA_CHECK(cudaStreamCreate(&stream));
+  std::mt19937_64 rng(2);
+  for (DType dt : kFloatDTypes) {
+    const size_t es = tilegrad::dtype_size(dt), as = tilegrad::dtype_size(acc_dtype(dt));
+    const double u = unit_roundoff(dt), ua = unit_roundoff(acc_dtype(dt));
+    for (const Case& cs : kCases) {
+      for (int k = 0; k < 6; ++k) {
+        const Outputs out = kOutputs[k];
+        const bool has_w = k % 2 == 0;
+        const std::string what = describe(dt, cs) + (has_w ? " w" : "") + " outputs " +
+                                 (out.gx ? "gx " : "") + (out.gw ? "gw " : "") +
+                                 (out.gb ? "gb" : "");
+        SCOPED_TRACE(what);
+        const int64_t rows = cs.rows, C = cs.C;
+        const size_t n = static_cast<size_t>(rows * C);
+        const Bytes x = encode(dt, random_x(rng, rows, C));
+        const Bytes w = encode(dt, uniform(rng, static_cast<size_t>(C), 0.5, 1.5));
+        const Bytes gy = encode(dt, uniform(rng, n, -1.0, 1.0));
+        // The saved statistics come from the CPU forward, so both backwards read the same ones.
+        Bytes y(n * es), mean(rows * as), rstd(rows * as);
+        tilegrad::kernels::cpu::layernorm_forward(dt, x.data(), has_w ? w.data() : nullptr, nullptr,
+                                                  y.data(), mean.data(), rstd.data(), rows, C,
+                                                  kEps);
+
+        Bytes gx_cpu(n * es), gw_cpu(C * es), gb_cpu(C * es);
+        tilegrad::kernels::cpu::layernorm_backward(
+            dt, gy.data(), x.data(), has_w ? w.data() : nullptr, mean.data(), rstd.data(),
+            out.gx ? gx_cpu.data() : nullptr, out.gw ? gw_cpu.data() : nullptr,
+            out.gb ? gb_cpu.data() : nullptr, rows, C);
+
+        const DeviceBuffer dx(x.size()), dw(w.size()), dgy(gy.size()), dmean(mean.size()),
+            drstd(rstd.size());
+        dx.upload(x.data());
+        dw.upload(w.data());
+        dgy.upload(gy.data());
+        dmean.upload(mean.data());
+        drstd.upload(rstd.data());
+        Bytes first[3];
+        for (int run = 0; run < 2; ++run) {
+          const DeviceBuffer dgx(n * es), dgw(C * es), dgb(C * es);
+          tilegrad::kernels::cuda::layernorm_backward(
+              dt, dgy.get(), dx.get(), has_w ? dw.get() : nullptr, dmean.get(), drstd.get(),
+              out.gx ? dgx.get() : nullptr, out.gw ? dgw.get() : nullptr,
+              out.gb ? dgb.get() : nullptr, rows, C, stream);
+          TG_CUDA_CHECK(cudaStreamSynchronize(stream));
+          const Bytes got[3] = {download(dgx), download(dgw), download(dgb)};
+          if (run == 1) {
+            EXPECT_TRUE(got[0] == first[0] && got[1] == first[1] && got[2] == first[2])
+                << "a second run gave other bits";
+            break;
+          }
+          for (int i = 0; i < 3; ++i) first[i] = got[i];
+        }
+
+        const std::vector<double> xv = decode(dt, x), wv = decode(dt, w), gv = decode(dt, gy);
+        const std::vector<double> mv = decode(acc_dtype(dt), mean),
+                                  rv = decode(acc_dtype(dt), rstd);
+        if (out.gx) {
+          // Row scale: rstd · (|ĝ| + |mean ĝ| + |x̂| · (|mean ĝx̂| + |ĝ x̂|)), the sizes of the
+          // terms whose rounding can show in gx.
+          std::vector<double> tol(n);
+          const double acc = 16.0 * std::sqrt(static_cast<double>(C)) * ua;
+          for (int64_t r = 0; r < rows; ++r) {
+            double g_max = 0, xh_max = 0, gxh_max = 0, sg = 0, sgx = 0;
+            for (int64_t j = 0; j < C; ++j) {
+              const double g = gv[r * C + j] * (has_w ? wv[j] : 1.0);
+              const double xh = (xv[r * C + j] - mv[r]) * rv[r];
+              g_max = std::max(g_max, std::abs(g));
+              xh_max = std::max(xh_max, std::abs(xh));
+              gxh_max = std::max(gxh_max, std::abs(g * xh));
+              sg += g;
+              sgx += g * xh;
+            }
+            const double scale =
+                rv[r] * (g_max + std::abs(sg) / C + xh_max * (std::abs(sgx) / C + gxh_max));
+            for (int64_t j = 0; j < C; ++j) tol[r * C + j] = (4.0 * u + acc) * scale;
+          }
+          expect_close(decode(dt, first[0]), decode(dt, gx_cpu), tol, "gx");
+        }
+        // gw and gb: per column, relative to Σ over rows of the terms' magnitudes.
+        const double acc = 16.0 * std::sqrt(static_cast<double>(rows)) * ua;
+        std::vector<double> tol_w(C, 0.0), tol_b(C, 0.0);
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t j = 0; j < C; ++j) {
+            const double g = std::abs(gv[r * C + j]);
+            tol_w[j] += g * std::abs((xv[r * C + j] - mv[r]) * rv[r]);
+            tol_b[j] += g;
+          }
+        }
+        for (int64_t j = 0; j < C; ++j) {
+          tol_w[j] *= 4.0 * u + acc;
+          tol_b[j] *= 4.0 * u + acc;
+        }
+        if (out.gw) expect_close(decode(dt, first[1]), decode(dt, gw_cpu), tol_w, "gw");
+        if (out.gb) expect_close(decode(dt, first[2]), decode(dt, gb_cpu), tol_b, "gb");
+      }
+    }
+  }
+  TG_CUDA_CHECK(cudaStreamDestroy(stream));
+}
+
+// No rows: the statistics are never written and the parameter gradients are zero, as on the CPU.
+TEST(CudaLayerNorm, NoRowsGivesZeroParameterGradients) {
+  TG_REQUIRE_GPU();
+  const int64_t C = 37;
+  const DeviceBuffer dgw(C * 4), dgb(C * 4), dummy(4);
+  tilegrad::kernels::cuda::layernorm_backward(DType::f32, dummy.get(), dummy.get(), nullptr,
+                                              dummy.get(), dummy.get(), nullptr, dgw.get(),
+                                              dgb.get(), 0, C, nullptr);
+  const std::vector<float> gw = tgcuda::to_host<float>(dgw, C), gb = tgcuda::to_host<float>(dgb, C);
+  for (int64_t j = 0; j < C; ++j) {
+    EXPECT_EQ(gw[j], 0.0f);
+    EXPECT_EQ(gb[j], 0.0f);
+  }
+}
+
+TEST(CudaLayerNorm, RejectsIntegerDTypesLikeTheCpu) {
+  TG_REQUIRE_GPU();
+  const std::string cpu = error_of([] {
+    tilegrad::kernels::cpu::layernorm_forward(DType::i32, nullptr, nullptr, nullptr, nullptr,
+                                              nullptr, nullptr, 1, 1, kEps);
+  });
+  ASSERT_FALSE(cpu.empty());
+  EXPECT_EQ(error_of([] {
+              tilegrad::kernels::cuda::layernorm_forward(DType::i32, nullptr, nullptr, nullptr,
+                                                         nullptr, nullptr, nullptr, 1, 1, kEps,
+                                                         nullptr);
+            }),
+            cpu);
+  const std::string cpu_bwd = error_of([] {
+    tilegrad::kernels::cpu::layernorm_backward(DType::u8, nullptr, nullptr, nullptr, nullptr,
+                                               nullptr, nullptr, nullptr, nullptr, 1, 1);
+  });
+  ASSERT_FALSE(cpu_bwd.empty());
+  EXPECT_EQ(error_of([] {
+              tilegrad::kernels::cuda::layernorm_backward(DType::u8, nullptr, nullptr, nullptr,
+                                                          nullptr, nullptr, nullptr, nullptr,
+                                                          nullptr, 1, 1, nullptr);
+            }),
+            cpu_bwd);
+}
+
+}  // namespace
