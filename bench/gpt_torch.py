@@ -13,65 +13,12 @@ timed steps after --warmup untimed ones.
 """
 import argparse
 import json
-import math
 import statistics
 import time
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
-
-class Block(nn.Module):
-    def __init__(self, C, H, p):
-        super().__init__()
-        self.H, self.p = H, p
-        self.ln_1 = nn.LayerNorm(C)
-        self.c_attn = nn.Linear(C, 3 * C)
-        self.c_proj = nn.Linear(C, C)
-        self.ln_2 = nn.LayerNorm(C)
-        self.c_fc = nn.Linear(C, 4 * C)
-        self.mlp_proj = nn.Linear(4 * C, C)
-
-    def attention(self, x):
-        B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.H, C // self.H).transpose(1, 2) for t in (q, k, v))
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
-        mask = torch.ones(T, T, dtype=torch.bool).tril()
-        att = att.masked_fill(~mask, float("-inf"))
-        att = F.dropout(F.softmax(att, dim=-1), self.p, self.training)
-        y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
-        return F.dropout(self.c_proj(y), self.p, self.training)
-
-    def forward(self, x):
-        x = x + self.attention(self.ln_1(x))
-        h = self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
-        return x + F.dropout(h, self.p, self.training)
-
-
-class GPT(nn.Module):
-    def __init__(self, L, H, C, V, T, p):
-        super().__init__()
-        self.p = p
-        self.wte = nn.Embedding(V, C)
-        self.wpe = nn.Embedding(T, C)
-        self.h = nn.ModuleList(Block(C, H, p) for _ in range(L))
-        self.ln_f = nn.LayerNorm(C)
-        for name, w in self.named_parameters():
-            if w.dim() >= 2:
-                std = 0.02 / math.sqrt(2 * L) if name.endswith("c_proj.weight") or "mlp_proj" in name else 0.02
-                nn.init.normal_(w, 0.0, std)
-            elif name.endswith("bias"):
-                nn.init.zeros_(w)
-
-    def forward(self, idx, targets):
-        T = idx.size(1)
-        x = F.dropout(self.wte(idx) + self.wpe(torch.arange(T)), self.p, self.training)
-        for block in self.h:
-            x = block(x)
-        logits = self.ln_f(x) @ self.wte.weight.t()
-        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+from gpt_torch_model import GPT  # bench/gpt_torch_model.py
 
 
 def main():
@@ -90,7 +37,7 @@ def main():
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
-    model = GPT(a.layers, a.heads, a.width, a.vocab, a.block, a.dropout)
+    model = GPT(a.layers, a.heads, a.width, a.vocab, a.block, a.dropout, explicit_attention=True)
     model.train()
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]

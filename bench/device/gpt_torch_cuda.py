@@ -40,16 +40,16 @@ import json
 import math
 import os
 import statistics
+import sys
 import time
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
-import torch.utils.checkpoint
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from gpt_torch_model import _HAS_SDPA, GPT  # noqa: E402  (bench/gpt_torch_model.py)
 
 # --- features that old PyTorch lacks (the CPU smoke run on 1.13); all present in 2.x -------------
 
-_HAS_SDPA = hasattr(F, "scaled_dot_product_attention")
 _OOM_ERRORS = tuple({getattr(torch, "OutOfMemoryError", None),
                      getattr(torch.cuda, "OutOfMemoryError", None)} - {None})
 
@@ -70,79 +70,6 @@ def sdpa_context(name):
     backend = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
                "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}[name]
     return sdpa_kernel([backend])
-
-
-def causal_attention(q, k, v, p):
-    """softmax(q k^T / sqrt(D), causal) v with dropout p on the probabilities; q, k, v [B, H, T, D]."""
-    if _HAS_SDPA:
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
-    # Old PyTorch only (smoke runs): the explicit matrix, as bench/gpt_torch.py computes it.
-    T = q.size(-2)
-    att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
-    mask = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
-    att = F.dropout(F.softmax(att.masked_fill(~mask, float("-inf")), dim=-1), p)
-    return att @ v
-
-
-# --- the model ----------------------------------------------------------------------------------
-
-
-class Block(nn.Module):
-    def __init__(self, C, H, p):
-        super().__init__()
-        self.H, self.p = H, p
-        self.ln_1 = nn.LayerNorm(C)
-        self.c_attn = nn.Linear(C, 3 * C)
-        self.c_proj = nn.Linear(C, C)
-        self.ln_2 = nn.LayerNorm(C)
-        self.c_fc = nn.Linear(C, 4 * C)
-        self.mlp_proj = nn.Linear(4 * C, C)
-
-    def attention(self, x):
-        B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.H, C // self.H).transpose(1, 2) for t in (q, k, v))
-        y = causal_attention(q, k, v, self.p if self.training else 0.0)  # [B, H, T, D]
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
-        return F.dropout(self.c_proj(y), self.p, self.training)
-
-    def forward(self, x):
-        x = x + self.attention(self.ln_1(x))
-        h = self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
-        return x + F.dropout(h, self.p, self.training)
-
-
-class GPT(nn.Module):
-    def __init__(self, L, H, C, V, T, p, remat=False):
-        super().__init__()
-        assert C % H == 0, f"width {C} must be a multiple of the heads {H}"
-        self.p, self.remat = p, remat
-        self.wte = nn.Embedding(V, C)
-        self.wpe = nn.Embedding(T, C)
-        self.h = nn.ModuleList(Block(C, H, p) for _ in range(L))
-        self.ln_f = nn.LayerNorm(C)
-        for name, w in self.named_parameters():
-            if w.dim() >= 2:
-                # Residual projections are scaled so that the residual stream's variance does not
-                # grow with depth (GPT-2's initialisation, tilegrad's too).
-                residual = name.endswith("c_proj.weight") or name.endswith("mlp_proj.weight")
-                nn.init.normal_(w, 0.0, 0.02 / math.sqrt(2 * L) if residual else 0.02)
-            elif name.endswith("bias"):
-                nn.init.zeros_(w)
-
-    def forward(self, idx, targets):
-        T = idx.size(1)
-        pos = torch.arange(T, device=idx.device)
-        x = F.dropout(self.wte(idx) + self.wpe(pos), self.p, self.training)  # [B, T, C]
-        for block in self.h:
-            if self.remat and self.training:
-                # Keeps only each block's input; the backward replays the block (dropout masks
-                # included: checkpoint restores the RNG state), as tilegrad's remat every:1.
-                x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
-            else:
-                x = block(x)
-        logits = F.linear(self.ln_f(x), self.wte.weight)  # the tied head: [B, T, V]
-        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
 
 
 def make_optimizer(model, lr, betas, weight_decay, device):

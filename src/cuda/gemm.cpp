@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <tuple>
 
@@ -94,31 +95,60 @@ int alignment(const void* p) {
   return 1;
 }
 
-}  // namespace
+// Everything about a problem that does not change between calls: the descriptors and the
+// algorithm. Built on the first call of a problem and kept, so that a training step, which repeats
+// the same problems, pays for descriptors and the heuristic once.
+struct Plan {
+  Types types;
+  MatmulDesc desc;
+  Layout la, lb, lc;
+  cublasLtMatmulAlgo_t algo;
+};
 
-void gemm(const GemmArgs& g, cudaStream_t stream) {
-  if (g.m == 0 || g.n == 0 || g.batch == 0) return;
-  const Types t = types_of(g.dtype);
+void build_plan(Plan& p, const GemmArgs& g) {
+  const Types& t = p.types;
   // Row-major C[m, n] = op(A) op(B) is column-major Cᵀ[n, m] = op(B)ᵀ op(A)ᵀ: cuBLASLt's first
   // operand is our B and its second our A. A row-major [r, c] matrix with row stride ld is the
   // column-major [c, r] matrix with leading dimension ld.
   const cublasOperation_t op_first = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_second = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  MatmulDesc desc;
-  TG_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc.d, t.compute, t.scale));
-  TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_TRANSA, &op_first,
+  TG_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc.d, t.compute, t.scale));
+  TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc.d, CUBLASLT_MATMUL_DESC_TRANSA, &op_first,
                                                  sizeof op_first));
-  TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_TRANSB, &op_second,
+  TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc.d, CUBLASLT_MATMUL_DESC_TRANSB, &op_second,
                                                  sizeof op_second));
-  Layout la, lb, lc;
   // First operand: B stored row-major [k, n] (or [n, k] when transposed).
-  make_layout(la, t.data, g.trans_b ? g.k : g.n, g.trans_b ? g.n : g.k, g.ldb, g.batch, g.stride_b);
+  make_layout(p.la, t.data, g.trans_b ? g.k : g.n, g.trans_b ? g.n : g.k, g.ldb, g.batch,
+              g.stride_b);
   // Second operand: A stored row-major [m, k] (or [k, m] when transposed).
-  make_layout(lb, t.data, g.trans_a ? g.m : g.k, g.trans_a ? g.k : g.m, g.lda, g.batch, g.stride_a);
-  make_layout(lc, t.data, g.n, g.m, g.ldc, g.batch, g.stride_c);
+  make_layout(p.lb, t.data, g.trans_a ? g.m : g.k, g.trans_a ? g.k : g.m, g.lda, g.batch,
+              g.stride_a);
+  make_layout(p.lc, t.data, g.n, g.m, g.ldc, g.batch, g.stride_c);
 
+  cublasLtMatmulPreference_t pref = nullptr;
+  TG_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  const uint64_t ws = static_cast<uint64_t>(kWorkspaceBytes);
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  const cublasStatus_t st = [&] {
+    const cublasStatus_t s = cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    if (s != CUBLAS_STATUS_SUCCESS) return s;
+    return cublasLtMatmulAlgoGetHeuristic(handle(), p.desc.d, p.la.l, p.lb.l, p.lc.l, p.lc.l, pref,
+                                          1, &result, &found);
+  }();
+  cublasLtMatmulPreferenceDestroy(pref);
+  TG_CUBLAS_CHECK(st);
+  TG_CHECK(found > 0, "gemm: cuBLASLt has no algorithm for ", dtype_name(g.dtype), " m=", g.m,
+           " n=", g.n, " k=", g.k, " batch=", g.batch);
+  p.algo = result.algo;
+}
+
+// The plan of g's problem, built on first use. Plans are never freed, like the handle: a training
+// run has a few dozen problems, and they live as long as the process.
+const Plan& plan_for(const GemmArgs& g) {
   static std::mutex mutex;
-  static std::map<AlgoKey, cublasLtMatmulAlgo_t> cache;
+  static auto* plans = new std::map<AlgoKey, std::unique_ptr<Plan>>();
   const AlgoKey key{static_cast<int>(g.dtype),
                     g.trans_a,
                     g.trans_b,
@@ -134,41 +164,31 @@ void gemm(const GemmArgs& g, cudaStream_t stream) {
                     g.stride_c,
                     std::min({alignment(g.a), alignment(g.b), alignment(g.c)}),
                     static_cast<int>(g.beta != 0.0)};
-  cublasLtMatmulAlgo_t algo;
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    auto it = cache.find(key);
-    if (it == cache.end()) {
-      cublasLtMatmulPreference_t pref = nullptr;
-      TG_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-      const uint64_t ws = static_cast<uint64_t>(kWorkspaceBytes);
-      cublasLtMatmulHeuristicResult_t result{};
-      int found = 0;
-      const cublasStatus_t st = [&] {
-        const cublasStatus_t s = cublasLtMatmulPreferenceSetAttribute(
-            pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
-        if (s != CUBLAS_STATUS_SUCCESS) return s;
-        return cublasLtMatmulAlgoGetHeuristic(handle(), desc.d, la.l, lb.l, lc.l, lc.l, pref, 1,
-                                              &result, &found);
-      }();
-      cublasLtMatmulPreferenceDestroy(pref);
-      TG_CUBLAS_CHECK(st);
-      TG_CHECK(found > 0, "gemm: cuBLASLt has no algorithm for ", dtype_name(g.dtype), " m=", g.m,
-               " n=", g.n, " k=", g.k, " batch=", g.batch);
-      it = cache.emplace(key, result.algo).first;
-    }
-    algo = it->second;
+  std::lock_guard<std::mutex> lock(mutex);
+  std::unique_ptr<Plan>& p = (*plans)[key];
+  if (!p) {
+    auto fresh = std::make_unique<Plan>();
+    fresh->types = types_of(g.dtype);
+    build_plan(*fresh, g);  // throws before the plan is kept
+    p = std::move(fresh);
   }
+  return *p;
+}
 
+}  // namespace
+
+void gemm(const GemmArgs& g, cudaStream_t stream) {
+  if (g.m == 0 || g.n == 0 || g.batch == 0) return;
+  const Plan& p = plan_for(g);
   const float alpha_f = static_cast<float>(g.alpha), beta_f = static_cast<float>(g.beta);
   const double alpha_d = g.alpha, beta_d = g.beta;
-  const bool f64 = t.scale == CUDA_R_64F;
+  const bool f64 = p.types.scale == CUDA_R_64F;
   Workspace ws(kWorkspaceBytes, Device::cuda(current_device()));
   TG_CUBLAS_CHECK(cublasLtMatmul(
-      handle(), desc.d,
-      f64 ? static_cast<const void*>(&alpha_d) : static_cast<const void*>(&alpha_f), g.b, la.l, g.a,
-      lb.l, f64 ? static_cast<const void*>(&beta_d) : static_cast<const void*>(&beta_f), g.c, lc.l,
-      g.c, lc.l, &algo, ws.as<void>(), static_cast<size_t>(kWorkspaceBytes), stream));
+      handle(), p.desc.d,
+      f64 ? static_cast<const void*>(&alpha_d) : static_cast<const void*>(&alpha_f), g.b, p.la.l,
+      g.a, p.lb.l, f64 ? static_cast<const void*>(&beta_d) : static_cast<const void*>(&beta_f), g.c,
+      p.lc.l, g.c, p.lc.l, &p.algo, ws.as<void>(), static_cast<size_t>(kWorkspaceBytes), stream));
 }
 
 }  // namespace tilegrad::cuda

@@ -6,11 +6,13 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "core/dtype.h"
@@ -152,6 +154,57 @@ std::string error_of(F&& f) {
     return e.what();
   }
   return "";
+}
+
+// --- Layouts of the operands the elementwise and reduction tests build ---
+
+enum class Layout {
+  contiguous,  // row-major
+  transposed,  // column-major: the dimensions reversed in memory
+  padded,      // inner stride 2 and one spare element after every row: gaps between elements
+  broadcast,   // stride 0 on a random non-empty set of the dimensions longer than 1
+  misaligned,  // row-major from element 1 of the buffer (defeats vector loads)
+};
+
+inline const char* layout_name(Layout l) {
+  switch (l) {
+    case Layout::contiguous:
+      return "contiguous";
+    case Layout::transposed:
+      return "transposed";
+    case Layout::padded:
+      return "padded";
+    case Layout::broadcast:
+      return "broadcast";
+    case Layout::misaligned:
+      return "misaligned";
+  }
+  return "?";
+}
+
+// --- Values of a float type ---
+
+template <class T>
+double as_double(T x) {
+  return static_cast<double>(static_cast<tilegrad::acc_t<T>>(x));
+}
+
+// The spacing of T's values at |x|.
+template <class T>
+double ulp_at(double x) {
+  int mantissa = 52, min_exp = -1022;
+  if constexpr (std::is_same_v<T, float>) {
+    mantissa = 23;
+    min_exp = -126;
+  } else if constexpr (std::is_same_v<T, tilegrad::bfloat16>) {
+    mantissa = 7;
+    min_exp = -126;
+  } else if constexpr (std::is_same_v<T, tilegrad::float16>) {
+    mantissa = 10;
+    min_exp = -14;
+  }
+  const int e = x == 0.0 ? min_exp : std::max(std::ilogb(std::abs(x)), min_exp);
+  return std::ldexp(1.0, e - mantissa);
 }
 
 }  // namespace tgcuda

@@ -25,6 +25,10 @@
 namespace tgcuda {
 namespace {
 
+using tgcuda::error_of;
+using tgcuda::kFloatDTypes;
+using tgcuda::Layout;
+using tgcuda::layout_name;
 using tilegrad::bfloat16;
 using tilegrad::DType;
 using tilegrad::float16;
@@ -32,35 +36,10 @@ using tilegrad::StridedView;
 namespace cpu = tilegrad::kernels::cpu;
 namespace gpu = tilegrad::kernels::cuda;
 
-constexpr DType kFloatTypes[] = {DType::f64, DType::f32, DType::bf16, DType::f16};
 constexpr DType kAllTypes[] = {DType::f64, DType::f32, DType::bf16, DType::f16,
                                DType::i32, DType::i64, DType::u8};
 
 // How an operand's elements sit in its buffer.
-enum class Layout {
-  contiguous,  // row-major
-  transposed,  // column-major: the dimensions reversed in memory
-  padded,      // inner stride 2 and one spare element after every row: gaps between elements
-  broadcast,   // stride 0 on a random non-empty set of the dimensions longer than 1
-  misaligned,  // row-major from element 1 of the buffer (defeats vector loads)
-};
-
-const char* layout_name(Layout l) {
-  switch (l) {
-    case Layout::contiguous:
-      return "contiguous";
-    case Layout::transposed:
-      return "transposed";
-    case Layout::padded:
-      return "padded";
-    case Layout::broadcast:
-      return "broadcast";
-    case Layout::misaligned:
-      return "misaligned";
-  }
-  return "?";
-}
-
 // Random values: magnitude in [lo, hi), random sign unless `positive`; `small_ints` draws from
 // {±1, ±2} instead, so that equal elements are common (for ==).
 struct Values {
@@ -369,16 +348,6 @@ void run_everywhere(const Case& c, uint64_t seed) {
 }
 
 // The message of the tilegrad::Error that f() throws, or "" if none.
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const tilegrad::Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 // Magnitudes for the tolerances of ops whose intermediate terms exceed their result.
 double gelu_scale(const std::vector<double>& in, double want) {
   return std::abs(want) + std::abs(in[0]);  // 1 + tanh u cancels for x < 0 in the tanh form
@@ -461,7 +430,7 @@ TEST(CudaElementwise, UnaryMatchesTheCpuForEveryOpAndDtype) {
   TG_REQUIRE_GPU();
   uint64_t seed = 300;
   for (const UnaryCase& u : unary_cases()) {
-    for (DType dt : kFloatTypes) {
+    for (DType dt : kFloatDTypes) {
       Case c;
       c.name = tilegrad::unary_op_name(u.op);
       c.out_dtype = dt;
@@ -483,7 +452,7 @@ TEST(CudaElementwise, UnaryBackwardMatchesTheCpuForEveryOpAndDtype) {
   TG_REQUIRE_GPU();
   uint64_t seed = 400;
   for (const UnaryCase& u : unary_cases()) {
-    for (DType dt : kFloatTypes) {
+    for (DType dt : kFloatDTypes) {
       Case c;
       c.name = std::string(tilegrad::unary_op_name(u.op)) + " backward";
       c.out_dtype = dt;
@@ -508,7 +477,7 @@ TEST(CudaElementwise, BinaryMatchesTheCpuBitForBit) {
   using tilegrad::BinaryOp;
   uint64_t seed = 500;
   for (BinaryOp op : {BinaryOp::add, BinaryOp::sub, BinaryOp::mul, BinaryOp::div, BinaryOp::eq}) {
-    for (DType dt : kFloatTypes) {
+    for (DType dt : kFloatDTypes) {
       Case c;
       c.name = tilegrad::binary_op_name(op);
       c.out_dtype = dt;
@@ -539,7 +508,7 @@ TEST(CudaElementwise, ScalarMatchesTheCpuForEveryOpAndDtype) {
                               {ScalarOp::pow, -0.5, false}};
   uint64_t seed = 600;
   for (const ScalarCase& sc : cases) {
-    for (DType dt : kFloatTypes) {
+    for (DType dt : kFloatDTypes) {
       Case c;
       c.name = std::string(tilegrad::scalar_op_name(sc.op)) + " " + std::to_string(sc.s);
       c.out_dtype = dt;
@@ -562,7 +531,7 @@ TEST(CudaElementwise, AddScaledMatchesTheCpuInPlace) {
   TG_REQUIRE_GPU();
   uint64_t seed = 700;
   for (double alpha : {1.0, -0.37}) {
-    for (DType dt : kFloatTypes) {
+    for (DType dt : kFloatDTypes) {
       Case c;
       c.name = "add_scaled " + std::to_string(alpha);
       c.out_dtype = dt;
@@ -636,7 +605,7 @@ TEST(CudaElementwise, LargeTensorsLoopOverTheGrid) {
 TEST(CudaElementwise, InPlaceOperandsMatchTheCpu) {
   TG_REQUIRE_GPU();
   std::mt19937_64 rng(9);
-  for (DType dt : kFloatTypes) {
+  for (DType dt : kFloatDTypes) {
     for (Layout layout : {Layout::contiguous, Layout::transposed}) {
       const std::vector<int64_t> shape = {37, 29};
       Operand a = make_operand(dt, shape, layout, rng);

@@ -21,6 +21,9 @@
 
 namespace {
 
+using tgcuda::as_double;
+using tgcuda::ulp_at;
+
 using namespace tilegrad;  // NOLINT: tests read better with the engine's names
 namespace kcpu = tilegrad::kernels::cpu;
 namespace kcuda = tilegrad::kernels::cuda;
@@ -38,29 +41,6 @@ std::vector<T> random_vector(int64_t n, uint64_t seed, double lo = -1.0, double 
 template <class T>
 size_t bytes_of(const std::vector<T>& v) {
   return v.size() * sizeof(T);
-}
-
-template <class T>
-double as_double(T x) {
-  return static_cast<double>(static_cast<acc_t<T>>(x));
-}
-
-// The spacing of T's values at |x|.
-template <class T>
-double ulp_at(double x) {
-  int mantissa = 52, min_exp = -1022;
-  if constexpr (std::is_same_v<T, float>) {
-    mantissa = 23;
-    min_exp = -126;
-  } else if constexpr (std::is_same_v<T, bfloat16>) {
-    mantissa = 7;
-    min_exp = -126;
-  } else if constexpr (std::is_same_v<T, float16>) {
-    mantissa = 10;
-    min_exp = -14;
-  }
-  const int e = x == 0.0 ? min_exp : std::max(std::ilogb(std::abs(x)), min_exp);
-  return std::ldexp(1.0, e - mantissa);
 }
 
 // Every element of got within `ulps` of T's spacing at want's value.

@@ -16,6 +16,9 @@
 
 namespace {
 
+using tgcuda::as_double;
+using tgcuda::ulp_at;
+
 using namespace tilegrad;  // NOLINT: tests read better with the engine's names
 namespace kcpu = tilegrad::kernels::cpu;
 namespace kcuda = tilegrad::kernels::cuda;
@@ -32,29 +35,6 @@ int64_t first_bit_difference(const std::vector<T>& a, const std::vector<T>& b) {
     if (std::memcmp(&a[i], &b[i], sizeof(T)) != 0) return static_cast<int64_t>(i);
   }
   return -1;
-}
-
-template <class T>
-double as_double(T x) {
-  return static_cast<double>(static_cast<acc_t<T>>(x));
-}
-
-// The spacing of T's values at |x| (normal range; the smallest normal's spacing below it).
-template <class T>
-double ulp_at(double x) {
-  int mantissa = 52, min_exp = -1022;
-  if constexpr (std::is_same_v<T, float>) {
-    mantissa = 23;
-    min_exp = -126;
-  } else if constexpr (std::is_same_v<T, bfloat16>) {
-    mantissa = 7;
-    min_exp = -126;
-  } else if constexpr (std::is_same_v<T, float16>) {
-    mantissa = 10;
-    min_exp = -14;
-  }
-  const int e = x == 0.0 ? min_exp : std::max(std::ilogb(x), min_exp);
-  return std::ldexp(1.0, e - mantissa);
 }
 
 // x values in [-2, 3), never all zero, from the CPU's own uniform fill.

@@ -23,31 +23,14 @@
 namespace tgcuda {
 namespace {
 
+using tgcuda::kFloatDTypes;
+using tgcuda::Layout;
+using tgcuda::layout_name;
 using tilegrad::bfloat16;
 using tilegrad::DType;
 using tilegrad::float16;
 using tilegrad::ReduceOp;
 using tilegrad::StridedView;
-
-constexpr DType kFloatTypes[] = {DType::f64, DType::f32, DType::bf16, DType::f16};
-
-enum class Layout { contiguous, transposed, padded, broadcast, misaligned };
-
-const char* layout_name(Layout l) {
-  switch (l) {
-    case Layout::contiguous:
-      return "contiguous";
-    case Layout::transposed:
-      return "transposed";
-    case Layout::padded:
-      return "padded";
-    case Layout::broadcast:
-      return "broadcast";
-    case Layout::misaligned:
-      return "misaligned";
-  }
-  return "?";
-}
 
 double load(DType dt, const unsigned char* p) {
   switch (dt) {
@@ -289,7 +272,7 @@ std::vector<Config> configs(uint64_t seed) {
 TEST(CudaReduce, SumMatchesTheCpuForEveryDtypeAndLayout) {
   TG_REQUIRE_GPU();
   uint64_t seed = 1000;
-  for (DType dt : kFloatTypes) {
+  for (DType dt : kFloatDTypes) {
     for (const Config& cfg : configs(seed)) run_case(ReduceOp::sum, dt, cfg, ++seed);
   }
 }
@@ -297,7 +280,7 @@ TEST(CudaReduce, SumMatchesTheCpuForEveryDtypeAndLayout) {
 TEST(CudaReduce, MaxMatchesTheCpuBitForBit) {
   TG_REQUIRE_GPU();
   uint64_t seed = 2000;
-  for (DType dt : kFloatTypes) {
+  for (DType dt : kFloatDTypes) {
     for (const Config& cfg : configs(seed)) run_case(ReduceOp::max, dt, cfg, ++seed);
   }
 }
@@ -310,7 +293,7 @@ TEST(CudaReduce, NanPropagatesLikeOnTheCpu) {
                           {{4, 1000}, {1}, Layout::contiguous},
                           {{3, 5000}, {1}, Layout::transposed}};
   uint64_t seed = 3000;
-  for (DType dt : kFloatTypes) {
+  for (DType dt : kFloatDTypes) {
     for (const Config& cfg : cases) {
       for (ReduceOp op : {ReduceOp::sum, ReduceOp::max}) run_case(op, dt, cfg, ++seed, 101);
     }

@@ -18,6 +18,7 @@
 #include <limits>
 
 #include "cuda/check.h"
+#include "kernels/cuda/kernel_common.cuh"
 #include "kernels/cuda/random.h"
 
 namespace tilegrad::kernels::cuda {
@@ -30,12 +31,6 @@ constexpr int kMaxD = 256;
 constexpr int kPerLane = kMaxD / 32;  // accumulator elements per lane
 
 // Host math functions are not callable on the device; these are the overloads the kernels need.
-__device__ __forceinline__ int64_t max64(int64_t a, int64_t b) {
-  return a > b ? a : b;
-}
-__device__ __forceinline__ int64_t min64(int64_t a, int64_t b) {
-  return a < b ? a : b;
-}
 __device__ __forceinline__ float exp_acc(float x) {
   return expf(x);
 }

@@ -16,6 +16,7 @@
 #include <cmath>
 
 #include "cuda/check.h"
+#include "kernels/cuda/kernel_common.cuh"
 
 namespace tilegrad::kernels::cuda {
 
@@ -150,10 +151,6 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-unsigned grid_for(int64_t rows) {
-  return static_cast<unsigned>(std::min(rows, kMaxGrid));
-}
-
 }  // namespace
 
 void cross_entropy_forward(DType dt, const void* logits, DType t_dt, const void* targets,
@@ -163,7 +160,7 @@ void cross_entropy_forward(DType dt, const void* logits, DType t_dt, const void*
     using A = acc_t<T>;
     dispatch_index(t_dt, "cross_entropy", [&]<class I>() {
       if (rows <= 0) return;
-      forward_kernel<T, I><<<grid_for(rows), kThreads, 0, stream>>>(
+      forward_kernel<T, I><<<grid_blocks(rows, kMaxGrid), kThreads, 0, stream>>>(
           static_cast<const T*>(logits), static_cast<const I*>(targets), static_cast<A*>(losses),
           static_cast<A*>(lse), rows, V, ignore_index);
       TG_CUDA_CHECK_LAUNCH();
@@ -178,7 +175,7 @@ void cross_entropy_backward(DType dt, const void* logits, DType t_dt, const void
     using A = acc_t<T>;
     dispatch_index(t_dt, "cross_entropy backward", [&]<class I>() {
       if (rows <= 0 || V <= 0) return;  // no elements to write
-      backward_kernel<T, I><<<grid_for(rows), kThreads, 0, stream>>>(
+      backward_kernel<T, I><<<grid_blocks(rows, kMaxGrid), kThreads, 0, stream>>>(
           static_cast<const T*>(logits), static_cast<const I*>(targets), static_cast<const A*>(lse),
           static_cast<const A*>(gloss), scale, static_cast<T*>(glogits), rows, V, ignore_index);
       TG_CUDA_CHECK_LAUNCH();

@@ -22,6 +22,7 @@
 
 #include "core/error.h"
 #include "cuda/check.h"
+#include "kernels/cuda/kernel_common.cuh"
 
 namespace tilegrad::kernels::cuda {
 
@@ -30,16 +31,6 @@ namespace {
 constexpr int kThreads = 256;
 
 // ---- launch geometry and layouts (host)
-
-// Blocks for `items` work items (a thread each): at most one wave — 8 blocks of 256 threads fill an
-// SM's 2048 thread slots on sm_80 and sm_90 — beyond which threads loop (grid-stride).
-int grid_for(int64_t items) {
-  int device = 0, sms = 0;
-  TG_CUDA_CHECK(cudaGetDevice(&device));
-  TG_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  const int64_t blocks = (items + kThreads - 1) / kThreads;
-  return static_cast<int>(std::clamp<int64_t>(blocks, 1, int64_t{sms} * 8));
-}
 
 // The iteration space of N operands (operand 0 the output) that share the output's shape, each with
 // its own strides. Passed to kernels by value.
@@ -190,53 +181,22 @@ void launch_map(const F& f, cudaStream_t stream, const StridedView& out, const V
   }
   constexpr int kVec = vec_width<TO, TI...>();
   if (dense && aligned_to<TO>(out.data, kVec) && (aligned_to<TI>(in.data, kVec) && ...)) {
-    contiguous_kernel<kVec, TO, F, TI...><<<grid_for((n + kVec - 1) / kVec), kThreads, 0, stream>>>(
-        f, n, po, static_cast<const TI*>(in.data)...);
+    contiguous_kernel<kVec, TO, F, TI...>
+        <<<grid_blocks(ceil_div(ceil_div(n, kVec), kThreads), one_wave_blocks()), kThreads, 0,
+           stream>>>(f, n, po, static_cast<const TI*>(in.data)...);
   } else if (n <= int64_t{UINT32_MAX}) {
     strided_kernel<uint32_t, TO, F, TI...>
-        <<<grid_for(n), kThreads, 0, stream>>>(f, n, L, po, static_cast<const TI*>(in.data)...);
+        <<<grid_blocks(ceil_div(n, kThreads), one_wave_blocks()), kThreads, 0, stream>>>(
+            f, n, L, po, static_cast<const TI*>(in.data)...);
   } else {
     strided_kernel<int64_t, TO, F, TI...>
-        <<<grid_for(n), kThreads, 0, stream>>>(f, n, L, po, static_cast<const TI*>(in.data)...);
+        <<<grid_blocks(ceil_div(n, kThreads), one_wave_blocks()), kThreads, 0, stream>>>(
+            f, n, L, po, static_cast<const TI*>(in.data)...);
   }
   TG_CUDA_CHECK_LAUNCH();
 }
 
 // ---- arithmetic in the accumulation type
-
-// Correctly rounded operations that nvcc never fuses into an FMA (the CPU kernels, built for
-// baseline x86-64, have no FMA to fuse into), so that a product followed by a sum rounds twice on
-// both devices.
-__device__ __forceinline__ float add_rn(float a, float b) {
-  return __fadd_rn(a, b);
-}
-__device__ __forceinline__ double add_rn(double a, double b) {
-  return __dadd_rn(a, b);
-}
-__device__ __forceinline__ float sub_rn(float a, float b) {
-  return __fsub_rn(a, b);
-}
-__device__ __forceinline__ double sub_rn(double a, double b) {
-  return __dsub_rn(a, b);
-}
-__device__ __forceinline__ float mul_rn(float a, float b) {
-  return __fmul_rn(a, b);
-}
-__device__ __forceinline__ double mul_rn(double a, double b) {
-  return __dmul_rn(a, b);
-}
-__device__ __forceinline__ float div_rn(float a, float b) {
-  return __fdiv_rn(a, b);
-}
-__device__ __forceinline__ double div_rn(double a, double b) {
-  return __ddiv_rn(a, b);
-}
-__device__ __forceinline__ float sqrt_rn(float a) {
-  return __fsqrt_rn(a);
-}
-__device__ __forceinline__ double sqrt_rn(double a) {
-  return __dsqrt_rn(a);
-}
 // CUDA's libm: expf within 2 ulp, logf 1, tanhf 2, powf 4 (the CUDA C Programming Guide's tables).
 __device__ __forceinline__ float exp_(float a) {
   return expf(a);

@@ -31,6 +31,7 @@
 
 #include "cuda/caching_allocator.h"
 #include "cuda/check.h"
+#include "kernels/cuda/kernel_common.cuh"
 #include "memory/workspace.h"
 
 namespace tilegrad::kernels::cuda {
@@ -59,10 +60,6 @@ constexpr int64_t kGatherMaxBlocks = 4096;
 constexpr int kFindThreads = 256;
 constexpr int64_t kFindMaxBlocks = 4096;
 constexpr unsigned long long kNotFound = ~0ull;
-
-unsigned grid_for(int64_t blocks) {
-  return static_cast<unsigned>(std::min(blocks, kMaxGrid));
-}
 
 // ---- forward
 
@@ -265,9 +262,9 @@ void embedding_forward(DType dt, const void* weight, DType idx_dt, const void* i
     const auto launch = [&]<class U>() {
       const int64_t units = row_bytes / static_cast<int64_t>(sizeof(U));
       forward_kernel<U, I>
-          <<<grid_for((n + kCopyRows - 1) / kCopyRows), dim3(kCopyLanes, kCopyRows), 0, stream>>>(
-              static_cast<const U*>(weight), static_cast<const I*>(idx), static_cast<U*>(out), n,
-              units);
+          <<<grid_blocks((n + kCopyRows - 1) / kCopyRows, kMaxGrid), dim3(kCopyLanes, kCopyRows), 0,
+             stream>>>(static_cast<const U*>(weight), static_cast<const I*>(idx),
+                       static_cast<U*>(out), n, units);
       TG_CUDA_CHECK_LAUNCH();
     };
     // The widest unit that divides the row and both base addresses.
@@ -313,8 +310,8 @@ void embedding_backward(DType dt, const void* gout, DType idx_dt, const void* id
 
       int cur = 0;
       if (n > 0) {
-        sort_init_kernel<I><<<grid_for(tiles), kSortTile, 0, stream>>>(static_cast<const I*>(idx),
-                                                                       keys[0], vals[0], n, V);
+        sort_init_kernel<I><<<grid_blocks(tiles, kMaxGrid), kSortTile, 0, stream>>>(
+            static_cast<const I*>(idx), keys[0], vals[0], n, V);
         TG_CUDA_CHECK_LAUNCH();
         // Keys lie in [0, V]: enough bits to hold V itself (the out-of-range key).
         int bits = 0;
@@ -331,8 +328,8 @@ void embedding_backward(DType dt, const void* gout, DType idx_dt, const void* id
           cur = 1 - cur;
         }
       }
-      bucket_starts_kernel<<<grid_for((V + 1 + 255) / 256), 256, 0, stream>>>(keys[cur], n, starts,
-                                                                              V);
+      bucket_starts_kernel<<<grid_blocks((V + 1 + 255) / 256, kMaxGrid), 256, 0, stream>>>(
+          keys[cur], n, starts, V);
       TG_CUDA_CHECK_LAUNCH();
       const int64_t col_tiles = (C + kGatherThreads - 1) / kGatherThreads;
       gather_kernel<T><<<static_cast<unsigned>(std::min(V * col_tiles, kGatherMaxBlocks)),

@@ -19,6 +19,7 @@
 
 #include "cuda/caching_allocator.h"
 #include "cuda/check.h"
+#include "kernels/cuda/kernel_common.cuh"
 #include "memory/workspace.h"
 
 namespace tilegrad::kernels::cuda {
@@ -179,10 +180,6 @@ __global__ void __launch_bounds__(kColThreads)
   if (gb) gb[j] = T(sb);
 }
 
-unsigned grid_for(int64_t items) {
-  return static_cast<unsigned>(std::min(items, kMaxGrid));
-}
-
 // Runs f.template operator()<kGroup>() with the threads per row that give each thread a few of
 // the C elements: a warp up to C = 1024, then a block of 256 or 512.
 template <class F>
@@ -207,9 +204,11 @@ void layernorm_forward(DType dt, const void* x, const void* w, const void* b, vo
     const A inv_c = C > 0 ? A(1) / A(C) : A(0);
     with_row_threads(C, [&]<int kGroup>() {
       const int64_t blocks = (rows + kRowsPerBlock<kGroup> - 1) / kRowsPerBlock<kGroup>;
-      forward_kernel<T, kGroup><<<grid_for(blocks), kRowBlockThreads<kGroup>, 0, stream>>>(
-          static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(b),
-          static_cast<T*>(y), static_cast<A*>(mean), static_cast<A*>(rstd), rows, C, A(eps), inv_c);
+      forward_kernel<T, kGroup>
+          <<<grid_blocks(blocks, kMaxGrid), kRowBlockThreads<kGroup>, 0, stream>>>(
+              static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(b),
+              static_cast<T*>(y), static_cast<A*>(mean), static_cast<A*>(rstd), rows, C, A(eps),
+              inv_c);
       TG_CUDA_CHECK_LAUNCH();
     });
   });
@@ -229,8 +228,10 @@ void layernorm_backward(DType dt, const void* gy, const void* x, const void* w, 
       const A inv_c = A(1) / A(C);
       with_row_threads(C, [&]<int kGroup>() {
         const int64_t blocks = (rows + kRowsPerBlock<kGroup> - 1) / kRowsPerBlock<kGroup>;
-        backward_gx_kernel<T, kGroup><<<grid_for(blocks), kRowBlockThreads<kGroup>, 0, stream>>>(
-            pgy, px, static_cast<const T*>(w), pmean, prstd, static_cast<T*>(gx), rows, C, inv_c);
+        backward_gx_kernel<T, kGroup>
+            <<<grid_blocks(blocks, kMaxGrid), kRowBlockThreads<kGroup>, 0, stream>>>(
+                pgy, px, static_cast<const T*>(w), pmean, prstd, static_cast<T*>(gx), rows, C,
+                inv_c);
         TG_CUDA_CHECK_LAUNCH();
       });
     }

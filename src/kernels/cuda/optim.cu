@@ -16,6 +16,7 @@
 #include <type_traits>
 
 #include "cuda/check.h"
+#include "kernels/cuda/kernel_common.cuh"
 
 namespace tilegrad::kernels::cuda {
 
@@ -25,49 +26,8 @@ constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = 65535;  // grid-stride beyond this (results do not depend on it)
 constexpr int kMultiThreads = 512;     // a chunk of 65536 elements: 128 per thread
 
-int grid_for(int64_t n) {
-  return static_cast<int>(std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks));
-}
-
-// std::min is a host function (constexpr, but nvcc runs no host constexpr code on the device).
-__device__ __forceinline__ int64_t min64(int64_t a, int64_t b) {
-  return a < b ? a : b;
-}
-
 template <class T>
 constexpr bool kHasMaster = std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>;
-
-// Explicitly rounded arithmetic (never fused into an FMA) in float and double.
-__device__ __forceinline__ float add_rn(float a, float b) {
-  return __fadd_rn(a, b);
-}
-__device__ __forceinline__ double add_rn(double a, double b) {
-  return __dadd_rn(a, b);
-}
-__device__ __forceinline__ float sub_rn(float a, float b) {
-  return __fsub_rn(a, b);
-}
-__device__ __forceinline__ double sub_rn(double a, double b) {
-  return __dsub_rn(a, b);
-}
-__device__ __forceinline__ float mul_rn(float a, float b) {
-  return __fmul_rn(a, b);
-}
-__device__ __forceinline__ double mul_rn(double a, double b) {
-  return __dmul_rn(a, b);
-}
-__device__ __forceinline__ float div_rn(float a, float b) {
-  return __fdiv_rn(a, b);
-}
-__device__ __forceinline__ double div_rn(double a, double b) {
-  return __ddiv_rn(a, b);
-}
-__device__ __forceinline__ float sqrt_rn(float a) {
-  return __fsqrt_rn(a);
-}
-__device__ __forceinline__ double sqrt_rn(double a) {
-  return __dsqrt_rn(a);
-}
 
 // ---- AdamW
 
@@ -269,7 +229,7 @@ void adamw_update(DType dt, void* param, float* master, const void* grad, void* 
     using A = acc_t<T>;
     check_master<T>(master);
     if (n <= 0) return;
-    adamw_kernel<T><<<grid_for(n), kThreads, 0, stream>>>(
+    adamw_kernel<T><<<grid_blocks(ceil_div(n, kThreads), kMaxBlocks), kThreads, 0, stream>>>(
         static_cast<T*>(param), master, static_cast<const T*>(grad), static_cast<A*>(m),
         static_cast<A*>(v), n, adamw_scalars<A>(s));
     TG_CUDA_CHECK_LAUNCH();
@@ -329,9 +289,9 @@ void sgd_update(DType dt, void* param, float* master, const void* grad, void* mo
     const SgdScalars<A> sc{A(s.lr),           A(s.momentum),   A(1.0 - s.dampening),
                            A(s.weight_decay), A(s.grad_scale), s.weight_decay != 0.0,
                            s.momentum != 0.0, s.first_step,    s.nesterov};
-    sgd_kernel<T><<<grid_for(n), kThreads, 0, stream>>>(static_cast<T*>(param), master,
-                                                        static_cast<const T*>(grad),
-                                                        static_cast<A*>(momentum_buf), n, sc);
+    sgd_kernel<T><<<grid_blocks(ceil_div(n, kThreads), kMaxBlocks), kThreads, 0, stream>>>(
+        static_cast<T*>(param), master, static_cast<const T*>(grad), static_cast<A*>(momentum_buf),
+        n, sc);
     TG_CUDA_CHECK_LAUNCH();
   });
 }

@@ -15,6 +15,7 @@
 #include <algorithm>
 
 #include "cuda/check.h"
+#include "kernels/cuda/kernel_common.cuh"
 
 namespace tilegrad::kernels::cuda {
 
@@ -23,17 +24,6 @@ namespace {
 constexpr int kThreads = 256;
 // Grid-stride loops: at most this many blocks per launch (results do not depend on it).
 constexpr int64_t kMaxBlocks = 65535;
-
-int grid_for(int64_t work) {
-  return static_cast<int>(std::min<int64_t>((work + kThreads - 1) / kThreads, kMaxBlocks));
-}
-
-__device__ __forceinline__ float mul_rn(float a, float b) {
-  return __fmul_rn(a, b);
-}
-__device__ __forceinline__ double mul_rn(double a, double b) {
-  return __dmul_rn(a, b);
-}
 
 // The Philox blocks that hold draws [offset, offset + n): first_block .. first_block + blocks - 1.
 struct BlockRange {
@@ -112,9 +102,10 @@ void dropout(DType dt, const void* x, void* y, int64_t n, double p, uint64_t see
     using A = acc_t<T>;
     const A scale = p < 1.0 ? A(1.0 / (1.0 - p)) : A(0);
     const BlockRange range = block_range(offset, n);
-    dropout_kernel<T><<<grid_for(range.blocks), kThreads, 0, stream>>>(
-        static_cast<const T*>(x), static_cast<T*>(y), n, seed, offset, range,
-        dropout_keep_threshold(p), scale);
+    dropout_kernel<T>
+        <<<grid_blocks(ceil_div(range.blocks, kThreads), kMaxBlocks), kThreads, 0, stream>>>(
+            static_cast<const T*>(x), static_cast<T*>(y), n, seed, offset, range,
+            dropout_keep_threshold(p), scale);
     TG_CUDA_CHECK_LAUNCH();
   });
 }
@@ -124,8 +115,9 @@ void fill_uniform(DType dt, void* dst, int64_t n, double lo, double hi, uint64_t
   dispatch_floating(dt, "rand_uniform", [&]<class T>() {
     if (n <= 0) return;
     const BlockRange range = block_range(offset, n);
-    uniform_kernel<T><<<grid_for(range.blocks), kThreads, 0, stream>>>(
-        static_cast<T*>(dst), n, seed, offset, range, lo, hi - lo);
+    uniform_kernel<T>
+        <<<grid_blocks(ceil_div(range.blocks, kThreads), kMaxBlocks), kThreads, 0, stream>>>(
+            static_cast<T*>(dst), n, seed, offset, range, lo, hi - lo);
     TG_CUDA_CHECK_LAUNCH();
   });
 }
@@ -134,8 +126,8 @@ void fill_normal(DType dt, void* dst, int64_t n, double mean, double std, uint64
                  uint64_t offset, cudaStream_t stream) {
   dispatch_floating(dt, "randn", [&]<class T>() {
     if (n <= 0) return;
-    normal_kernel<T>
-        <<<grid_for(n), kThreads, 0, stream>>>(static_cast<T*>(dst), n, seed, offset, mean, std);
+    normal_kernel<T><<<grid_blocks(ceil_div(n, kThreads), kMaxBlocks), kThreads, 0, stream>>>(
+        static_cast<T*>(dst), n, seed, offset, mean, std);
     TG_CUDA_CHECK_LAUNCH();
   });
 }

@@ -22,6 +22,7 @@
 
 #include "core/error.h"
 #include "cuda/check.h"
+#include "kernels/cuda/kernel_common.cuh"
 
 namespace tilegrad::kernels::cuda {
 
@@ -68,15 +69,6 @@ Split split_dims(const StridedView& x, const StridedView& out) {
     }
   }
   return s;
-}
-
-// Blocks for `tiles` tiles of outputs: at most one wave (8 blocks of 256 threads per SM on sm_80
-// and sm_90); blocks loop over further tiles.
-int grid_for(int64_t tiles) {
-  int device = 0, sms = 0;
-  TG_CUDA_CHECK(cudaGetDevice(&device));
-  TG_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  return static_cast<int>(std::clamp<int64_t>(tiles, 1, int64_t{sms} * 8));
 }
 
 // x offset of element i (row-major) of the dimensions `d`. Index is uint32_t when every index fits,
@@ -158,7 +150,8 @@ template <class T, bool kMax, class Index, int kSlices, bool kOutputsAcross>
 void launch(const T* x, T* out, const Split& s, cudaStream_t stream) {
   constexpr int kOuts = kThreads / kSlices;
   reduce_kernel<T, kMax, Index, kSlices, kOutputsAcross>
-      <<<grid_for((s.n_out + kOuts - 1) / kOuts), kThreads, 0, stream>>>(x, out, s);
+      <<<grid_blocks((s.n_out + kOuts - 1) / kOuts, one_wave_blocks()), kThreads, 0, stream>>>(
+          x, out, s);
   TG_CUDA_CHECK_LAUNCH();
 }
 

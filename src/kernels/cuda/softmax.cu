@@ -19,6 +19,7 @@
 #include <cmath>
 
 #include "cuda/check.h"
+#include "kernels/cuda/kernel_common.cuh"
 
 namespace tilegrad::kernels::cuda {
 
@@ -234,10 +235,6 @@ __global__ void __launch_bounds__(kTileThreads)
   }
 }
 
-unsigned grid_for(int64_t blocks) {
-  return static_cast<unsigned>(std::min(blocks, kMaxGrid));
-}
-
 // Calls f.template operator()<kLog>() with log as a compile-time flag.
 template <class F>
 void with_log(bool log, F&& f) {
@@ -260,16 +257,16 @@ void softmax_forward(DType dt, const void* x, void* y, int64_t outer, int64_t n,
       if (inner > 1) {
         const int64_t tiles = (inner + kTileCols - 1) / kTileCols;
         forward_strided_kernel<T, kLog>
-            <<<grid_for(outer * tiles), dim3(kTileCols, kTileLanes), 0, stream>>>(px, py, outer, n,
-                                                                                  inner, tiles);
+            <<<grid_blocks(outer * tiles, kMaxGrid), dim3(kTileCols, kTileLanes), 0, stream>>>(
+                px, py, outer, n, inner, tiles);
       } else if (n <= kWarpRowMax) {
         constexpr int kRowsPerBlock = kWarpRowBlock / 32;
         forward_rows_kernel<T, 32, kLog>
-            <<<grid_for((outer + kRowsPerBlock - 1) / kRowsPerBlock), kWarpRowBlock, 0, stream>>>(
-                px, py, outer, n);
+            <<<grid_blocks((outer + kRowsPerBlock - 1) / kRowsPerBlock, kMaxGrid), kWarpRowBlock, 0,
+               stream>>>(px, py, outer, n);
       } else {
         forward_rows_kernel<T, kBlockRow, kLog>
-            <<<grid_for(outer), kBlockRow, 0, stream>>>(px, py, outer, n);
+            <<<grid_blocks(outer, kMaxGrid), kBlockRow, 0, stream>>>(px, py, outer, n);
       }
       TG_CUDA_CHECK_LAUNCH();
     });
@@ -287,16 +284,16 @@ void softmax_backward(DType dt, const void* y, const void* gy, void* gx, int64_t
       if (inner > 1) {
         const int64_t tiles = (inner + kTileCols - 1) / kTileCols;
         backward_strided_kernel<T, kLog>
-            <<<grid_for(outer * tiles), dim3(kTileCols, kTileLanes), 0, stream>>>(
+            <<<grid_blocks(outer * tiles, kMaxGrid), dim3(kTileCols, kTileLanes), 0, stream>>>(
                 py, pg, pgx, outer, n, inner, tiles);
       } else if (n <= kWarpRowMax) {
         constexpr int kRowsPerBlock = kWarpRowBlock / 32;
         backward_rows_kernel<T, 32, kLog>
-            <<<grid_for((outer + kRowsPerBlock - 1) / kRowsPerBlock), kWarpRowBlock, 0, stream>>>(
-                py, pg, pgx, outer, n);
+            <<<grid_blocks((outer + kRowsPerBlock - 1) / kRowsPerBlock, kMaxGrid), kWarpRowBlock, 0,
+               stream>>>(py, pg, pgx, outer, n);
       } else {
         backward_rows_kernel<T, kBlockRow, kLog>
-            <<<grid_for(outer), kBlockRow, 0, stream>>>(py, pg, pgx, outer, n);
+            <<<grid_blocks(outer, kMaxGrid), kBlockRow, 0, stream>>>(py, pg, pgx, outer, n);
       }
       TG_CUDA_CHECK_LAUNCH();
     });

@@ -1,0 +1,81 @@
+// What the engine's CUDA kernels (kernels/cuda/*.cu) share: launch geometry for grid-stride loops,
+// correctly rounded arithmetic that matches the CPU kernels' rounding, and the integer min/max the
+// device can call. Included by .cu files only.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "cuda/check.h"
+
+namespace tilegrad::kernels::cuda {
+
+// ---- launch geometry (host)
+
+inline int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+
+// The blocks of a grid-stride launch that wants `blocks`: at least one, at most `cap` (the loops
+// take the rest, and no kernel's result depends on the grid size).
+inline unsigned grid_blocks(int64_t blocks, int64_t cap) {
+  return static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, cap));
+}
+
+// One wave on the current device: 8 blocks of 256 threads fill an SM's 2048 thread slots on sm_80
+// and sm_90.
+inline int64_t one_wave_blocks() {
+  int device = 0, sms = 0;
+  TG_CUDA_CHECK(cudaGetDevice(&device));
+  TG_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  return int64_t{sms} * 8;
+}
+
+// ---- device arithmetic
+
+// Correctly rounded operations that nvcc never fuses into an FMA (the CPU kernels, built for
+// baseline x86-64, have no FMA to fuse into), so that a product followed by a sum rounds twice on
+// both devices and the results agree bit for bit.
+__device__ __forceinline__ float add_rn(float a, float b) {
+  return __fadd_rn(a, b);
+}
+__device__ __forceinline__ double add_rn(double a, double b) {
+  return __dadd_rn(a, b);
+}
+__device__ __forceinline__ float sub_rn(float a, float b) {
+  return __fsub_rn(a, b);
+}
+__device__ __forceinline__ double sub_rn(double a, double b) {
+  return __dsub_rn(a, b);
+}
+__device__ __forceinline__ float mul_rn(float a, float b) {
+  return __fmul_rn(a, b);
+}
+__device__ __forceinline__ double mul_rn(double a, double b) {
+  return __dmul_rn(a, b);
+}
+__device__ __forceinline__ float div_rn(float a, float b) {
+  return __fdiv_rn(a, b);
+}
+__device__ __forceinline__ double div_rn(double a, double b) {
+  return __ddiv_rn(a, b);
+}
+__device__ __forceinline__ float sqrt_rn(float a) {
+  return __fsqrt_rn(a);
+}
+__device__ __forceinline__ double sqrt_rn(double a) {
+  return __dsqrt_rn(a);
+}
+
+// std::min and std::max are host functions (constexpr, but nvcc runs no host constexpr code on
+// the device).
+__device__ __forceinline__ int64_t min64(int64_t a, int64_t b) {
+  return a < b ? a : b;
+}
+__device__ __forceinline__ int64_t max64(int64_t a, int64_t b) {
+  return a > b ? a : b;
+}
+
+}  // namespace tilegrad::kernels::cuda
