@@ -41,6 +41,7 @@ struct Options {
   int64_t sample_tokens = 200;
   std::string device;  // empty: cuda when a GPU is present, else cpu
   std::string dtype = "f32";
+  int64_t profile = 0;
 };
 
 std::string duration(double s) {
@@ -80,6 +81,7 @@ void run(const Options& o) {
   TG_CHECK(c.device.is_cpu() || device_available(c.device.type), "train: --device ", c.device.str(),
            ": this build or this machine has no such device");
   c.model.dtype = parse_dtype(o.dtype);
+  c.profile_steps = o.profile;
 
   std::printf(
       "tilegrad train: %s (L=%d H=%lld C=%lld T=%lld, dropout %.2f, %s attention, remat "
@@ -137,6 +139,19 @@ void run(const Options& o) {
   };
   const train::TrainResult r = train::run_training(c, progress, [&] { return peak_flops; });
 
+  if (r.profiled_steps > 0) {
+    double busy = 0;
+    for (const ProfileRow& row : r.profile) busy += row.seconds;
+    const auto n = static_cast<double>(r.profiled_steps);
+    std::printf(
+        "\nprofile of %lld steps on %s (per step; category = memory category in force):\n%s",
+        ll(r.profiled_steps), c.device.str().c_str(),
+        format_profile(r.profile, r.profiled_steps).c_str());
+    std::printf("wall %.3f ms/step, device busy in backend entries %.3f ms/step (%.1f%%)\n",
+                1e3 * r.profiled_wall_s / n, 1e3 * busy / n,
+                r.profiled_wall_s > 0 ? 100.0 * busy / r.profiled_wall_s : 0.0);
+    if (r.profile.empty()) std::printf("(this device's backend does not time its entries)\n");
+  }
   const std::filesystem::path svg = std::filesystem::path(o.out) / "loss.svg";
   std::ofstream(svg) << loss_svg(r.steps, "tilegrad train " + o.preset);
   std::printf("metrics: %s; loss curve: %s; checkpoint: %s\n",
@@ -217,6 +232,9 @@ void register_train(CLI::App& app) {
                   "Peak GFLOP/s for the MFU (default: a float32 GEMM measured at start)");
   cmd->add_option("--sample-tokens", o->sample_tokens, "Tokens to sample at the end (0: none)")
       ->capture_default_str();
+  cmd->add_option("--profile", o->profile,
+                  "Print device time per op and backend entry over this many steps (from step 3)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--resume", o->resume, "Continue from the latest checkpoint in --out");
   cmd->callback([o] { run(*o); });
 }

@@ -7,6 +7,7 @@
 #include "autograd/node.h"
 #include "core/error.h"
 #include "memory/category.h"
+#include "ops/elementwise.h"
 
 namespace tilegrad {
 
@@ -25,8 +26,11 @@ void accumulate(InputBuffer& buf, size_t slot, Tensor g) {
     return;
   }
   if (!buf.owned[slot]) {
-    buf.grads[slot] = buf.grads[slot].clone();
+    // The first gradient may be shared (an add's backward hands one tensor to both inputs): the
+    // sum goes to a buffer of the engine's own, in one pass rather than a copy and an add.
+    buf.grads[slot] = add(buf.grads[slot], g);
     buf.owned[slot] = true;
+    return;
   }
   buf.grads[slot].add_(g);
 }

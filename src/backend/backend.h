@@ -8,7 +8,9 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
+#include "backend/profile.h"
 #include "core/device.h"
 #include "core/dtype.h"
 #include "kernels/optim_step.h"
@@ -111,6 +113,10 @@ class Backend {
   virtual void synchronize() {}
   // How many devices of this type the machine has (the CPU counts as one).
   virtual int device_count() { return 1; }
+  // Device time per entry between start_profile and stop_profile (backend/profile.h); a backend
+  // that cannot time its entries returns no rows.
+  virtual void start_profile() {}
+  virtual std::vector<ProfileRow> stop_profile() { return {}; }
 
   // --- elementwise: any layout for inputs and for dst/out ---
   virtual void copy(const StridedView& src, const StridedView& dst) = 0;  // converts dtype
@@ -202,6 +208,13 @@ class Backend {
   // Σ x[i]² in float64, the same bits on every call for the same input; inf or NaN when some
   // element is.
   virtual double sum_squares(DType dt, const void* x, int64_t n) = 0;
+  // Σ of sum_squares over the inputs, added in input order (the same bits as that loop), in one
+  // round trip to the device.
+  virtual double sum_squares_list(std::span<const SumSquaresInput> xs) {
+    double total = 0.0;
+    for (const SumSquaresInput& x : xs) total += sum_squares(x.dtype, x.x, x.n);
+    return total;
+  }
 
   // --- counter-based randomness (core/rng.h); element i uses draw offset + i ---
   // y[i] = x[i] * keep[i] / (1 - p), keep[i] = uniform(draw(seed, offset + i)) >= p; contiguous.

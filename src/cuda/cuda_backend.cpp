@@ -9,10 +9,14 @@
 // linker keeps this file through tilegrad_cuda_backend_anchor (cmake/cuda.cmake).
 #include <cuda_runtime.h>
 
+#include <optional>
+#include <string>
+
 #include "backend/backend.h"
 #include "core/error.h"
 #include "cuda/caching_allocator.h"
 #include "cuda/check.h"
+#include "cuda/entry_profiler.h"
 #include "cuda/gemm.h"
 #include "cuda/stream.h"
 #include "kernels/cuda/attention_reference.h"
@@ -97,72 +101,111 @@ class CudaBackend final : public Backend {
   }
   void synchronize() override { TG_CUDA_CHECK(cudaStreamSynchronize(s())); }
   int device_count() override { return cuda::device_count(); }
+  void start_profile() override { profiler_.start(); }
+  std::vector<ProfileRow> stop_profile() override { return profiler_.stop(); }
 
-  void copy(const StridedView& src, const StridedView& dst) override { k::copy(src, dst, s()); }
-  void fill(const StridedView& dst, double value) override { k::fill(dst, value, s()); }
+  void copy(const StridedView& src, const StridedView& dst) override {
+    const EntryProfiler::Range range(profiler_, "copy");
+    k::copy(src, dst, s());
+  }
+  void fill(const StridedView& dst, double value) override {
+    const EntryProfiler::Range range(profiler_, "fill");
+    k::fill(dst, value, s());
+  }
   void unary(UnaryOp op, const StridedView& x, const StridedView& y) override {
+    const EntryProfiler::Range range(profiler_, "unary", unary_op_name(op));
     k::unary(op, x, y, s());
   }
   void unary_backward(UnaryOp op, const StridedView& gy, const StridedView& saved,
                       const StridedView& gx) override {
+    const EntryProfiler::Range range(profiler_, "unary_backward", unary_op_name(op));
     k::unary_backward(op, gy, saved, gx, s());
   }
   void binary(BinaryOp op, const StridedView& a, const StridedView& b,
               const StridedView& out) override {
+    const EntryProfiler::Range range(profiler_, "binary", binary_op_name(op));
     k::binary(op, a, b, out, s());
   }
   void scalar(ScalarOp op, const StridedView& a, double v, const StridedView& out) override {
+    const EntryProfiler::Range range(profiler_, "scalar", scalar_op_name(op));
     k::scalar(op, a, v, out, s());
   }
   void add_scaled(const StridedView& src, double alpha, const StridedView& dst) override {
+    const EntryProfiler::Range range(profiler_, "add_scaled");
     k::add_scaled(src, alpha, dst, s());
   }
   void reduce(ReduceOp op, const StridedView& x, const StridedView& out) override {
-    k::reduce(op, x, out, s());
+    const EntryProfiler::Range range(profiler_, "reduce", op == ReduceOp::sum ? "sum" : "max");
+    // Partials for reductions to few outputs (cuda/reduce.h); most reductions need none.
+    const auto bytes = static_cast<int64_t>(k::reduce_workspace_bytes(x, out));
+    std::optional<Workspace> ws;
+    if (bytes > 0) ws.emplace(bytes, Device::cuda(current_device()));
+    k::reduce(op, x, out, s(), ws ? ws->as<void>() : nullptr);
   }
-  void gemm(const GemmArgs& args) override { cuda::gemm(args, s()); }
+  void gemm(const GemmArgs& args) override {
+    // Profiled GEMMs are told apart by problem: "m x n x k", operand transposes, batch.
+    std::string problem;
+    if (profiler_.active()) {
+      problem = std::to_string(args.m) + "x" + std::to_string(args.n) + "x" +
+                std::to_string(args.k) + (args.trans_a ? " T" : " N") + (args.trans_b ? "T" : "N");
+      if (args.batch > 1) problem += " b" + std::to_string(args.batch);
+    }
+    const EntryProfiler::Range range(profiler_, "gemm",
+                                     problem.empty() ? nullptr : problem.c_str());
+    cuda::gemm(args, s());
+  }
   void softmax_forward(DType dt, const void* x, void* y, int64_t outer, int64_t n, int64_t inner,
                        bool log) override {
+    const EntryProfiler::Range range(profiler_, "softmax_forward");
     k::softmax_forward(dt, x, y, outer, n, inner, log, s());
   }
   void softmax_backward(DType dt, const void* y, const void* gy, void* gx, int64_t outer, int64_t n,
                         int64_t inner, bool log) override {
+    const EntryProfiler::Range range(profiler_, "softmax_backward");
     k::softmax_backward(dt, y, gy, gx, outer, n, inner, log, s());
   }
   void layernorm_forward(DType dt, const void* x, const void* w, const void* b, void* y, void* mean,
                          void* rstd, int64_t rows, int64_t C, double eps) override {
+    const EntryProfiler::Range range(profiler_, "layernorm_forward");
     k::layernorm_forward(dt, x, w, b, y, mean, rstd, rows, C, eps, s());
   }
   void layernorm_backward(DType dt, const void* gy, const void* x, const void* w, const void* mean,
                           const void* rstd, void* gx, void* gw, void* gb, int64_t rows,
                           int64_t C) override {
+    const EntryProfiler::Range range(profiler_, "layernorm_backward");
     k::layernorm_backward(dt, gy, x, w, mean, rstd, gx, gw, gb, rows, C, s());
   }
   void embedding_forward(DType dt, const void* weight, DType idx_dt, const void* idx, void* out,
                          int64_t n, int64_t C) override {
+    const EntryProfiler::Range range(profiler_, "embedding_forward");
     k::embedding_forward(dt, weight, idx_dt, idx, out, n, C, s());
   }
   void embedding_backward(DType dt, const void* gout, DType idx_dt, const void* idx, void* gweight,
                           int64_t n, int64_t C, int64_t V) override {
+    const EntryProfiler::Range range(profiler_, "embedding_backward");
     k::embedding_backward(dt, gout, idx_dt, idx, gweight, n, C, V, s());
   }
   int64_t find_out_of_range(DType idx_dt, const void* idx, int64_t n, int64_t lo, int64_t hi,
                             int64_t ignore, int64_t* bad_value) override {
+    const EntryProfiler::Range range(profiler_, "find_out_of_range");
     return k::find_out_of_range(idx_dt, idx, n, lo, hi, ignore, bad_value, s());
   }
   void cross_entropy_forward(DType dt, const void* logits, DType t_dt, const void* targets,
                              void* losses, void* lse, int64_t rows, int64_t V,
                              int64_t ignore_index) override {
+    const EntryProfiler::Range range(profiler_, "cross_entropy_forward");
     k::cross_entropy_forward(dt, logits, t_dt, targets, losses, lse, rows, V, ignore_index, s());
   }
   void cross_entropy_backward(DType dt, const void* logits, DType t_dt, const void* targets,
                               const void* lse, const void* gloss, double scale, void* glogits,
                               int64_t rows, int64_t V, int64_t ignore_index) override {
+    const EntryProfiler::Range range(profiler_, "cross_entropy_backward");
     k::cross_entropy_backward(dt, logits, t_dt, targets, lse, gloss, scale, glogits, rows, V,
                               ignore_index, s());
   }
 
   void attention_flash_forward(const AttentionArgs& a, void* o, void* lse) override {
+    const EntryProfiler::Range range(profiler_, "attention_flash_forward");
     if (flash_applies(a)) {
       const FlashFwdParams p = flash_params(a, o, lse);
       if (flash_attention_check(p).empty()) {
@@ -175,6 +218,7 @@ class CudaBackend final : public Backend {
   void attention_flash_backward(const AttentionArgs& a, const void* o, const void* lse,
                                 const void* dout, const void* glse, void* dq, void* dk,
                                 void* dv) override {
+    const EntryProfiler::Range range(profiler_, "attention_flash_backward");
     if (flash_applies(a) && glse == nullptr) {
       FlashBwdParams p;
       p.fwd = flash_params(a, const_cast<void*>(o), const_cast<void*>(lse));
@@ -202,27 +246,42 @@ class CudaBackend final : public Backend {
 
   void adamw_update(DType dt, void* param, float* master, const void* grad, void* m, void* v,
                     int64_t n, const AdamWStep& st) override {
+    const EntryProfiler::Range range(profiler_, "adamw_update");
     k::adamw_update(dt, param, master, grad, m, v, n, st, s());
   }
   void sgd_update(DType dt, void* param, float* master, const void* grad, void* momentum_buf,
                   int64_t n, const SgdStep& st) override {
+    const EntryProfiler::Range range(profiler_, "sgd_update");
     k::sgd_update(dt, param, master, grad, momentum_buf, n, st, s());
   }
   double sum_squares(DType dt, const void* x, int64_t n) override {
+    const EntryProfiler::Range range(profiler_, "sum_squares");
     return k::sum_squares(dt, x, n, s());
+  }
+  double sum_squares_list(std::span<const SumSquaresInput> xs) override {
+    const EntryProfiler::Range range(profiler_, "sum_squares_list");
+    Workspace ws(static_cast<int64_t>(k::sum_squares_list_workspace_bytes(xs.size())),
+                 Device::cuda(current_device()));
+    return k::sum_squares_list(xs, s(), ws.as<void>());
   }
   void dropout(DType dt, const void* x, void* y, int64_t n, double p, uint64_t seed,
                uint64_t offset) override {
+    const EntryProfiler::Range range(profiler_, "dropout");
     k::dropout(dt, x, y, n, p, seed, offset, s());
   }
   void fill_uniform(DType dt, void* dst, int64_t n, double lo, double hi, uint64_t seed,
                     uint64_t offset) override {
+    const EntryProfiler::Range range(profiler_, "fill_uniform");
     k::fill_uniform(dt, dst, n, lo, hi, seed, offset, s());
   }
   void fill_normal(DType dt, void* dst, int64_t n, double mean, double std, uint64_t seed,
                    uint64_t offset) override {
+    const EntryProfiler::Range range(profiler_, "fill_normal");
     k::fill_normal(dt, dst, n, mean, std, seed, offset, s());
   }
+
+ private:
+  EntryProfiler profiler_;
 };
 
 // Registered before main(); never destroyed, since tensors may be freed during static destruction.

@@ -36,4 +36,11 @@ struct SgdStep {
   double grad_scale = 1.0;
 };
 
+// One operand of a sum of squares over many tensors (Backend::sum_squares_list).
+struct SumSquaresInput {
+  DType dtype = DType::f32;
+  const void* x = nullptr;
+  int64_t n = 0;
+};
+
 }  // namespace tilegrad

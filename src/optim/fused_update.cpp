@@ -1,5 +1,8 @@
 #include "optim/fused_update.h"
 
+#include <optional>
+#include <vector>
+
 #include "backend/backend.h"
 #include "core/error.h"
 
@@ -66,6 +69,25 @@ void fused_sgd(const char* op, const Tensor& param, const Tensor& master, const 
 double grad_sum_squares(const Tensor& g) {
   TG_ASSERT(g.is_contiguous(), "grad_sum_squares: gradient ", g.str(), " is not contiguous");
   return backend(g.device()).sum_squares(g.dtype(), g.data(), g.numel());
+}
+
+double grad_sum_squares_list(const std::vector<Tensor>& gs) {
+  std::vector<SumSquaresInput> xs;
+  std::optional<Device> device;
+  bool one_device = true;
+  for (const Tensor& g : gs) {
+    if (!g.defined()) continue;
+    TG_ASSERT(g.is_contiguous(), "grad_sum_squares_list: gradient ", g.str(), " is not contiguous");
+    if (device && *device != g.device()) one_device = false;
+    device = g.device();
+    xs.push_back({g.dtype(), g.data(), g.numel()});
+  }
+  if (!device) return 0.0;
+  if (one_device) return backend(*device).sum_squares_list(xs);
+  double total = 0.0;
+  for (const Tensor& g : gs)
+    if (g.defined()) total += grad_sum_squares(g);
+  return total;
 }
 
 }  // namespace tilegrad::optim

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "autograd/grad_mode.h"
 #include "memory/category.h"
@@ -10,20 +11,19 @@
 namespace tilegrad::optim {
 
 double global_grad_norm(const NamedTensors& params) {
-  double ss = 0.0;
+  std::vector<Tensor> grads;
   for (const NamedTensor& p : params) {
-    const Tensor g = p.tensor.grad();
+    Tensor g = p.tensor.grad();
     if (!g.defined()) continue;
-    if (g.is_contiguous()) {
-      ss += grad_sum_squares(g);
-    } else {
+    if (!g.is_contiguous()) {
       // A gradient set by hand may be a strided view; sum over a packed copy.
       NoGradGuard no_grad;
       CategoryScope scratch(Category::workspace);
-      ss += grad_sum_squares(g.contiguous());
+      g = g.contiguous();
     }
+    grads.push_back(std::move(g));
   }
-  return std::sqrt(ss);
+  return std::sqrt(grad_sum_squares_list(grads));
 }
 
 double clip_coefficient(double norm, double max_norm) {

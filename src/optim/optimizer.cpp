@@ -79,7 +79,6 @@ StepResult Optimizer::step(const StepOptions& options) {
   TG_CHECK(!std::isnan(options.max_grad_norm), kind_, ": max_grad_norm is NaN");
   // Gradients as contiguous tensors (a hand-set gradient may be a strided view: pack a copy).
   std::vector<Tensor> grads(slots_.size());
-  double sum_sq = 0.0;
   for (size_t i = 0; i < slots_.size(); ++i) {
     Tensor g = slots_[i].param.grad();
     if (!g.defined()) continue;
@@ -88,9 +87,9 @@ StepResult Optimizer::step(const StepOptions& options) {
       CategoryScope scratch(Category::workspace);
       g = g.contiguous();
     }
-    sum_sq += grad_sum_squares(g);
     grads[i] = std::move(g);
   }
+  const double sum_sq = grad_sum_squares_list(grads);
   // The gradients hold d(scale · Σ_micro loss)/dθ: one factor undoes both.
   const double unscale = 1.0 / (scaler_.scale() * static_cast<double>(options.accumulation_steps));
   StepResult r;

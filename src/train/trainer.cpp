@@ -1,12 +1,14 @@
 // The training loop (trainer.h, Note [Bit-exact resume]).
 #include "train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <fstream>
 #include <memory>
 
 #include "autograd/grad_mode.h"
+#include "backend/backend.h"
 #include "core/error.h"
 #include "data/batch_sampler.h"
 #include "data/token_file.h"
@@ -174,7 +176,16 @@ TrainResult run_training(const TrainConfig& c0,
   TG_CHECK(metrics.good(), "train: cannot write ", (c.out_dir / "metrics.jsonl").string());
   const double fpt = flops_per_token(c.model, model.num_parameters());
   MemoryScope memory(false, c.device);
+  // Profiled steps: [profile_first, profile_last].
+  const int64_t profile_first = std::min(result.first_step + 3, c.steps);
+  const int64_t profile_last = std::min(profile_first + c.profile_steps - 1, c.steps);
+  Backend& device_backend = backend(c.device);
   for (int64_t step = result.first_step + 1; step <= c.steps; ++step) {
+    const bool profile_begins = c.profile_steps > 0 && step == profile_first;
+    if (profile_begins) {
+      device_backend.synchronize();
+      device_backend.start_profile();
+    }
     const auto t0 = std::chrono::steady_clock::now();
     opt.set_lr(schedule(step - 1));
     double loss_sum = 0;
@@ -189,6 +200,13 @@ TrainResult run_training(const TrainConfig& c0,
     so.accumulation_steps = c.accumulation;
     const optim::StepResult r = opt.step(so);
     opt.zero_grad();
+    if (c.profile_steps > 0 && step >= profile_first && step <= profile_last) {
+      device_backend.synchronize();  // the step's wall time includes its device work
+      result.profiled_wall_s +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      result.profiled_steps += 1;
+      if (step == profile_last) result.profile = device_backend.stop_profile();
+    }
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
     StepMetrics m;

@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "backend/profile.h"
 #include "models/gpt.h"
 
 namespace tilegrad::train {
@@ -39,6 +40,9 @@ struct TrainConfig {
   // Where the model, its gradients, the optimizer state and every activation live. Batches are
   // read on the host and copied there; checkpoints are written from host copies.
   Device device = Device::cpu();
+  // Steps to profile (0: none): device time per backend entry over that many steps, from the
+  // third step on (the first ones choose GEMM algorithms and fill the allocator's pools).
+  int64_t profile_steps = 0;
 };
 
 struct StepMetrics {
@@ -52,6 +56,11 @@ struct StepMetrics {
 struct TrainResult {
   std::vector<StepMetrics> steps;
   int64_t first_step = 0;  // steps completed before this run (resume)
+  // With TrainConfig::profile_steps: the rows (summed over the profiled steps, backend/profile.h),
+  // how many steps they cover and the wall time of those steps.
+  std::vector<ProfileRow> profile;
+  int64_t profiled_steps = 0;
+  double profiled_wall_s = 0;
 };
 
 // Runs config.steps optimizer steps (from the checkpoint in out_dir when resuming). on_step is

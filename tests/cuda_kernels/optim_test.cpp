@@ -297,6 +297,29 @@ TEST(CudaOptim, SumSquaresIsDeterministicAndAccurate) {
   });
 }
 
+// The list form equals adding the single sums on the host in list order, bit for bit, over inputs
+// of mixed dtypes and sizes (an empty one included).
+TEST(CudaOptim, SumSquaresListEqualsTheHostSumOfSingles) {
+  TG_REQUIRE_GPU();
+  const std::vector<float> a = random_vector<float>(100003, 71, -3.0, 2.0);
+  const std::vector<double> b = random_vector<double>(4097, 72, -1.0, 5.0);
+  const std::vector<float> c = random_vector<float>(1, 73, 0.5, 2.0);
+  const tgcuda::DeviceBuffer da(bytes_of(a)), db(bytes_of(b)), dc(bytes_of(c)), dz(8);
+  da.upload(a.data());
+  db.upload(b.data());
+  dc.upload(c.data());
+  const std::vector<tilegrad::SumSquaresInput> xs = {{DType::f32, da.get(), 100003},
+                                                     {DType::f64, db.get(), 4097},
+                                                     {DType::f32, dz.get(), 0},
+                                                     {DType::f32, dc.get(), 1}};
+  double want = 0.0;
+  for (const auto& x : xs) want += kcuda::sum_squares(x.dtype, x.x, x.n, nullptr);
+  const tgcuda::DeviceBuffer ws(kcuda::sum_squares_list_workspace_bytes(xs.size()));
+  const double got = kcuda::sum_squares_list(xs, nullptr, ws.get());
+  EXPECT_EQ(std::memcmp(&got, &want, sizeof(double)), 0) << got << " != " << want;
+  EXPECT_GT(got, 0.0);
+}
+
 TEST(CudaOptim, SumSquaresPropagatesInfAndNan) {
   TG_REQUIRE_GPU();
   std::vector<float> x = random_vector<float>(10000, 5);

@@ -6,6 +6,7 @@
 // accumulated in float64, agree to the dtype's rounding plus float64 rounding relative to sum |x|.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -97,7 +98,10 @@ struct Config {
 // x: values at every buffer position (gaps included); element `set_nan` (a row-major index modulo
 // the size; -1 for none) is made NaN. Compares the GPU's out buffer, plus a poisoned tail past it,
 // with the CPU's.
-void run_case(ReduceOp op, DType dt, const Config& cfg, uint64_t seed, int64_t set_nan = -1) {
+// use_workspace: hand the kernel the partials workspace it asks for (as the backend does), so that
+// reductions to few outputs take the split path; false runs them one block per output tile.
+void run_case(ReduceOp op, DType dt, const Config& cfg, uint64_t seed, int64_t set_nan = -1,
+              bool use_workspace = true) {
   std::mt19937_64 rng(seed);
   const int nd = static_cast<int>(cfg.shape.size());
   const size_t es = tilegrad::dtype_size(dt);
@@ -191,7 +195,10 @@ void run_case(ReduceOp op, DType dt, const Config& cfg, uint64_t seed, int64_t s
   gout.data = dout.get();
   cudaStream_t stream = nullptr;
   TG_CUDA_CHECK(cudaStreamCreate(&stream));
-  tilegrad::kernels::cuda::reduce(op, gx, gout, stream);
+  const size_t ws_bytes = tilegrad::kernels::cuda::reduce_workspace_bytes(gx, gout);
+  DeviceBuffer ws(std::max<size_t>(ws_bytes, 8));
+  tilegrad::kernels::cuda::reduce(op, gx, gout, stream,
+                                  use_workspace && ws_bytes > 0 ? ws.get() : nullptr);
   TG_CUDA_CHECK(cudaStreamSynchronize(stream));
   TG_CUDA_CHECK(cudaStreamDestroy(stream));
   tilegrad::kernels::cpu::reduce(op, x, out);
@@ -296,6 +303,27 @@ TEST(CudaReduce, NanPropagatesLikeOnTheCpu) {
   for (DType dt : kFloatDTypes) {
     for (const Config& cfg : cases) {
       for (ReduceOp op : {ReduceOp::sum, ReduceOp::max}) run_case(op, dt, cfg, ++seed, 101);
+    }
+  }
+}
+
+// Few outputs over many elements (a bias gradient: sums over the rows of a [rows, C] matrix), where
+// the reduced range is cut into chunks whose partials a second kernel combines: with and without
+// the workspace, for sum and max, with a NaN in one chunk.
+TEST(CudaReduce, SplitReductionsMatchTheCpu) {
+  TG_REQUIRE_GPU();
+  const Config cases[] = {{{16384, 96}, {0}, Layout::contiguous},
+                          {{7, 20011, 33}, {0, 1}, Layout::padded},
+                          {{3, 200003}, {1}, Layout::contiguous},
+                          {{40000, 5}, {0}, Layout::transposed},
+                          {{9000, 37}, {0}, Layout::misaligned}};
+  uint64_t seed = 4000;
+  for (DType dt : kFloatDTypes) {
+    for (const Config& cfg : cases) {
+      for (ReduceOp op : {ReduceOp::sum, ReduceOp::max}) {
+        for (bool ws : {true, false}) run_case(op, dt, cfg, ++seed, -1, ws);
+        run_case(op, dt, cfg, ++seed, 12345, true);
+      }
     }
   }
 }

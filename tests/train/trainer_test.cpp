@@ -85,6 +85,30 @@ TEST(Trainer, LossFalls) {
   EXPECT_TRUE(fs::exists(c.out_dir / "metrics.jsonl"));
 }
 
+// --profile: the steps it covers, their wall time, and no effect on what is computed. The CPU
+// backend does not time its entries, so it gives no rows.
+TEST(Trainer, ProfileCoversItsStepsAndChangesNoLoss) {
+  const fs::path dir = dataset("profile");
+  train::TrainConfig plain = tiny(dir, "plain");
+  plain.steps = 6;
+  train::TrainConfig profiled = tiny(dir, "profiled");
+  profiled.steps = 6;
+  profiled.profile_steps = 2;
+  const train::TrainResult a = train::run_training(plain);
+  const train::TrainResult b = train::run_training(profiled);
+  EXPECT_EQ(a.profiled_steps, 0);
+  EXPECT_EQ(b.profiled_steps, 2);
+  EXPECT_GT(b.profiled_wall_s, 0.0);
+  EXPECT_TRUE(b.profile.empty());
+  ASSERT_EQ(a.steps.size(), b.steps.size());
+  for (size_t i = 0; i < a.steps.size(); ++i) EXPECT_EQ(a.steps[i].loss, b.steps[i].loss);
+  // Fewer steps left than asked for: the profile stops at the last step.
+  profiled.out_dir = dir / "short";
+  profiled.steps = 3;
+  profiled.profile_steps = 5;
+  EXPECT_EQ(train::run_training(profiled).profiled_steps, 1);
+}
+
 TEST(Trainer, BadDataIsAClearError) {
   const fs::path dir = fs::temp_directory_path() / "tilegrad_train_test_missing";
   fs::remove_all(dir);

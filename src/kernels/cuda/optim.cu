@@ -221,6 +221,13 @@ void sum_squares_launch(DType dt, const void* x, int64_t n, double* d_out, doubl
   TG_CUDA_CHECK_LAUNCH();
 }
 
+// *out = Σ totals[i] for i in order, by one thread: the host's left-to-right float64 sum.
+__global__ void sum_in_order_kernel(const double* totals, int count, double* out) {
+  double acc = 0.0;
+  for (int i = 0; i < count; ++i) acc += totals[i];
+  *out = acc;
+}
+
 }  // namespace
 
 void adamw_update(DType dt, void* param, float* master, const void* grad, void* m, void* v,
@@ -329,6 +336,27 @@ double sum_squares(DType dt, const void* x, int64_t n, cudaStream_t stream, void
     throw;
   }
   if (workspace == nullptr) TG_CUDA_CHECK(cudaFreeAsync(scratch, stream));
+  TG_CUDA_CHECK(cudaStreamSynchronize(stream));
+  return total;
+}
+
+size_t sum_squares_list_workspace_bytes(size_t count) {
+  // The partials (reused by every input: the launches are ordered on the stream), one total per
+  // input, and the sum.
+  return kSumSquaresWorkspaceBytes + (count + 1) * sizeof(double);
+}
+
+double sum_squares_list(std::span<const SumSquaresInput> xs, cudaStream_t stream, void* workspace) {
+  TG_CHECK(workspace != nullptr, "sum_squares_list: no workspace");
+  auto* partials = static_cast<double*>(workspace);
+  double* totals = partials + kSumSquaresPartials + 1;
+  double* sum = totals + xs.size();
+  for (size_t i = 0; i < xs.size(); ++i)
+    sum_squares_launch(xs[i].dtype, xs[i].x, xs[i].n, totals + i, partials, stream);
+  sum_in_order_kernel<<<1, 1, 0, stream>>>(totals, static_cast<int>(xs.size()), sum);
+  TG_CUDA_CHECK_LAUNCH();
+  double total = 0.0;
+  TG_CUDA_CHECK(cudaMemcpyAsync(&total, sum, sizeof(double), cudaMemcpyDeviceToHost, stream));
   TG_CUDA_CHECK(cudaStreamSynchronize(stream));
   return total;
 }

@@ -78,4 +78,10 @@ void sum_squares_async(DType dt, const void* x, int64_t n, double* d_out, cudaSt
 double sum_squares(DType dt, const void* x, int64_t n, cudaStream_t stream,
                    void* workspace = nullptr);
 
+// Σ over the inputs of each one's sum of squares (as sum_squares computes it), the per-input sums
+// added in input order in float64 — the bits of adding sum_squares' results on the host in that
+// order — with one synchronisation for the whole list instead of one per input.
+size_t sum_squares_list_workspace_bytes(size_t count);
+double sum_squares_list(std::span<const SumSquaresInput> xs, cudaStream_t stream, void* workspace);
+
 }  // namespace tilegrad::kernels::cuda

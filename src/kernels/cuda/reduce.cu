@@ -12,8 +12,11 @@
 //     reduced elements are not (a sum over the rows of a row-major matrix): loads coalesce;
 //   - 8 outputs x 32 slices (a warp per output) for up to 2048 elements per output;
 //   - 1 output x 256 slices (a block per output) beyond.
-// One output's reduction never spans blocks (there is no workspace for partials), so a reduction
-// of very many elements to very few outputs runs on few SMs.
+// When the outputs alone would give less than a wave of blocks (a bias gradient: 768 sums of
+// 16384 rows each), the reduced range is cut into `parts` equal chunks, a grid dimension of its
+// own: each block writes its chunk's partial (float64) to a workspace, and a second kernel combines
+// each output's partials in chunk order. The cut depends only on the shapes and the device's SM
+// count, so results still do not vary from run to run.
 #include "kernels/cuda/reduce.h"
 
 #include <algorithm>
@@ -107,8 +110,11 @@ __device__ __forceinline__ double combine(double acc, double v) {
 }
 
 // out[o] = reduction over the reduced dimensions of x at output o's kept coordinates.
+// With parts > 1 (gridDim.y), block (tile, part) reduces the part-th chunk of `chunk` reduced
+// elements and writes its partial to partials[part * n_out + o] instead of out.
 template <class T, bool kMax, class Index, int kSlices, bool kOutputsAcross>
-__global__ void __launch_bounds__(kThreads) reduce_kernel(const T* x, T* out, Split s) {
+__global__ void __launch_bounds__(kThreads)
+    reduce_kernel(const T* x, T* out, Split s, int64_t chunk, double* partials) {
   static_assert(kThreads % kSlices == 0 && (kSlices & (kSlices - 1)) == 0,
                 "slices must be a power of two dividing the block");
   constexpr int kOuts = kThreads / kSlices;
@@ -123,7 +129,9 @@ __global__ void __launch_bounds__(kThreads) reduce_kernel(const T* x, T* out, Sp
     double r_acc = identity<kMax>();
     if (o < s.n_out) {
       const T* base = x + offset_of<Index>(o, s.kept);
-      for (int64_t r = slice; r < s.n_red; r += kSlices) {
+      const int64_t r0 = static_cast<int64_t>(blockIdx.y) * chunk;
+      const int64_t r1 = min64(s.n_red, r0 + chunk);
+      for (int64_t r = r0 + slice; r < r1; r += kSlices) {
         // Through acc_t<T> to double, as the CPU reads elements.
         const double v =
             static_cast<double>(static_cast<acc_t<T>>(base[offset_of<Index>(r, s.reduced)]));
@@ -142,38 +150,99 @@ __global__ void __launch_bounds__(kThreads) reduce_kernel(const T* x, T* out, Sp
       }
       __syncthreads();  // the next tile overwrites s_acc
     }
-    if (slice == 0 && o < s.n_out) out[o] = T(static_cast<acc_t<T>>(r_acc));
+    if (slice == 0 && o < s.n_out) {
+      if (gridDim.y > 1) {
+        partials[blockIdx.y * s.n_out + o] = r_acc;
+      } else {
+        out[o] = T(static_cast<acc_t<T>>(r_acc));
+      }
+    }
   }
 }
 
+// out[o] = the combination of o's `parts` partials, in chunk order.
+template <class T, bool kMax>
+__global__ void __launch_bounds__(kThreads)
+    combine_parts_kernel(const double* partials, T* out, int64_t n_out, int parts) {
+  for (int64_t o = blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x; o < n_out;
+       o += static_cast<int64_t>(gridDim.x) * kThreads) {
+    double acc = identity<kMax>();
+    for (int p = 0; p < parts; ++p) acc = combine<kMax>(acc, partials[p * n_out + o]);
+    out[o] = T(static_cast<acc_t<T>>(acc));
+  }
+}
+
+// How many chunks the reduced range is cut into: enough for about a wave of blocks, but with at
+// least kMinPerSlice elements per slice in a chunk, and at most kMaxParts.
+constexpr int kMaxParts = 64;
+constexpr int64_t kMinPerSlice = 32;
+int parts_for(const Split& s, int slices) {
+  const int64_t outs = kThreads / slices;
+  const int64_t tiles = (s.n_out + outs - 1) / outs;
+  const int64_t wave = one_wave_blocks();
+  if (tiles >= wave / 2) return 1;
+  const int64_t by_wave = wave / tiles;
+  const int64_t by_size = s.n_red / (kMinPerSlice * slices);
+  return static_cast<int>(std::clamp<int64_t>(std::min(by_wave, by_size), 1, kMaxParts));
+}
+
 template <class T, bool kMax, class Index, int kSlices, bool kOutputsAcross>
-void launch(const T* x, T* out, const Split& s, cudaStream_t stream) {
+void launch(const T* x, T* out, const Split& s, double* workspace, cudaStream_t stream) {
   constexpr int kOuts = kThreads / kSlices;
+  const int parts = workspace != nullptr ? parts_for(s, kSlices) : 1;
+  const int64_t chunk = (s.n_red + parts - 1) / parts;
+  const dim3 grid(grid_blocks((s.n_out + kOuts - 1) / kOuts, one_wave_blocks()),
+                  static_cast<unsigned>(parts));
   reduce_kernel<T, kMax, Index, kSlices, kOutputsAcross>
-      <<<grid_blocks((s.n_out + kOuts - 1) / kOuts, one_wave_blocks()), kThreads, 0, stream>>>(
-          x, out, s);
+      <<<grid, kThreads, 0, stream>>>(x, out, s, parts > 1 ? chunk : s.n_red, workspace);
   TG_CUDA_CHECK_LAUNCH();
+  if (parts > 1) {
+    combine_parts_kernel<T, kMax>
+        <<<grid_blocks((s.n_out + kThreads - 1) / kThreads, one_wave_blocks()), kThreads, 0,
+           stream>>>(workspace, out, s.n_out, parts);
+    TG_CUDA_CHECK_LAUNCH();
+  }
+}
+
+// Threads per output: the block shapes of the header comment.
+int slices_for(const Split& s) {
+  const bool outputs_adjacent = s.kept.n > 0 && s.kept.stride[s.kept.n - 1] == 1;
+  const bool elements_adjacent = s.reduced.n > 0 && s.reduced.stride[s.reduced.n - 1] == 1;
+  if (s.n_red <= 16) return 1;
+  if (outputs_adjacent && !elements_adjacent && s.n_out >= 32) return -8;  // outputs across
+  if (s.n_red <= 2048) return 32;
+  return kThreads;
 }
 
 template <class T, bool kMax, class Index>
-void reduce_impl(const T* x, T* out, const Split& s, cudaStream_t stream) {
-  const bool outputs_adjacent = s.kept.n > 0 && s.kept.stride[s.kept.n - 1] == 1;
-  const bool elements_adjacent = s.reduced.n > 0 && s.reduced.stride[s.reduced.n - 1] == 1;
-  if (s.n_red <= 16) {
-    launch<T, kMax, Index, 1, false>(x, out, s, stream);
-  } else if (outputs_adjacent && !elements_adjacent && s.n_out >= 32) {
-    launch<T, kMax, Index, 8, true>(x, out, s, stream);
-  } else if (s.n_red <= 2048) {
-    launch<T, kMax, Index, 32, false>(x, out, s, stream);
-  } else {
-    launch<T, kMax, Index, kThreads, false>(x, out, s, stream);
+void reduce_impl(const T* x, T* out, const Split& s, double* ws, cudaStream_t stream) {
+  switch (slices_for(s)) {
+    case 1:
+      return launch<T, kMax, Index, 1, false>(x, out, s, nullptr, stream);
+    case -8:
+      return launch<T, kMax, Index, 8, true>(x, out, s, ws, stream);
+    case 32:
+      return launch<T, kMax, Index, 32, false>(x, out, s, ws, stream);
+    default:
+      return launch<T, kMax, Index, kThreads, false>(x, out, s, ws, stream);
   }
 }
 
 }  // namespace
 
-void reduce(ReduceOp op, const StridedView& x, const StridedView& out, cudaStream_t stream) {
+size_t reduce_workspace_bytes(const StridedView& x, const StridedView& out) {
+  if (x.ndim != out.ndim) return 0;
+  const Split s = split_dims(x, out);
+  const int slices = std::abs(slices_for(s));
+  if (s.n_out == 0 || slices == 1) return 0;
+  const int parts = parts_for(s, slices);
+  return parts > 1 ? static_cast<size_t>(parts) * static_cast<size_t>(s.n_out) * sizeof(double) : 0;
+}
+
+void reduce(ReduceOp op, const StridedView& x, const StridedView& out, cudaStream_t stream,
+            void* workspace) {
   TG_ASSERT(x.ndim == out.ndim && out.is_contiguous(), "reduce: bad output view");
+  double* ws = static_cast<double*>(workspace);
   dispatch_floating(x.dtype, op == ReduceOp::sum ? "sum" : "max", [&]<class T>() {
     const Split s = split_dims(x, out);
     if (s.n_out == 0) return;  // nothing to write; an empty reduction (n_red = 0) still writes
@@ -181,11 +250,11 @@ void reduce(ReduceOp op, const StridedView& x, const StridedView& out, cudaStrea
     T* po = static_cast<T*>(out.data);
     const bool small = s.n_out <= int64_t{UINT32_MAX} && s.n_red <= int64_t{UINT32_MAX};
     if (op == ReduceOp::sum) {
-      if (small) return reduce_impl<T, false, uint32_t>(px, po, s, stream);
-      reduce_impl<T, false, int64_t>(px, po, s, stream);
+      if (small) return reduce_impl<T, false, uint32_t>(px, po, s, ws, stream);
+      reduce_impl<T, false, int64_t>(px, po, s, ws, stream);
     } else {
-      if (small) return reduce_impl<T, true, uint32_t>(px, po, s, stream);
-      reduce_impl<T, true, int64_t>(px, po, s, stream);
+      if (small) return reduce_impl<T, true, uint32_t>(px, po, s, ws, stream);
+      reduce_impl<T, true, int64_t>(px, po, s, ws, stream);
     }
   });
 }

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# nanoGPT's shakespeare-char recipe on the GPU, tilegrad and (with --torch) PyTorch in one call:
+# 6 layers x 6 heads x 384, block 256, batch 64, dropout 0.2, lr 1e-3 -> 1e-4 cosine over the
+# run after 100 warmup iterations, beta2 0.99, weight decay 0.1, clipping 1.0, evaluation every
+# 250 iterations on 200 batches. Validation loss and wall time of each; logs under $OUT.
+#   bench/device/shakespeare_cuda.sh [--iters N] [--dtype bf16|f32] [--torch]
+# Builds `tilegrad` first (build/device, incremental); needs .devdeps/ carried.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+OUT=${OUT:-out/shakespeare-cuda}
+mkdir -p "$OUT"
+iters=5000
+dtype=bf16
+torch=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --iters) iters=$2; shift ;;
+    --dtype) dtype=$2; shift ;;
+    --torch) torch=1 ;;
+    *) echo "unknown option $1"; exit 2 ;;
+  esac
+  shift
+done
+source bench/device/engine_env.sh || exit 1
+build=build/device
+# shellcheck disable=SC2086
+if ! { cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTILEGRAD_CUDA=ON \
+    -DTILEGRAD_BUILD_BENCH=OFF $TG_CMAKE_DEPS && ninja -C "$build" -j"$(nproc)" tilegrad; } \
+  >"$OUT/build.log" 2>&1; then
+  grep -E "error" -A4 "$OUT/build.log" | head -40
+  exit 1
+fi
+tg=$build/tilegrad
+"$tg" prepare --tokenizer char --in data/tinyshakespeare.txt --out "$OUT/data" >/dev/null || exit 1
+start=$SECONDS
+timeout 900 "$tg" train --device cuda --dtype "$dtype" --preset shakespeare-char --batch 64 \
+  --steps "$iters" --lr 1e-3 --min-lr 1e-4 --warmup 100 --eval-interval 250 --eval-iters 200 \
+  --sample-tokens 300 --data "$OUT/data" --out "$OUT/tilegrad" >"$OUT/tilegrad.log" 2>&1
+echo "tilegrad: rc $?, wall $((SECONDS - start)) s"
+grep -E "val " "$OUT/tilegrad.log" | sed -E 's/ +ETA.*//' | tail -4
+sed -n '/^sample:/,$p' "$OUT/tilegrad.log" | head -8
+if [ $torch -eq 1 ]; then
+  start=$SECONDS
+  timeout 900 "${PYTHON:-python3}" bench/device/gpt_torch_cuda.py --mode shakespeare \
+    --text data/tinyshakespeare.txt --max-iters "$iters" >"$OUT/torch.log" 2>&1
+  echo "pytorch: rc $?, wall $((SECONDS - start)) s"
+  tail -1 "$OUT/torch.log"
+fi
