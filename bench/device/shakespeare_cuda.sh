@@ -37,12 +37,28 @@ timeout 900 "$tg" train --device cuda --dtype "$dtype" --preset shakespeare-char
   --steps "$iters" --lr 1e-3 --min-lr 1e-4 --warmup 100 --eval-interval 250 --eval-iters 200 \
   --sample-tokens 300 --data "$OUT/data" --out "$OUT/tilegrad" >"$OUT/tilegrad.log" 2>&1
 echo "tilegrad: rc $?, wall $((SECONDS - start)) s"
-grep -E "val " "$OUT/tilegrad.log" | sed -E 's/ +ETA.*//' | tail -4
+grep -E "val " "$OUT/tilegrad.log" | sed -E 's/ +ETA.*//' | tail -2
+# The validation curve (nanoGPT reports the best validation loss of the run) and the wall time.
+"${PYTHON:-python3}" - "$OUT/tilegrad/metrics.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+val = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
+print("tilegrad val:", " ".join(f"{s}:{v:.4f}" for s, v in val))
+best = min(val, key=lambda sv: sv[1])
+print(f"tilegrad best val {best[1]:.4f} at step {best[0]}, last {val[-1][1]:.4f}")
+PY
 sed -n '/^sample:/,$p' "$OUT/tilegrad.log" | head -8
 if [ $torch -eq 1 ]; then
   start=$SECONDS
   timeout 900 "${PYTHON:-python3}" bench/device/gpt_torch_cuda.py --mode shakespeare \
     --text data/tinyshakespeare.txt --max-iters "$iters" >"$OUT/torch.log" 2>&1
   echo "pytorch: rc $?, wall $((SECONDS - start)) s"
+  grep -E '"val' "$OUT/torch.log" | tail -40 | "${PYTHON:-python3}" -c '
+import json, sys
+rows = [json.loads(l) for l in sys.stdin if l.startswith("{")]
+val = [(r.get("iter", r.get("step")), r.get("val_loss", r.get("val"))) for r in rows]
+val = [(s, v) for s, v in val if v is not None]
+if val:
+    print("pytorch val:", " ".join(f"{s}:{v:.4f}" for s, v in val))'
   tail -1 "$OUT/torch.log"
 fi

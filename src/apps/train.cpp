@@ -20,6 +20,7 @@
 #include "io/checkpoint.h"
 #include "memory/tracker.h"
 #include "models/sampling.h"
+#include "ops/lm_head_cross_entropy.h"
 #include "train/trainer.h"
 
 namespace tilegrad::apps {
@@ -30,7 +31,7 @@ struct Options {
   std::string preset = "shakespeare-char";
   std::string data, out = "out";
   std::string remat = "none";
-  int64_t head_chunk = 0;
+  int64_t head_chunk = kDefaultLmHeadChunkRows;
   std::string attention = "flash";
   int64_t steps = 200, batch = 8, block = 0, accumulation = 1;
   double lr = 1e-3, min_lr = 1e-4, dropout = -1, peak_gflops = 0;
@@ -190,8 +191,10 @@ void register_train(CLI::App& app) {
   cmd->add_option("--out", o->out, "Output directory")->capture_default_str();
   cmd->add_option("--remat", o->remat, "none, every:K, sqrt or selective")->capture_default_str();
   cmd->add_option("--head-chunk", o->head_chunk,
-                  "Rows per chunk of a head + cross-entropy that never holds the full logits "
-                  "(0: the full logits)")
+                  "Rows per chunk of the fused head + cross-entropy, which never holds the full "
+                  "logits and computes their gradient in the forward (0: the plain head, full "
+                  "logits)")
+      ->capture_default_str()
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   cmd->add_option("--device", o->device,

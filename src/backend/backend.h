@@ -167,16 +167,18 @@ class Backend {
                                     int64_t hi, int64_t ignore, int64_t* bad_value) = 0;
 
   // --- cross-entropy on logits [rows, V] with integer targets [rows] ---
-  // losses[r] = lse[r] - logits[r, t[r]], or 0 where t[r] == ignore_index. losses and lse are in
-  // the accumulation type (float64 for f64 logits, else float32).
+  // Rows of logits (and of glogits) are ld >= V elements apart: a head whose output rows are padded
+  // to an aligned stride passes its logits without a copy. losses[r] = lse[r] - logits[r, t[r]],
+  // or 0 where t[r] == ignore_index. losses and lse are in the accumulation type (float64 for f64
+  // logits, else float32).
   virtual void cross_entropy_forward(DType dt, const void* logits, DType t_dt, const void* targets,
-                                     void* losses, void* lse, int64_t rows, int64_t V,
+                                     void* losses, void* lse, int64_t rows, int64_t V, int64_t ld,
                                      int64_t ignore_index) = 0;
   // glogits[r, j] = (softmax[r, j] - [j == t[r]]) * gloss * scale, where gloss is the single
   // upstream gradient (accumulation type, on the device) and rows with ignored targets get 0.
   virtual void cross_entropy_backward(DType dt, const void* logits, DType t_dt, const void* targets,
                                       const void* lse, const void* gloss, double scale,
-                                      void* glogits, int64_t rows, int64_t V,
+                                      void* glogits, int64_t rows, int64_t V, int64_t ld,
                                       int64_t ignore_index) = 0;
 
   // --- attention (AttentionArgs above) ---

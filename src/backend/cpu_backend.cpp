@@ -82,15 +82,16 @@ class CpuBackend final : public Backend {
     return k::find_out_of_range(idx_dt, idx, n, lo, hi, ignore, bad_value);
   }
   void cross_entropy_forward(DType dt, const void* logits, DType t_dt, const void* targets,
-                             void* losses, void* lse, int64_t rows, int64_t V,
+                             void* losses, void* lse, int64_t rows, int64_t V, int64_t ld,
                              int64_t ignore_index) override {
-    k::cross_entropy_forward(dt, logits, t_dt, targets, losses, lse, rows, V, ignore_index);
+    k::cross_entropy_forward(dt, logits, t_dt, targets, losses, lse, rows, V, ld, ignore_index);
   }
   void cross_entropy_backward(DType dt, const void* logits, DType t_dt, const void* targets,
                               const void* lse, const void* gloss, double scale, void* glogits,
-                              int64_t rows, int64_t V, int64_t ignore_index) override {
+                              int64_t rows, int64_t V, int64_t ld,
+                              int64_t ignore_index) override {
     k::cross_entropy_backward(dt, logits, t_dt, targets, lse, gloss, scale, glogits, rows, V,
-                              ignore_index);
+                              ld, ignore_index);
   }
   void attention_standard_forward(const AttentionArgs& args, void* s, void* p, void* o,
                                   void* lse) override {

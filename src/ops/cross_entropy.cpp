@@ -47,7 +47,7 @@ Tensor ce_grad(const Tensor& x, const Tensor& targets, const Tensor& lse, const 
   Tensor gx = empty_output(x.shape(), x.dtype(), x.device());
   backend_of(x).cross_entropy_backward(x.dtype(), x.data(), targets.dtype(), targets.data(),
                                        lse.data(), gloss.data(), scale, gx.data(), rows, V,
-                                       ignore_index);
+                                       V, ignore_index);
   return gx;
 }
 
@@ -147,7 +147,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   Tensor lse = empty_output(targets.shape(), acc, x.device());
   Backend& be = backend_of(x);
   be.cross_entropy_forward(x.dtype(), x.data(), t.dtype(), t.data(), losses.data(), lse.data(),
-                           rows, V, ignore_index);
+                           rows, V, V, ignore_index);
 
   // mean over zero counted targets is defined as 0 (scale 0): see the header.
   double scale = 1.0;

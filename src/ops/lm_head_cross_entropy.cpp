@@ -3,12 +3,15 @@
 #include <algorithm>
 
 #include "autograd/forward_ad.h"
+#include "autograd/grad_mode.h"
 #include "autograd/node.h"
 #include "core/error.h"
 #include "ops/common.h"
 #include "ops/cross_entropy.h"
+#include "ops/elementwise.h"
 #include "ops/factory.h"
 #include "ops/op_scope.h"
+#include "ops/reduce.h"
 #include "ops/view.h"
 
 namespace tilegrad {
@@ -22,67 +25,42 @@ DType acc_dtype(DType dt) {
 const void* row_ptr(const Tensor& t, int64_t r0, int64_t row_elems) {
   return static_cast<const char*>(t.data()) + r0 * row_elems * dtype_size(t.dtype());
 }
+void* row_ptr(Tensor& t, int64_t r0, int64_t row_elems) {
+  return static_cast<char*>(t.data()) + r0 * row_elems * dtype_size(t.dtype());
+}
 
-// C[m, n] = op(A) · op(B) + beta · C on row-major operands whose rows are lda, ldb, n apart.
+// C[m, n] = op(A) · op(B) + beta · C on row-major operands whose rows are lda, ldb, ldc apart.
 void gemm(Backend& be, DType dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void* a,
-          int64_t lda, const void* b, int64_t ldb, void* c, double beta = 0.0) {
-  be.gemm(gemm_args(dt, ta, tb, m, n, k, 1.0, a, lda, b, ldb, beta, c, n));
+          int64_t lda, const void* b, int64_t ldb, void* c, int64_t ldc, double beta = 0.0) {
+  be.gemm(gemm_args(dt, ta, tb, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc));
 }
 
-// logits[R, V] = x[r0 : r0 + R] · wᵀ, into the chunk buffer.
-void chunk_logits(Backend& be, const Tensor& x, const Tensor& w, int64_t r0, int64_t R,
-                  const Tensor& logits) {
-  const int64_t C = x.size(1), V = w.size(0);
-  gemm(be, x.dtype(), false, true, R, V, C, row_ptr(x, r0, C), C, w.data(), C, logits.data());
-}
-
+// Holds dx and dw, computed by the forward for an upstream gradient of 1, and scales them by the
+// actual one. They are plain members rather than saved tensors so that release_saved() drops them
+// before the engine passes the gradients on: AccumulateGrad can then adopt dw as w's .grad.
 class LmHeadCrossEntropyBackward final : public Node {
  public:
-  LmHeadCrossEntropyBackward(const Tensor& x, const Tensor& w, const Tensor& targets,
-                             const Tensor& lse, double scale, int64_t chunk, int64_t ignore_index)
-      : Node("lm_head_cross_entropy"), scale_(scale), chunk_(chunk), ignore_index_(ignore_index) {
-    x_ = save(x);
-    w_ = save(w);
-    t_ = save(targets);
-    lse_ = save(lse);
-  }
+  LmHeadCrossEntropyBackward(Tensor dx, Tensor dw)
+      : Node("lm_head_cross_entropy"), dx_(std::move(dx)), dw_(std::move(dw)) {}
 
   std::vector<Tensor> apply(std::vector<Tensor>& grads) override {
-    const bool need_x = needs_input_grad(0), need_w = needs_input_grad(1);
-    if (!grads[0].defined() || !(need_x || need_w)) return {Tensor(), Tensor()};
-    const Tensor x = saved(x_), w = saved(w_), targets = saved(t_), lse = saved(lse_);
-    const int64_t N = x.size(0), C = x.size(1), V = w.size(0);
-    const DType dt = x.dtype();
-    const Tensor gloss = grads[0].to(acc_dtype(dt)).contiguous();
-    Backend& be = backend_of(x);
-    Tensor dx = need_x ? empty_output({N, C}, dt, x.device()) : Tensor();
-    Tensor dw = need_w ? zeros({V, C}, {dt, x.device(), Category::gradient}) : Tensor();
-    const int64_t R = std::min(chunk_, std::max<int64_t>(N, 1));
-    const TensorOptions ws{dt, x.device(), Category::workspace};
-    const Tensor logits = empty({R, V}, ws), glogits = empty({R, V}, ws);
-    for (int64_t r0 = 0; r0 < N; r0 += R) {
-      const int64_t rows = std::min(R, N - r0);
-      chunk_logits(be, x, w, r0, rows, logits);
-      be.cross_entropy_backward(dt, logits.data(), targets.dtype(), row_ptr(targets, r0, 1),
-                                row_ptr(lse, r0, 1), gloss.data(), scale_, glogits.data(), rows, V,
-                                ignore_index_);
-      if (need_x) {  // dx[r0 : r0 + rows] = glogits · w
-        gemm(be, dt, false, false, rows, C, V, glogits.data(), V, w.data(), C,
-             static_cast<char*>(dx.data()) + r0 * C * dtype_size(dt));
-      }
-      if (need_w) {  // dw += glogitsᵀ · x[r0 : r0 + rows]
-        gemm(be, dt, true, false, V, C, rows, glogits.data(), V, row_ptr(x, r0, C), C, dw.data(),
-             1.0);
-      }
-    }
-    return {dx, dw};
+    if (!grads[0].defined()) return {Tensor(), Tensor()};
+    // One read of the upstream scalar; the forward already waited for the device (the loss).
+    const double g = grads[0].item();
+    auto scaled = [&](const Tensor& t, bool needed) {
+      if (!needed || !t.defined()) return Tensor();
+      return g == 1.0 ? t : mul(t, g);
+    };
+    return {scaled(dx_, needs_input_grad(0)), scaled(dw_, needs_input_grad(1))};
+  }
+  void release_saved() override {
+    Node::release_saved();
+    dx_ = Tensor();
+    dw_ = Tensor();
   }
 
  private:
-  double scale_;
-  int64_t chunk_;
-  int64_t ignore_index_;
-  size_t x_, w_, t_, lse_;
+  Tensor dx_, dw_;
 };
 
 }  // namespace
@@ -114,6 +92,7 @@ Tensor lm_head_cross_entropy(const Tensor& x_in, const Tensor& w_in, const Tenso
   TG_CHECK(!forward_ad::any_tangent({x_in, w_in}),
            "lm_head_cross_entropy: forward-mode AD (tangents on x or w) is not supported");
   const int64_t N = x_in.size(0), C = x_in.size(1), V = w_in.size(0);
+  const int64_t Vp = lm_head_padded_vocab(V);
   const Tensor t = targets_in.contiguous();
   Backend& be = backend_of(x_in);
   int64_t bad_value = 0;
@@ -121,34 +100,61 @@ Tensor lm_head_cross_entropy(const Tensor& x_in, const Tensor& w_in, const Tenso
   TG_CHECK(bad < 0, "lm_head_cross_entropy: target ", bad_value, " at position ", bad,
            " is out of range [0, ", V, ") and is not ignore_index (", ignore_index, ")");
 
-  const double n = static_cast<double>(N), v = static_cast<double>(V);
-  const double bytes = static_cast<double>(dtype_size(x_in.dtype())) * (n * C + v * C);
-  OpScope scope(op, {2.0 * n * v * static_cast<double>(C) + 4.0 * n * v, bytes});
   const Tensor x = contiguous(x_in), w = contiguous(w_in);  // differentiable: history flows
+  const bool need_x = x.requires_grad() && grad_enabled(),
+             need_w = w.requires_grad() && grad_enabled();
+  const bool with_grad = need_x || need_w;
+  const double n = static_cast<double>(N), v = static_cast<double>(V), c = static_cast<double>(C);
+  const double bytes = static_cast<double>(dtype_size(x.dtype())) * (n * c + v * c);
+  // The head GEMM and softmax, and with gradients the two gradient GEMMs as well.
+  OpScope scope(op, {(with_grad ? 6.0 : 2.0) * n * v * c + 4.0 * n * v, bytes});
   const DType dt = x.dtype(), acc = acc_dtype(dt);
   const int64_t R =
       std::min(chunk_rows > 0 ? chunk_rows : kDefaultLmHeadChunkRows, std::max<int64_t>(N, 1));
-  Tensor lse = empty_output({N}, acc, x.device());
-  const Tensor losses = empty({N}, {acc, x.device(), Category::workspace});  // ignored rows: 0
-  {
-    const Tensor logits = empty({R, V}, {dt, x.device(), Category::workspace});
-    for (int64_t r0 = 0; r0 < N; r0 += R) {
-      const int64_t rows = std::min(R, N - r0);
-      chunk_logits(be, x, w, r0, rows, logits);
-      be.cross_entropy_forward(dt, logits.data(), t.dtype(), row_ptr(t, r0, 1),
-                               static_cast<char*>(losses.data()) + r0 * dtype_size(acc),
-                               static_cast<char*>(lse.data()) + r0 * dtype_size(acc), rows, V,
-                               ignore_index);
-    }
-  }
-  double total = 0.0;  // in row order, in double: the same sum whatever the chunk size
-  for (const double l : losses.to_vector<double>()) total += l;
   const int64_t counted = N - count_ignored(t, ignore_index);
   const double scale = counted > 0 ? 1.0 / static_cast<double>(counted) : 0.0;
-  Tensor out = full({}, total * scale, {acc, x.device()});
-  if (any_requires_grad({x, w})) {
-    // The chunk size travels with the node, so the backward holds no more than the forward did.
-    auto node = std::make_shared<LmHeadCrossEntropyBackward>(x, w, t, lse, scale, R, ignore_index);
+
+  Tensor lse = empty({N}, {acc, x.device(), Category::workspace});
+  Tensor losses = empty({N}, {acc, x.device(), Category::workspace});  // ignored rows: 0
+  // dx and dw for an upstream gradient of 1, kept from here to the backward.
+  Tensor dx = need_x ? empty_output({N, C}, dt, x.device()) : Tensor();
+  Tensor dw = need_w ? empty_output({V, C}, dt, x.device()) : Tensor();
+  if (need_w && N == 0) be.fill(strided(dw), 0.0);
+  {
+    const TensorOptions ws{dt, x.device(), Category::workspace};
+    const Tensor logits = empty({R, Vp}, ws);
+    const Tensor glogits = with_grad ? empty({R, Vp}, ws) : Tensor();
+    const Tensor one = with_grad ? full({}, 1.0, {acc, x.device(), Category::workspace}) : Tensor();
+    for (int64_t r0 = 0; r0 < N; r0 += R) {
+      const int64_t rows = std::min(R, N - r0);
+      // logits[rows, V] = x[r0 : r0 + rows] · wᵀ, rows Vp apart.
+      gemm(be, dt, false, true, rows, V, C, row_ptr(x, r0, C), C, w.data(), C, logits.data(), Vp);
+      be.cross_entropy_forward(dt, logits.data(), t.dtype(), row_ptr(t, r0, 1),
+                               row_ptr(losses, r0, 1), row_ptr(lse, r0, 1), rows, V, Vp,
+                               ignore_index);
+      if (!with_grad) continue;
+      be.cross_entropy_backward(dt, logits.data(), t.dtype(), row_ptr(t, r0, 1),
+                                row_ptr(lse, r0, 1), one.data(), scale, glogits.data(), rows, V, Vp,
+                                ignore_index);
+      if (need_x) {  // dx[r0 : r0 + rows] = glogits · w
+        gemm(be, dt, false, false, rows, C, V, glogits.data(), Vp, w.data(), C, row_ptr(dx, r0, C),
+             C);
+      }
+      if (need_w) {  // dw (+)= glogitsᵀ · x[r0 : r0 + rows]
+        gemm(be, dt, true, false, V, C, rows, glogits.data(), Vp, row_ptr(x, r0, C), C, dw.data(),
+             C, r0 == 0 ? 0.0 : 1.0);
+      }
+    }
+  }
+  // The mean on the device: a float64 sum over the rows in a fixed order, the same whatever the
+  // chunk size.
+  Tensor out;
+  {
+    NoGradGuard no_grad;
+    out = mul(sum(losses, {0}, false), scale);
+  }
+  if (with_grad) {
+    auto node = std::make_shared<LmHeadCrossEntropyBackward>(std::move(dx), std::move(dw));
     set_history(node, {x, w}, {out});
   }
   return out;

@@ -97,14 +97,14 @@ TEST(CudaCrossEntropy, ForwardMatchesCpu) {
           Bytes loss_cpu(cs.rows * as), lse_cpu(cs.rows * as);
           tilegrad::kernels::cpu::cross_entropy_forward(dt, x.data(), t_dt, t.data(),
                                                         loss_cpu.data(), lse_cpu.data(), cs.rows,
-                                                        cs.V, p.ignore);
+                                                        cs.V, cs.V, p.ignore);
           const DeviceBuffer dx(x.size()), dt_buf(t.size()), dloss(cs.rows * as),
               dlse(cs.rows * as);
           dx.upload(x.data());
           dt_buf.upload(t.data());
           tilegrad::kernels::cuda::cross_entropy_forward(dt, dx.get(), t_dt, dt_buf.get(),
                                                          dloss.get(), dlse.get(), cs.rows, cs.V,
-                                                         p.ignore, nullptr);
+                                                         cs.V, p.ignore, nullptr);
           const std::vector<double> xv = decode(dt, x);
           const std::vector<double> lc = decode(adt, loss_cpu), lg = decode(adt, download(dloss));
           const std::vector<double> sc = decode(adt, lse_cpu), sg = decode(adt, download(dlse));
@@ -143,13 +143,13 @@ TEST(CudaCrossEntropy, BackwardMatchesCpu) {
           // one accumulation-type scalar, with a scale that is not a power of two.
           Bytes loss(cs.rows * as), lse(cs.rows * as);
           tilegrad::kernels::cpu::cross_entropy_forward(dt, x.data(), t_dt, t.data(), loss.data(),
-                                                        lse.data(), cs.rows, cs.V, p.ignore);
+                                                        lse.data(), cs.rows, cs.V, cs.V, p.ignore);
           const Bytes gloss = encode(adt, {0.75});
           const double scale = 1.0 / 3.0;
           Bytes gx_cpu(n * es);
           tilegrad::kernels::cpu::cross_entropy_backward(dt, x.data(), t_dt, t.data(), lse.data(),
                                                          gloss.data(), scale, gx_cpu.data(),
-                                                         cs.rows, cs.V, p.ignore);
+                                                         cs.rows, cs.V, cs.V, p.ignore);
           const DeviceBuffer dx(x.size()), dt_buf(t.size()), dlse(lse.size()), dgloss(gloss.size()),
               dgx(n * es);
           dx.upload(x.data());
@@ -158,7 +158,7 @@ TEST(CudaCrossEntropy, BackwardMatchesCpu) {
           dgloss.upload(gloss.data());
           tilegrad::kernels::cuda::cross_entropy_backward(
               dt, dx.get(), t_dt, dt_buf.get(), dlse.get(), dgloss.get(), scale, dgx.get(), cs.rows,
-              cs.V, p.ignore, nullptr);
+              cs.V, cs.V, p.ignore, nullptr);
           const std::vector<double> xv = decode(dt, x), sv = decode(adt, lse);
           const std::vector<double> gc = decode(dt, gx_cpu), gg = decode(dt, download(dgx));
           const double g = 0.75 * scale;
@@ -186,29 +186,98 @@ TEST(CudaCrossEntropy, BackwardMatchesCpu) {
   }
 }
 
+// Rows ld > V elements apart (a head's output padded to an aligned row stride) give the bits of the
+// same rows stored contiguously, on the GPU and on the CPU, and the padding is never read (NaN
+// there would show) nor written.
+TEST(CudaCrossEntropy, PaddedRowsGiveTheContiguousBits) {
+  TG_REQUIRE_GPU();
+  std::mt19937_64 rng(7);
+  for (DType dt : kFloatDTypes) {
+    const DType adt = acc_dtype(dt);
+    const size_t es = tilegrad::dtype_size(dt), as = tilegrad::dtype_size(adt);
+    const Case cs{37, 1001};
+    const int64_t ld = 1024;
+    const Problem p = make_problem(rng, cs, false);
+    SCOPED_TRACE(describe(dt, DType::i64, cs, p.ignore));
+    std::vector<double> padded(static_cast<size_t>(cs.rows * ld), std::nan(""));
+    for (int64_t r = 0; r < cs.rows; ++r)
+      for (int64_t j = 0; j < cs.V; ++j) padded[r * ld + j] = p.x[r * cs.V + j];
+    const Bytes x = encode(dt, p.x), xp = encode(dt, padded), t = encode_targets(DType::i64, p.t);
+    const Bytes gloss = encode(adt, {0.75});
+    const size_t n = static_cast<size_t>(cs.rows * cs.V), np = static_cast<size_t>(cs.rows * ld);
+    const DeviceBuffer dx(x.size()), dxp(xp.size()), dtb(t.size()), dg(gloss.size());
+    dx.upload(x.data());
+    dxp.upload(xp.data());
+    dtb.upload(t.data());
+    dg.upload(gloss.data());
+    // Contiguous, then padded; gradients into buffers whose padding holds a sentinel byte.
+    const DeviceBuffer l1(cs.rows * as), s1(cs.rows * as), l2(cs.rows * as), s2(cs.rows * as),
+        g1(n * es), g2(np * es);
+    Bytes sentinel(np * es, 0x5A);
+    g2.upload(sentinel.data());
+    namespace kc = tilegrad::kernels::cuda;
+    kc::cross_entropy_forward(dt, dx.get(), DType::i64, dtb.get(), l1.get(), s1.get(), cs.rows,
+                              cs.V, cs.V, p.ignore, nullptr);
+    kc::cross_entropy_forward(dt, dxp.get(), DType::i64, dtb.get(), l2.get(), s2.get(), cs.rows,
+                              cs.V, ld, p.ignore, nullptr);
+    kc::cross_entropy_backward(dt, dx.get(), DType::i64, dtb.get(), s1.get(), dg.get(), 0.5,
+                               g1.get(), cs.rows, cs.V, cs.V, p.ignore, nullptr);
+    kc::cross_entropy_backward(dt, dxp.get(), DType::i64, dtb.get(), s1.get(), dg.get(), 0.5,
+                               g2.get(), cs.rows, cs.V, ld, p.ignore, nullptr);
+    EXPECT_EQ(download(l1), download(l2));
+    EXPECT_EQ(download(s1), download(s2));
+    const Bytes gc = download(g1), gp = download(g2);
+    for (int64_t r = 0; r < cs.rows; ++r) {
+      EXPECT_EQ(0, std::memcmp(gp.data() + r * ld * es, gc.data() + r * cs.V * es, cs.V * es))
+          << "row " << r;
+      for (size_t b = (r * ld + cs.V) * es; b < static_cast<size_t>((r + 1) * ld) * es; ++b)
+        ASSERT_EQ(gp[b], 0x5A) << "padding of row " << r << " written";
+    }
+    // The CPU kernel with the same padded rows.
+    Bytes lc(cs.rows * as), sc(cs.rows * as), lcp(cs.rows * as), scp(cs.rows * as);
+    namespace kp = tilegrad::kernels::cpu;
+    kp::cross_entropy_forward(dt, x.data(), DType::i64, t.data(), lc.data(), sc.data(), cs.rows,
+                              cs.V, cs.V, p.ignore);
+    kp::cross_entropy_forward(dt, xp.data(), DType::i64, t.data(), lcp.data(), scp.data(), cs.rows,
+                              cs.V, ld, p.ignore);
+    EXPECT_EQ(lc, lcp);
+    EXPECT_EQ(sc, scp);
+    Bytes gcc(n * es), gcp = sentinel;
+    kp::cross_entropy_backward(dt, x.data(), DType::i64, t.data(), sc.data(), gloss.data(), 0.5,
+                               gcc.data(), cs.rows, cs.V, cs.V, p.ignore);
+    kp::cross_entropy_backward(dt, xp.data(), DType::i64, t.data(), sc.data(), gloss.data(), 0.5,
+                               gcp.data(), cs.rows, cs.V, ld, p.ignore);
+    for (int64_t r = 0; r < cs.rows; ++r) {
+      EXPECT_EQ(0, std::memcmp(gcp.data() + r * ld * es, gcc.data() + r * cs.V * es, cs.V * es));
+      for (size_t b = (r * ld + cs.V) * es; b < static_cast<size_t>((r + 1) * ld) * es; ++b)
+        ASSERT_EQ(gcp[b], 0x5A);
+    }
+  }
+}
+
 TEST(CudaCrossEntropy, RejectsBadDTypesLikeTheCpu) {
   TG_REQUIRE_GPU();
   const std::pair<DType, DType> bad[] = {{DType::i32, DType::i64}, {DType::f32, DType::f32}};
   for (const auto& [dt, t_dt] : bad) {
     const std::string cpu = error_of([&] {
       tilegrad::kernels::cpu::cross_entropy_forward(dt, nullptr, t_dt, nullptr, nullptr, nullptr, 1,
-                                                    1, -100);
+                                                    1, 1, -100);
     });
     ASSERT_FALSE(cpu.empty());
     EXPECT_EQ(error_of([&] {
                 tilegrad::kernels::cuda::cross_entropy_forward(dt, nullptr, t_dt, nullptr, nullptr,
-                                                               nullptr, 1, 1, -100, nullptr);
+                                                               nullptr, 1, 1, 1, -100, nullptr);
               }),
               cpu);
     const std::string cpu_bwd = error_of([&] {
       tilegrad::kernels::cpu::cross_entropy_backward(dt, nullptr, t_dt, nullptr, nullptr, nullptr,
-                                                     1.0, nullptr, 1, 1, -100);
+                                                     1.0, nullptr, 1, 1, 1, -100);
     });
     ASSERT_FALSE(cpu_bwd.empty());
     EXPECT_EQ(error_of([&] {
                 tilegrad::kernels::cuda::cross_entropy_backward(dt, nullptr, t_dt, nullptr, nullptr,
-                                                                nullptr, 1.0, nullptr, 1, 1, -100,
-                                                                nullptr);
+                                                                nullptr, 1.0, nullptr, 1, 1, 1,
+                                                                -100, nullptr);
               }),
               cpu_bwd);
   }

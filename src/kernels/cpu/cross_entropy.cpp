@@ -21,7 +21,8 @@ constexpr int64_t kGrain = 1 << 15;
 }  // namespace
 
 void cross_entropy_forward(DType dt, const void* logits, DType t_dt, const void* targets,
-                           void* losses, void* lse, int64_t rows, int64_t V, int64_t ignore_index) {
+                           void* losses, void* lse, int64_t rows, int64_t V, int64_t ld,
+                           int64_t ignore_index) {
   dispatch_floating(dt, "cross_entropy", [&]<class T>() {
     using A = acc_t<T>;
     dispatch_index(t_dt, "cross_entropy", [&]<class I>() {
@@ -30,7 +31,7 @@ void cross_entropy_forward(DType dt, const void* logits, DType t_dt, const void*
       A* loss = static_cast<A*>(losses);
       A* l = static_cast<A*>(lse);
       parallel_for(rows, rows * V >= kGrain, [&](int64_t r) {
-        const T* xr = x + r * V;
+        const T* xr = x + r * ld;
         A m = -INFINITY;
         for (int64_t j = 0; j < V; ++j) m = std::max(m, A(xr[j]));
         A s = 0;
@@ -48,7 +49,7 @@ void cross_entropy_forward(DType dt, const void* logits, DType t_dt, const void*
 
 void cross_entropy_backward(DType dt, const void* logits, DType t_dt, const void* targets,
                             const void* lse, const void* gloss, double scale, void* glogits,
-                            int64_t rows, int64_t V, int64_t ignore_index) {
+                            int64_t rows, int64_t V, int64_t ld, int64_t ignore_index) {
   dispatch_floating(dt, "cross_entropy backward", [&]<class T>() {
     using A = acc_t<T>;
     dispatch_index(t_dt, "cross_entropy backward", [&]<class I>() {
@@ -58,8 +59,8 @@ void cross_entropy_backward(DType dt, const void* logits, DType t_dt, const void
       T* gx = static_cast<T*>(glogits);
       const A g = A(static_cast<double>(*static_cast<const A*>(gloss)) * scale);
       parallel_for(rows, rows * V >= kGrain, [&](int64_t r) {
-        const T* xr = x + r * V;
-        T* gr = gx + r * V;
+        const T* xr = x + r * ld;
+        T* gr = gx + r * ld;
         const int64_t tr = static_cast<int64_t>(t[r]);
         if (tr == ignore_index) {
           for (int64_t j = 0; j < V; ++j) gr[j] = T(A(0));

@@ -8,9 +8,10 @@
 namespace tilegrad::kernels::cpu {
 
 void cross_entropy_forward(DType dt, const void* logits, DType t_dt, const void* targets,
-                           void* losses, void* lse, int64_t rows, int64_t V, int64_t ignore_index);
+                           void* losses, void* lse, int64_t rows, int64_t V, int64_t ld,
+                           int64_t ignore_index);
 void cross_entropy_backward(DType dt, const void* logits, DType t_dt, const void* targets,
                             const void* lse, const void* gloss, double scale, void* glogits,
-                            int64_t rows, int64_t V, int64_t ignore_index);
+                            int64_t rows, int64_t V, int64_t ld, int64_t ignore_index);
 
 }  // namespace tilegrad::kernels::cpu

@@ -85,12 +85,12 @@ template <class T, class I>
 __global__ void __launch_bounds__(kThreads)
     forward_kernel(const T* __restrict__ logits, const I* __restrict__ targets,
                    acc_t<T>* __restrict__ losses, acc_t<T>* __restrict__ lse, int64_t rows,
-                   int64_t V, int64_t ignore_index) {
+                   int64_t V, int64_t ld, int64_t ignore_index) {
   using A = acc_t<T>;
   __shared__ A s_m[kWarps], s_s[kWarps];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
-    const T* xr = logits + r * V;  // (V)
+    const T* xr = logits + r * ld;  // (V)
     A m = -A(INFINITY), s = 0;
     int64_t j = threadIdx.x;
     for (; j + (kUnroll - 1) * kThreads < V; j += kUnroll * kThreads) {
@@ -129,13 +129,13 @@ __global__ void __launch_bounds__(kThreads)
     backward_kernel(const T* __restrict__ logits, const I* __restrict__ targets,
                     const acc_t<T>* __restrict__ lse, const acc_t<T>* __restrict__ gloss,
                     double scale, T* __restrict__ glogits, int64_t rows, int64_t V,
-                    int64_t ignore_index) {
+                    int64_t ld, int64_t ignore_index) {
   using A = acc_t<T>;
   // The upstream scalar times scale, in double and then rounded, as the CPU kernel does.
   const A g = A(static_cast<double>(*gloss) * scale);
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
-    const T* xr = logits + r * V;  // (V)
-    T* gr = glogits + r * V;       // (V)
+    const T* xr = logits + r * ld;  // (V)
+    T* gr = glogits + r * ld;       // (V)
     const int64_t tr = static_cast<int64_t>(targets[r]);
     if (tr == ignore_index) {
       for (int64_t j = threadIdx.x; j < V; j += kThreads) gr[j] = T(A(0));
@@ -154,15 +154,15 @@ __global__ void __launch_bounds__(kThreads)
 }  // namespace
 
 void cross_entropy_forward(DType dt, const void* logits, DType t_dt, const void* targets,
-                           void* losses, void* lse, int64_t rows, int64_t V, int64_t ignore_index,
-                           cudaStream_t stream) {
+                           void* losses, void* lse, int64_t rows, int64_t V, int64_t ld,
+                           int64_t ignore_index, cudaStream_t stream) {
   dispatch_floating(dt, "cross_entropy", [&]<class T>() {
     using A = acc_t<T>;
     dispatch_index(t_dt, "cross_entropy", [&]<class I>() {
       if (rows <= 0) return;
       forward_kernel<T, I><<<grid_blocks(rows, kMaxGrid), kThreads, 0, stream>>>(
           static_cast<const T*>(logits), static_cast<const I*>(targets), static_cast<A*>(losses),
-          static_cast<A*>(lse), rows, V, ignore_index);
+          static_cast<A*>(lse), rows, V, ld, ignore_index);
       TG_CUDA_CHECK_LAUNCH();
     });
   });
@@ -170,14 +170,16 @@ void cross_entropy_forward(DType dt, const void* logits, DType t_dt, const void*
 
 void cross_entropy_backward(DType dt, const void* logits, DType t_dt, const void* targets,
                             const void* lse, const void* gloss, double scale, void* glogits,
-                            int64_t rows, int64_t V, int64_t ignore_index, cudaStream_t stream) {
+                            int64_t rows, int64_t V, int64_t ld, int64_t ignore_index,
+                            cudaStream_t stream) {
   dispatch_floating(dt, "cross_entropy backward", [&]<class T>() {
     using A = acc_t<T>;
     dispatch_index(t_dt, "cross_entropy backward", [&]<class I>() {
       if (rows <= 0 || V <= 0) return;  // no elements to write
       backward_kernel<T, I><<<grid_blocks(rows, kMaxGrid), kThreads, 0, stream>>>(
           static_cast<const T*>(logits), static_cast<const I*>(targets), static_cast<const A*>(lse),
-          static_cast<const A*>(gloss), scale, static_cast<T*>(glogits), rows, V, ignore_index);
+          static_cast<const A*>(gloss), scale, static_cast<T*>(glogits), rows, V, ld,
+          ignore_index);
       TG_CUDA_CHECK_LAUNCH();
     });
   });

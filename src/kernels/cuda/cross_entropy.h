@@ -12,16 +12,18 @@
 
 namespace tilegrad::kernels::cuda {
 
+// Rows of logits and glogits are ld >= V elements apart.
 // losses[r] = lse[r] - logits[r, t[r]] (0 where t[r] == ignore_index) and lse[r], in the
 // accumulation type. A target outside [0, V) that is not ignore_index gives a NaN loss (the CPU
 // kernel reads out of bounds there; ops/ rejects such targets before either runs).
 void cross_entropy_forward(DType dt, const void* logits, DType t_dt, const void* targets,
-                           void* losses, void* lse, int64_t rows, int64_t V, int64_t ignore_index,
-                           cudaStream_t stream);
+                           void* losses, void* lse, int64_t rows, int64_t V, int64_t ld,
+                           int64_t ignore_index, cudaStream_t stream);
 // glogits[r, j] = (softmax[r, j] - [j == t[r]]) * gloss * scale in the logits' dtype; 0 on ignored
 // rows.
 void cross_entropy_backward(DType dt, const void* logits, DType t_dt, const void* targets,
                             const void* lse, const void* gloss, double scale, void* glogits,
-                            int64_t rows, int64_t V, int64_t ignore_index, cudaStream_t stream);
+                            int64_t rows, int64_t V, int64_t ld, int64_t ignore_index,
+                            cudaStream_t stream);
 
 }  // namespace tilegrad::kernels::cuda
