@@ -122,13 +122,26 @@ Tensor lm_head_cross_entropy(const Tensor& x_in, const Tensor& w_in, const Tenso
   if (need_w && N == 0) be.fill(strided(dw), 0.0);
   {
     const TensorOptions ws{dt, x.device(), Category::workspace};
+    // w with zero rows up to Vp, so that the head's GEMMs see an aligned V (cuBLASLt picks kernels
+    // several times slower for V = 50,257): the padded logits are 0 and never read, and the padded
+    // columns of glogits are 0, so dx = glogits · w_pad is exact.
+    const Tensor w_pad = empty({Vp, C}, ws);
     const Tensor logits = empty({R, Vp}, ws);
     const Tensor glogits = with_grad ? empty({R, Vp}, ws) : Tensor();
+    {
+      NoGradGuard no_grad;
+      slice(w_pad, 0, 0, V).copy_(w);
+      if (Vp > V) {
+        slice(w_pad, 0, V, Vp).fill_(0.0);
+        if (with_grad) slice(glogits, 1, V, Vp).fill_(0.0);  // cross_entropy_backward skips them
+      }
+    }
     const Tensor one = with_grad ? full({}, 1.0, {acc, x.device(), Category::workspace}) : Tensor();
     for (int64_t r0 = 0; r0 < N; r0 += R) {
       const int64_t rows = std::min(R, N - r0);
-      // logits[rows, V] = x[r0 : r0 + rows] · wᵀ, rows Vp apart.
-      gemm(be, dt, false, true, rows, V, C, row_ptr(x, r0, C), C, w.data(), C, logits.data(), Vp);
+      // logits[rows, Vp] = x[r0 : r0 + rows] · w_padᵀ.
+      gemm(be, dt, false, true, rows, Vp, C, row_ptr(x, r0, C), C, w_pad.data(), C, logits.data(),
+           Vp);
       be.cross_entropy_forward(dt, logits.data(), t.dtype(), row_ptr(t, r0, 1),
                                row_ptr(losses, r0, 1), row_ptr(lse, r0, 1), rows, V, Vp,
                                ignore_index);
@@ -137,8 +150,8 @@ Tensor lm_head_cross_entropy(const Tensor& x_in, const Tensor& w_in, const Tenso
                                 row_ptr(lse, r0, 1), one.data(), scale, glogits.data(), rows, V, Vp,
                                 ignore_index);
       if (need_x) {  // dx[r0 : r0 + rows] = glogits · w
-        gemm(be, dt, false, false, rows, C, V, glogits.data(), Vp, w.data(), C, row_ptr(dx, r0, C),
-             C);
+        gemm(be, dt, false, false, rows, C, Vp, glogits.data(), Vp, w_pad.data(), C,
+             row_ptr(dx, r0, C), C);
       }
       if (need_w) {  // dw (+)= glogitsᵀ · x[r0 : r0 + rows]
         gemm(be, dt, true, false, V, C, rows, glogits.data(), Vp, row_ptr(x, r0, C), C, dw.data(),

@@ -11,10 +11,11 @@
 // plain head's three GEMMs — no recomputed logits — and holds one or two [R, V] chunks instead of
 // [N, V] logits and their gradient. The price is dx and dw held from the forward to the backward.
 //
-// Chunk buffers have rows of lm_head_padded_vocab(V) elements: GEMMs whose output rows are 16-byte
-// aligned run far faster on GPUs (V = 50,257 is odd), and the padding is never read. For GPT-2
-// (V = 50,257) at T = 65,536 the full float32 logits would take 13 GB; chunks of 4,096 rows take
-// 0.8 GB (two buffers).
+// The GEMMs run on a copy of w padded with zero rows to lm_head_padded_vocab(V), and chunk buffers
+// have rows of that many elements: cuBLASLt runs V = 50,257 several times slower than 50,304, and
+// the padding is never read by the cross-entropy (its logits are 0, its gradient columns 0). For
+// GPT-2 (V = 50,257) at T = 65,536 the full float32 logits would take 13 GB; chunks of 4,096 rows
+// take 0.8 GB (two buffers).
 #pragma once
 
 #include "core/tensor.h"
