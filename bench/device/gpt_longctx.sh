@@ -19,8 +19,9 @@ if ! { cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTILEGRAD_CUD
   exit 1
 fi
 tg=$build/tilegrad
+# Both splits must hold a window of T + 1 tokens: tinyshakespeare has about 338k GPT-2 tokens.
 [ -d "$OUT/shk-gpt2" ] || "$tg" prepare --tokenizer gpt2 --in data/tinyshakespeare.txt \
-  --out "$OUT/shk-gpt2" >/dev/null || exit 1
+  --out "$OUT/shk-gpt2" --val-fraction 0.45 >/dev/null || exit 1
 lengths=("$@")
 [ ${#lengths[@]} -eq 0 ] && lengths=(65536)
 for T in "${lengths[@]}"; do
