@@ -88,10 +88,9 @@ class CpuBackend final : public Backend {
   }
   void cross_entropy_backward(DType dt, const void* logits, DType t_dt, const void* targets,
                               const void* lse, const void* gloss, double scale, void* glogits,
-                              int64_t rows, int64_t V, int64_t ld,
-                              int64_t ignore_index) override {
-    k::cross_entropy_backward(dt, logits, t_dt, targets, lse, gloss, scale, glogits, rows, V,
-                              ld, ignore_index);
+                              int64_t rows, int64_t V, int64_t ld, int64_t ignore_index) override {
+    k::cross_entropy_backward(dt, logits, t_dt, targets, lse, gloss, scale, glogits, rows, V, ld,
+                              ignore_index);
   }
   void attention_standard_forward(const AttentionArgs& args, void* s, void* p, void* o,
                                   void* lse) override {

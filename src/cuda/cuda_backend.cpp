@@ -194,15 +194,15 @@ class CudaBackend final : public Backend {
                              void* losses, void* lse, int64_t rows, int64_t V, int64_t ld,
                              int64_t ignore_index) override {
     const EntryProfiler::Range range(profiler_, "cross_entropy_forward");
-    k::cross_entropy_forward(dt, logits, t_dt, targets, losses, lse, rows, V, ld, ignore_index, s());
+    k::cross_entropy_forward(dt, logits, t_dt, targets, losses, lse, rows, V, ld, ignore_index,
+                             s());
   }
   void cross_entropy_backward(DType dt, const void* logits, DType t_dt, const void* targets,
                               const void* lse, const void* gloss, double scale, void* glogits,
-                              int64_t rows, int64_t V, int64_t ld,
-                              int64_t ignore_index) override {
+                              int64_t rows, int64_t V, int64_t ld, int64_t ignore_index) override {
     const EntryProfiler::Range range(profiler_, "cross_entropy_backward");
-    k::cross_entropy_backward(dt, logits, t_dt, targets, lse, gloss, scale, glogits, rows, V,
-                              ld, ignore_index, s());
+    k::cross_entropy_backward(dt, logits, t_dt, targets, lse, gloss, scale, glogits, rows, V, ld,
+                              ignore_index, s());
   }
 
   void attention_flash_forward(const AttentionArgs& a, void* o, void* lse) override {

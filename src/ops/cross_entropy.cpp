@@ -46,8 +46,8 @@ Tensor ce_grad(const Tensor& x, const Tensor& targets, const Tensor& lse, const 
   const int64_t V = x.size(-1), rows = targets.numel();
   Tensor gx = empty_output(x.shape(), x.dtype(), x.device());
   backend_of(x).cross_entropy_backward(x.dtype(), x.data(), targets.dtype(), targets.data(),
-                                       lse.data(), gloss.data(), scale, gx.data(), rows, V,
-                                       V, ignore_index);
+                                       lse.data(), gloss.data(), scale, gx.data(), rows, V, V,
+                                       ignore_index);
   return gx;
 }
 

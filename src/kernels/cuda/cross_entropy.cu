@@ -128,8 +128,8 @@ template <class T, class I>
 __global__ void __launch_bounds__(kThreads)
     backward_kernel(const T* __restrict__ logits, const I* __restrict__ targets,
                     const acc_t<T>* __restrict__ lse, const acc_t<T>* __restrict__ gloss,
-                    double scale, T* __restrict__ glogits, int64_t rows, int64_t V,
-                    int64_t ld, int64_t ignore_index) {
+                    double scale, T* __restrict__ glogits, int64_t rows, int64_t V, int64_t ld,
+                    int64_t ignore_index) {
   using A = acc_t<T>;
   // The upstream scalar times scale, in double and then rounded, as the CPU kernel does.
   const A g = A(static_cast<double>(*gloss) * scale);
@@ -178,8 +178,7 @@ void cross_entropy_backward(DType dt, const void* logits, DType t_dt, const void
       if (rows <= 0 || V <= 0) return;  // no elements to write
       backward_kernel<T, I><<<grid_blocks(rows, kMaxGrid), kThreads, 0, stream>>>(
           static_cast<const T*>(logits), static_cast<const I*>(targets), static_cast<const A*>(lse),
-          static_cast<const A*>(gloss), scale, static_cast<T*>(glogits), rows, V, ld,
-          ignore_index);
+          static_cast<const A*>(gloss), scale, static_cast<T*>(glogits), rows, V, ld, ignore_index);
       TG_CUDA_CHECK_LAUNCH();
     });
   });
