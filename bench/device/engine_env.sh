@@ -22,3 +22,20 @@ arch=x86_64-linux-gnu
 export PKG_CONFIG_PATH="$deps/usr/lib/$arch/pkgconfig:$deps/usr/share/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 export LD_LIBRARY_PATH="$deps/usr/lib/$arch/openblas-pthread:$deps/usr/lib/$arch${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export TG_CMAKE_DEPS="-DCMAKE_PREFIX_PATH=$deps/usr -DOpenBLAS_DIR=$deps/usr/lib/$arch/openblas-pthread/cmake/openblas -DGTest_DIR=$deps/usr/lib/$arch/cmake/GTest"
+
+# tg_build LOG TARGET...: configures the engine with its CUDA backend in build/device (incremental
+# across calls on a warm machine) and builds the targets, output into LOG; on failure prints the
+# errors and the time taken and returns 1, else prints the time taken.
+tg_build() {
+  local log=$1 start=$SECONDS
+  shift
+  # shellcheck disable=SC2086
+  if ! { cmake -S . -B build/device -G Ninja -DCMAKE_BUILD_TYPE=Release -DTILEGRAD_CUDA=ON \
+      -DTILEGRAD_BUILD_BENCH=OFF $TG_CMAKE_DEPS &&
+    ninja -C build/device -k 0 -j"$(nproc)" "$@"; } >"$log" 2>&1; then
+    grep -E "error|Error" -A4 "$log" | head -60
+    echo "build failed ($((SECONDS - start)) s)"
+    return 1
+  fi
+  echo "build: $((SECONDS - start)) s"
+}

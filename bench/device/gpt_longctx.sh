@@ -11,13 +11,7 @@ OUT=${OUT:-out/gpt-longctx}
 mkdir -p "$OUT"
 source bench/device/engine_env.sh || exit 1
 build=build/device
-# shellcheck disable=SC2086
-if ! { cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTILEGRAD_CUDA=ON \
-    -DTILEGRAD_BUILD_BENCH=OFF $TG_CMAKE_DEPS && ninja -C "$build" -j"$(nproc)" tilegrad; } \
-  >"$OUT/build.log" 2>&1; then
-  grep -E "error" -A4 "$OUT/build.log" | head -40
-  exit 1
-fi
+tg_build "$OUT/build.log" tilegrad || exit 1
 tg=$build/tilegrad
 # Both splits must hold a window of T + 1 tokens: tinyshakespeare has about 338k GPT-2 tokens.
 [ -d "$OUT/shk-gpt2" ] || "$tg" prepare --tokenizer gpt2 --in data/tinyshakespeare.txt \

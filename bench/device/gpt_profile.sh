@@ -11,15 +11,7 @@ mkdir -p "$OUT"
 source bench/device/engine_env.sh || exit 1
 build=build/device
 B=${1:-16}
-start=$SECONDS
-# shellcheck disable=SC2086
-if ! { cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTILEGRAD_CUDA=ON \
-    -DTILEGRAD_BUILD_BENCH=OFF $TG_CMAKE_DEPS && ninja -C "$build" -j"$(nproc)" tilegrad; } \
-  >"$OUT/build.log" 2>&1; then
-  grep -E "error" -A4 "$OUT/build.log" | head -40
-  exit 1
-fi
-echo "build: $((SECONDS - start)) s"
+tg_build "$OUT/build.log" tilegrad || exit 1
 tg=$build/tilegrad
 "$tg" prepare --tokenizer gpt2 --in data/tinyshakespeare.txt --out "$OUT/shk-gpt2" >/dev/null
 "$tg" prepare --tokenizer char --in data/tinyshakespeare.txt --out "$OUT/shk-char" >/dev/null

@@ -23,13 +23,7 @@ while [ $# -gt 0 ]; do
 done
 source bench/device/engine_env.sh || exit 1
 build=build/device
-# shellcheck disable=SC2086
-if ! { cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTILEGRAD_CUDA=ON \
-    -DTILEGRAD_BUILD_BENCH=OFF $TG_CMAKE_DEPS && ninja -C "$build" -j"$(nproc)" tilegrad; } \
-  >"$OUT/build.log" 2>&1; then
-  grep -E "error" -A4 "$OUT/build.log" | head -40
-  exit 1
-fi
+tg_build "$OUT/build.log" tilegrad || exit 1
 tg=$build/tilegrad
 "$tg" prepare --tokenizer char --in data/tinyshakespeare.txt --out "$OUT/data" >/dev/null || exit 1
 start=$SECONDS

@@ -124,17 +124,16 @@ Tensor lm_head_cross_entropy(const Tensor& x_in, const Tensor& w_in, const Tenso
     const TensorOptions ws{dt, x.device(), Category::workspace};
     // w with zero rows up to Vp, so that the head's GEMMs see an aligned V (cuBLASLt picks kernels
     // several times slower for V = 50,257): the padded logits are 0 and never read, and the padded
-    // columns of glogits are 0, so dx = glogits · w_pad is exact.
-    const Tensor w_pad = empty({Vp, C}, ws);
+    // columns of glogits are 0, so dx = glogits · w_pad is exact. An aligned V needs no copy.
+    Tensor w_pad = w;
     const Tensor logits = empty({R, Vp}, ws);
     const Tensor glogits = with_grad ? empty({R, Vp}, ws) : Tensor();
-    {
+    if (Vp > V) {
       NoGradGuard no_grad;
+      w_pad = empty({Vp, C}, ws);
       slice(w_pad, 0, 0, V).copy_(w);
-      if (Vp > V) {
-        slice(w_pad, 0, V, Vp).fill_(0.0);
-        if (with_grad) slice(glogits, 1, V, Vp).fill_(0.0);  // cross_entropy_backward skips them
-      }
+      slice(w_pad, 0, V, Vp).fill_(0.0);
+      if (with_grad) slice(glogits, 1, V, Vp).fill_(0.0);  // cross_entropy_backward skips them
     }
     const Tensor one = with_grad ? full({}, 1.0, {acc, x.device(), Category::workspace}) : Tensor();
     for (int64_t r0 = 0; r0 < N; r0 += R) {

@@ -3,8 +3,10 @@
 #include <optional>
 #include <vector>
 
+#include "autograd/grad_mode.h"
 #include "backend/backend.h"
 #include "core/error.h"
+#include "memory/category.h"
 
 namespace tilegrad::optim {
 
@@ -69,6 +71,14 @@ void fused_sgd(const char* op, const Tensor& param, const Tensor& master, const 
 double grad_sum_squares(const Tensor& g) {
   TG_ASSERT(g.is_contiguous(), "grad_sum_squares: gradient ", g.str(), " is not contiguous");
   return backend(g.device()).sum_squares(g.dtype(), g.data(), g.numel());
+}
+
+Tensor contiguous_grad(const Tensor& param) {
+  Tensor g = param.grad();
+  if (!g.defined() || g.is_contiguous()) return g;
+  NoGradGuard no_grad;
+  CategoryScope scratch(Category::workspace);
+  return g.contiguous();
 }
 
 double grad_sum_squares_list(const std::vector<Tensor>& gs) {

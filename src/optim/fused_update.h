@@ -19,9 +19,12 @@ void fused_adamw(const char* op, const Tensor& param, const Tensor& master, cons
 void fused_sgd(const char* op, const Tensor& param, const Tensor& master, const Tensor& grad,
                const Tensor& momentum_buf, const SgdStep& s);
 // Σ g² in float64 (contiguous g); inf or NaN when some element is.
+double grad_sum_squares(const Tensor& g);
 // Σ of grad_sum_squares over the defined tensors, added in order (the same bits as that loop); one
 // device round trip when they share a device.
 double grad_sum_squares_list(const std::vector<Tensor>& gs);
-double grad_sum_squares(const Tensor& g);
+// param's gradient as a contiguous tensor: the gradient itself, or a packed workspace copy when it
+// is a strided view (a gradient set by hand may be one); undefined when there is none.
+Tensor contiguous_grad(const Tensor& param);
 
 }  // namespace tilegrad::optim

@@ -5,24 +5,14 @@
 #include <vector>
 
 #include "autograd/grad_mode.h"
-#include "memory/category.h"
 #include "optim/fused_update.h"
 
 namespace tilegrad::optim {
 
 double global_grad_norm(const NamedTensors& params) {
   std::vector<Tensor> grads;
-  for (const NamedTensor& p : params) {
-    Tensor g = p.tensor.grad();
-    if (!g.defined()) continue;
-    if (!g.is_contiguous()) {
-      // A gradient set by hand may be a strided view; sum over a packed copy.
-      NoGradGuard no_grad;
-      CategoryScope scratch(Category::workspace);
-      g = g.contiguous();
-    }
-    grads.push_back(std::move(g));
-  }
+  grads.reserve(params.size());
+  for (const NamedTensor& p : params) grads.push_back(contiguous_grad(p.tensor));
   return std::sqrt(grad_sum_squares_list(grads));
 }
 

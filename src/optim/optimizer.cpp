@@ -79,16 +79,7 @@ StepResult Optimizer::step(const StepOptions& options) {
   TG_CHECK(!std::isnan(options.max_grad_norm), kind_, ": max_grad_norm is NaN");
   // Gradients as contiguous tensors (a hand-set gradient may be a strided view: pack a copy).
   std::vector<Tensor> grads(slots_.size());
-  for (size_t i = 0; i < slots_.size(); ++i) {
-    Tensor g = slots_[i].param.grad();
-    if (!g.defined()) continue;
-    if (!g.is_contiguous()) {
-      NoGradGuard no_grad;
-      CategoryScope scratch(Category::workspace);
-      g = g.contiguous();
-    }
-    grads[i] = std::move(g);
-  }
+  for (size_t i = 0; i < slots_.size(); ++i) grads[i] = contiguous_grad(slots_[i].param);
   const double sum_sq = grad_sum_squares_list(grads);
   // The gradients hold d(scale · Σ_micro loss)/dθ: one factor undoes both.
   const double unscale = 1.0 / (scaler_.scale() * static_cast<double>(options.accumulation_steps));

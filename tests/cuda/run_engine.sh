@@ -26,17 +26,7 @@ wants() { [ ${#only[@]} -eq 0 ] || [[ " ${only[*]} " == *" $1 "* ]]; }
 source bench/device/engine_env.sh || exit 1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 if [ $do_build -eq 1 ]; then
-  start=$SECONDS
-  # shellcheck disable=SC2086
-  if ! { cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTILEGRAD_CUDA=ON \
-      -DTILEGRAD_BUILD_BENCH=OFF $TG_CMAKE_DEPS &&
-    ninja -C "$build" -k 0 -j"$(nproc)" tilegrad tilegrad_tests tilegrad_cuda_kernel_tests; } \
-    >"$OUT/build.log" 2>&1; then
-    grep -E "error|Error" -A4 "$OUT/build.log" | head -60
-    echo "build failed ($((SECONDS - start)) s)"
-    exit 1
-  fi
-  echo "build: $((SECONDS - start)) s"
+  tg_build "$OUT/build.log" tilegrad tilegrad_tests tilegrad_cuda_kernel_tests || exit 1
 fi
 
 status=0

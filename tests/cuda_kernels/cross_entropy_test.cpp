@@ -20,17 +20,7 @@
 
 namespace {
 
-using tgcuda::acc_dtype;
-using tgcuda::Bytes;
-using tgcuda::decode;
-using tgcuda::DeviceBuffer;
-using tgcuda::download;
-using tgcuda::encode;
-using tgcuda::error_of;
-using tgcuda::expect_close;
-using tgcuda::kFloatDTypes;
-using tgcuda::uniform;
-using tgcuda::unit_roundoff;
+using namespace tgcuda;  // NOLINT: the GPU tests' shared helpers (cuda_testing.h)
 using tilegrad::DType;
 
 struct Case {

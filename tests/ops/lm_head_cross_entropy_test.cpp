@@ -39,17 +39,21 @@ double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) 
 }
 
 TEST(LmHeadCrossEntropy, EqualsThePlainHeadForAnyChunkSize) {
-  const int64_t N = 37, C = 19, V = 53;  // odd sizes: chunks of 5 and 16 end ragged
-  const Tensor x = rnd({N, C}, 11), w = rnd({V, C}, 12);
-  for (bool ignored : {false, true}) {
-    const Tensor y = targets_for(N, V, 13, ignored);
-    const Result ref = run(x, w, y, -1);
-    EXPECT_GT(ref.loss[0], 1.0);  // about log V: not a degenerate case
-    for (int64_t chunk : {1, 5, 16, 37, 1000, 0}) {
-      const Result r = run(x, w, y, chunk);
-      EXPECT_LT(max_abs_diff(r.loss, ref.loss), 1e-13) << "chunk " << chunk;
-      EXPECT_LT(max_abs_diff(r.dx, ref.dx), 1e-14) << "chunk " << chunk;
-      EXPECT_LT(max_abs_diff(r.dw, ref.dw), 1e-14) << "chunk " << chunk;
+  const int64_t N = 37, C = 19;  // odd sizes: chunks of 5 and 16 end ragged
+  // V = 53 runs on a zero-padded copy of w; V = 128 is aligned and runs on w itself.
+  for (const int64_t V : {int64_t{53}, int64_t{128}}) {
+    SCOPED_TRACE(testing::Message() << "V " << V);
+    const Tensor x = rnd({N, C}, 11), w = rnd({V, C}, 12);
+    for (bool ignored : {false, true}) {
+      const Tensor y = targets_for(N, V, 13, ignored);
+      const Result ref = run(x, w, y, -1);
+      EXPECT_GT(ref.loss[0], 1.0);  // about log V: not a degenerate case
+      for (int64_t chunk : {1, 5, 16, 37, 1000, 0}) {
+        const Result r = run(x, w, y, chunk);
+        EXPECT_LT(max_abs_diff(r.loss, ref.loss), 1e-13) << "chunk " << chunk;
+        EXPECT_LT(max_abs_diff(r.dx, ref.dx), 1e-14) << "chunk " << chunk;
+        EXPECT_LT(max_abs_diff(r.dw, ref.dw), 1e-14) << "chunk " << chunk;
+      }
     }
   }
 }

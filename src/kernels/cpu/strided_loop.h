@@ -10,6 +10,7 @@
 #include <array>
 #include <cstdint>
 
+#include "kernels/coalesce.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/strided.h"
 
@@ -17,41 +18,6 @@ namespace tilegrad::kernels::cpu {
 
 // Elements below which a loop stays on one thread (thread start-up costs more than it saves).
 constexpr int64_t kParallelGrain = 32768;
-
-template <int N>
-struct LoopShape {
-  int ndim = 0;
-  int64_t shape[kMaxDims] = {};
-  int64_t strides[N][kMaxDims] = {};
-};
-
-// Coalesced iteration space of views that all have views[0]'s shape.
-template <int N>
-LoopShape<N> coalesce(const std::array<const StridedView*, N>& views) {
-  LoopShape<N> L;
-  const StridedView& ref = *views[0];
-  for (int d = 0; d < ref.ndim; ++d) {  // drop size-1 dimensions
-    if (ref.shape[d] == 1) continue;
-    L.shape[L.ndim] = ref.shape[d];
-    for (int k = 0; k < N; ++k) L.strides[k][L.ndim] = views[k]->strides[d];
-    ++L.ndim;
-  }
-  int out = 0;  // merge dimension d into the previous one when all operands allow it
-  for (int d = 1; d < L.ndim; ++d) {
-    bool merge = true;
-    for (int k = 0; k < N; ++k) merge = merge && L.strides[k][out] == L.strides[k][d] * L.shape[d];
-    if (merge) {
-      L.shape[out] *= L.shape[d];
-      for (int k = 0; k < N; ++k) L.strides[k][out] = L.strides[k][d];
-    } else {
-      ++out;
-      L.shape[out] = L.shape[d];
-      for (int k = 0; k < N; ++k) L.strides[k][out] = L.strides[k][d];
-    }
-  }
-  L.ndim = L.ndim == 0 ? 0 : out + 1;
-  return L;
-}
 
 // Calls row(offsets, n, inner_strides) for every row piece: offsets[k] is operand k's element
 // offset of the first element, n the piece length, inner_strides[k] operand k's step along the row.

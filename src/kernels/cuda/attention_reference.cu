@@ -30,19 +30,6 @@ constexpr int kThreads = 32 * kWarps;
 constexpr int kMaxD = 256;
 constexpr int kPerLane = kMaxD / 32;  // accumulator elements per lane
 
-// Host math functions are not callable on the device; these are the overloads the kernels need.
-__device__ __forceinline__ float exp_acc(float x) {
-  return expf(x);
-}
-__device__ __forceinline__ double exp_acc(double x) {
-  return exp(x);
-}
-__device__ __forceinline__ float log_acc(float x) {
-  return logf(x);
-}
-__device__ __forceinline__ double log_acc(double x) {
-  return log(x);
-}
 template <class A>
 __device__ __forceinline__ A neg_inf() {
   return A(-INFINITY);
@@ -132,9 +119,7 @@ template <class T, class A>
 __device__ __forceinline__ A warp_dot(const A* s_x, const T* g_y, int64_t D, int lane) {
   A acc = 0;
   for (int64_t d = lane; d < D; d += 32) acc += s_x[d] * A(g_y[d]);
-#pragma unroll
-  for (int off = 16; off > 0; off /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, off);
-  return acc;
+  return warp_sum(acc);
 }
 
 // acc[t] += w · y[lane + 32 t] for the lane's elements of a global row y.
@@ -248,8 +233,7 @@ __global__ void __launch_bounds__(kThreads)
   if (r >= rows) return;  // the whole warp leaves together
   A acc = 0;
   for (int64_t d = lane; d < D; d += 32) acc += A(dout[r * D + d]) * A(o[r * D + d]);
-#pragma unroll
-  for (int off = 16; off > 0; off /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+  acc = warp_sum(acc);
   if (lane == 0) dvec[r] = glse != nullptr ? acc - glse[r] : acc;
 }
 

@@ -22,27 +22,11 @@ namespace tilegrad::kernels::cuda {
 
 namespace {
 
-constexpr unsigned kFullMask = 0xffffffffu;
-// Blocks launched at most for a grid-stride loop; each block strides over the rest of the rows.
-constexpr int64_t kMaxGrid = int64_t{1} << 24;
 // Threads per row (one block); each loads kUnroll logits before using them, so that several loads
 // are in flight per thread.
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 constexpr int kUnroll = 4;
-
-__device__ __forceinline__ float exp_acc(float v) {
-  return expf(v);
-}
-__device__ __forceinline__ double exp_acc(double v) {
-  return exp(v);
-}
-__device__ __forceinline__ float log_acc(float v) {
-  return logf(v);
-}
-__device__ __forceinline__ double log_acc(double v) {
-  return log(v);
-}
 
 // Adds logit v to the running pair (m, s = Σ exp(x - m)). At the start m = -inf and s = 0, so the
 // first finite v gives s = 0 · exp(-inf) + 1 = 1. A -inf logit adds nothing (exp(-inf - m) = 0;
@@ -160,7 +144,7 @@ void cross_entropy_forward(DType dt, const void* logits, DType t_dt, const void*
     using A = acc_t<T>;
     dispatch_index(t_dt, "cross_entropy", [&]<class I>() {
       if (rows <= 0) return;
-      forward_kernel<T, I><<<grid_blocks(rows, kMaxGrid), kThreads, 0, stream>>>(
+      forward_kernel<T, I><<<grid_blocks(rows, kMaxGridBlocks), kThreads, 0, stream>>>(
           static_cast<const T*>(logits), static_cast<const I*>(targets), static_cast<A*>(losses),
           static_cast<A*>(lse), rows, V, ld, ignore_index);
       TG_CUDA_CHECK_LAUNCH();
@@ -176,7 +160,7 @@ void cross_entropy_backward(DType dt, const void* logits, DType t_dt, const void
     using A = acc_t<T>;
     dispatch_index(t_dt, "cross_entropy backward", [&]<class I>() {
       if (rows <= 0 || V <= 0) return;  // no elements to write
-      backward_kernel<T, I><<<grid_blocks(rows, kMaxGrid), kThreads, 0, stream>>>(
+      backward_kernel<T, I><<<grid_blocks(rows, kMaxGridBlocks), kThreads, 0, stream>>>(
           static_cast<const T*>(logits), static_cast<const I*>(targets), static_cast<const A*>(lse),
           static_cast<const A*>(gloss), scale, static_cast<T*>(glogits), rows, V, ld, ignore_index);
       TG_CUDA_CHECK_LAUNCH();

@@ -22,6 +22,7 @@
 
 #include "core/error.h"
 #include "cuda/check.h"
+#include "kernels/coalesce.h"
 #include "kernels/cuda/kernel_common.cuh"
 
 namespace tilegrad::kernels::cuda {
@@ -33,42 +34,9 @@ constexpr int kThreads = 256;
 // ---- launch geometry and layouts (host)
 
 // The iteration space of N operands (operand 0 the output) that share the output's shape, each with
-// its own strides. Passed to kernels by value.
+// its own strides, coalesced as on the CPU (kernels/coalesce.h). Passed to kernels by value.
 template <int N>
-struct Layout {
-  int ndim = 0;
-  int64_t shape[kMaxDims] = {};
-  int64_t strides[N][kMaxDims] = {};
-};
-
-// The views' coalesced iteration space, as kernels/cpu/strided_loop.h builds it: size-1 dimensions
-// dropped, and a dimension merged into the previous one when every operand steps through both as
-// through one. A contiguous tensor of any rank becomes one dimension of stride 1.
-template <int N>
-Layout<N> coalesce(const std::array<const StridedView*, N>& views) {
-  Layout<N> L;
-  const StridedView& ref = *views[0];
-  for (int d = 0; d < ref.ndim; ++d) {
-    if (ref.shape[d] == 1) continue;
-    L.shape[L.ndim] = ref.shape[d];
-    for (int k = 0; k < N; ++k) L.strides[k][L.ndim] = views[k]->strides[d];
-    ++L.ndim;
-  }
-  int out = 0;
-  for (int d = 1; d < L.ndim; ++d) {
-    bool merge = true;
-    for (int k = 0; k < N; ++k) merge = merge && L.strides[k][out] == L.strides[k][d] * L.shape[d];
-    if (merge) {
-      L.shape[out] *= L.shape[d];
-    } else {
-      ++out;
-      L.shape[out] = L.shape[d];
-    }
-    for (int k = 0; k < N; ++k) L.strides[k][out] = L.strides[k][d];
-  }
-  L.ndim = L.ndim == 0 ? 0 : out + 1;
-  return L;
-}
+using Layout = LoopShape<N>;
 
 void check_same_shape(const StridedView& a, const StridedView& b, const char* op) {
   TG_ASSERT(a.ndim == b.ndim, op, ": rank mismatch");

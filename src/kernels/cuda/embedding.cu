@@ -38,9 +38,6 @@ namespace tilegrad::kernels::cuda {
 
 namespace {
 
-constexpr unsigned kFullMask = 0xffffffffu;
-// Blocks launched at most for a grid-stride loop; each block strides over the rest.
-constexpr int64_t kMaxGrid = int64_t{1} << 24;
 // Forward: a block of kCopyRows rows, kCopyLanes threads each.
 constexpr int kCopyLanes = 32;
 constexpr int kCopyRows = 8;
@@ -261,10 +258,10 @@ void embedding_forward(DType dt, const void* weight, DType idx_dt, const void* i
     if (n <= 0 || row_bytes <= 0) return;
     const auto launch = [&]<class U>() {
       const int64_t units = row_bytes / static_cast<int64_t>(sizeof(U));
-      forward_kernel<U, I>
-          <<<grid_blocks((n + kCopyRows - 1) / kCopyRows, kMaxGrid), dim3(kCopyLanes, kCopyRows), 0,
-             stream>>>(static_cast<const U*>(weight), static_cast<const I*>(idx),
-                       static_cast<U*>(out), n, units);
+      forward_kernel<U, I><<<grid_blocks((n + kCopyRows - 1) / kCopyRows, kMaxGridBlocks),
+                             dim3(kCopyLanes, kCopyRows), 0, stream>>>(
+          static_cast<const U*>(weight), static_cast<const I*>(idx), static_cast<U*>(out), n,
+          units);
       TG_CUDA_CHECK_LAUNCH();
     };
     // The widest unit that divides the row and both base addresses.
@@ -310,7 +307,7 @@ void embedding_backward(DType dt, const void* gout, DType idx_dt, const void* id
 
       int cur = 0;
       if (n > 0) {
-        sort_init_kernel<I><<<grid_blocks(tiles, kMaxGrid), kSortTile, 0, stream>>>(
+        sort_init_kernel<I><<<grid_blocks(tiles, kMaxGridBlocks), kSortTile, 0, stream>>>(
             static_cast<const I*>(idx), keys[0], vals[0], n, V);
         TG_CUDA_CHECK_LAUNCH();
         // Keys lie in [0, V]: enough bits to hold V itself (the out-of-range key).
@@ -328,7 +325,7 @@ void embedding_backward(DType dt, const void* gout, DType idx_dt, const void* id
           cur = 1 - cur;
         }
       }
-      bucket_starts_kernel<<<grid_blocks((V + 1 + 255) / 256, kMaxGrid), 256, 0, stream>>>(
+      bucket_starts_kernel<<<grid_blocks((V + 1 + 255) / 256, kMaxGridBlocks), 256, 0, stream>>>(
           keys[cur], n, starts, V);
       TG_CUDA_CHECK_LAUNCH();
       const int64_t col_tiles = (C + kGatherThreads - 1) / kGatherThreads;

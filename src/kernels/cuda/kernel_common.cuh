@@ -1,6 +1,6 @@
 // What the engine's CUDA kernels (kernels/cuda/*.cu) share: launch geometry for grid-stride loops,
-// correctly rounded arithmetic that matches the CPU kernels' rounding, and the integer min/max the
-// device can call. Included by .cu files only.
+// correctly rounded arithmetic that matches the CPU kernels' rounding, exp/log in the accumulation
+// type, a warp sum, and the integer min/max the device can call. Included by .cu files only.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -13,6 +13,9 @@
 namespace tilegrad::kernels::cuda {
 
 // ---- launch geometry (host)
+
+// Blocks launched at most by a grid-stride loop over rows; each block strides over the rest.
+inline constexpr int64_t kMaxGridBlocks = int64_t{1} << 24;
 
 inline int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
@@ -67,6 +70,32 @@ __device__ __forceinline__ float sqrt_rn(float a) {
 }
 __device__ __forceinline__ double sqrt_rn(double a) {
   return __dsqrt_rn(a);
+}
+
+// exp and log in the accumulation type, through CUDA's accurate libm (expf, not __expf): host math
+// functions are not callable on the device.
+__device__ __forceinline__ float exp_acc(float v) {
+  return expf(v);
+}
+__device__ __forceinline__ double exp_acc(double v) {
+  return exp(v);
+}
+__device__ __forceinline__ float log_acc(float v) {
+  return logf(v);
+}
+__device__ __forceinline__ double log_acc(double v) {
+  return log(v);
+}
+
+// ---- warps
+
+inline constexpr unsigned kFullMask = 0xffffffffu;  // every lane of a warp
+
+// The sum of v over the warp by a butterfly of shuffles: every lane ends with the same bits.
+template <class A>
+__device__ __forceinline__ A warp_sum(A v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
+  return v;
 }
 
 // std::min and std::max are host functions (constexpr, but nvcc runs no host constexpr code on

@@ -26,9 +26,6 @@ namespace tilegrad::kernels::cuda {
 
 namespace {
 
-constexpr unsigned kFullMask = 0xffffffffu;
-// Blocks launched at most for a grid-stride loop; each block strides over the rest of the rows.
-constexpr int64_t kMaxGrid = int64_t{1} << 24;
 // gw/gb: about this many rows per partial sum, and at most this many partials per column — enough
 // blocks to fill the GPU, few enough that the final pass over the partials is cheap.
 constexpr int64_t kRowsPerPartial = 64;
@@ -41,12 +38,6 @@ __device__ __forceinline__ float sqrt_acc(float v) {
 }
 __device__ __forceinline__ double sqrt_acc(double v) {
   return sqrt(v);
-}
-
-template <class A>
-__device__ __forceinline__ A warp_sum(A v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
-  return v;
 }
 
 // The sum of v over the kGroup threads that own a row — a warp, or the whole block — returned to
@@ -205,7 +196,7 @@ void layernorm_forward(DType dt, const void* x, const void* w, const void* b, vo
     with_row_threads(C, [&]<int kGroup>() {
       const int64_t blocks = (rows + kRowsPerBlock<kGroup> - 1) / kRowsPerBlock<kGroup>;
       forward_kernel<T, kGroup>
-          <<<grid_blocks(blocks, kMaxGrid), kRowBlockThreads<kGroup>, 0, stream>>>(
+          <<<grid_blocks(blocks, kMaxGridBlocks), kRowBlockThreads<kGroup>, 0, stream>>>(
               static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(b),
               static_cast<T*>(y), static_cast<A*>(mean), static_cast<A*>(rstd), rows, C, A(eps),
               inv_c);
@@ -229,7 +220,7 @@ void layernorm_backward(DType dt, const void* gy, const void* x, const void* w, 
       with_row_threads(C, [&]<int kGroup>() {
         const int64_t blocks = (rows + kRowsPerBlock<kGroup> - 1) / kRowsPerBlock<kGroup>;
         backward_gx_kernel<T, kGroup>
-            <<<grid_blocks(blocks, kMaxGrid), kRowBlockThreads<kGroup>, 0, stream>>>(
+            <<<grid_blocks(blocks, kMaxGridBlocks), kRowBlockThreads<kGroup>, 0, stream>>>(
                 pgy, px, static_cast<const T*>(w), pmean, prstd, static_cast<T*>(gx), rows, C,
                 inv_c);
         TG_CUDA_CHECK_LAUNCH();

@@ -25,9 +25,6 @@ namespace tilegrad::kernels::cuda {
 
 namespace {
 
-constexpr unsigned kFullMask = 0xffffffffu;
-// Blocks launched at most for a grid-stride loop; each block strides over the rest.
-constexpr int64_t kMaxGrid = int64_t{1} << 24;
 // Contiguous rows up to this length get one warp each (kWarpRowBlock threads = 4 rows per block);
 // longer rows get one block of kBlockRow threads.
 constexpr int64_t kWarpRowMax = 1024;
@@ -37,19 +34,6 @@ constexpr int kBlockRow = 512;
 constexpr int kTileCols = 32;
 constexpr int kTileLanes = 8;
 constexpr int kTileThreads = kTileCols * kTileLanes;
-
-__device__ __forceinline__ float exp_acc(float v) {
-  return expf(v);
-}
-__device__ __forceinline__ double exp_acc(double v) {
-  return exp(v);
-}
-__device__ __forceinline__ float log_acc(float v) {
-  return logf(v);
-}
-__device__ __forceinline__ double log_acc(double v) {
-  return log(v);
-}
 
 struct SumOp {
   template <class A>
@@ -257,16 +241,16 @@ void softmax_forward(DType dt, const void* x, void* y, int64_t outer, int64_t n,
       if (inner > 1) {
         const int64_t tiles = (inner + kTileCols - 1) / kTileCols;
         forward_strided_kernel<T, kLog>
-            <<<grid_blocks(outer * tiles, kMaxGrid), dim3(kTileCols, kTileLanes), 0, stream>>>(
-                px, py, outer, n, inner, tiles);
+            <<<grid_blocks(outer * tiles, kMaxGridBlocks), dim3(kTileCols, kTileLanes), 0,
+               stream>>>(px, py, outer, n, inner, tiles);
       } else if (n <= kWarpRowMax) {
         constexpr int kRowsPerBlock = kWarpRowBlock / 32;
         forward_rows_kernel<T, 32, kLog>
-            <<<grid_blocks((outer + kRowsPerBlock - 1) / kRowsPerBlock, kMaxGrid), kWarpRowBlock, 0,
-               stream>>>(px, py, outer, n);
+            <<<grid_blocks((outer + kRowsPerBlock - 1) / kRowsPerBlock, kMaxGridBlocks),
+               kWarpRowBlock, 0, stream>>>(px, py, outer, n);
       } else {
         forward_rows_kernel<T, kBlockRow, kLog>
-            <<<grid_blocks(outer, kMaxGrid), kBlockRow, 0, stream>>>(px, py, outer, n);
+            <<<grid_blocks(outer, kMaxGridBlocks), kBlockRow, 0, stream>>>(px, py, outer, n);
       }
       TG_CUDA_CHECK_LAUNCH();
     });
@@ -284,16 +268,16 @@ void softmax_backward(DType dt, const void* y, const void* gy, void* gx, int64_t
       if (inner > 1) {
         const int64_t tiles = (inner + kTileCols - 1) / kTileCols;
         backward_strided_kernel<T, kLog>
-            <<<grid_blocks(outer * tiles, kMaxGrid), dim3(kTileCols, kTileLanes), 0, stream>>>(
-                py, pg, pgx, outer, n, inner, tiles);
+            <<<grid_blocks(outer * tiles, kMaxGridBlocks), dim3(kTileCols, kTileLanes), 0,
+               stream>>>(py, pg, pgx, outer, n, inner, tiles);
       } else if (n <= kWarpRowMax) {
         constexpr int kRowsPerBlock = kWarpRowBlock / 32;
         backward_rows_kernel<T, 32, kLog>
-            <<<grid_blocks((outer + kRowsPerBlock - 1) / kRowsPerBlock, kMaxGrid), kWarpRowBlock, 0,
-               stream>>>(py, pg, pgx, outer, n);
+            <<<grid_blocks((outer + kRowsPerBlock - 1) / kRowsPerBlock, kMaxGridBlocks),
+               kWarpRowBlock, 0, stream>>>(py, pg, pgx, outer, n);
       } else {
         backward_rows_kernel<T, kBlockRow, kLog>
-            <<<grid_blocks(outer, kMaxGrid), kBlockRow, 0, stream>>>(py, pg, pgx, outer, n);
+            <<<grid_blocks(outer, kMaxGridBlocks), kBlockRow, 0, stream>>>(py, pg, pgx, outer, n);
       }
       TG_CUDA_CHECK_LAUNCH();
     });
