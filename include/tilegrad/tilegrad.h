@@ -23,6 +23,7 @@
 #include "ops/embedding.h"
 #include "ops/factory.h"
 #include "ops/layernorm.h"
+#include "ops/linear.h"
 #include "ops/lm_head_cross_entropy.h"
 #include "ops/matmul.h"
 #include "ops/op_scope.h"

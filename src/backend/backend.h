@@ -33,9 +33,18 @@ const char* scalar_op_name(ScalarOp op);
 enum class SavedOperand : uint8_t { input, output };
 SavedOperand unary_backward_reads(UnaryOp op);
 
-// C = alpha * op(A) · op(B) + beta * C, row-major, for `batch` matrices spaced by stride_*
-// elements. op(A) is [m, k] and op(B) is [k, n]; lda/ldb/ldc are the row strides of A, B, C as
-// stored.
+// What a GEMM does besides the product, in the accumulation type (float for the 16-bit types):
+// `bias` adds bias[j] to column j of the result; `bias_gelu` then also stores that sum to `pre_act`
+// and GELU of it (the tanh approximation, UnaryOp::gelu's function) to C; `bias_grad` writes the
+// column sums of op(B) over k, Σ_k op(B)[k, j], to bias_grad[j] (a linear layer's bias gradient,
+// when op(B) is the output gradient of its weight-gradient GEMM). On the GPU these are cuBLASLt
+// epilogues, so a linear layer's bias and activation cost no extra pass over the output, and its
+// bias gradient none over the output gradient.
+enum class GemmEpilogue : uint8_t { none, bias, bias_gelu, bias_grad };
+
+// C = epilogue(alpha * op(A) · op(B) + beta * C), row-major, for `batch` matrices spaced by
+// stride_* elements. op(A) is [m, k] and op(B) is [k, n]; lda/ldb/ldc are the row strides of A, B,
+// C as stored.
 struct GemmArgs {
   DType dtype = DType::f32;
   bool trans_a = false, trans_b = false;
@@ -48,7 +57,28 @@ struct GemmArgs {
   int64_t ldc = 0;
   int64_t batch = 1, stride_a = 0, stride_b = 0, stride_c = 0;
   double alpha = 1.0, beta = 0.0;
+  // Epilogues need batch == 1. bias: [n] in C's dtype; pre_act: [m, n] with row stride ldc, C's
+  // dtype, for bias_gelu only; bias_grad: [n] in C's dtype, for bias_grad only.
+  GemmEpilogue epilogue = GemmEpilogue::none;
+  const void* bias = nullptr;
+  void* pre_act = nullptr;
+  void* bias_grad = nullptr;
 };
+
+// Whether g's epilogue has what it needs (batch 1 and its pointers).
+inline bool epilogue_args_valid(const GemmArgs& g) {
+  switch (g.epilogue) {
+    case GemmEpilogue::none:
+      return true;
+    case GemmEpilogue::bias:
+      return g.batch == 1 && g.bias != nullptr;
+    case GemmEpilogue::bias_gelu:
+      return g.batch == 1 && g.bias != nullptr && g.pre_act != nullptr;
+    case GemmEpilogue::bias_grad:
+      return g.batch == 1 && g.bias_grad != nullptr;
+  }
+  return false;
+}
 
 // One unbatched GEMM's arguments in one expression: C = alpha · op(A) · op(B) + beta · C.
 inline GemmArgs gemm_args(DType dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
@@ -75,8 +105,10 @@ inline GemmArgs gemm_args(DType dt, bool ta, bool tb, int64_t m, int64_t n, int6
 // Scaled dot-product attention (ops/attention.h states the conventions: masks, dropout numbering,
 // logsumexp). q is [B, H, Nq, D]; k and v are [B, Hkv, Nk, D] with Hkv dividing H (query head h
 // reads key/value head h / (H / Hkv)). Strides are in elements for the (batch, head, row) axes; the
-// D axis is contiguous. Outputs and gradients are contiguous: o and dq [B, H, Nq, D], dk and dv [B,
-// Hkv, Nk, D], lse [B, H, Nq] in the accumulation type (float64 for f64, else float32).
+// D axis is contiguous. o, dout and dq are [B, H, Nq, D], dk and dv [B, Hkv, Nk, D]: contiguous
+// unless their strides below are set (a backend that reports attention_strided_outputs for the
+// problem honours them); lse [B, H, Nq] is contiguous, in the accumulation type (float64 for f64,
+// else float32).
 struct AttentionArgs {
   DType dtype = DType::f32;
   int64_t B = 0, H = 0, Hkv = 0, Nq = 0, Nk = 0, D = 0;
@@ -84,6 +116,11 @@ struct AttentionArgs {
   const void* k = nullptr;
   const void* v = nullptr;
   int64_t q_strides[3] = {}, k_strides[3] = {}, v_strides[3] = {};
+  // (batch, head, row) strides of the outputs and gradients; all zero = contiguous. Other strides
+  // let attention write o into a [B, Nq, H, D] buffer (the layout the output projection reads) and
+  // dq, dk, dv into the packed [B, N, 3, H, D] gradient of a fused q/k/v projection.
+  int64_t o_strides[3] = {}, dout_strides[3] = {}, dq_strides[3] = {}, dk_strides[3] = {},
+          dv_strides[3] = {};
   double scale = 1.0;
   // Query i may see key j iff the bottom-right-aligned band and the block layout allow it:
   // j <= i + (Nk - Nq) + right (right = 0 when causal) and j >= i + (Nk - Nq) - left; -1 = no
@@ -193,6 +230,9 @@ class Backend {
   virtual void attention_standard_backward(const AttentionArgs& args, const void* p,
                                            const void* dout, const void* glse, void* ds, void* dq,
                                            void* dk, void* dv);
+  // Whether the flash entries below honour the output strides of AttentionArgs for this problem
+  // (else the op passes contiguous outputs).
+  virtual bool attention_strided_outputs(const AttentionArgs& /*args*/) { return false; }
   // FlashAttention: tiles of block_r x block_c, online softmax; only o and lse are written.
   virtual void attention_flash_forward(const AttentionArgs& args, void* o, void* lse);
   // Recomputes the tiles of p from q, k, v and lse; glse may be null.

@@ -47,6 +47,31 @@ bool flash_applies(const AttentionArgs& a) {
          (a.D == 64 || a.D == 128 || a.D == 256) && a.layout == nullptr;
 }
 
+// A row-major [rows, cols] matrix with row stride ld (0: one row broadcast to all rows).
+StridedView matrix_view(const void* data, DType dt, int64_t rows, int64_t cols, int64_t ld) {
+  StridedView v;
+  v.data = const_cast<void*>(data);
+  v.dtype = dt;
+  v.ndim = 2;
+  v.shape[0] = rows;
+  v.shape[1] = cols;
+  v.strides[0] = ld;
+  v.strides[1] = 1;
+  return v;
+}
+
+// A bias or GELU epilogue that cuBLASLt could not run, as elementwise kernels over C (GemmArgs says
+// what each epilogue computes); the 16-bit types round the sum before GELU here, unlike the fused
+// path.
+void apply_epilogue(const GemmArgs& g, cudaStream_t stream) {
+  const StridedView c = matrix_view(g.c, g.dtype, g.m, g.n, g.ldc);
+  k::binary(BinaryOp::add, c, matrix_view(g.bias, g.dtype, g.m, g.n, 0), c, stream);
+  if (g.epilogue != GemmEpilogue::bias_gelu) return;
+  const StridedView pre = matrix_view(g.pre_act, g.dtype, g.m, g.n, g.ldc);
+  k::copy(c, pre, stream);
+  k::unary(UnaryOp::gelu, pre, c, stream);
+}
+
 // q/k/v strides come as (batch, head, row); the flash API takes (batch, row, head).
 FlashStrides flash_strides(const int64_t st[3]) {
   return {st[0], st[2], st[1]};
@@ -55,6 +80,61 @@ FlashStrides flash_strides(const int64_t st[3]) {
 FlashStrides contiguous_strides(int64_t heads, int64_t N, int64_t D) {
   return {heads * N * D, D, N * D};
 }
+bool strides_set(const int64_t st[3]) {
+  return st[0] != 0 || st[1] != 0 || st[2] != 0;
+}
+// An output's flash strides: those of AttentionArgs when set, else contiguous.
+FlashStrides output_strides(const int64_t st[3], int64_t heads, int64_t N, int64_t D) {
+  return strides_set(st) ? flash_strides(st) : contiguous_strides(heads, N, D);
+}
+
+// A [B, heads, N, D] operand with (batch, head, row) strides st (all zero: contiguous).
+StridedView bhnd_view(const void* data, DType dt, int64_t B, int64_t heads, int64_t N, int64_t D,
+                      const int64_t st[3]) {
+  StridedView v;
+  v.data = const_cast<void*>(data);
+  v.dtype = dt;
+  v.ndim = 4;
+  const int64_t shape[4] = {B, heads, N, D};
+  const int64_t contiguous[4] = {heads * N * D, N * D, D, 1};
+  for (int i = 0; i < 4; ++i) {
+    v.shape[i] = shape[i];
+    v.strides[i] = i < 3 && strides_set(st) ? st[i] : contiguous[i];
+  }
+  return v;
+}
+
+// A strided attention operand staged through a contiguous workspace for the reference kernels,
+// which read and write contiguous [B, heads, N, D] only. `in`: the operand is read (copied in).
+class Staged {
+ public:
+  Staged(const void* data, DType dt, int64_t B, int64_t heads, int64_t N, int64_t D,
+         const int64_t st[3], bool in)
+      : view_(bhnd_view(data, dt, B, heads, N, D, st)) {
+    if (!strides_set(st)) {
+      ptr_ = const_cast<void*>(data);
+      return;
+    }
+    ws_.emplace(B * heads * N * D * static_cast<int64_t>(dtype_size(dt)),
+                Device::cuda(current_device()));
+    ptr_ = ws_->as<void>();
+    if (in) k::copy(view_, bhnd_view(ptr_, dt, B, heads, N, D, kNone), s());
+  }
+  void* ptr() const { return ptr_; }
+  // Copies the contiguous result to the strided operand (for outputs).
+  void write_back() {
+    if (!ws_) return;
+    const StridedView c = bhnd_view(ptr_, view_.dtype, view_.shape[0], view_.shape[1],
+                                    view_.shape[2], view_.shape[3], kNone);
+    k::copy(c, view_, s());
+  }
+
+ private:
+  static constexpr int64_t kNone[3] = {0, 0, 0};
+  StridedView view_;
+  std::optional<Workspace> ws_;
+  void* ptr_ = nullptr;
+};
 
 FlashFwdParams flash_params(const AttentionArgs& a, void* o, void* lse) {
   FlashFwdParams p;
@@ -80,7 +160,7 @@ FlashFwdParams flash_params(const AttentionArgs& a, void* o, void* lse) {
   p.q_strides = flash_strides(a.q_strides);
   p.k_strides = flash_strides(a.k_strides);
   p.v_strides = flash_strides(a.v_strides);
-  p.o_strides = contiguous_strides(a.H, a.Nq, a.D);
+  p.o_strides = output_strides(a.o_strides, a.H, a.Nq, a.D);
   return p;
 }
 
@@ -152,7 +232,17 @@ class CudaBackend final : public Backend {
     }
     const EntryProfiler::Range range(profiler_, "gemm",
                                      problem.empty() ? nullptr : problem.c_str());
-    cuda::gemm(args, s());
+    TG_ASSERT(epilogue_args_valid(args), "gemm: an epilogue without its operands");
+    if (cuda::gemm(args, s())) return;
+    if (args.epilogue != GemmEpilogue::bias_grad) return apply_epilogue(args, s());
+    // The bias gradient as a column sum of op(B) [k, n] (a [n, k] row-major matrix if transposed).
+    StridedView b = matrix_view(args.b, args.dtype, args.k, args.n, args.ldb);
+    if (args.trans_b) {
+      b.strides[0] = 1;
+      b.strides[1] = args.ldb;
+    }
+    StridedView out = matrix_view(args.bias_grad, args.dtype, 1, args.n, args.n);
+    reduce(ReduceOp::sum, b, out);
   }
   void softmax_forward(DType dt, const void* x, void* y, int64_t outer, int64_t n, int64_t inner,
                        bool log) override {
@@ -214,8 +304,11 @@ class CudaBackend final : public Backend {
         return;
       }
     }
-    k::attention_reference_forward(a, o, lse, s());
+    Staged so(o, a.dtype, a.B, a.H, a.Nq, a.D, a.o_strides, false);
+    k::attention_reference_forward(a, so.ptr(), lse, s());
+    so.write_back();
   }
+  bool attention_strided_outputs(const AttentionArgs& a) override { return flash_applies(a); }
   void attention_flash_backward(const AttentionArgs& a, const void* o, const void* lse,
                                 const void* dout, const void* glse, void* dq, void* dk,
                                 void* dv) override {
@@ -227,10 +320,10 @@ class CudaBackend final : public Backend {
       p.dq = dq;
       p.dk = dk;
       p.dv = dv;
-      p.dout_strides = contiguous_strides(a.H, a.Nq, a.D);
-      p.dq_strides = contiguous_strides(a.H, a.Nq, a.D);
-      p.dk_strides = contiguous_strides(a.Hkv, a.Nk, a.D);
-      p.dv_strides = contiguous_strides(a.Hkv, a.Nk, a.D);
+      p.dout_strides = output_strides(a.dout_strides, a.H, a.Nq, a.D);
+      p.dq_strides = output_strides(a.dq_strides, a.H, a.Nq, a.D);
+      p.dk_strides = output_strides(a.dk_strides, a.Hkv, a.Nk, a.D);
+      p.dv_strides = output_strides(a.dv_strides, a.Hkv, a.Nk, a.D);
       // The workspace is part of what the check validates, so it is taken first.
       Workspace ws(static_cast<int64_t>(flash_attention_backward_workspace_bytes(p)),
                    Device::cuda(current_device()));
@@ -242,7 +335,17 @@ class CudaBackend final : public Backend {
     }
     const int64_t acc_bytes = a.dtype == DType::f64 ? 8 : 4;
     Workspace ws(a.B * a.H * a.Nq * acc_bytes, Device::cuda(current_device()));
-    k::attention_reference_backward(a, o, lse, dout, glse, dq, dk, dv, ws.as<void>(), s());
+    const DType dt = a.dtype;
+    Staged so(o, dt, a.B, a.H, a.Nq, a.D, a.o_strides, true);
+    Staged sdo(dout, dt, a.B, a.H, a.Nq, a.D, a.dout_strides, true);
+    Staged sdq(dq, dt, a.B, a.H, a.Nq, a.D, a.dq_strides, false);
+    Staged sdk(dk, dt, a.B, a.Hkv, a.Nk, a.D, a.dk_strides, false);
+    Staged sdv(dv, dt, a.B, a.Hkv, a.Nk, a.D, a.dv_strides, false);
+    k::attention_reference_backward(a, so.ptr(), lse, sdo.ptr(), glse, sdq.ptr(), sdk.ptr(),
+                                    sdv.ptr(), ws.as<void>(), s());
+    sdq.write_back();
+    sdk.write_back();
+    sdv.write_back();
   }
 
   void adamw_update(DType dt, void* param, float* master, const void* grad, void* m, void* v,

@@ -83,9 +83,10 @@ void make_layout(Layout& out, cudaDataType_t type, int64_t rows, int64_t cols, i
   }
 }
 
-// The heuristic's answer depends on the problem and on the operands' alignment; both form the key.
+// The heuristic's answer depends on the problem, the epilogue and the operands' alignment; all
+// form the key.
 using AlgoKey = std::tuple<int, bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                           int64_t, int64_t, int64_t, int64_t, int, int>;
+                           int64_t, int64_t, int64_t, int64_t, int, int, int>;
 
 int alignment(const void* p) {
   const auto a = reinterpret_cast<uintptr_t>(p);
@@ -103,7 +104,61 @@ struct Plan {
   MatmulDesc desc;
   Layout la, lb, lc;
   cublasLtMatmulAlgo_t algo;
+  // Whether cuBLASLt runs the epilogue (false: it had no algorithm for it, and the caller applies
+  // it). The epilogue's pointers are attributes of desc, set for each call under `call`.
+  bool fused_epilogue = false;
+  std::mutex call;
 };
+
+cublasLtEpilogue_t lt_epilogue(GemmEpilogue e) {
+  switch (e) {
+    case GemmEpilogue::bias:
+      return CUBLASLT_EPILOGUE_BIAS;
+    case GemmEpilogue::bias_gelu:
+      return CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+    case GemmEpilogue::bias_grad:
+      // Column-major, our op(B) is cuBLASLt's first operand, whose reduction over k is BGRADA.
+      return CUBLASLT_EPILOGUE_BGRADA;
+    case GemmEpilogue::none:
+      break;
+  }
+  return CUBLASLT_EPILOGUE_DEFAULT;
+}
+
+// cuBLASLt's epilogues run on single matrices, and its GELU auxiliary output needs a leading
+// dimension that is a multiple of 8; anything else gets the caller's epilogue.
+bool epilogue_can_fuse(const GemmArgs& g) {
+  if (g.epilogue == GemmEpilogue::none) return false;
+  if (g.batch != 1 || g.dtype == DType::f64) return false;
+  return g.epilogue != GemmEpilogue::bias_gelu || g.ldc % 8 == 0;
+}
+
+// Finds the algorithm for p's descriptors; false if cuBLASLt has none.
+bool find_algo(Plan& p) {
+  cublasLtMatmulPreference_t pref = nullptr;
+  TG_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  const uint64_t ws = static_cast<uint64_t>(kWorkspaceBytes);
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  const cublasStatus_t st = [&] {
+    const cublasStatus_t s = cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    if (s != CUBLAS_STATUS_SUCCESS) return s;
+    return cublasLtMatmulAlgoGetHeuristic(handle(), p.desc.d, p.la.l, p.lb.l, p.lc.l, p.lc.l, pref,
+                                          1, &result, &found);
+  }();
+  cublasLtMatmulPreferenceDestroy(pref);
+  // An epilogue the heuristic cannot serve is reported as "not supported", not as no result.
+  if (st == CUBLAS_STATUS_NOT_SUPPORTED) return false;
+  TG_CUBLAS_CHECK(st);
+  if (found > 0) p.algo = result.algo;
+  return found > 0;
+}
+
+void set_epilogue(Plan& p, cublasLtEpilogue_t e) {
+  TG_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(p.desc.d, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof e));
+}
 
 void build_plan(Plan& p, const GemmArgs& g) {
   const Types& t = p.types;
@@ -125,45 +180,46 @@ void build_plan(Plan& p, const GemmArgs& g) {
               g.stride_a);
   make_layout(p.lc, t.data, g.n, g.m, g.ldc, g.batch, g.stride_c);
 
-  cublasLtMatmulPreference_t pref = nullptr;
-  TG_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-  const uint64_t ws = static_cast<uint64_t>(kWorkspaceBytes);
-  cublasLtMatmulHeuristicResult_t result{};
-  int found = 0;
-  const cublasStatus_t st = [&] {
-    const cublasStatus_t s = cublasLtMatmulPreferenceSetAttribute(
-        pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
-    if (s != CUBLAS_STATUS_SUCCESS) return s;
-    return cublasLtMatmulAlgoGetHeuristic(handle(), p.desc.d, p.la.l, p.lb.l, p.lc.l, p.lc.l, pref,
-                                          1, &result, &found);
-  }();
-  cublasLtMatmulPreferenceDestroy(pref);
-  TG_CUBLAS_CHECK(st);
-  TG_CHECK(found > 0, "gemm: cuBLASLt has no algorithm for ", dtype_name(g.dtype), " m=", g.m,
+  // Column-major, our C is [n, m]: the bias (one value per column of C) is cuBLASLt's per-row
+  // bias, which is what its BIAS epilogues add.
+  if (epilogue_can_fuse(g)) {
+    set_epilogue(p, lt_epilogue(g.epilogue));
+    if (g.epilogue == GemmEpilogue::bias_gelu) {
+      const int64_t ld = g.ldc;
+      TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc.d, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD,
+                                                     &ld, sizeof ld));
+    }
+    p.fused_epilogue = find_algo(p);
+    if (p.fused_epilogue) return;
+    set_epilogue(p, CUBLASLT_EPILOGUE_DEFAULT);
+  }
+  TG_CHECK(find_algo(p), "gemm: cuBLASLt has no algorithm for ", dtype_name(g.dtype), " m=", g.m,
            " n=", g.n, " k=", g.k, " batch=", g.batch);
-  p.algo = result.algo;
 }
 
 // The plan of g's problem, built on first use. Plans are never freed, like the handle: a training
 // run has a few dozen problems, and they live as long as the process.
-const Plan& plan_for(const GemmArgs& g) {
+Plan& plan_for(const GemmArgs& g) {
   static std::mutex mutex;
   static auto* plans = new std::map<AlgoKey, std::unique_ptr<Plan>>();
-  const AlgoKey key{static_cast<int>(g.dtype),
-                    g.trans_a,
-                    g.trans_b,
-                    g.m,
-                    g.n,
-                    g.k,
-                    g.lda,
-                    g.ldb,
-                    g.ldc,
-                    g.batch,
-                    g.stride_a,
-                    g.stride_b,
-                    g.stride_c,
-                    std::min({alignment(g.a), alignment(g.b), alignment(g.c)}),
-                    static_cast<int>(g.beta != 0.0)};
+  const AlgoKey key{
+      static_cast<int>(g.dtype),
+      g.trans_a,
+      g.trans_b,
+      g.m,
+      g.n,
+      g.k,
+      g.lda,
+      g.ldb,
+      g.ldc,
+      g.batch,
+      g.stride_a,
+      g.stride_b,
+      g.stride_c,
+      std::min({alignment(g.a), alignment(g.b), alignment(g.c), g.bias ? alignment(g.bias) : 16,
+                g.pre_act ? alignment(g.pre_act) : 16, g.bias_grad ? alignment(g.bias_grad) : 16}),
+      static_cast<int>(g.beta != 0.0),
+      static_cast<int>(g.epilogue)};
   std::lock_guard<std::mutex> lock(mutex);
   std::unique_ptr<Plan>& p = (*plans)[key];
   if (!p) {
@@ -177,18 +233,34 @@ const Plan& plan_for(const GemmArgs& g) {
 
 }  // namespace
 
-void gemm(const GemmArgs& g, cudaStream_t stream) {
-  if (g.m == 0 || g.n == 0 || g.batch == 0) return;
-  const Plan& p = plan_for(g);
+bool gemm(const GemmArgs& g, cudaStream_t stream) {
+  // An empty product still owes its bias gradient when op(B) is not empty: the caller's sum.
+  if (g.m == 0 || g.n == 0 || g.batch == 0)
+    return g.epilogue != GemmEpilogue::bias_grad || g.n == 0;
+  Plan& p = plan_for(g);
   const float alpha_f = static_cast<float>(g.alpha), beta_f = static_cast<float>(g.beta);
   const double alpha_d = g.alpha, beta_d = g.beta;
   const bool f64 = p.types.scale == CUDA_R_64F;
   Workspace ws(kWorkspaceBytes, Device::cuda(current_device()));
+  std::unique_lock<std::mutex> lock(p.call, std::defer_lock);
+  if (p.fused_epilogue) {
+    lock.lock();
+    // BGRADA writes its sums through the bias pointer.
+    const void* bias = g.epilogue == GemmEpilogue::bias_grad ? g.bias_grad : g.bias;
+    TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc.d, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                   &bias, sizeof bias));
+    if (g.epilogue == GemmEpilogue::bias_gelu) {
+      void* aux = g.pre_act;
+      TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+          p.desc.d, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux));
+    }
+  }
   TG_CUBLAS_CHECK(cublasLtMatmul(
       handle(), p.desc.d,
       f64 ? static_cast<const void*>(&alpha_d) : static_cast<const void*>(&alpha_f), g.b, p.la.l,
       g.a, p.lb.l, f64 ? static_cast<const void*>(&beta_d) : static_cast<const void*>(&beta_f), g.c,
       p.lc.l, g.c, p.lc.l, &p.algo, ws.as<void>(), static_cast<size_t>(kWorkspaceBytes), stream));
+  return g.epilogue == GemmEpilogue::none || p.fused_epilogue;
 }
 
 }  // namespace tilegrad::cuda

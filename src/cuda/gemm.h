@@ -11,9 +11,11 @@
 
 namespace tilegrad::cuda {
 
-// C = alpha · op(A) · op(B) + beta · C on `stream`, batched as GemmArgs says (a batch stride of 0
-// broadcasts that operand). The workspace cuBLASLt may use is taken from the caching allocator for
-// the call and tracked as `workspace`.
-void gemm(const GemmArgs& args, cudaStream_t stream);
+// C = epilogue(alpha · op(A) · op(B) + beta · C) on `stream`, batched as GemmArgs says (a batch
+// stride of 0 broadcasts that operand). The workspace cuBLASLt may use is taken from the caching
+// allocator for the call and tracked as `workspace`. Returns false when the epilogue was not run
+// (cuBLASLt has none for this problem: float64, batches, an unaligned GELU output), in which case
+// C holds alpha · op(A) · op(B) + beta · C and the caller applies it.
+[[nodiscard]] bool gemm(const GemmArgs& args, cudaStream_t stream);
 
 }  // namespace tilegrad::cuda

@@ -104,9 +104,11 @@ Tensor GPT::blocks_forward(const Tensor& x0, Generator& gen) const {
     for (const auto& block : h_) x = block->forward(x, gen);
     return x;
   }
-  // Matmuls keep what they save under "selective"; everything else in a segment is recomputed.
+  // Matmuls (and linear layers) keep what they save under "selective"; everything else in a
+  // segment is recomputed.
   std::optional<SelectivePolicyScope> keep;
-  if (selective_) keep.emplace([](std::string_view op) { return op == "matmul"; });
+  if (selective_)
+    keep.emplace([](std::string_view op) { return op == "matmul" || op == "linear"; });
   for (size_t first = 0; first < h_.size(); first += static_cast<size_t>(remat_every_)) {
     const size_t last = std::min(h_.size(), first + static_cast<size_t>(remat_every_));
     x = checkpoint(

@@ -1,8 +1,6 @@
 #include "nn/linear.h"
 
-#include "ops/elementwise.h"
 #include "ops/factory.h"
-#include "ops/matmul.h"
 
 namespace tilegrad::nn {
 
@@ -11,9 +9,8 @@ Linear::Linear(int64_t in, int64_t out, bool bias, Generator& gen, double init_s
   if (bias) bias_ = register_parameter("bias", zeros({out}, {dtype}));
 }
 
-Tensor Linear::forward(const Tensor& x) const {
-  Tensor y = matmul(x, weight_);
-  return bias_.defined() ? y + bias_ : y;
+Tensor Linear::forward(const Tensor& x, Activation act) const {
+  return linear(x, weight_, bias_, act);
 }
 
 }  // namespace tilegrad::nn

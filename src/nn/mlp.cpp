@@ -14,7 +14,7 @@ MLP::MLP(int64_t C, double dropout, int L, Generator& init, DType dtype) : dropo
 }
 
 Tensor MLP::forward(const Tensor& x, Generator& gen) const {
-  return dropout(c_proj_->forward(gelu(c_fc_->forward(x))), dropout_, gen, training());
+  return dropout(c_proj_->forward(c_fc_->forward(x, Activation::gelu)), dropout_, gen, training());
 }
 
 }  // namespace tilegrad::nn

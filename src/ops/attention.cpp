@@ -2,7 +2,9 @@
 //
 // The op passes q, k and v to the kernels as they are when their D axis is contiguous (a [B, N, H,
 // D] projection viewed as [B, H, N, D] is read in place, no transpose copy), and copies them
-// otherwise. What the node saves depends on the implementation:
+// otherwise. On a backend that writes strided outputs (the CUDA flash kernels), the output and the
+// gradients of q, k and v follow the inputs' layout, so a transformer layer's head split and merge
+// cost no copies in either pass. What the node saves depends on the implementation:
 //   standard: q, k, v and P [B, H, Nq, Nk] — the backward reads P (Algorithm 0);
 //   flash:    q, k, v, the output and the logsumexp [B, H, Nq] — the backward recomputes P.
 // So the flash node's saved bytes are linear in N and the standard node's quadratic, which is what
@@ -107,6 +109,39 @@ Tensor layout_u8(const Tensor& layout, Device device) {
 void set_strides(int64_t (&dst)[3], const Tensor& t) {
   for (int i = 0; i < 3; ++i) dst[i] = t.stride(i);
 }
+// Strides for an output or gradient: zero (contiguous) when t is contiguous, else t's.
+void set_output_strides(int64_t (&dst)[3], const Tensor& t) {
+  for (int i = 0; i < 3; ++i) dst[i] = t.is_contiguous() ? 0 : t.stride(i);
+}
+
+// Whether t [B, heads, N, D] is a view of a [B, N, heads, D] layout (heads inside rows), the
+// layout of a projection's output split into heads.
+bool heads_inside_rows(const Tensor& t) {
+  return t.size(1) > 1 && t.size(2) > 1 && t.stride(1) < t.stride(2);
+}
+
+// A fresh [B, heads, N, D] tensor laid out as [B, N, heads, D] when `rows_outer`, else contiguous.
+Tensor bhnd_output(int64_t B, int64_t heads, int64_t N, int64_t D, DType dt, Device dev,
+                   bool rows_outer) {
+  if (!rows_outer) return empty_output({B, heads, N, D}, dt, dev);
+  return empty_output({B, N, heads, D}, dt, dev).transpose(1, 2);
+}
+
+// Whether q, k, v are the three slices of one packed [B, N, 3, H, D] buffer (a fused q/k/v
+// projection split into heads): then their gradients can be written into one buffer of that
+// layout, which is the projection's gradient as it stands.
+bool packed_qkv(const Tensor& q, const Tensor& k, const Tensor& v) {
+  const int64_t H = q.size(1), N = q.size(2), D = q.size(3);
+  if (k.shape() != q.shape() || v.shape() != q.shape()) return false;
+  if (k.storage() != q.storage() || v.storage() != q.storage()) return false;
+  const Strides packed{N * 3 * H * D, D, 3 * H * D, 1};
+  for (const Tensor* t : {&q, &k, &v}) {
+    for (int i = 0; i < 4; ++i) {
+      if (t->size(i) > 1 && t->stride(i) != packed[static_cast<size_t>(i)]) return false;
+    }
+  }
+  return k.offset() == q.offset() + H * D && v.offset() == q.offset() + 2 * H * D;
+}
 
 // Everything but the pointers and strides, which come from the tensors of each call.
 AttentionArgs make_args(const Dims& d, DType dt, const AttentionOptions& o) {
@@ -171,21 +206,43 @@ class AttentionBackward final : public Node {
       return {Tensor(), Tensor(), Tensor()};
     }
     const Tensor q = saved(q_), k = saved(k_), v = saved(v_), layout = saved(layout_);
-    const Tensor p_or_out = saved(p_or_out_);
+    Tensor p_or_out = saved(p_or_out_);
     AttentionArgs a = args_;
     bind(a, q, k, v, layout);
     const DType dt = q.dtype(), acc = acc_dtype(dt);
     const Device dev = q.device();
+    Backend& be = backend(dev);
+    // Flash on a backend that takes strided outputs: dout is read in place when its D axis is
+    // contiguous, and the gradients take q, k and v's layout (one packed buffer when they are the
+    // slices of one), so that neither side of the op copies to or from [B, H, N, D].
+    const bool strided = impl_ == AttentionImpl::flash && be.attention_strided_outputs(a);
+    if (!strided) p_or_out = p_or_out.contiguous();
     // A missing gradient reads as zero.
-    const Tensor dout = gout.defined()
-                            ? gout.to(dt).contiguous()
-                            : zeros({a.B, a.H, a.Nq, a.D}, {dt, dev, Category::gradient});
+    Tensor dout =
+        gout.defined() ? gout.to(dt) : zeros({a.B, a.H, a.Nq, a.D}, {dt, dev, Category::gradient});
+    if (!strided || !(dout.stride(3) == 1 || a.D == 1) || dout.stride(2) < a.D)
+      dout = dout.contiguous();
     const Tensor gl = glse.defined() ? glse.to(acc).contiguous() : Tensor();
     const void* glp = gl.defined() ? gl.data() : nullptr;
-    Tensor dq = empty_output({a.B, a.H, a.Nq, a.D}, dt, dev);
-    Tensor dk = empty_output({a.B, a.Hkv, a.Nk, a.D}, dt, dev);
-    Tensor dv = empty_output({a.B, a.Hkv, a.Nk, a.D}, dt, dev);
-    Backend& be = backend(dev);
+    Tensor dq, dk, dv;
+    if (strided && packed_qkv(q, k, v)) {
+      const int64_t HD = a.H * a.D;
+      const Tensor g = empty_output({a.B, a.Nq, 3, a.H, a.D}, dt, dev);
+      const Strides st{a.Nq * 3 * HD, a.D, 3 * HD, 1};
+      const Shape shape{a.B, a.H, a.Nq, a.D};
+      dq = make_view(g, shape, st, g.offset());
+      dk = make_view(g, shape, st, g.offset() + HD);
+      dv = make_view(g, shape, st, g.offset() + 2 * HD);
+    } else {
+      dq = bhnd_output(a.B, a.H, a.Nq, a.D, dt, dev, strided && heads_inside_rows(q));
+      dk = bhnd_output(a.B, a.Hkv, a.Nk, a.D, dt, dev, strided && heads_inside_rows(k));
+      dv = bhnd_output(a.B, a.Hkv, a.Nk, a.D, dt, dev, strided && heads_inside_rows(v));
+    }
+    if (impl_ == AttentionImpl::flash) set_output_strides(a.o_strides, p_or_out);
+    set_output_strides(a.dout_strides, dout);
+    set_output_strides(a.dq_strides, dq);
+    set_output_strides(a.dk_strides, dk);
+    set_output_strides(a.dv_strides, dv);
     if (impl_ == AttentionImpl::standard) {
       Tensor ds = empty({a.Nq, a.Nk}, {dt, dev, Category::workspace});  // [Nq, Nk] scratch
       be.attention_standard_backward(a, p_or_out.data(), dout.data(), glp, ds.data(), dq.data(),
@@ -229,9 +286,12 @@ AttentionResult attention(const Tensor& q_in, const Tensor& k_in, const Tensor& 
   OpScope scope("attention", cost);
   AttentionArgs args = make_args(d, dt, options);
   bind(args, q, k, v, layout);
-  Tensor out = empty_output({d.B, d.H, d.Nq, d.D}, dt, dev);
-  Tensor lse = empty_output({d.B, d.H, d.Nq}, acc_dtype(dt), dev);
   Backend& be = backend(dev);
+  // The output takes q's layout where the backend can write it (see the backward).
+  const bool strided = options.impl == AttentionImpl::flash && be.attention_strided_outputs(args);
+  Tensor out = bhnd_output(d.B, d.H, d.Nq, d.D, dt, dev, strided && heads_inside_rows(q));
+  set_output_strides(args.o_strides, out);
+  Tensor lse = empty_output({d.B, d.H, d.Nq}, acc_dtype(dt), dev);
   Tensor p;
   if (options.impl == AttentionImpl::standard) {
     p = empty_output({d.B, d.H, d.Nq, d.Nk}, dt, dev);

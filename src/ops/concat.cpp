@@ -75,6 +75,9 @@ class SplitBackward final : public Node {
       all = all && g.defined();
     }
     if (!any || !needs_input_grad(0)) return {Tensor()};
+    if (all) {
+      if (Tensor joined = already_joined(grads); joined.defined()) return {joined};
+    }
     Tensor gx = empty_output(shape_, dtype_, device_);
     Backend& be = backend_of(gx);
     if (!all) be.fill(strided(gx), 0.0);  // an unused piece's gradient is zero
@@ -89,6 +92,31 @@ class SplitBackward final : public Node {
   }
 
  private:
+  // The pieces' gradients as one contiguous tensor of x's shape when they already are its slices —
+  // views of one storage at the offsets and strides that slicing that tensor gives (as when an
+  // attention backward writes dq, dk and dv into one packed buffer) — so joining them copies
+  // nothing. Undefined otherwise.
+  Tensor already_joined(const std::vector<Tensor>& grads) const {
+    const Tensor& first = grads[0];
+    if (sizes_[0] == 0) return Tensor();  // the first piece must locate the joined tensor
+    const Strides strides = contiguous_strides(shape_);
+    const auto storage_elems = static_cast<int64_t>(first.storage()->nbytes() / dtype_size(dtype_));
+    if (first.dtype() != dtype_ || first.offset() + numel(shape_) > storage_elems) return Tensor();
+    int64_t start = 0;
+    for (size_t i = 0; i < grads.size(); ++i) {
+      const Tensor& g = grads[i];
+      if (g.storage() != first.storage() || g.dtype() != dtype_) return Tensor();
+      if (sizes_[i] > 0) {
+        if (g.offset() != first.offset() + start * strides[dim_]) return Tensor();
+        for (int64_t d = 0; d < g.dim(); ++d) {
+          if (g.size(d) > 1 && g.stride(d) != strides[d]) return Tensor();
+        }
+      }
+      start += sizes_[i];
+    }
+    return make_view(first, shape_, strides, first.offset());
+  }
+
   Shape shape_;
   DType dtype_;
   Device device_;

@@ -32,6 +32,9 @@ Tensor relu(const Tensor& x);
 Tensor gelu(const Tensor& x);  // tanh form: 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))
 Tensor sigmoid(const Tensor& x);
 Tensor sqrt(const Tensor& x);
+// g · f'(.) for unary op f, where `saved` is f's input or output as unary_backward_reads(op) says:
+// one kernel, no graph (what the ops' backward and JVP rules apply).
+Tensor unary_derivative(UnaryOp op, const Tensor& g, const Tensor& saved);
 
 inline Tensor operator+(const Tensor& a, const Tensor& b) {
   return add(a, b);

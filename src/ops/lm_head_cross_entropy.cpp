@@ -118,7 +118,10 @@ Tensor lm_head_cross_entropy(const Tensor& x_in, const Tensor& w_in, const Tenso
   Tensor losses = empty({N}, {acc, x.device(), Category::workspace});  // ignored rows: 0
   // dx and dw for an upstream gradient of 1, kept from here to the backward.
   Tensor dx = need_x ? empty_output({N, C}, dt, x.device()) : Tensor();
-  Tensor dw = need_w ? empty_output({V, C}, dt, x.device()) : Tensor();
+  // dw is the first V rows of a [Vp, C] buffer, so that its GEMM too runs at the aligned Vp (the
+  // padded rows come out 0 from glogits' zero columns and are never read).
+  const Tensor dw_full = need_w ? empty_output({Vp, C}, dt, x.device()) : Tensor();
+  Tensor dw = need_w ? dw_full.detach().slice(0, 0, V) : Tensor();
   if (need_w && N == 0) be.fill(strided(dw), 0.0);
   {
     const TensorOptions ws{dt, x.device(), Category::workspace};
@@ -152,9 +155,9 @@ Tensor lm_head_cross_entropy(const Tensor& x_in, const Tensor& w_in, const Tenso
         gemm(be, dt, false, false, rows, C, Vp, glogits.data(), Vp, w_pad.data(), C,
              row_ptr(dx, r0, C), C);
       }
-      if (need_w) {  // dw (+)= glogitsᵀ · x[r0 : r0 + rows]
-        gemm(be, dt, true, false, V, C, rows, glogits.data(), Vp, row_ptr(x, r0, C), C, dw.data(),
-             C, r0 == 0 ? 0.0 : 1.0);
+      if (need_w) {  // dw_full (+)= glogitsᵀ · x[r0 : r0 + rows]
+        gemm(be, dt, true, false, Vp, C, rows, glogits.data(), Vp, row_ptr(x, r0, C), C,
+             dw_full.data(), C, r0 == 0 ? 0.0 : 1.0);
       }
     }
   }

@@ -11,13 +11,13 @@
 
 namespace tilegrad {
 
-namespace {
-
-Tensor apply_derivative(UnaryOp op, const Tensor& g, const Tensor& saved) {
+Tensor unary_derivative(UnaryOp op, const Tensor& g, const Tensor& saved) {
   Tensor gx = empty_output_like(saved);
   backend_of(saved).unary_backward(op, strided_as(g, saved.shape()), strided(saved), strided(gx));
   return gx;
 }
+
+namespace {
 
 class UnaryBackward final : public Node {
  public:
@@ -28,7 +28,7 @@ class UnaryBackward final : public Node {
     const Tensor& g = grads[0];
     if (!g.defined() || !needs_input_grad(0)) return {Tensor()};
     if (op_ == UnaryOp::neg) return {neg(g)};
-    return {apply_derivative(op_, g, saved(saved_))};
+    return {unary_derivative(op_, g, saved(saved_))};
   }
 
  private:
@@ -53,7 +53,7 @@ Tensor unary_op(UnaryOp op, const Tensor& x) {
   if (forward_ad::any_tangent({x})) {
     forward_ad::RuleScope rule;
     const Tensor t = forward_ad::tangent_of(x);
-    forward_ad::set_tangent(y, op == UnaryOp::neg ? neg(t) : apply_derivative(op, t, operand));
+    forward_ad::set_tangent(y, op == UnaryOp::neg ? neg(t) : unary_derivative(op, t, operand));
   }
   return y;
 }

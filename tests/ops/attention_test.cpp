@@ -333,6 +333,42 @@ TEST(Attention, ProjectionLayoutViewsAreReadInPlaceAndGiveTheSameResult) {
   }
 }
 
+// A transformer layer's use: q, k, v split from one fused [B, N, 3C] projection, the output merged
+// back to [B, N, C]. Values and gradients equal those of contiguous copies of q, k and v. Where the
+// backend writes strided outputs (the CUDA flash kernels) the output is already in [B, N, H, D]
+// order and the projection's gradient is one buffer that the split passes on without a copy.
+TEST(Attention, PackedProjectionGivesTheContiguousResultsWithoutCopies) {
+  const int64_t B = 2, N = 33, H = 3, D = 64, C = H * D;
+  for (DType dt : {DType::f64, DType::bf16}) {
+    SCOPED_TRACE(dtype_name(dt));
+    const Tensor qkv = rnd({B, N, 3 * C}, 61).to(dt).set_requires_grad(true);
+    const Tensor dout = rnd({B, N, C}, 62).to(dt);
+    AttentionOptions o;
+    o.causal = true;
+    auto heads = [&](const Tensor& t) { return t.reshape({B, N, H, D}).transpose(1, 2); };
+    const auto parts = split(qkv, {C, C, C}, 2);
+    const Tensor y = attention(heads(parts[0]), heads(parts[1]), heads(parts[2]), o).out;
+    const Tensor yt = y.transpose(1, 2);
+    reshape(yt.contiguous(), {B, N, C}).backward(dout);
+
+    // The same on contiguous [B, H, N, D] copies.
+    const Tensor flat = qkv.detach().set_requires_grad(true);
+    const auto cparts = split(flat, {C, C, C}, 2);
+    const Tensor yc = attention(heads(cparts[0]).contiguous(), heads(cparts[1]).contiguous(),
+                                heads(cparts[2]).contiguous(), o)
+                          .out;
+    reshape(yc.transpose(1, 2).contiguous(), {B, N, C}).backward(dout);
+    const double tol = dt == DType::f64 ? 1e-13 : 2e-2;
+    EXPECT_LE(max_abs_diff(y, yc), tol);
+    EXPECT_LE(max_abs_diff(qkv.grad(), flat.grad()), tol);
+    if (qkv.device().type == DeviceType::cuda && dt == DType::bf16) {
+      EXPECT_TRUE(yt.is_contiguous()) << "the output is in [B, N, H, D] order";
+      const Tensor g = qkv.grad();
+      EXPECT_TRUE(g.is_contiguous());
+    }
+  }
+}
+
 TEST(Attention, Float64AndFloat16AgreeWithTheReference) {
   const Tensor q = randn_rounded({1, 2, 70, 24}, 61, DType::f16);
   const Tensor k = randn_rounded({1, 2, 90, 24}, 62, DType::f16);

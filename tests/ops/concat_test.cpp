@@ -188,6 +188,30 @@ TEST(Split, OneNodeForAllPiecesAndUnusedPiecesGetZeroGradient) {
       {x2});
 }
 
+TEST(Split, GradientsThatAreSlicesOfOneTensorAreJoinedWithoutACopy) {
+  const Tensor x = rnd({4, 2, 6}, 20).set_requires_grad(true);
+  const auto pieces = split(x, {1, 2, 3}, 2);
+  Node& node = *pieces[0].grad_fn();
+  // The pieces' gradients as the slices of one [4, 2, 6] buffer, in order: the join is that buffer.
+  const Tensor g = rnd({4, 2, 6}, 21);
+  std::vector<Tensor> slices{g.slice(2, 0, 1), g.slice(2, 1, 3), g.slice(2, 3, 6)};
+  const Tensor joined = node.apply(slices)[0];
+  EXPECT_EQ(joined.storage(), g.storage());
+  EXPECT_EQ(joined.shape(), x.shape());
+  EXPECT_EQ(max_abs_diff(joined, g), 0.0);
+  // Slices in another order, or of a buffer with other strides, are copied into a fresh tensor.
+  const Tensor h = rnd({4, 2, 7}, 22);
+  std::vector<Tensor> strided{h.slice(2, 0, 1), h.slice(2, 1, 3), h.slice(2, 3, 6)};
+  const Tensor copied = node.apply(strided)[0];
+  EXPECT_NE(copied.storage(), h.storage());
+  EXPECT_EQ(max_abs_diff(copied, h.slice(2, 0, 6)), 0.0);
+  std::vector<Tensor> shuffled{g.slice(2, 5, 6), g.slice(2, 0, 2), g.slice(2, 2, 5)};
+  const Tensor reordered = node.apply(shuffled)[0];
+  EXPECT_NE(reordered.storage(), g.storage());
+  EXPECT_EQ(max_abs_diff(reordered.slice(2, 0, 1), g.slice(2, 5, 6)), 0.0);
+  EXPECT_EQ(max_abs_diff(reordered.slice(2, 1, 3), g.slice(2, 0, 2)), 0.0);
+}
+
 TEST(Split, Errors) {
   const Tensor x = rnd({4, 6}, 20);
   const std::string sum_msg = error_of([&] { split(x, {2, 3}, 1); });

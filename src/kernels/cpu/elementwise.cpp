@@ -55,12 +55,6 @@ void check_same_shape(const StridedView& a, const StridedView& b, const char* op
 }
 
 template <class A>
-A gelu_value(A x) {
-  const A k = A(0.7978845608028654);  // sqrt(2 / pi)
-  return A(0.5) * x * (A(1) + std::tanh(k * (x + A(0.044715) * x * x * x)));
-}
-
-template <class A>
 A gelu_grad(A x) {
   const A k = A(0.7978845608028654);
   const A u = k * (x + A(0.044715) * x * x * x);
@@ -130,7 +124,7 @@ void unary(UnaryOp op, const StridedView& x, const StridedView& y) {
       case UnaryOp::relu:
         return map1<T, T>(x, y, [](T v) { return A(v) > A(0) ? A(v) : A(0); });
       case UnaryOp::gelu:
-        return map1<T, T>(x, y, [](T v) { return gelu_value(A(v)); });
+        return map1<T, T>(x, y, [](T v) { return gelu_tanh(A(v)); });
       case UnaryOp::sigmoid:
         return map1<T, T>(x, y, [](T v) { return A(1) / (A(1) + std::exp(-A(v))); });
       case UnaryOp::sqrt:

@@ -1,6 +1,7 @@
 // CPU GEMM: OpenBLAS's sgemm/dgemm for float32/float64. Our OpenBLAS build has no half-precision
 // GEMM, so bf16/f16 operands are widened into float32 workspace (tracked as `workspace`),
-// multiplied, and rounded back.
+// multiplied, and rounded back. The epilogue (bias, GELU) runs on each row of the result in the
+// accumulation type before it is stored, as cuBLASLt's does on the GPU.
 #include "kernels/cpu/gemm.h"
 
 #include <cblas.h>
@@ -9,6 +10,7 @@
 
 #include "core/error.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/vector_math.h"
 #include "memory/workspace.h"
 
 namespace tilegrad::kernels::cpu {
@@ -17,6 +19,23 @@ namespace {
 
 CBLAS_TRANSPOSE tr(bool t) {
   return t ? CblasTrans : CblasNoTrans;
+}
+
+// The epilogue on row r of the result, held in the accumulation type at v (n values): v += bias,
+// then, for bias_gelu, pre_act's row = v (rounded to T) and v = GELU(v). The caller stores v.
+template <class T, class A>
+void epilogue_row(const GemmArgs& g, int64_t r, A* v) {
+  if (g.epilogue == GemmEpilogue::none || g.epilogue == GemmEpilogue::bias_grad) return;
+  const T* bias = static_cast<const T*>(g.bias);
+  for (int64_t j = 0; j < g.n; ++j) v[j] += static_cast<A>(bias[j]);
+  if (g.epilogue != GemmEpilogue::bias_gelu) return;
+  T* pre = static_cast<T*>(g.pre_act) + r * g.ldc;
+  for (int64_t j = 0; j < g.n; ++j) pre[j] = T(v[j]);
+  if constexpr (std::is_same_v<A, float>) {
+    gelu_f32(v, v, g.n);
+  } else {
+    for (int64_t j = 0; j < g.n; ++j) v[j] = gelu_tanh(v[j]);
+  }
 }
 
 template <class T>
@@ -38,6 +57,10 @@ void gemm_blas(const GemmArgs& g) {
                   static_cast<blasint>(g.n), static_cast<blasint>(g.k), g.alpha, ai,
                   static_cast<blasint>(g.lda), bi, static_cast<blasint>(g.ldb), g.beta, ci,
                   static_cast<blasint>(g.ldc));
+    }
+    if (g.epilogue != GemmEpilogue::none) {  // batch == 1: C's rows are the results in place
+      parallel_for(g.m, g.m * g.n >= (1 << 15),
+                   [&](int64_t r) { epilogue_row<T, T>(g, r, ci + r * g.ldc); });
     }
   }
 }
@@ -69,25 +92,51 @@ void gemm_half(const GemmArgs& g) {
                 static_cast<blasint>(g.n), static_cast<blasint>(g.k), static_cast<float>(g.alpha),
                 fa, static_cast<blasint>(a_cols), fb, static_cast<blasint>(b_cols),
                 static_cast<float>(g.beta), fc, static_cast<blasint>(g.n));
-    for (int64_t r = 0; r < g.m; ++r) {
-      for (int64_t j = 0; j < g.n; ++j) ci[r * g.ldc + j] = T(fc[r * g.n + j]);
-    }
+    parallel_for(g.m, g.m * g.n >= (1 << 15), [&](int64_t r) {
+      float* v = fc + r * g.n;
+      epilogue_row<T, float>(g, r, v);
+      for (int64_t j = 0; j < g.n; ++j) ci[r * g.ldc + j] = T(v[j]);
+    });
   }
+}
+
+// bias_grad[j] = Σ_k op(B)[k, j], summed in the accumulation type in order of k.
+template <class T>
+void bias_grad(const GemmArgs& g) {
+  using A = acc_t<T>;
+  const T* b = static_cast<const T*>(g.b);
+  T* out = static_cast<T*>(g.bias_grad);
+  parallel_for(g.n, g.n * g.k >= (1 << 15), [&](int64_t j) {
+    A s = 0;
+    for (int64_t kk = 0; kk < g.k; ++kk)
+      s += static_cast<A>(g.trans_b ? b[j * g.ldb + kk] : b[kk * g.ldb + j]);
+    out[j] = T(s);
+  });
 }
 
 }  // namespace
 
 void gemm(const GemmArgs& g) {
+  TG_ASSERT(epilogue_args_valid(g), "gemm: an epilogue without its operands");
+  if (g.epilogue == GemmEpilogue::bias_grad) {
+    dispatch_floating(g.dtype, "matmul", [&]<class T>() { bias_grad<T>(g); });
+  }
   if (g.m == 0 || g.n == 0 || g.batch == 0) return;
   if (g.k == 0) {  // BLAS may skip C entirely; the product of empty matrices is zero
     dispatch_floating(g.dtype, "matmul", [&]<class T>() {
+      using A = acc_t<T>;
+      std::vector<A> v(static_cast<size_t>(g.n));
       for (int64_t i = 0; i < g.batch; ++i) {
         T* ci = static_cast<T*>(g.c) + i * g.stride_c;
         for (int64_t r = 0; r < g.m; ++r) {
           for (int64_t j = 0; j < g.n; ++j) {
-            ci[r * g.ldc + j] = T(static_cast<acc_t<T>>(
-                g.beta * static_cast<double>(static_cast<acc_t<T>>(ci[r * g.ldc + j]))));
+            // beta = 0 ignores C, which may hold anything (NaN), as BLAS does.
+            v[j] = g.beta == 0.0
+                       ? A(0)
+                       : A(g.beta * static_cast<double>(static_cast<A>(ci[r * g.ldc + j])));
           }
+          epilogue_row<T, A>(g, r, v.data());
+          for (int64_t j = 0; j < g.n; ++j) ci[r * g.ldc + j] = T(v[j]);
         }
       }
     });

@@ -7,9 +7,19 @@
 // x86-64 machine.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 namespace tilegrad::kernels::cpu {
+
+// GELU with the tanh approximation (GPT-2's) for one value in any float type, by its definition:
+// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x³))). The reference form; gelu_f32 below is the fast
+// one.
+template <class A>
+A gelu_tanh(A x) {
+  const A k = A(0.7978845608028654);  // sqrt(2 / pi)
+  return A(0.5) * x * (A(1) + std::tanh(k * (x + A(0.044715) * x * x * x)));
+}
 
 // y[i] = exp(x[i]) for contiguous float32; relative error ≤ 2 ulp for results in the normal range,
 // 0 below exp(-87.33) (where the true value is subnormal), +inf above 88.72, NaN for NaN.

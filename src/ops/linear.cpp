@@ -1,0 +1,166 @@
+// The fused linear op (ops/linear.h). The forward is one GEMM whose epilogue adds the bias and
+// applies the activation; x's leading dimensions fold into the GEMM's rows. The backward is
+// gp = g · act'(pre), dx = gp · wᵀ through matmul, and dw = xᵀ · gp with db, the column sums of gp,
+// from that GEMM's epilogue (GemmEpilogue::bias_grad), so the bias gradient costs no pass of its
+// own over gp either.
+#include "ops/linear.h"
+
+#include "autograd/forward_ad.h"
+#include "autograd/grad_mode.h"
+#include "autograd/node.h"
+#include "core/error.h"
+#include "ops/common.h"
+#include "ops/elementwise.h"
+#include "ops/matmul.h"
+#include "ops/op_scope.h"
+#include "ops/reduce.h"
+#include "ops/view.h"
+
+namespace tilegrad {
+
+namespace {
+
+class LinearBackward final : public Node {
+ public:
+  LinearBackward(const Tensor& x, const Tensor& w, const Tensor& pre, bool need_x, bool need_w,
+                 Activation act)
+      : Node("linear"), act_(act) {
+    x_ = save(need_w ? x : Tensor());  // dw = xᵀ gp reads x
+    w_ = save(need_x ? w : Tensor());  // dx = gp wᵀ reads w
+    pre_ = save(pre);                  // gp = g · gelu'(pre); undefined without an activation
+  }
+  std::vector<Tensor> apply(std::vector<Tensor>& grads) override {
+    const Tensor& g = grads[0];
+    if (!g.defined()) return {Tensor(), Tensor(), Tensor()};
+    const Tensor gp =
+        act_ == Activation::gelu ? unary_derivative(UnaryOp::gelu, g, saved(pre_)) : g;
+    const int64_t N = gp.size(-1);
+    Tensor gx, gw, gb;
+    if (needs_input_grad(0)) gx = matmul(gp, saved(w_).transpose(0, 1));
+    if (needs_input_grad(1) && needs_input_grad(2)) {
+      // dw = xᵀ gp with db, gp's column sums, from the same GEMM's epilogue.
+      const Tensor x = saved(x_).contiguous();
+      const Tensor g2 = reshape(gp, {-1, N}).contiguous();
+      const int64_t K = x.size(-1), rows = g2.size(0);
+      gw = empty_output({K, N}, gp.dtype(), gp.device());
+      gb = empty_output({N}, gp.dtype(), gp.device());
+      GemmArgs args =
+          gemm_args(gp.dtype(), true, false, K, N, rows, 1.0, x.data(), std::max<int64_t>(K, 1),
+                    g2.data(), std::max<int64_t>(N, 1), 0.0, gw.data(), std::max<int64_t>(N, 1));
+      args.epilogue = GemmEpilogue::bias_grad;
+      args.bias_grad = gb.data();
+      backend_of(gp).gemm(args);
+    } else if (needs_input_grad(1)) {
+      const Tensor x = saved(x_);
+      gw = matmul(reshape(x, {-1, x.size(-1)}).transpose(0, 1), reshape(gp, {-1, N}));
+    } else if (needs_input_grad(2)) {
+      gb = sum_to(gp, {N});
+    }
+    return {gx, gw, gb};
+  }
+
+ private:
+  Activation act_;
+  size_t x_, w_, pre_;
+};
+
+// The layout GEMM reads w [K, N] in: row-major as is, column-major (a transposed view) with the
+// transpose flag, anything else as a contiguous copy.
+struct WeightOperand {
+  Tensor t;
+  bool trans = false;
+  int64_t ld = 0;
+};
+
+WeightOperand weight_operand(const Tensor& w) {
+  const int64_t K = w.size(0), N = w.size(1);
+  if ((w.stride(1) == 1 || N == 1) && w.stride(0) >= std::max<int64_t>(N, 1))
+    return {w, false, std::max<int64_t>(w.stride(0), 1)};
+  if ((w.stride(0) == 1 || K == 1) && w.stride(1) >= std::max<int64_t>(K, 1))
+    return {w, true, std::max<int64_t>(w.stride(1), 1)};
+  NoGradGuard no_grad;  // the copy only serves the GEMM; the node saves w itself
+  return {w.contiguous(), false, std::max<int64_t>(N, 1)};
+}
+
+}  // namespace
+
+Tensor linear(const Tensor& x_in, const Tensor& w, const Tensor& b, Activation act) {
+  check_defined("linear", x_in);
+  check_defined("linear", w, "weight");
+  check_floating("linear", x_in);
+  std::vector<Tensor> operands{x_in, w};
+  if (b.defined()) operands.push_back(b);
+  check_compatible("linear", operands);
+  TG_CHECK(x_in.dim() >= 1 && w.dim() == 2 && w.size(0) == x_in.size(-1), "linear: x ",
+           shape_str(x_in.shape()), " and w ", shape_str(w.shape()),
+           " do not compose: w must be [K, N] with K = x's last size");
+  const int64_t K = w.size(0), N = w.size(1);
+  TG_CHECK(!b.defined() || (b.dim() == 1 && b.size(0) == N), "linear: b ", shape_str(b.shape()),
+           " must be [", N, "]");
+  // Without a bias there is no epilogue to fuse into: the composite is the same work.
+  if (!b.defined()) {
+    const Tensor y = matmul(x_in, w);
+    return act == Activation::gelu ? gelu(y) : y;
+  }
+
+  const Cost cost = linear_cost(x_in.shape(), N, x_in.dtype(), true, act);
+  OpScope scope("linear", cost);
+  Tensor x = x_in;
+  Tensor bias = b;
+  if (!x.is_contiguous() || !bias.is_contiguous()) {
+    NoGradGuard no_grad;  // copies that only serve the GEMM; gradients flow to x_in and b
+    x = x.contiguous();
+    bias = bias.contiguous();
+  }
+  const int64_t rows = x.numel() / std::max<int64_t>(K, 1);
+  Shape out_shape(x.shape().begin(), x.shape().end() - 1);
+  out_shape.push_back(N);
+  check_shape(out_shape, "linear");
+  const WeightOperand W = weight_operand(w);
+  Tensor out = empty_output(out_shape, x.dtype(), x.device());
+  Tensor pre;
+  if (act == Activation::gelu) pre = empty_output(out_shape, x.dtype(), x.device());
+
+  GemmArgs g =
+      gemm_args(x.dtype(), false, W.trans, rows, N, K, 1.0, x.data(), std::max<int64_t>(K, 1),
+                W.t.data(), W.ld, 0.0, out.data(), std::max<int64_t>(N, 1));
+  g.epilogue = act == Activation::gelu ? GemmEpilogue::bias_gelu : GemmEpilogue::bias;
+  g.bias = bias.data();
+  g.pre_act = pre.defined() ? pre.data() : nullptr;
+  backend_of(x).gemm(g);
+
+  if (any_requires_grad({x_in, w, b})) {
+    auto node =
+        std::make_shared<LinearBackward>(x, w, pre, x_in.requires_grad(), w.requires_grad(), act);
+    node->cost = cost;
+    set_history(node, {x_in, w, b}, {out});
+  }
+  if (forward_ad::any_tangent({x_in, w, b})) {
+    forward_ad::RuleScope rule;
+    const Tensor tx = forward_ad::tangent_of(x_in), tw = forward_ad::tangent_of(w);
+    const Tensor tb = forward_ad::tangent_of(b);
+    Tensor t;
+    auto plus = [&t](const Tensor& u) { t = t.defined() ? add(t, u) : u; };
+    if (tx.defined()) plus(matmul(tx, w));
+    if (tw.defined()) plus(matmul(x, tw));
+    if (tb.defined()) plus(tb);
+    if (t.shape() != out_shape) t = expand(t, out_shape);
+    if (act == Activation::gelu) t = unary_derivative(UnaryOp::gelu, t, pre);
+    forward_ad::set_tangent(out, t);
+  }
+  return out;
+}
+
+Cost linear_cost(const Shape& x, int64_t N, DType dt, bool bias, Activation act) {
+  const int64_t K = x.empty() ? 1 : x.back();
+  const double rows = static_cast<double>(numel(x)) / static_cast<double>(std::max<int64_t>(K, 1));
+  const double n = static_cast<double>(N), k = static_cast<double>(K);
+  const double sz = static_cast<double>(dtype_size(dt));
+  const double outputs = rows * n * (act == Activation::gelu ? 2 : 1);
+  double flops = 2 * rows * n * k;
+  if (bias) flops += rows * n;
+  if (act == Activation::gelu) flops += rows * n * unary_flops_per_element(UnaryOp::gelu);
+  return {flops, (static_cast<double>(numel(x)) + k * n + (bias ? n : 0) + outputs) * sz};
+}
+
+}  // namespace tilegrad

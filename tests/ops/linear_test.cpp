@@ -1,0 +1,181 @@
+// linear (the fused x · w + b and act(x · w + b)): values against a float64 loop with GELU written
+// from its definition, gradients against finite differences, forward mode, the composite of
+// matmul + add (+ gelu) in low precision, what it allocates and saves, and bad input.
+#include <cmath>
+
+#include "testing.h"
+
+namespace tgtest {
+namespace {
+
+// act(x · w + b) in float64 for x [rows, K] (x's leading dimensions flattened).
+std::vector<double> reference(const Tensor& x, const Tensor& w, const Tensor& b, Activation act) {
+  const int64_t K = w.size(0), N = w.size(1), rows = x.numel() / K;
+  const auto vx = x.to(DType::f64).to_vector<double>(), vw = w.to(DType::f64).to_vector<double>();
+  const auto vb = b.to(DType::f64).to_vector<double>();
+  std::vector<double> y(static_cast<size_t>(rows * N));
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      double s = vb[j];
+      for (int64_t k = 0; k < K; ++k) s += vx[i * K + k] * vw[k * N + j];
+      if (act == Activation::gelu)
+        s = 0.5 * s * (1 + std::tanh(std::sqrt(2 / M_PI) * (s + 0.044715 * s * s * s)));
+      y[i * N + j] = s;
+    }
+  return y;
+}
+
+// The gradients that backpropagating g from y leaves in `leaves` (cleared first).
+std::vector<Tensor> grads_of(const Tensor& y, const Tensor& g, const std::vector<Tensor>& leaves) {
+  for (const Tensor& l : leaves) l.set_grad(Tensor());
+  y.backward(g);
+  std::vector<Tensor> r;
+  for (const Tensor& l : leaves) r.push_back(l.grad());
+  return r;
+}
+
+const char* act_name(Activation act) {
+  return act == Activation::gelu ? "gelu" : "none";
+}
+
+TEST(Linear, ValuesOnOddShapes) {
+  const std::vector<std::pair<Shape, int64_t>> cases = {
+      {{1, 1}, 1}, {{3, 5}, 7}, {{2, 3, 4}, 9}, {{17, 13}, 1}, {{2, 1, 33}, 65}, {{5}, 3}};
+  for (const auto& [sx, N] : cases) {
+    for (Activation act : {Activation::none, Activation::gelu}) {
+      const Tensor x = rnd(sx, 1, DType::f64, -2, 2), w = rnd({sx.back(), N}, 2);
+      const Tensor b = rnd({N}, 3);
+      const Tensor y = linear(x, w, b, act);
+      Shape expect = sx;
+      expect.back() = N;
+      ASSERT_EQ(y.shape(), expect);
+      const auto ref = reference(x, w, b, act), got = y.to_vector<double>();
+      for (size_t i = 0; i < got.size(); ++i)
+        ASSERT_NEAR(got[i], ref[i], 1e-13 * (1 + std::abs(ref[i])))
+            << shape_str(sx) << " N=" << N << " " << act_name(act) << " at " << i;
+    }
+  }
+}
+
+TEST(Linear, TransposedAndStridedOperands) {
+  // w as a transposed view (the tied-embedding layout), x a non-contiguous view, b a strided slice.
+  const Tensor x = noncontiguous(rnd({6, 5}, 4)), w = rnd({7, 5}, 5).t();
+  const Tensor b = noncontiguous(rnd({7}, 6));
+  for (Activation act : {Activation::none, Activation::gelu}) {
+    const auto ref = reference(x.contiguous(), w.contiguous(), b.contiguous(), act);
+    const auto got = linear(x, w, b, act).to_vector<double>();
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], ref[i], 1e-13) << act_name(act);
+  }
+}
+
+TEST(Linear, GradientsMatchFiniteDifferences) {
+  const std::vector<std::pair<Shape, int64_t>> cases = {
+      {{3, 4}, 2}, {{1, 5}, 1}, {{2, 3, 4}, 5}, {{2, 1, 3}, 6}};
+  for (const auto& [sx, N] : cases) {
+    for (Activation act : {Activation::none, Activation::gelu}) {
+      SCOPED_TRACE(shape_str(sx) + " N=" + std::to_string(N) + " " + act_name(act));
+      const Tensor x = rnd(sx, 7, DType::f64, -2, 2).set_requires_grad(true);
+      const Tensor w = rnd({sx.back(), N}, 8).set_requires_grad(true);
+      const Tensor b = rnd({N}, 9).set_requires_grad(true);
+      expect_gradcheck(
+          [act](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2], act); },
+          {x, w, b});
+    }
+  }
+  // Non-contiguous x, transposed w; only some inputs need gradients.
+  const Tensor x = noncontiguous(rnd({4, 3}, 10)).set_requires_grad(true);
+  const Tensor w = rnd({5, 3}, 11).set_requires_grad(true);
+  const Tensor b = rnd({5}, 12);
+  expect_gradcheck(
+      [&b](const std::vector<Tensor>& in) { return linear(in[0], in[1].t(), b, Activation::gelu); },
+      {x, w});
+  const Tensor b2 = rnd({5}, 13).set_requires_grad(true);
+  expect_gradcheck(
+      [&x](const std::vector<Tensor>& in) {
+        return linear(x.detach(), in[0].t(), in[1], Activation::none);
+      },
+      {w, b2});
+}
+
+TEST(Linear, ForwardModeMatchesReverseMode) {
+  for (Activation act : {Activation::none, Activation::gelu}) {
+    expect_jvp_matches_vjp(
+        [act](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2], act); },
+        {rnd({2, 3, 5}, 14), rnd({5, 4}, 15), rnd({4}, 16)});
+  }
+}
+
+// In bfloat16 and float16 the fused op accumulates and applies its epilogue in float32 before one
+// rounding; the composite rounds after the GEMM and again after each elementwise op. Both must be
+// within a few roundings of the float64 value, and their gradients within a few of each other.
+TEST(Linear, LowPrecisionBesideTheComposite) {
+  for (DType dt : {DType::f32, DType::bf16, DType::f16}) {
+    for (Activation act : {Activation::none, Activation::gelu}) {
+      SCOPED_TRACE(std::string(dtype_name(dt)) + " " + act_name(act));
+      const double u = unit_roundoff(dt);
+      const Tensor x = rnd({3, 11, 64}, 17).to(dt).set_requires_grad(true);
+      const Tensor w = rnd({64, 40}, 18, DType::f64, -0.2, 0.2).to(dt).set_requires_grad(true);
+      const Tensor b = rnd({40}, 19).to(dt).set_requires_grad(true);
+      const Tensor y = linear(x, w, b, act);
+      const auto ref = reference(x, w, b, act), got = y.to_vector<double>();
+      for (size_t i = 0; i < got.size(); ++i)
+        ASSERT_NEAR(got[i], ref[i], 2 * u * std::abs(ref[i]) + 64 * 0x1p-24 * 4) << i;
+
+      const Tensor g = rnd({3, 11, 40}, 20).to(dt);
+      const auto fused = grads_of(y, g, {x, w, b});
+      const Tensor pre = add(matmul(x, w), b);
+      const Tensor yc = act == Activation::gelu ? gelu(pre) : pre;
+      const auto comp = grads_of(yc, g, {x, w, b});
+      for (size_t i = 0; i < 3; ++i) {
+        const double scale = max_abs(comp[i]);
+        EXPECT_LE(max_abs_diff(fused[i], comp[i]), 16 * u * scale + 1e-6) << "input " << i;
+      }
+    }
+  }
+}
+
+TEST(Linear, AllocatesOnlyItsOutputAndPreActivation) {
+  const Tensor x = rnd({4, 6, 8}, 21).set_requires_grad(true);
+  const Tensor w = rnd({8, 10}, 22).set_requires_grad(true);
+  const Tensor b = rnd({10}, 23).set_requires_grad(true);
+  const int64_t out = 4 * 6 * 10 * 8;
+  for (Activation act : {Activation::none, Activation::gelu}) {
+    MemoryScope scope;
+    const int64_t before = scope.snapshot().live_of(Category::activation);
+    const Tensor y = linear(x, w, b, act);
+    const int64_t expect = act == Activation::gelu ? 2 * out : out;  // y (+ the pre-activation)
+    EXPECT_EQ(scope.snapshot().peak_of(Category::activation) - before, expect) << act_name(act);
+    EXPECT_EQ(scope.delta().live_of(Category::activation), expect) << act_name(act);
+    // Saved: x (for dw), w (for dx) are inputs, not new bytes; the pre-activation for gelu.
+    const int64_t saved_new = y.grad_fn()->saved_bytes() - x.nbytes() - w.nbytes();
+    EXPECT_EQ(saved_new, act == Activation::gelu ? out : 0) << act_name(act);
+  }
+}
+
+TEST(Linear, CostIsTheGemmsPlusTheEpilogues) {
+  const Cost c = linear_cost({8, 3, 5}, 7, DType::f32, true, Activation::gelu);
+  EXPECT_EQ(c.flops, 2.0 * 24 * 5 * 7 + 24 * 7 + 8.0 * 24 * 7);
+  EXPECT_EQ(c.bytes, (24 * 5 + 5 * 7 + 7 + 2 * 24 * 7) * 4.0);
+  const Cost m = linear_cost({8, 3, 5}, 7, DType::f32, false, Activation::none);
+  EXPECT_EQ(m.flops, matmul_cost({8, 3, 5}, {5, 7}, DType::f32).flops);
+}
+
+TEST(Linear, BadInputThrowsNamingTheShapes) {
+  const Tensor x = rnd({3, 4}, 1), w = rnd({5, 6}, 2), b = rnd({6}, 3);
+  const std::string m = error_of([&] { linear(x, w, b); });
+  EXPECT_NE(m.find("linear"), std::string::npos) << m;
+  EXPECT_NE(m.find("[3, 4]"), std::string::npos) << m;
+  EXPECT_NE(m.find("[5, 6]"), std::string::npos) << m;
+  EXPECT_NE(error_of([&] {
+              linear(x, rnd({4, 6}, 2), rnd({5}, 3));
+            }).find("[6]"),
+            std::string::npos);
+  EXPECT_THROW(linear(x, rnd({4, 6}, 2, DType::f32), b), Error);  // dtype mismatch
+  EXPECT_THROW(linear(x, rnd({4}, 2), rnd({4}, 3)), Error);       // w not 2-D
+  EXPECT_THROW(linear(arange(4, {DType::i64}).reshape({1, 4}),
+                      arange(8, {DType::i64}).reshape({4, 2}), arange(2, {DType::i64})),
+               Error);
+}
+
+}  // namespace
+}  // namespace tgtest
