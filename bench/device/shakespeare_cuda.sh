@@ -12,6 +12,7 @@ mkdir -p "$OUT"
 iters=5000
 dtype=bf16
 torch=0
+torch_wall=
 while [ $# -gt 0 ]; do
   case "$1" in
     --iters) iters=$2; shift ;;
@@ -30,7 +31,9 @@ start=$SECONDS
 timeout 900 "$tg" train --device cuda --dtype "$dtype" --preset shakespeare-char --batch 64 \
   --steps "$iters" --lr 1e-3 --min-lr 1e-4 --warmup 100 --eval-interval 250 --eval-iters 200 \
   --sample-tokens 300 --data "$OUT/data" --out "$OUT/tilegrad" >"$OUT/tilegrad.log" 2>&1
-echo "tilegrad: rc $?, wall $((SECONDS - start)) s"
+rc=$?
+tg_wall=$((SECONDS - start))
+echo "tilegrad: rc $rc, wall $tg_wall s"
 grep -E "val " "$OUT/tilegrad.log" | sed -E 's/ +ETA.*//' | tail -2
 # The validation curve (nanoGPT reports the best validation loss of the run) and the wall time.
 "${PYTHON:-python3}" - "$OUT/tilegrad/metrics.jsonl" <<'PY'
@@ -46,7 +49,9 @@ if [ $torch -eq 1 ]; then
   start=$SECONDS
   timeout 900 "${PYTHON:-python3}" bench/device/gpt_torch_cuda.py --mode shakespeare \
     --text data/tinyshakespeare.txt --max-iters "$iters" >"$OUT/torch.log" 2>&1
-  echo "pytorch: rc $?, wall $((SECONDS - start)) s"
+  rc=$?
+  torch_wall=$((SECONDS - start))
+  echo "pytorch: rc $rc, wall $torch_wall s"
   grep -E '"val' "$OUT/torch.log" | tail -40 | "${PYTHON:-python3}" -c '
 import json, sys
 rows = [json.loads(l) for l in sys.stdin if l.startswith("{")]
@@ -56,3 +61,5 @@ if val:
     print("pytorch val:", " ".join(f"{s}:{v:.4f}" for s, v in val))'
   tail -1 "$OUT/torch.log"
 fi
+# Last, so that a caller keeping only the end of the output still sees both wall times.
+echo "wall: tilegrad ${tg_wall} s${torch_wall:+, pytorch ${torch_wall} s}"

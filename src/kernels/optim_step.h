@@ -3,8 +3,27 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
+
+#include "core/dtype.h"
+#include "core/error.h"
 
 namespace tilegrad {
+
+// Whether parameters stored as T keep float32 master weights that the update works on: the 16-bit
+// types do; float32 and float64 parameters are their own master.
+template <class T>
+inline constexpr bool kHasMaster = std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>;
+
+// Checks that an update of T parameters got a master pointer exactly when it needs one.
+template <class T>
+void check_master(const float* master) {
+  if constexpr (kHasMaster<T>) {
+    TG_ASSERT(master != nullptr, "16-bit parameters need float32 master weights");
+  } else {
+    TG_ASSERT(master == nullptr, "float32/float64 parameters are their own master");
+  }
+}
 
 // One AdamW step for one tensor (PyTorch's formulation, decoupled weight decay):
 //   g = grad * grad_scale

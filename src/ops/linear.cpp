@@ -64,24 +64,6 @@ class LinearBackward final : public Node {
   size_t x_, w_, pre_;
 };
 
-// The layout GEMM reads w [K, N] in: row-major as is, column-major (a transposed view) with the
-// transpose flag, anything else as a contiguous copy.
-struct WeightOperand {
-  Tensor t;
-  bool trans = false;
-  int64_t ld = 0;
-};
-
-WeightOperand weight_operand(const Tensor& w) {
-  const int64_t K = w.size(0), N = w.size(1);
-  if ((w.stride(1) == 1 || N == 1) && w.stride(0) >= std::max<int64_t>(N, 1))
-    return {w, false, std::max<int64_t>(w.stride(0), 1)};
-  if ((w.stride(0) == 1 || K == 1) && w.stride(1) >= std::max<int64_t>(K, 1))
-    return {w, true, std::max<int64_t>(w.stride(1), 1)};
-  NoGradGuard no_grad;  // the copy only serves the GEMM; the node saves w itself
-  return {w.contiguous(), false, std::max<int64_t>(N, 1)};
-}
-
 }  // namespace
 
 Tensor linear(const Tensor& x_in, const Tensor& w, const Tensor& b, Activation act) {
@@ -116,7 +98,7 @@ Tensor linear(const Tensor& x_in, const Tensor& w, const Tensor& b, Activation a
   Shape out_shape(x.shape().begin(), x.shape().end() - 1);
   out_shape.push_back(N);
   check_shape(out_shape, "linear");
-  const WeightOperand W = weight_operand(w);
+  const GemmOperand W = gemm_operand(w, {});
   Tensor out = empty_output(out_shape, x.dtype(), x.device());
   Tensor pre;
   if (act == Activation::gelu) pre = empty_output(out_shape, x.dtype(), x.device());

@@ -21,14 +21,6 @@ namespace tilegrad {
 
 namespace {
 
-// How one operand, broadcast to the batch shape, is handed to GEMM.
-struct Operand {
-  Tensor t;  // the tensor whose data GEMM reads (possibly a contiguous copy)
-  bool trans = false;
-  int64_t ld = 0;
-  int64_t batch_stride = 0;
-};
-
 // The single stride that steps through the batch dimensions of t (broadcast to `batch`), if any.
 bool batch_stride_of(const Tensor& t, const Shape& batch, int64_t* stride) {
   const int64_t lead = static_cast<int64_t>(batch.size()) - (t.dim() - 2);
@@ -53,9 +45,11 @@ bool batch_stride_of(const Tensor& t, const Shape& batch, int64_t* stride) {
   return true;
 }
 
-Operand prepare(const Tensor& t, const Shape& batch) {
-  Operand op{t};
-  auto fits = [&](const Tensor& x, Operand& o) {
+}  // namespace
+
+GemmOperand gemm_operand(const Tensor& t, const Shape& batch) {
+  GemmOperand op{t};
+  auto fits = [&](const Tensor& x, GemmOperand& o) {
     const int64_t r = x.size(-2), c = x.size(-1);
     const int64_t sr = x.stride(-2), sc = x.stride(-1);
     if ((sc == 1 || c == 1) && sr >= std::max<int64_t>(c, 1)) {
@@ -83,6 +77,8 @@ Operand prepare(const Tensor& t, const Shape& batch) {
   TG_ASSERT(fits(op.t, op));
   return op;
 }
+
+namespace {
 
 class MatmulBackward final : public Node {
  public:
@@ -133,7 +129,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 
   const Cost cost = matmul_cost(a.shape(), b.shape(), a.dtype());
   OpScope scope("matmul", cost);
-  const Operand A = prepare(a, batch), B = prepare(b, batch);
+  const GemmOperand A = gemm_operand(a, batch), B = gemm_operand(b, batch);
   Tensor out = empty_output(out_shape, a.dtype(), a.device());
   GemmArgs g;
   g.dtype = a.dtype();

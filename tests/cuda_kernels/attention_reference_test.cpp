@@ -24,6 +24,8 @@ namespace {
 using namespace tilegrad;  // NOLINT: tests read better with the engine's names
 namespace kcpu = tilegrad::kernels::cpu;
 namespace kcuda = tilegrad::kernels::cuda;
+using tgcuda::bytes_of;
+using tgcuda::random_vector;
 
 struct Case {
   std::string name;
@@ -36,18 +38,6 @@ struct Case {
   bool glse = false;
   bool strided = false;  // q, k, v stored as [B, N, heads, D] instead of [B, heads, N, D]
 };
-
-template <class T>
-std::vector<T> random_vector(int64_t n, uint64_t seed, double lo = -1.0, double hi = 1.0) {
-  std::vector<T> x(static_cast<size_t>(n));
-  kcpu::fill_uniform(dtype_of<T>(), x.data(), n, lo, hi, seed, 0);
-  return x;
-}
-
-template <class T>
-size_t bytes_of(const std::vector<T>& v) {
-  return std::max<size_t>(v.size() * sizeof(T), 1);
-}
 
 // Copies v into d (sized bytes_of(v)); an empty v leaves the 1-byte buffer as it is.
 template <class T>

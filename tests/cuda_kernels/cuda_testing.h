@@ -18,6 +18,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "cuda/check.h"
+#include "kernels/cpu/random.h"
 
 namespace tgcuda {
 
@@ -59,6 +60,29 @@ DeviceBuffer to_device(const std::vector<T>& v) {
   DeviceBuffer b(v.size() * sizeof(T));
   b.upload(v.data());
   return b;
+}
+
+// n values of type T, uniform in [lo, hi), from the CPU's Philox stream `seed`.
+template <class T>
+std::vector<T> random_vector(int64_t n, uint64_t seed, double lo = -1.0, double hi = 1.0) {
+  std::vector<T> x(static_cast<size_t>(n));
+  tilegrad::kernels::cpu::fill_uniform(tilegrad::dtype_of<T>(), x.data(), n, lo, hi, seed, 0);
+  return x;
+}
+
+// The bytes of v's elements (a DeviceBuffer of 0 bytes still allocates one).
+template <class T>
+size_t bytes_of(const std::vector<T>& v) {
+  return v.size() * sizeof(T);
+}
+
+// f.template operator()<T>() for each floating storage type.
+template <class F>
+void for_each_float_type(F&& f) {
+  f.template operator()<double>();
+  f.template operator()<float>();
+  f.template operator()<tilegrad::bfloat16>();
+  f.template operator()<tilegrad::float16>();
 }
 
 // A host copy of n elements of a device buffer.

@@ -22,26 +22,14 @@
 namespace {
 
 using tgcuda::as_double;
+using tgcuda::bytes_of;
+using tgcuda::for_each_float_type;
+using tgcuda::random_vector;
 using tgcuda::ulp_at;
 
 using namespace tilegrad;  // NOLINT: tests read better with the engine's names
 namespace kcpu = tilegrad::kernels::cpu;
 namespace kcuda = tilegrad::kernels::cuda;
-
-template <class T>
-constexpr bool kHasMaster = std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>;
-
-template <class T>
-std::vector<T> random_vector(int64_t n, uint64_t seed, double lo = -1.0, double hi = 1.0) {
-  std::vector<T> x(static_cast<size_t>(n));
-  kcpu::fill_uniform(dtype_of<T>(), x.data(), n, lo, hi, seed, 0);
-  return x;
-}
-
-template <class T>
-size_t bytes_of(const std::vector<T>& v) {
-  return v.size() * sizeof(T);
-}
 
 // Every element of got within `ulps` of T's spacing at want's value.
 template <class T>
@@ -144,14 +132,6 @@ void check_sgd(int64_t n, const SgdStep& base) {
                       momentum ? s.d_m.get() : nullptr, n, st, nullptr);
     s.expect_matches(false, step);
   }
-}
-
-template <class F>
-void for_each_float_type(F&& f) {
-  f.template operator()<double>();
-  f.template operator()<float>();
-  f.template operator()<bfloat16>();
-  f.template operator()<float16>();
 }
 
 TEST(CudaOptim, AdamWMatchesTheCpuOverSeveralSteps) {

@@ -17,6 +17,7 @@
 namespace {
 
 using tgcuda::as_double;
+using tgcuda::for_each_float_type;
 using tgcuda::ulp_at;
 
 using namespace tilegrad;  // NOLINT: tests read better with the engine's names
@@ -107,14 +108,6 @@ void check_normal(int64_t n, uint64_t offset, double mean, double std) {
   if constexpr (!std::is_same_v<T, double>) {
     EXPECT_GE(exact, n - 1 - n / 10000);
   }
-}
-
-template <class F>
-void for_each_float_type(F&& f) {
-  f.template operator()<double>();
-  f.template operator()<float>();
-  f.template operator()<bfloat16>();
-  f.template operator()<float16>();
 }
 
 TEST(CudaRandom, DropoutIsBitwiseTheCpus) {

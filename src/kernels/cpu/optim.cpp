@@ -33,9 +33,6 @@ void for_blocks(int64_t n, F&& f) {
 }
 
 template <class T>
-constexpr bool kHasMaster = std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>;
-
-template <class T>
 void adamw_impl(T* param, float* master, const T* grad, acc_t<T>* m, acc_t<T>* v, int64_t n,
                 const AdamWStep& s) {
   using A = acc_t<T>;
@@ -95,15 +92,6 @@ void sgd_impl(T* param, float* master, const T* grad, acc_t<T>* buf, int64_t n, 
       param[i] = T(p);
     }
   });
-}
-
-template <class T>
-void check_master(const float* master) {
-  if constexpr (kHasMaster<T>) {
-    TG_ASSERT(master != nullptr, "16-bit parameters need float32 master weights");
-  } else {
-    TG_ASSERT(master == nullptr, "float32/float64 parameters are their own master");
-  }
 }
 
 }  // namespace

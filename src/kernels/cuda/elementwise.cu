@@ -164,33 +164,6 @@ void launch_map(const F& f, cudaStream_t stream, const StridedView& out, const V
   TG_CUDA_CHECK_LAUNCH();
 }
 
-// ---- arithmetic in the accumulation type
-// CUDA's libm: expf within 2 ulp, logf 1, tanhf 2, powf 4 (the CUDA C Programming Guide's tables).
-__device__ __forceinline__ float exp_(float a) {
-  return expf(a);
-}
-__device__ __forceinline__ double exp_(double a) {
-  return exp(a);
-}
-__device__ __forceinline__ float log_(float a) {
-  return logf(a);
-}
-__device__ __forceinline__ double log_(double a) {
-  return log(a);
-}
-__device__ __forceinline__ float tanh_(float a) {
-  return tanhf(a);
-}
-__device__ __forceinline__ double tanh_(double a) {
-  return tanh(a);
-}
-__device__ __forceinline__ float pow_(float a, float b) {
-  return powf(a, b);
-}
-__device__ __forceinline__ double pow_(double a, double b) {
-  return pow(a, b);
-}
-
 // GELU, tanh approximation (GPT-2's): 0.5 x (1 + tanh u), u = sqrt(2/pi) (x + 0.044715 x³),
 // computed as the CPU's vectorised float32 path does (kernels/cpu/vector_math.h): x · s with
 // s = 1 / (1 + exp(-2u)) = (1 + tanh u) / 2, which avoids the cancellation of 1 + tanh u for x << 0
@@ -198,7 +171,7 @@ __device__ __forceinline__ double pow_(double a, double b) {
 template <class A>
 __device__ __forceinline__ A gelu_s(A x) {
   const A u = A(0.7978845608028654) * (x + A(0.044715) * x * x * x);
-  return A(1) / (A(1) + exp_(A(-2) * u));
+  return A(1) / (A(1) + exp_acc(A(-2) * u));
 }
 
 // ---- op functors: f(T...) -> A, the CPU kernels' lambdas; A = acc_t<T>
@@ -231,15 +204,15 @@ struct Neg {
 };
 template <class T, class A = acc_t<T>>
 struct Exp {
-  __device__ A operator()(T v) const { return exp_(A(v)); }
+  __device__ A operator()(T v) const { return exp_acc(A(v)); }
 };
 template <class T, class A = acc_t<T>>
 struct Log {
-  __device__ A operator()(T v) const { return log_(A(v)); }
+  __device__ A operator()(T v) const { return log_acc(A(v)); }
 };
 template <class T, class A = acc_t<T>>
 struct Tanh {
-  __device__ A operator()(T v) const { return tanh_(A(v)); }
+  __device__ A operator()(T v) const { return tanh_acc(A(v)); }
 };
 template <class T, class A = acc_t<T>>
 struct Relu {
@@ -251,7 +224,7 @@ struct Gelu {
 };
 template <class T, class A = acc_t<T>>
 struct Sigmoid {
-  __device__ A operator()(T v) const { return div_rn(A(1), add_rn(A(1), exp_(-A(v)))); }
+  __device__ A operator()(T v) const { return div_rn(A(1), add_rn(A(1), exp_acc(-A(v)))); }
 };
 template <class T, class A = acc_t<T>>
 struct Sqrt {
@@ -347,7 +320,7 @@ struct Square {
 template <class T, class A = acc_t<T>>
 struct PowScalar {
   A c;
-  __device__ A operator()(T x) const { return pow_(A(x), c); }
+  __device__ A operator()(T x) const { return pow_acc(A(x), c); }
 };
 
 // add_scaled: f(d, s) = d + c s, or d + s for alpha = 1 (one rounding fewer, as on the CPU).

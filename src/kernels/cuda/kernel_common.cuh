@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include "cuda/check.h"
@@ -72,8 +73,9 @@ __device__ __forceinline__ double sqrt_rn(double a) {
   return __dsqrt_rn(a);
 }
 
-// exp and log in the accumulation type, through CUDA's accurate libm (expf, not __expf): host math
-// functions are not callable on the device.
+// exp, log, tanh, pow and sqrt in the accumulation type, through CUDA's accurate libm (expf, not
+// __expf; within 2, 1, 2 and 4 ulp by the CUDA C Programming Guide's tables, sqrt correctly
+// rounded): host math functions are not callable on the device.
 __device__ __forceinline__ float exp_acc(float v) {
   return expf(v);
 }
@@ -86,16 +88,79 @@ __device__ __forceinline__ float log_acc(float v) {
 __device__ __forceinline__ double log_acc(double v) {
   return log(v);
 }
+__device__ __forceinline__ float tanh_acc(float v) {
+  return tanhf(v);
+}
+__device__ __forceinline__ double tanh_acc(double v) {
+  return tanh(v);
+}
+__device__ __forceinline__ float pow_acc(float a, float b) {
+  return powf(a, b);
+}
+__device__ __forceinline__ double pow_acc(double a, double b) {
+  return pow(a, b);
+}
+__device__ __forceinline__ float sqrt_acc(float v) {
+  return sqrtf(v);
+}
+__device__ __forceinline__ double sqrt_acc(double v) {
+  return sqrt(v);
+}
 
 // ---- warps
 
 inline constexpr unsigned kFullMask = 0xffffffffu;  // every lane of a warp
 
-// The sum of v over the warp by a butterfly of shuffles: every lane ends with the same bits.
+// Reduction operators for warp_reduce and group_reduce.
+struct SumOp {
+  template <class A>
+  __device__ static A apply(A a, A b) {
+    return a + b;
+  }
+  template <class A>
+  __device__ static A identity() {
+    return A(0);
+  }
+};
+// The CPU's max_keep_nan: a NaN wins, so it reaches every element of its row.
+struct MaxOp {
+  template <class A>
+  __device__ static A apply(A a, A b) {
+    return (b > a || b != b) ? b : a;
+  }
+  template <class A>
+  __device__ static A identity() {
+    return -A(INFINITY);
+  }
+};
+
+// Op over the warp by a butterfly of shuffles: every lane ends with the same bits.
+template <class Op, class A>
+__device__ __forceinline__ A warp_reduce(A v) {
+  for (int o = 16; o > 0; o >>= 1) v = Op::apply(v, __shfl_xor_sync(kFullMask, v, o));
+  return v;
+}
 template <class A>
 __device__ __forceinline__ A warp_sum(A v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
-  return v;
+  return warp_reduce<SumOp>(v);
+}
+
+// Reduces v over the kGroup threads that own a row — a warp, or the whole block — and returns the
+// result to each of them, in a fixed order. s_red holds 32 values; the leading barrier lets a call
+// reuse it at once.
+template <int kGroup, class Op, class A>
+__device__ A group_reduce(A v, A* s_red) {
+  static_assert(kGroup % 32 == 0 && kGroup <= 1024, "whole warps, at most 1024 threads");
+  v = warp_reduce<Op>(v);
+  if constexpr (kGroup == 32) {
+    return v;
+  } else {
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    __syncthreads();
+    if (lane == 0) s_red[warp] = v;
+    __syncthreads();
+    return warp_reduce<Op>(lane < kGroup / 32 ? s_red[lane] : Op::template identity<A>());
+  }
 }
 
 // std::min and std::max are host functions (constexpr, but nvcc runs no host constexpr code on

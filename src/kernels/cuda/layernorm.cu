@@ -33,30 +33,6 @@ constexpr int64_t kMaxPartials = 512;
 // Threads per block of the gw/gb passes: one column each.
 constexpr int kColThreads = 256;
 
-__device__ __forceinline__ float sqrt_acc(float v) {
-  return sqrtf(v);
-}
-__device__ __forceinline__ double sqrt_acc(double v) {
-  return sqrt(v);
-}
-
-// The sum of v over the kGroup threads that own a row — a warp, or the whole block — returned to
-// each of them. s_red holds 32 values; the leading barrier lets a call reuse it at once.
-template <int kGroup, class A>
-__device__ A group_sum(A v, A* s_red) {
-  static_assert(kGroup % 32 == 0 && kGroup <= 1024, "whole warps, at most 1024 threads");
-  v = warp_sum(v);
-  if constexpr (kGroup == 32) {
-    return v;
-  } else {
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    __syncthreads();
-    if (lane == 0) s_red[warp] = v;
-    __syncthreads();
-    return warp_sum(lane < kGroup / 32 ? s_red[lane] : A(0));
-  }
-}
-
 // Threads per block when kGroup threads own a row: eight warps, or the one group.
 template <int kGroup>
 constexpr int kRowBlockThreads = kGroup == 32 ? 256 : kGroup;
@@ -78,13 +54,13 @@ __global__ void __launch_bounds__(kRowBlockThreads<kGroup>)
     T* yr = y + r * C;        // (C)
     A s = 0;
     for (int64_t j = t; j < C; j += kGroup) s += A(xr[j]);
-    const A mu = group_sum<kGroup>(s, s_red) * inv_c;
+    const A mu = group_reduce<kGroup, SumOp>(s, s_red) * inv_c;
     A ss = 0;
     for (int64_t j = t; j < C; j += kGroup) {
       const A d = A(xr[j]) - mu;
       ss += d * d;
     }
-    const A rs = A(1) / sqrt_acc(group_sum<kGroup>(ss, s_red) * inv_c + eps);
+    const A rs = A(1) / sqrt_acc(group_reduce<kGroup, SumOp>(ss, s_red) * inv_c + eps);
     if (t == 0) {
       mean[r] = mu;
       rstd[r] = rs;
@@ -118,8 +94,8 @@ __global__ void __launch_bounds__(kRowBlockThreads<kGroup>)
       sg += g;
       sgx += g * ((A(xr[j]) - mu) * rs);
     }
-    const A mg = group_sum<kGroup>(sg, s_red) * inv_c;
-    const A mgx = group_sum<kGroup>(sgx, s_red) * inv_c;
+    const A mg = group_reduce<kGroup, SumOp>(sg, s_red) * inv_c;
+    const A mgx = group_reduce<kGroup, SumOp>(sgx, s_red) * inv_c;
     T* gxr = gx + r * C;  // (C)
     for (int64_t j = t; j < C; j += kGroup) {
       const A g = w ? A(gr[j]) * A(w[j]) : A(gr[j]);

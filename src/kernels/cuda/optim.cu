@@ -26,9 +26,6 @@ constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = 65535;  // grid-stride beyond this (results do not depend on it)
 constexpr int kMultiThreads = 512;     // a chunk of 65536 elements: 128 per thread
 
-template <class T>
-constexpr bool kHasMaster = std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>;
-
 // ---- AdamW
 
 // The per-step scalars in the accumulation type, formed in float64 and rounded once, as
@@ -118,15 +115,6 @@ __global__ void __launch_bounds__(kMultiThreads)
   for (int64_t i = i0 + threadIdx.x; i < i1; i += blockDim.x) {
     adamw_element(table.param[t], table.master[t], table.grad[t], table.m[t], table.v[t], i,
                   table.s[t]);
-  }
-}
-
-template <class T>
-void check_master(const float* master) {
-  if constexpr (kHasMaster<T>) {
-    TG_ASSERT(master != nullptr, "16-bit parameters need float32 master weights");
-  } else {
-    TG_ASSERT(master == nullptr, "float32/float64 parameters are their own master");
   }
 }
 

@@ -35,11 +35,10 @@ BlockRange block_range(uint64_t offset, int64_t n) {
   return {first, static_cast<int64_t>(last - first + 1)};
 }
 
-// y[i] = keep ? T(A(x[i]) * scale) : T(A(0)), exactly kernels/cpu/random.cpp's expression.
-template <class T>
-__global__ void dropout_kernel(const T* x, T* y, int64_t n, uint64_t seed, uint64_t offset,
-                               BlockRange range, uint32_t threshold, acc_t<T> scale) {
-  using A = acc_t<T>;
+// Calls f(i, word) with the word of draw offset + i, for every i in [0, n): a grid-stride loop over
+// the Philox blocks of `range`, each block's four words computed once by one thread.
+template <class F>
+__device__ void for_each_draw(uint64_t seed, uint64_t offset, int64_t n, BlockRange range, F f) {
   for (int64_t u = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; u < range.blocks;
        u += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const uint64_t block = range.first_block + static_cast<uint64_t>(u);
@@ -48,28 +47,29 @@ __global__ void dropout_kernel(const T* x, T* y, int64_t n, uint64_t seed, uint6
     for (uint32_t w = 0; w < 4; ++w) {
       const uint64_t d = 4 * block + w;
       if (d < offset || d - offset >= static_cast<uint64_t>(n)) continue;
-      const int64_t i = static_cast<int64_t>(d - offset);
-      y[i] = dropout_keep(philox_word(r, w), threshold) ? T(mul_rn(A(x[i]), scale)) : T(A(0));
+      f(static_cast<int64_t>(d - offset), philox_word(r, w));
     }
   }
+}
+
+// y[i] = keep ? T(A(x[i]) * scale) : T(A(0)), exactly kernels/cpu/random.cpp's expression.
+template <class T>
+__global__ void dropout_kernel(const T* x, T* y, int64_t n, uint64_t seed, uint64_t offset,
+                               BlockRange range, uint32_t threshold, acc_t<T> scale) {
+  using A = acc_t<T>;
+  for_each_draw(seed, offset, n, range, [&](int64_t i, uint32_t word) {
+    y[i] = dropout_keep(word, threshold) ? T(mul_rn(A(x[i]), scale)) : T(A(0));
+  });
 }
 
 // dst[i] = T(acc_t<T>(lo + range * u)) with u the 24-bit uniform of draw offset + i, in float64.
 template <class T>
 __global__ void uniform_kernel(T* dst, int64_t n, uint64_t seed, uint64_t offset, BlockRange range,
                                double lo, double width) {
-  for (int64_t u = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; u < range.blocks;
-       u += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const uint64_t block = range.first_block + static_cast<uint64_t>(u);
-    const uint4 r = philox_block(seed, block);
-#pragma unroll
-    for (uint32_t w = 0; w < 4; ++w) {
-      const uint64_t d = 4 * block + w;
-      if (d < offset || d - offset >= static_cast<uint64_t>(n)) continue;
-      const double x = static_cast<double>(uniform_from_bits(philox_word(r, w)));
-      dst[d - offset] = T(static_cast<acc_t<T>>(__dadd_rn(lo, __dmul_rn(width, x))));
-    }
-  }
+  for_each_draw(seed, offset, n, range, [&](int64_t i, uint32_t word) {
+    const double x = static_cast<double>(uniform_from_bits(word));
+    dst[i] = T(static_cast<acc_t<T>>(__dadd_rn(lo, __dmul_rn(width, x))));
+  });
 }
 
 // Box-Muller as on the CPU: u1 in (0, 1] (so the log is finite), u2 in [0, 1), both exact

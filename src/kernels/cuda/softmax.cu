@@ -35,51 +35,6 @@ constexpr int kTileCols = 32;
 constexpr int kTileLanes = 8;
 constexpr int kTileThreads = kTileCols * kTileLanes;
 
-struct SumOp {
-  template <class A>
-  __device__ static A apply(A a, A b) {
-    return a + b;
-  }
-  template <class A>
-  __device__ static A identity() {
-    return A(0);
-  }
-};
-
-// The CPU's max_keep_nan: a NaN wins, so it reaches every element of its row.
-struct MaxOp {
-  template <class A>
-  __device__ static A apply(A a, A b) {
-    return (b > a || b != b) ? b : a;
-  }
-  template <class A>
-  __device__ static A identity() {
-    return -A(INFINITY);
-  }
-};
-
-template <class Op, class A>
-__device__ __forceinline__ A warp_reduce(A v) {
-  for (int o = 16; o > 0; o >>= 1) v = Op::apply(v, __shfl_xor_sync(kFullMask, v, o));
-  return v;
-}
-
-// Reduces v over the kGroup threads that own a row — a warp, or the whole block — and returns the
-// result to each of them. s_red holds 32 values; the leading barrier lets a call reuse it at once.
-template <int kGroup, class Op, class A>
-__device__ A group_reduce(A v, A* s_red) {
-  v = warp_reduce<Op>(v);
-  if constexpr (kGroup == 32) {
-    return v;
-  } else {
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    __syncthreads();
-    if (lane == 0) s_red[warp] = v;
-    __syncthreads();
-    return warp_reduce<Op>(lane < kGroup / 32 ? s_red[lane] : Op::template identity<A>());
-  }
-}
-
 // Reduces v over the kTileLanes threads of a column (threadIdx.y) in lane order, through s_red.
 template <class Op, class A>
 __device__ A column_reduce(A v, A (*s_red)[kTileCols]) {
