@@ -179,4 +179,13 @@ void expect_jvp_matches_vjp(const std::function<Tensor(const std::vector<Tensor>
       << "forward-mode <u, Jv> vs reverse-mode <Jᵀu, v>";
 }
 
+std::vector<Tensor> backward_grads(const Tensor& y, const Tensor& g,
+                                   const std::vector<Tensor>& leaves) {
+  for (const Tensor& l : leaves) l.set_grad(Tensor());
+  y.backward(g);
+  std::vector<Tensor> r;
+  for (const Tensor& l : leaves) r.push_back(l.grad());
+  return r;
+}
+
 }  // namespace tgtest

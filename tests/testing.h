@@ -52,6 +52,9 @@ std::string error_of(F&& f) {
   return "";
 }
 double max_abs(const Tensor& a);
+// The gradients that backpropagating g from y leaves in `leaves` (their .grad cleared first).
+std::vector<Tensor> backward_grads(const Tensor& y, const Tensor& g,
+                                   const std::vector<Tensor>& leaves);
 
 struct GradCheckOptions {
   double eps = 1e-6;

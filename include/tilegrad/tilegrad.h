@@ -26,6 +26,7 @@
 #include "ops/linear.h"
 #include "ops/lm_head_cross_entropy.h"
 #include "ops/matmul.h"
+#include "ops/mlp.h"
 #include "ops/op_scope.h"
 #include "ops/reduce.h"
 #include "ops/softmax.h"

@@ -37,10 +37,13 @@ SavedOperand unary_backward_reads(UnaryOp op);
 // `bias` adds bias[j] to column j of the result; `bias_gelu` then also stores that sum to `pre_act`
 // and GELU of it (the tanh approximation, UnaryOp::gelu's function) to C; `bias_grad` writes the
 // column sums of op(B) over k, Σ_k op(B)[k, j], to bias_grad[j] (a linear layer's bias gradient,
-// when op(B) is the output gradient of its weight-gradient GEMM). On the GPU these are cuBLASLt
-// epilogues, so a linear layer's bias and activation cost no extra pass over the output, and its
-// bias gradient none over the output gradient.
-enum class GemmEpilogue : uint8_t { none, bias, bias_gelu, bias_grad };
+// when op(B) is the output gradient of its weight-gradient GEMM); `gelu_grad` multiplies the
+// product by GELU'(pre_act) (beta must be 0: the input gradient of a GELU layer, from its output
+// gradient's GEMM and the pre-activation bias_gelu stored) and, when bias_grad is set, writes the
+// column sums of that result to bias_grad[j] (the GELU layer's bias gradient). On the GPU these are
+// cuBLASLt epilogues, so a linear layer's bias and activation cost no extra pass over the output,
+// and their gradients none over the output gradient.
+enum class GemmEpilogue : uint8_t { none, bias, bias_gelu, bias_grad, gelu_grad };
 
 // C = epilogue(alpha * op(A) · op(B) + beta * C), row-major, for `batch` matrices spaced by
 // stride_* elements. op(A) is [m, k] and op(B) is [k, n]; lda/ldb/ldc are the row strides of A, B,
@@ -58,7 +61,8 @@ struct GemmArgs {
   int64_t batch = 1, stride_a = 0, stride_b = 0, stride_c = 0;
   double alpha = 1.0, beta = 0.0;
   // Epilogues need batch == 1. bias: [n] in C's dtype; pre_act: [m, n] with row stride ldc, C's
-  // dtype, for bias_gelu only; bias_grad: [n] in C's dtype, for bias_grad only.
+  // dtype, for bias_gelu and gelu_grad; bias_grad: [n] in C's dtype, for bias_grad and (optional)
+  // gelu_grad.
   GemmEpilogue epilogue = GemmEpilogue::none;
   const void* bias = nullptr;
   void* pre_act = nullptr;
@@ -73,9 +77,11 @@ inline bool epilogue_args_valid(const GemmArgs& g) {
     case GemmEpilogue::bias:
       return g.batch == 1 && g.bias != nullptr;
     case GemmEpilogue::bias_gelu:
-      return g.batch == 1 && g.bias != nullptr && g.pre_act != nullptr;
+      return g.batch == 1 && g.bias != nullptr && (g.pre_act != nullptr || g.m == 0);
     case GemmEpilogue::bias_grad:
       return g.batch == 1 && g.bias_grad != nullptr;
+    case GemmEpilogue::gelu_grad:
+      return g.batch == 1 && (g.pre_act != nullptr || g.m == 0) && g.beta == 0.0;
   }
   return false;
 }
@@ -245,6 +251,12 @@ class Backend {
   // momentum_buf are in the accumulation type (momentum_buf may be null when momentum is 0).
   virtual void adamw_update(DType dt, void* param, float* master, const void* grad, void* m,
                             void* v, int64_t n, const AdamWStep& s) = 0;
+  // adamw_update on every tensor of `ts` (all of dtype dt), each with its own step: one launch for
+  // many tensors where the device can (CUDA's multi-tensor kernel), the same results as the loop.
+  virtual void adamw_update_multi(DType dt, std::span<const AdamWTensor> ts) {
+    for (const AdamWTensor& t : ts)
+      adamw_update(dt, t.param, t.master, t.grad, t.m, t.v, t.n, t.step);
+  }
   virtual void sgd_update(DType dt, void* param, float* master, const void* grad,
                           void* momentum_buf, int64_t n, const SgdStep& s) = 0;
   // Σ x[i]² in float64, the same bits on every call for the same input; inf or NaN when some

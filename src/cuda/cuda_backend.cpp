@@ -60,11 +60,16 @@ StridedView matrix_view(const void* data, DType dt, int64_t rows, int64_t cols, 
   return v;
 }
 
-// A bias or GELU epilogue that cuBLASLt could not run, as elementwise kernels over C (GemmArgs says
-// what each epilogue computes); the 16-bit types round the sum before GELU here, unlike the fused
-// path.
+// A bias, GELU or GELU-gradient epilogue that cuBLASLt could not run, as elementwise kernels over C
+// (GemmArgs says what each epilogue computes); the 16-bit types round the product before the
+// epilogue here, unlike the fused path.
 void apply_epilogue(const GemmArgs& g, cudaStream_t stream) {
   const StridedView c = matrix_view(g.c, g.dtype, g.m, g.n, g.ldc);
+  if (g.epilogue == GemmEpilogue::gelu_grad) {
+    k::unary_backward(UnaryOp::gelu, c, matrix_view(g.pre_act, g.dtype, g.m, g.n, g.ldc), c,
+                      stream);
+    return;
+  }
   k::binary(BinaryOp::add, c, matrix_view(g.bias, g.dtype, g.m, g.n, 0), c, stream);
   if (g.epilogue != GemmEpilogue::bias_gelu) return;
   const StridedView pre = matrix_view(g.pre_act, g.dtype, g.m, g.n, g.ldc);
@@ -234,15 +239,21 @@ class CudaBackend final : public Backend {
                                      problem.empty() ? nullptr : problem.c_str());
     TG_ASSERT(epilogue_args_valid(args), "gemm: an epilogue without its operands");
     if (cuda::gemm(args, s())) return;
-    if (args.epilogue != GemmEpilogue::bias_grad) return apply_epilogue(args, s());
-    // The bias gradient as a column sum of op(B) [k, n] (a [n, k] row-major matrix if transposed).
-    StridedView b = matrix_view(args.b, args.dtype, args.k, args.n, args.ldb);
-    if (args.trans_b) {
-      b.strides[0] = 1;
-      b.strides[1] = args.ldb;
+    if (args.epilogue == GemmEpilogue::bias_grad) {
+      // The bias gradient as a column sum of op(B) [k, n] (a [n, k] row-major matrix if
+      // transposed).
+      StridedView b = matrix_view(args.b, args.dtype, args.k, args.n, args.ldb);
+      if (args.trans_b) {
+        b.strides[0] = 1;
+        b.strides[1] = args.ldb;
+      }
+      return reduce(ReduceOp::sum, b, matrix_view(args.bias_grad, args.dtype, 1, args.n, args.n));
     }
-    StridedView out = matrix_view(args.bias_grad, args.dtype, 1, args.n, args.n);
-    reduce(ReduceOp::sum, b, out);
+    apply_epilogue(args, s());
+    if (args.epilogue == GemmEpilogue::gelu_grad && args.bias_grad != nullptr) {
+      reduce(ReduceOp::sum, matrix_view(args.c, args.dtype, args.m, args.n, args.ldc),
+             matrix_view(args.bias_grad, args.dtype, 1, args.n, args.n));
+    }
   }
   void softmax_forward(DType dt, const void* x, void* y, int64_t outer, int64_t n, int64_t inner,
                        bool log) override {
@@ -353,6 +364,10 @@ class CudaBackend final : public Backend {
     const EntryProfiler::Range range(profiler_, "adamw_update");
     k::adamw_update(dt, param, master, grad, m, v, n, st, s());
   }
+  void adamw_update_multi(DType dt, std::span<const AdamWTensor> ts) override {
+    const EntryProfiler::Range range(profiler_, "adamw_update_multi");
+    k::adamw_update_multi(dt, ts, s());
+  }
   void sgd_update(DType dt, void* param, float* master, const void* grad, void* momentum_buf,
                   int64_t n, const SgdStep& st) override {
     const EntryProfiler::Range range(profiler_, "sgd_update");
@@ -364,7 +379,7 @@ class CudaBackend final : public Backend {
   }
   double sum_squares_list(std::span<const SumSquaresInput> xs) override {
     const EntryProfiler::Range range(profiler_, "sum_squares_list");
-    Workspace ws(static_cast<int64_t>(k::sum_squares_list_workspace_bytes(xs.size())),
+    Workspace ws(static_cast<int64_t>(k::sum_squares_list_workspace_bytes(xs)),
                  Device::cuda(current_device()));
     return k::sum_squares_list(xs, s(), ws.as<void>());
   }

@@ -110,8 +110,8 @@ struct Plan {
   std::mutex call;
 };
 
-cublasLtEpilogue_t lt_epilogue(GemmEpilogue e) {
-  switch (e) {
+cublasLtEpilogue_t lt_epilogue(const GemmArgs& g) {
+  switch (g.epilogue) {
     case GemmEpilogue::bias:
       return CUBLASLT_EPILOGUE_BIAS;
     case GemmEpilogue::bias_gelu:
@@ -119,18 +119,31 @@ cublasLtEpilogue_t lt_epilogue(GemmEpilogue e) {
     case GemmEpilogue::bias_grad:
       // Column-major, our op(B) is cuBLASLt's first operand, whose reduction over k is BGRADA.
       return CUBLASLT_EPILOGUE_BGRADA;
+    case GemmEpilogue::gelu_grad:
+      // Column-major, our C's columns are cuBLASLt's rows, whose sums are DGELU_BGRAD's bias.
+      return g.bias_grad != nullptr ? CUBLASLT_EPILOGUE_DGELU_BGRAD : CUBLASLT_EPILOGUE_DGELU;
     case GemmEpilogue::none:
       break;
   }
   return CUBLASLT_EPILOGUE_DEFAULT;
 }
 
-// cuBLASLt's epilogues run on single matrices, and its GELU auxiliary output needs a leading
+bool uses_aux(const GemmArgs& g) {
+  return g.epilogue == GemmEpilogue::bias_gelu || g.epilogue == GemmEpilogue::gelu_grad;
+}
+
+// Whether g's epilogue writes bias-gradient sums (through cuBLASLt's bias pointer).
+bool writes_sums(const GemmArgs& g) {
+  return g.epilogue == GemmEpilogue::bias_grad ||
+         (g.epilogue == GemmEpilogue::gelu_grad && g.bias_grad != nullptr);
+}
+
+// cuBLASLt's epilogues run on single matrices, and its GELU auxiliary matrix needs a leading
 // dimension that is a multiple of 8; anything else gets the caller's epilogue.
 bool epilogue_can_fuse(const GemmArgs& g) {
   if (g.epilogue == GemmEpilogue::none) return false;
   if (g.batch != 1 || g.dtype == DType::f64) return false;
-  return g.epilogue != GemmEpilogue::bias_gelu || g.ldc % 8 == 0;
+  return !uses_aux(g) || g.ldc % 8 == 0;
 }
 
 // Finds the algorithm for p's descriptors; false if cuBLASLt has none.
@@ -183,8 +196,8 @@ void build_plan(Plan& p, const GemmArgs& g) {
   // Column-major, our C is [n, m]: the bias (one value per column of C) is cuBLASLt's per-row
   // bias, which is what its BIAS epilogues add.
   if (epilogue_can_fuse(g)) {
-    set_epilogue(p, lt_epilogue(g.epilogue));
-    if (g.epilogue == GemmEpilogue::bias_gelu) {
+    set_epilogue(p, lt_epilogue(g));
+    if (uses_aux(g)) {
       const int64_t ld = g.ldc;
       TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc.d, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD,
                                                      &ld, sizeof ld));
@@ -219,7 +232,7 @@ Plan& plan_for(const GemmArgs& g) {
       std::min({alignment(g.a), alignment(g.b), alignment(g.c), g.bias ? alignment(g.bias) : 16,
                 g.pre_act ? alignment(g.pre_act) : 16, g.bias_grad ? alignment(g.bias_grad) : 16}),
       static_cast<int>(g.beta != 0.0),
-      static_cast<int>(g.epilogue)};
+      static_cast<int>(g.epilogue) * 2 + static_cast<int>(g.bias_grad != nullptr)};
   std::lock_guard<std::mutex> lock(mutex);
   std::unique_ptr<Plan>& p = (*plans)[key];
   if (!p) {
@@ -234,9 +247,9 @@ Plan& plan_for(const GemmArgs& g) {
 }  // namespace
 
 bool gemm(const GemmArgs& g, cudaStream_t stream) {
-  // An empty product still owes its bias gradient when op(B) is not empty: the caller's sum.
-  if (g.m == 0 || g.n == 0 || g.batch == 0)
-    return g.epilogue != GemmEpilogue::bias_grad || g.n == 0;
+  // An empty product still owes its bias-gradient sums (zeros, or op(B)'s columns) when there are
+  // columns: the caller's sum.
+  if (g.m == 0 || g.n == 0 || g.batch == 0) return !writes_sums(g) || g.n == 0;
   Plan& p = plan_for(g);
   const float alpha_f = static_cast<float>(g.alpha), beta_f = static_cast<float>(g.beta);
   const double alpha_d = g.alpha, beta_d = g.beta;
@@ -245,11 +258,11 @@ bool gemm(const GemmArgs& g, cudaStream_t stream) {
   std::unique_lock<std::mutex> lock(p.call, std::defer_lock);
   if (p.fused_epilogue) {
     lock.lock();
-    // BGRADA writes its sums through the bias pointer.
-    const void* bias = g.epilogue == GemmEpilogue::bias_grad ? g.bias_grad : g.bias;
+    // BGRADA and DGELU_BGRAD write their sums through the bias pointer.
+    const void* bias = writes_sums(g) ? g.bias_grad : g.bias;
     TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc.d, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                    &bias, sizeof bias));
-    if (g.epilogue == GemmEpilogue::bias_gelu) {
+    if (uses_aux(g)) {
       void* aux = g.pre_act;
       TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
           p.desc.d, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux));

@@ -55,6 +55,19 @@ struct SgdStep {
   double grad_scale = 1.0;
 };
 
+// One tensor of a multi-tensor AdamW step (Backend::adamw_update_multi): the operands of
+// adamw_update (param and grad of the step's dtype, master float32 for 16-bit parameters or null,
+// m and v in the accumulation type) and the tensor's own hyperparameters and step count.
+struct AdamWTensor {
+  void* param = nullptr;
+  float* master = nullptr;
+  const void* grad = nullptr;
+  void* m = nullptr;
+  void* v = nullptr;
+  int64_t n = 0;
+  AdamWStep step;
+};
+
 // One operand of a sum of squares over many tensors (Backend::sum_squares_list).
 struct SumSquaresInput {
   DType dtype = DType::f32;

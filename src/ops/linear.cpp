@@ -5,6 +5,8 @@
 // own over gp either.
 #include "ops/linear.h"
 
+#include <tuple>
+
 #include "autograd/forward_ad.h"
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
@@ -34,28 +36,9 @@ class LinearBackward final : public Node {
     if (!g.defined()) return {Tensor(), Tensor(), Tensor()};
     const Tensor gp =
         act_ == Activation::gelu ? unary_derivative(UnaryOp::gelu, g, saved(pre_)) : g;
-    const int64_t N = gp.size(-1);
     Tensor gx, gw, gb;
     if (needs_input_grad(0)) gx = matmul(gp, saved(w_).transpose(0, 1));
-    if (needs_input_grad(1) && needs_input_grad(2)) {
-      // dw = xᵀ gp with db, gp's column sums, from the same GEMM's epilogue.
-      const Tensor x = saved(x_).contiguous();
-      const Tensor g2 = reshape(gp, {-1, N}).contiguous();
-      const int64_t K = x.size(-1), rows = g2.size(0);
-      gw = empty_output({K, N}, gp.dtype(), gp.device());
-      gb = empty_output({N}, gp.dtype(), gp.device());
-      GemmArgs args =
-          gemm_args(gp.dtype(), true, false, K, N, rows, 1.0, x.data(), std::max<int64_t>(K, 1),
-                    g2.data(), std::max<int64_t>(N, 1), 0.0, gw.data(), std::max<int64_t>(N, 1));
-      args.epilogue = GemmEpilogue::bias_grad;
-      args.bias_grad = gb.data();
-      backend_of(gp).gemm(args);
-    } else if (needs_input_grad(1)) {
-      const Tensor x = saved(x_);
-      gw = matmul(reshape(x, {-1, x.size(-1)}).transpose(0, 1), reshape(gp, {-1, N}));
-    } else if (needs_input_grad(2)) {
-      gb = sum_to(gp, {N});
-    }
+    std::tie(gw, gb) = linear_param_grads(saved(x_), gp, needs_input_grad(1), needs_input_grad(2));
     return {gx, gw, gb};
   }
 
@@ -65,6 +48,67 @@ class LinearBackward final : public Node {
 };
 
 }  // namespace
+
+Tensor linear_product(const Tensor& x, const Tensor& w, const Tensor& b, Activation act,
+                      Tensor* pre) {
+  TG_ASSERT(x.is_contiguous() && b.is_contiguous() && (act == Activation::none || pre != nullptr),
+            "linear_product: operands");
+  const int64_t K = w.size(0), N = w.size(1);
+  const int64_t rows = x.numel() / std::max<int64_t>(K, 1);
+  Shape out_shape(x.shape().begin(), x.shape().end() - 1);
+  out_shape.push_back(N);
+  check_shape(out_shape, "linear");
+  const GemmOperand W = gemm_operand(w, {});
+  Tensor out = empty_output(out_shape, x.dtype(), x.device());
+  if (act == Activation::gelu) *pre = empty_output(out_shape, x.dtype(), x.device());
+
+  GemmArgs g =
+      gemm_args(x.dtype(), false, W.trans, rows, N, K, 1.0, x.data(), std::max<int64_t>(K, 1),
+                W.t.data(), W.ld, 0.0, out.data(), std::max<int64_t>(N, 1));
+  g.epilogue = act == Activation::gelu ? GemmEpilogue::bias_gelu : GemmEpilogue::bias;
+  g.bias = b.data();
+  g.pre_act = act == Activation::gelu ? pre->data() : nullptr;
+  backend_of(x).gemm(g);
+  return out;
+}
+
+std::pair<Tensor, Tensor> linear_param_grads(const Tensor& x_saved, const Tensor& gp, bool need_w,
+                                             bool need_b) {
+  const int64_t N = gp.size(-1);
+  Tensor gw, gb;
+  if (need_w && need_b) {
+    // dw = xᵀ gp with db, gp's column sums, from the same GEMM's epilogue.
+    const Tensor x = x_saved.contiguous();
+    const Tensor g2 = reshape(gp, {-1, N}).contiguous();
+    const int64_t K = x.size(-1), rows = g2.size(0);
+    gw = empty_output({K, N}, gp.dtype(), gp.device());
+    gb = empty_output({N}, gp.dtype(), gp.device());
+    GemmArgs args =
+        gemm_args(gp.dtype(), true, false, K, N, rows, 1.0, x.data(), std::max<int64_t>(K, 1),
+                  g2.data(), std::max<int64_t>(N, 1), 0.0, gw.data(), std::max<int64_t>(N, 1));
+    args.epilogue = GemmEpilogue::bias_grad;
+    args.bias_grad = gb.data();
+    backend_of(gp).gemm(args);
+  } else if (need_w) {
+    gw = matmul(reshape(x_saved, {-1, x_saved.size(-1)}).transpose(0, 1), reshape(gp, {-1, N}));
+  } else if (need_b) {
+    gb = sum_to(gp, {N});
+  }
+  return {gw, gb};
+}
+
+Tensor linear_tangent(const Tensor& x, const Tensor& tx, const Tensor& w, const Tensor& tw,
+                      const Tensor& tb, const Shape& out_shape, Activation act, const Tensor& pre) {
+  Tensor t;
+  auto plus = [&t](const Tensor& u) { t = t.defined() ? add(t, u) : u; };
+  if (tx.defined()) plus(matmul(tx, w));
+  if (tw.defined()) plus(matmul(x, tw));
+  if (tb.defined()) plus(tb);
+  if (!t.defined()) return t;  // no tangent reaches the output
+  if (t.shape() != out_shape) t = expand(t, out_shape);
+  if (act == Activation::gelu) t = unary_derivative(UnaryOp::gelu, t, pre);
+  return t;
+}
 
 Tensor linear(const Tensor& x_in, const Tensor& w, const Tensor& b, Activation act) {
   check_defined("linear", x_in);
@@ -76,7 +120,7 @@ Tensor linear(const Tensor& x_in, const Tensor& w, const Tensor& b, Activation a
   TG_CHECK(x_in.dim() >= 1 && w.dim() == 2 && w.size(0) == x_in.size(-1), "linear: x ",
            shape_str(x_in.shape()), " and w ", shape_str(w.shape()),
            " do not compose: w must be [K, N] with K = x's last size");
-  const int64_t K = w.size(0), N = w.size(1);
+  const int64_t N = w.size(1);
   TG_CHECK(!b.defined() || (b.dim() == 1 && b.size(0) == N), "linear: b ", shape_str(b.shape()),
            " must be [", N, "]");
   // Without a bias there is no epilogue to fuse into: the composite is the same work.
@@ -94,22 +138,9 @@ Tensor linear(const Tensor& x_in, const Tensor& w, const Tensor& b, Activation a
     x = x.contiguous();
     bias = bias.contiguous();
   }
-  const int64_t rows = x.numel() / std::max<int64_t>(K, 1);
-  Shape out_shape(x.shape().begin(), x.shape().end() - 1);
-  out_shape.push_back(N);
-  check_shape(out_shape, "linear");
-  const GemmOperand W = gemm_operand(w, {});
-  Tensor out = empty_output(out_shape, x.dtype(), x.device());
   Tensor pre;
-  if (act == Activation::gelu) pre = empty_output(out_shape, x.dtype(), x.device());
-
-  GemmArgs g =
-      gemm_args(x.dtype(), false, W.trans, rows, N, K, 1.0, x.data(), std::max<int64_t>(K, 1),
-                W.t.data(), W.ld, 0.0, out.data(), std::max<int64_t>(N, 1));
-  g.epilogue = act == Activation::gelu ? GemmEpilogue::bias_gelu : GemmEpilogue::bias;
-  g.bias = bias.data();
-  g.pre_act = pre.defined() ? pre.data() : nullptr;
-  backend_of(x).gemm(g);
+  Tensor out = linear_product(x, w, bias, act, &pre);
+  const Shape& out_shape = out.shape();
 
   if (any_requires_grad({x_in, w, b})) {
     auto node =
@@ -119,16 +150,9 @@ Tensor linear(const Tensor& x_in, const Tensor& w, const Tensor& b, Activation a
   }
   if (forward_ad::any_tangent({x_in, w, b})) {
     forward_ad::RuleScope rule;
-    const Tensor tx = forward_ad::tangent_of(x_in), tw = forward_ad::tangent_of(w);
-    const Tensor tb = forward_ad::tangent_of(b);
-    Tensor t;
-    auto plus = [&t](const Tensor& u) { t = t.defined() ? add(t, u) : u; };
-    if (tx.defined()) plus(matmul(tx, w));
-    if (tw.defined()) plus(matmul(x, tw));
-    if (tb.defined()) plus(tb);
-    if (t.shape() != out_shape) t = expand(t, out_shape);
-    if (act == Activation::gelu) t = unary_derivative(UnaryOp::gelu, t, pre);
-    forward_ad::set_tangent(out, t);
+    forward_ad::set_tangent(
+        out, linear_tangent(x, forward_ad::tangent_of(x_in), w, forward_ad::tangent_of(w),
+                            forward_ad::tangent_of(b), out_shape, act, pre));
   }
   return out;
 }

@@ -22,7 +22,7 @@ AdamW::AdamW(std::vector<ParamGroup> groups, const AdamWOptions& options)
   }
 }
 
-void AdamW::update(size_t i, const Tensor& grad, double grad_scale) {
+AdamWStep AdamW::step_of(size_t i, double grad_scale) const {
   const Slot& s = slots()[i];
   AdamWStep st;
   st.lr = lr();
@@ -32,7 +32,25 @@ void AdamW::update(size_t i, const Tensor& grad, double grad_scale) {
   st.weight_decay = s.weight_decay;
   st.step = s.step;
   st.grad_scale = grad_scale;
-  fused_adamw("AdamW", s.param, s.master, grad, exp_avg_[i], exp_avg_sq_[i], st);
+  return st;
+}
+
+void AdamW::update(size_t i, const Tensor& grad, double grad_scale) {
+  const Slot& s = slots()[i];
+  fused_adamw("AdamW", s.param, s.master, grad, exp_avg_[i], exp_avg_sq_[i],
+              step_of(i, grad_scale));
+}
+
+void AdamW::update_all(std::span<const size_t> idx, const std::vector<Tensor>& grads,
+                       double grad_scale) {
+  std::vector<AdamWOperands> xs;
+  xs.reserve(idx.size());
+  for (size_t i : idx) {
+    const Slot& s = slots()[i];
+    xs.push_back(
+        {s.param, s.master, grads[i], exp_avg_[i], exp_avg_sq_[i], step_of(i, grad_scale)});
+  }
+  fused_adamw_multi("AdamW", xs);
 }
 
 void AdamW::append_state(size_t i, NamedTensors& out) const {

@@ -10,6 +10,7 @@
 // is tagged Category::optimizer_state. One fused pass per tensor (kernels/cpu/optim.h).
 #pragma once
 
+#include "kernels/optim_step.h"
 #include "optim/optimizer.h"
 
 namespace tilegrad::optim {
@@ -35,6 +36,10 @@ class AdamW final : public Optimizer {
 
  private:
   void update(size_t i, const Tensor& grad, double grad_scale) override;
+  void update_all(std::span<const size_t> idx, const std::vector<Tensor>& grads,
+                  double grad_scale) override;
+  // The step parameters of slot i's update (its weight decay and step count).
+  AdamWStep step_of(size_t i, double grad_scale) const;
   void append_state(size_t i, NamedTensors& out) const override;
   nlohmann::json hyperparameters() const override;
 

@@ -44,15 +44,43 @@ void check_param_and_grad(const char* op, const Tensor& param, const Tensor& gra
 
 }  // namespace
 
+namespace {
+
+// The checked raw operands of one AdamW update.
+AdamWTensor adamw_tensor(const char* op, const AdamWOperands& x) {
+  check_param_and_grad(op, x.param, x.grad);
+  const DType sd = state_dtype(x.param.dtype());
+  check_like(op, x.m, x.param, sd, "first moment");
+  check_like(op, x.v, x.param, sd, "second moment");
+  return {x.param.data(), master_ptr(op, x.param, x.master),
+          x.grad.data(),  x.m.data(),
+          x.v.data(),     x.param.numel(),
+          x.step};
+}
+
+}  // namespace
+
 void fused_adamw(const char* op, const Tensor& param, const Tensor& master, const Tensor& grad,
                  const Tensor& m, const Tensor& v, const AdamWStep& s) {
-  check_param_and_grad(op, param, grad);
-  const DType sd = state_dtype(param.dtype());
-  check_like(op, m, param, sd, "first moment");
-  check_like(op, v, param, sd, "second moment");
+  const AdamWTensor t = adamw_tensor(op, {param, master, grad, m, v, s});
   backend(param.device())
-      .adamw_update(param.dtype(), param.data(), master_ptr(op, param, master), grad.data(),
-                    m.data(), v.data(), param.numel(), s);
+      .adamw_update(param.dtype(), t.param, t.master, t.grad, t.m, t.v, t.n, t.step);
+}
+
+void fused_adamw_multi(const char* op, std::span<const AdamWOperands> xs) {
+  // Everything is checked before anything is updated, so a bad entry changes no parameter.
+  std::vector<AdamWTensor> ts;
+  ts.reserve(xs.size());
+  for (const AdamWOperands& x : xs) ts.push_back(adamw_tensor(op, x));
+  for (size_t i = 0; i < xs.size();) {
+    size_t j = i + 1;
+    while (j < xs.size() && xs[j].param.device() == xs[i].param.device() &&
+           xs[j].param.dtype() == xs[i].param.dtype())
+      ++j;
+    backend(xs[i].param.device())
+        .adamw_update_multi(xs[i].param.dtype(), std::span(ts).subspan(i, j - i));
+    i = j;
+  }
 }
 
 void fused_sgd(const char* op, const Tensor& param, const Tensor& master, const Tensor& grad,

@@ -2,6 +2,8 @@
 // and the Backend of the parameter's device runs the update with raw pointers.
 #pragma once
 
+#include <span>
+
 #include "core/tensor.h"
 #include "kernels/optim_step.h"
 
@@ -15,6 +17,15 @@ using ::tilegrad::SgdStep;
 // parameters). All tensors contiguous, on one device; `op` names the optimizer in errors.
 void fused_adamw(const char* op, const Tensor& param, const Tensor& master, const Tensor& grad,
                  const Tensor& m, const Tensor& v, const AdamWStep& s);
+// One parameter's operands for fused_adamw_multi, as for fused_adamw, with its own step.
+struct AdamWOperands {
+  Tensor param, master, grad, m, v;
+  AdamWStep step;
+};
+// fused_adamw on every entry, checked as fused_adamw checks them; runs of entries that share a
+// device and dtype go to the backend as one multi-tensor update (one launch on CUDA for the
+// whole model instead of one per parameter).
+void fused_adamw_multi(const char* op, std::span<const AdamWOperands> xs);
 // `momentum_buf` may be undefined when s.momentum == 0.
 void fused_sgd(const char* op, const Tensor& param, const Tensor& master, const Tensor& grad,
                const Tensor& momentum_buf, const SgdStep& s);

@@ -94,17 +94,26 @@ StepResult Optimizer::step(const StepOptions& options) {
   }
   r.clip_coef = clip_coefficient(r.grad_norm, options.max_grad_norm);
   ++step_;
+  std::vector<size_t> idx;
   for (size_t i = 0; i < slots_.size(); ++i) {
     if (!grads[i].defined()) continue;
     ++slots_[i].step;
-    update(i, grads[i], unscale * r.clip_coef);
+    idx.push_back(i);
+  }
+  update_all(idx, grads, unscale * r.clip_coef);
+  for (size_t i : idx) {
     // Written through raw pointers: bump the version so a graph that saved the old value notices.
     slots_[i].param.storage()->bump_version();
-    ++r.params_updated;
   }
+  r.params_updated = static_cast<int64_t>(idx.size());
   scaler_.update(/*found_inf=*/false);
   r.loss_scale = scaler_.scale();
   return r;
+}
+
+void Optimizer::update_all(std::span<const size_t> idx, const std::vector<Tensor>& grads,
+                           double grad_scale) {
+  for (size_t i : idx) update(i, grads[i], grad_scale);
 }
 
 void Optimizer::zero_grad() {

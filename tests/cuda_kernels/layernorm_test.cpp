@@ -29,8 +29,9 @@ struct Case {
 // C = 1, odd widths, each path (a warp per row up to C = 1024, a block of 256 threads up to 4096,
 // then 512), and rows from one to several hundred (up to 10 partial sums per column in the
 // backward; row counts that leave the last block of warps part full).
-const Case kCases[] = {{1, 1},     {5, 1},    {3, 7},    {70, 64},  {130, 129}, {33, 768},
-                       {200, 768}, {9, 1023}, {3, 2000}, {4, 5000}, {600, 33}};
+const Case kCases[] = {{1, 1},    {5, 1},      {3, 7},      {70, 64},   {130, 129},
+                       {33, 768}, {200, 768},  {9, 1023},   {3, 2000},  {4, 5000},
+                       {600, 33}, {1000, 520}, {2000, 256}, {100, 1024}};
 constexpr double kEps = 1e-5;
 
 // Rows of C values in [-2, 3); every third row is shifted by 50, a large mean against the spread.

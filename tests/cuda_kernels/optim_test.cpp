@@ -176,7 +176,7 @@ void check_multi_equals_single(const std::vector<int64_t>& sizes, int steps) {
     multi.push_back(std::make_unique<State<T>>(sizes[t], 300 + t));
   }
   for (int step = 1; step <= steps; ++step) {
-    std::vector<kcuda::AdamWTensor> table;
+    std::vector<AdamWTensor> table;
     for (size_t t = 0; t < sizes.size(); ++t) {
       const std::vector<T> grad = random_vector<T>(sizes[t], 1000 * step + t, -1.0, 1.0);
       single[t]->d_grad.upload(grad.data());
@@ -294,10 +294,38 @@ TEST(CudaOptim, SumSquaresListEqualsTheHostSumOfSingles) {
                                                      {DType::f32, dc.get(), 1}};
   double want = 0.0;
   for (const auto& x : xs) want += kcuda::sum_squares(x.dtype, x.x, x.n, nullptr);
-  const tgcuda::DeviceBuffer ws(kcuda::sum_squares_list_workspace_bytes(xs.size()));
+  const tgcuda::DeviceBuffer ws(kcuda::sum_squares_list_workspace_bytes(xs));
   const double got = kcuda::sum_squares_list(xs, nullptr, ws.get());
   EXPECT_EQ(std::memcmp(&got, &want, sizeof(double)), 0) << got << " != " << want;
   EXPECT_GT(got, 0.0);
+}
+
+// More tensors than one launch's table holds (256), in runs of one dtype broken by another, sizes
+// from one element to more than 1024 partials' worth: still the host's sum of singles, bitwise.
+TEST(CudaOptim, SumSquaresListOverManyTensorsEqualsTheHostSumOfSingles) {
+  TG_REQUIRE_GPU();
+  std::vector<tgcuda::DeviceBuffer> bufs;
+  std::vector<tilegrad::SumSquaresInput> xs;
+  for (int i = 0; i < 600; ++i) {
+    const int64_t n = i == 17 ? 5000011 : 1 + (int64_t{i} * 7919) % 20011;
+    const DType dt = (i / 100) % 2 == 0 ? DType::f32 : DType::f64;
+    const uint64_t seed = 100 + static_cast<uint64_t>(i);
+    if (dt == DType::f32) {
+      const std::vector<float> v = random_vector<float>(n, seed, -2.0, 3.0);
+      bufs.emplace_back(bytes_of(v));
+      bufs.back().upload(v.data());
+    } else {
+      const std::vector<double> v = random_vector<double>(n, seed, -2.0, 3.0);
+      bufs.emplace_back(bytes_of(v));
+      bufs.back().upload(v.data());
+    }
+    xs.push_back({dt, bufs.back().get(), n});
+  }
+  double want = 0.0;
+  for (const auto& x : xs) want += kcuda::sum_squares(x.dtype, x.x, x.n, nullptr);
+  const tgcuda::DeviceBuffer ws(kcuda::sum_squares_list_workspace_bytes(xs));
+  const double got = kcuda::sum_squares_list(xs, nullptr, ws.get());
+  EXPECT_EQ(std::memcmp(&got, &want, sizeof(double)), 0) << got << " != " << want;
 }
 
 TEST(CudaOptim, SumSquaresPropagatesInfAndNan) {

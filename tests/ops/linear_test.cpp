@@ -25,15 +25,6 @@ std::vector<double> reference(const Tensor& x, const Tensor& w, const Tensor& b,
   return y;
 }
 
-// The gradients that backpropagating g from y leaves in `leaves` (cleared first).
-std::vector<Tensor> grads_of(const Tensor& y, const Tensor& g, const std::vector<Tensor>& leaves) {
-  for (const Tensor& l : leaves) l.set_grad(Tensor());
-  y.backward(g);
-  std::vector<Tensor> r;
-  for (const Tensor& l : leaves) r.push_back(l.grad());
-  return r;
-}
-
 const char* act_name(Activation act) {
   return act == Activation::gelu ? "gelu" : "none";
 }
@@ -122,10 +113,10 @@ TEST(Linear, LowPrecisionBesideTheComposite) {
         ASSERT_NEAR(got[i], ref[i], 2 * u * std::abs(ref[i]) + 64 * 0x1p-24 * 4) << i;
 
       const Tensor g = rnd({3, 11, 40}, 20).to(dt);
-      const auto fused = grads_of(y, g, {x, w, b});
+      const auto fused = backward_grads(y, g, {x, w, b});
       const Tensor pre = add(matmul(x, w), b);
       const Tensor yc = act == Activation::gelu ? gelu(pre) : pre;
-      const auto comp = grads_of(yc, g, {x, w, b});
+      const auto comp = backward_grads(yc, g, {x, w, b});
       for (size_t i = 0; i < 3; ++i) {
         const double scale = max_abs(comp[i]);
         EXPECT_LE(max_abs_diff(fused[i], comp[i]), 16 * u * scale + 1e-6) << "input " << i;

@@ -54,15 +54,6 @@ void check_same_shape(const StridedView& a, const StridedView& b, const char* op
   for (int i = 0; i < a.ndim; ++i) TG_ASSERT(a.shape[i] == b.shape[i], op, ": shape mismatch");
 }
 
-template <class A>
-A gelu_grad(A x) {
-  const A k = A(0.7978845608028654);
-  const A u = k * (x + A(0.044715) * x * x * x);
-  const A t = std::tanh(u);
-  const A du = k * (A(1) + A(3) * A(0.044715) * x * x);
-  return A(0.5) * (A(1) + t) + A(0.5) * x * (A(1) - t * t) * du;
-}
-
 }  // namespace
 
 void copy(const StridedView& src, const StridedView& dst) {
@@ -163,7 +154,7 @@ void unary_backward(UnaryOp op, const StridedView& gy, const StridedView& saved,
       case UnaryOp::relu:
         return map2<T>(gy, saved, gx, [](T g, T x) { return A(x) > A(0) ? A(g) : A(0); });
       case UnaryOp::gelu:
-        return map2<T>(gy, saved, gx, [](T g, T x) { return A(g) * gelu_grad(A(x)); });
+        return map2<T>(gy, saved, gx, [](T g, T x) { return A(g) * gelu_tanh_grad(A(x)); });
       case UnaryOp::sigmoid:
         return map2<T>(gy, saved, gx, [](T g, T y) { return A(g) * A(y) * (A(1) - A(y)); });
       case UnaryOp::sqrt:

@@ -22,10 +22,20 @@ CBLAS_TRANSPOSE tr(bool t) {
 }
 
 // The epilogue on row r of the result, held in the accumulation type at v (n values): v += bias,
-// then, for bias_gelu, pre_act's row = v (rounded to T) and v = GELU(v). The caller stores v.
+// then, for bias_gelu, pre_act's row = v (rounded to T) and v = GELU(v); for gelu_grad,
+// v *= GELU'(pre_act's row). The caller stores v.
 template <class T, class A>
 void epilogue_row(const GemmArgs& g, int64_t r, A* v) {
   if (g.epilogue == GemmEpilogue::none || g.epilogue == GemmEpilogue::bias_grad) return;
+  if (g.epilogue == GemmEpilogue::gelu_grad) {
+    const T* pre = static_cast<const T*>(g.pre_act) + r * g.ldc;
+    if constexpr (std::is_same_v<A, float> && std::is_same_v<T, float>) {
+      gelu_backward_f32(v, pre, v, g.n);
+    } else {
+      for (int64_t j = 0; j < g.n; ++j) v[j] *= gelu_tanh_grad(static_cast<A>(pre[j]));
+    }
+    return;
+  }
   const T* bias = static_cast<const T*>(g.bias);
   for (int64_t j = 0; j < g.n; ++j) v[j] += static_cast<A>(bias[j]);
   if (g.epilogue != GemmEpilogue::bias_gelu) return;
@@ -114,13 +124,26 @@ void bias_grad(const GemmArgs& g) {
   });
 }
 
+// bias_grad[j] = Σ_r C[r, j] of the stored result (gelu_grad's bias gradient), in the
+// accumulation type in order of r.
+template <class T>
+void column_sums_of_c(const GemmArgs& g) {
+  using A = acc_t<T>;
+  const T* c = static_cast<const T*>(g.c);
+  T* out = static_cast<T*>(g.bias_grad);
+  parallel_for(g.n, g.n * g.m >= (1 << 15), [&](int64_t j) {
+    A s = 0;
+    for (int64_t r = 0; r < g.m; ++r) s += static_cast<A>(c[r * g.ldc + j]);
+    out[j] = T(s);
+  });
+}
+
 }  // namespace
 
-void gemm(const GemmArgs& g) {
-  TG_ASSERT(epilogue_args_valid(g), "gemm: an epilogue without its operands");
-  if (g.epilogue == GemmEpilogue::bias_grad) {
-    dispatch_floating(g.dtype, "matmul", [&]<class T>() { bias_grad<T>(g); });
-  }
+namespace {
+
+// C = epilogue(alpha op(A) op(B) + beta C), without the bias gradients.
+void product_with_epilogue(const GemmArgs& g) {
   if (g.m == 0 || g.n == 0 || g.batch == 0) return;
   if (g.k == 0) {  // BLAS may skip C entirely; the product of empty matrices is zero
     dispatch_floating(g.dtype, "matmul", [&]<class T>() {
@@ -149,6 +172,19 @@ void gemm(const GemmArgs& g) {
       gemm_half<T>(g);
     }
   });
+}
+
+}  // namespace
+
+void gemm(const GemmArgs& g) {
+  TG_ASSERT(epilogue_args_valid(g), "gemm: an epilogue without its operands");
+  if (g.epilogue == GemmEpilogue::bias_grad) {
+    dispatch_floating(g.dtype, "matmul", [&]<class T>() { bias_grad<T>(g); });
+  }
+  product_with_epilogue(g);
+  if (g.epilogue == GemmEpilogue::gelu_grad && g.bias_grad != nullptr) {
+    dispatch_floating(g.dtype, "matmul", [&]<class T>() { column_sums_of_c<T>(g); });
+  }
 }
 
 }  // namespace tilegrad::kernels::cpu

@@ -21,6 +21,17 @@ A gelu_tanh(A x) {
   return A(0.5) * x * (A(1) + std::tanh(k * (x + A(0.044715) * x * x * x)));
 }
 
+// The derivative of gelu_tanh, by the same definition: with u = k (x + 0.044715 x³) and t = tanh u,
+// GELU'(x) = (1 + t) / 2 + x (1 - t²) u'(x) / 2.
+template <class A>
+A gelu_tanh_grad(A x) {
+  const A k = A(0.7978845608028654);
+  const A u = k * (x + A(0.044715) * x * x * x);
+  const A t = std::tanh(u);
+  const A du = k * (A(1) + A(3) * A(0.044715) * x * x);
+  return A(0.5) * (A(1) + t) + A(0.5) * x * (A(1) - t * t) * du;
+}
+
 // y[i] = exp(x[i]) for contiguous float32; relative error ≤ 2 ulp for results in the normal range,
 // 0 below exp(-87.33) (where the true value is subnormal), +inf above 88.72, NaN for NaN.
 // x and y may be the same array.

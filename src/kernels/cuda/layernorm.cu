@@ -12,10 +12,21 @@
 // blocks whose number depends only on `rows`; one pass has a thread per (row block, column) sum its
 // rows in order into a partial buffer (workspace), a second pass has a thread per column add the
 // partials in row-block order.
+//
+// The backward of a transformer's rows (16-bit or float32 types, C a multiple of a 16-byte
+// vector's elements and at most 1,024, or 512 for float32) takes one pass instead: a warp per row
+// reads gy and x once with 16-byte loads, writes gx, and adds the row's gw and gb terms to per-lane
+// registers (each lane owns the same columns in every row); at the end the block's eight warps add
+// their registers through shared memory in warp order, one partial per block, and the final pass
+// adds the blocks' partials in order. The rows a block and a warp take depend on `rows` alone, so
+// the sums are still the same bits on every run.
 #include "kernels/cuda/layernorm.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
 
 #include "cuda/caching_allocator.h"
 #include "cuda/check.h"
@@ -147,6 +158,127 @@ __global__ void __launch_bounds__(kColThreads)
   if (gb) gb[j] = T(sb);
 }
 
+// ---- the one-pass backward
+
+constexpr int kFusedWarps = 8;
+constexpr int kFusedRowsPerBlock = 64;  // 8 rows per warp: 256 blocks for 16,384 rows
+constexpr int kFusedMaxC = 1024;        // shared memory holds kFusedWarps x kFusedMaxC sums
+
+// Elements of T in one 16-byte load.
+template <class T>
+constexpr int kVec = 16 / static_cast<int>(sizeof(T));
+
+template <class T>
+struct alignas(16) Vec {
+  T v[kVec<T>];
+};
+
+// Lane l owns columns c · 32 · V + l · V + [0, V) for chunk c < kChunks (those below C).
+template <class T, int kChunks>
+__global__ void __launch_bounds__(kFusedWarps * 32)
+    fused_backward_kernel(const T* __restrict__ gy, const T* __restrict__ x,
+                          const T* __restrict__ w, const float* __restrict__ mean,
+                          const float* __restrict__ rstd, T* __restrict__ gx,
+                          float* __restrict__ part_w, float* __restrict__ part_b, int64_t rows,
+                          int C, float inv_c) {
+  constexpr int V = kVec<T>;
+  __shared__ float s_sum[kFusedWarps * kFusedMaxC];
+  const int lane = static_cast<int>(threadIdx.x) % 32, warp = static_cast<int>(threadIdx.x) / 32;
+  float wv[kChunks][V], dw[kChunks][V], db[kChunks][V];
+#pragma unroll
+  for (int c = 0; c < kChunks; ++c) {
+    const int col = (c * 32 + lane) * V;
+#pragma unroll
+    for (int e = 0; e < V; ++e) {
+      wv[c][e] = (w != nullptr && col < C) ? float(w[col + e]) : 1.0f;
+      dw[c][e] = 0.0f;
+      db[c][e] = 0.0f;
+    }
+  }
+  const int64_t r0 = static_cast<int64_t>(blockIdx.x) * kFusedRowsPerBlock;
+  const int64_t r1 = min64(rows, r0 + kFusedRowsPerBlock);
+  for (int64_t r = r0 + warp; r < r1; r += kFusedWarps) {
+    const float mu = mean[r], rs = rstd[r];
+    float g[kChunks][V], xh[kChunks][V];
+    float sg = 0.0f, sgx = 0.0f;
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      const int col = (c * 32 + lane) * V;
+      if (col >= C) continue;
+      const Vec<T> vg = *reinterpret_cast<const Vec<T>*>(gy + r * C + col);
+      const Vec<T> vx = *reinterpret_cast<const Vec<T>*>(x + r * C + col);
+#pragma unroll
+      for (int e = 0; e < V; ++e) {
+        const float gye = float(vg.v[e]);
+        xh[c][e] = (float(vx.v[e]) - mu) * rs;
+        g[c][e] = gye * wv[c][e];
+        sg += g[c][e];
+        sgx += g[c][e] * xh[c][e];
+        dw[c][e] += gye * xh[c][e];
+        db[c][e] += gye;
+      }
+    }
+    if (gx == nullptr) continue;
+    const float mg = warp_sum(sg) * inv_c, mgx = warp_sum(sgx) * inv_c;
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      const int col = (c * 32 + lane) * V;
+      if (col >= C) continue;
+      Vec<T> out;
+#pragma unroll
+      for (int e = 0; e < V; ++e) out.v[e] = T(rs * (g[c][e] - mg - xh[c][e] * mgx));
+      *reinterpret_cast<Vec<T>*>(gx + r * C + col) = out;
+    }
+  }
+  // The block's partial of gw, then of gb: each warp's sums to shared memory, then a thread per
+  // column adds the eight warps' in warp order.
+  for (int which = 0; which < 2; ++which) {
+    float* part = which == 0 ? part_w : part_b;
+    if (part == nullptr) continue;
+    __syncthreads();  // the previous pass's reads are done
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      const int col = (c * 32 + lane) * V;
+      if (col >= C) continue;
+#pragma unroll
+      for (int e = 0; e < V; ++e)
+        s_sum[warp * kFusedMaxC + col + e] = which == 0 ? dw[c][e] : db[c][e];
+    }
+    __syncthreads();
+    for (int col = static_cast<int>(threadIdx.x); col < C; col += kFusedWarps * 32) {
+      float acc = 0.0f;
+      for (int k = 0; k < kFusedWarps; ++k) acc += s_sum[k * kFusedMaxC + col];
+      part[static_cast<int64_t>(blockIdx.x) * C + col] = acc;
+    }
+  }
+}
+
+// Runs f.template operator()<kChunks>() when the one-pass backward serves (T, C, the pointers);
+// false otherwise.
+template <class T, class F>
+bool with_fused_chunks(int64_t C, std::initializer_list<const void*> ptrs, F&& f) {
+  constexpr int V = kVec<T>;
+  if (C <= 0 || C > kFusedMaxC || C % V != 0) return false;
+  for (const void* p : ptrs)
+    if (p != nullptr && reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  switch ((C + 32 * V - 1) / (32 * V)) {
+    case 1:
+      f.template operator()<1>();
+      return true;
+    case 2:
+      f.template operator()<2>();
+      return true;
+    case 3:
+      f.template operator()<3>();
+      return true;
+    case 4:
+      f.template operator()<4>();
+      return true;
+    default:
+      return false;  // float32 beyond C = 512: the registers would spill
+  }
+}
+
 // Runs f.template operator()<kGroup>() with the threads per row that give each thread a few of
 // the C elements: a warp up to C = 1024, then a block of 256 or 512.
 template <class F>
@@ -157,6 +289,40 @@ void with_row_threads(int64_t C, F&& f) {
     f.template operator()<256>();
   } else {
     f.template operator()<512>();
+  }
+}
+
+// The one-pass backward with its final pass over the blocks' partials; false when it does not
+// serve this problem.
+template <class T>
+bool fused_backward(const T* gy, const T* x, const T* w, const acc_t<T>* mean, const acc_t<T>* rstd,
+                    T* gx, T* gw, T* gb, int64_t rows, int64_t C, cudaStream_t stream) {
+  if constexpr (sizeof(T) > 4) {
+    return false;  // float64 keeps the two-pass kernels
+  } else {
+    return with_fused_chunks<T>(C, {gy, x, w, gx}, [&]<int kChunks>() {
+      const int64_t blocks = (rows + kFusedRowsPerBlock - 1) / kFusedRowsPerBlock;
+      TG_CHECK(blocks <= 0x7fffffff, "layer_norm: too many rows for the GPU kernel");
+      const int64_t part_elems = blocks * C;
+      const int64_t n_bufs = (gw ? 1 : 0) + (gb ? 1 : 0);
+      std::optional<Workspace> ws;
+      if (n_bufs > 0) {
+        ws.emplace(n_bufs * part_elems * static_cast<int64_t>(sizeof(float)),
+                   Device::cuda(tilegrad::cuda::current_device()));
+        tilegrad::cuda::record_stream(ws->as<void>(), stream);  // as in layernorm_backward
+      }
+      float* part_w = gw ? ws->as<float>() : nullptr;
+      float* part_b = gb ? ws->as<float>() + (gw ? part_elems : 0) : nullptr;
+      fused_backward_kernel<T, kChunks>
+          <<<static_cast<unsigned>(blocks), kFusedWarps * 32, 0, stream>>>(
+              gy, x, w, mean, rstd, gx, part_w, part_b, rows, static_cast<int>(C), 1.0f / float(C));
+      TG_CUDA_CHECK_LAUNCH();
+      if (n_bufs == 0) return;
+      backward_final_kernel<T>
+          <<<static_cast<unsigned>((C + kColThreads - 1) / kColThreads), kColThreads, 0, stream>>>(
+              part_w, part_b, gw, gb, blocks, C);
+      TG_CUDA_CHECK_LAUNCH();
+    });
   }
 }
 
@@ -191,6 +357,10 @@ void layernorm_backward(DType dt, const void* gy, const void* x, const void* w, 
     const T* px = static_cast<const T*>(x);
     const A* pmean = static_cast<const A*>(mean);
     const A* prstd = static_cast<const A*>(rstd);
+    if (rows > 0 &&
+        fused_backward(pgy, px, static_cast<const T*>(w), pmean, prstd, static_cast<T*>(gx),
+                       static_cast<T*>(gw), static_cast<T*>(gb), rows, C, stream))
+      return;
     if (gx && rows > 0) {
       const A inv_c = A(1) / A(C);
       with_row_threads(C, [&]<int kGroup>() {

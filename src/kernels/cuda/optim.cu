@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
+#include <vector>
 
 #include "cuda/check.h"
 #include "kernels/cuda/kernel_common.cuh"
@@ -157,23 +158,37 @@ constexpr int kSumThreads = 256;
 // A partial covers at least this many elements, so small tensors use few blocks.
 constexpr int64_t kSumMinPerBlock = 4096;
 
-// Sums x[i0, i1) of block b's range: thread t takes i0 + t, i0 + t + 256, ... in order, then the
+// Adds the kThreads values of s (thread t's at s[t]) through a fixed halving tree into s[0]; the
+// fixed order is what makes the sums of squares the same bits on every run.
+template <int kThreads>
+__device__ __forceinline__ void halving_tree(double* s) {
+  for (int stride = kThreads / 2; stride > 0; stride /= 2) {
+    __syncthreads();
+    if (static_cast<int>(threadIdx.x) < stride) s[threadIdx.x] += s[threadIdx.x + stride];
+  }
+}
+
+// Σ x[i]² over [i0, i1) into s_sum[0]: thread t takes i0 + t, i0 + t + 256, ... in order, then the
 // block's 256 sums meet in a fixed halving tree.
 template <class T>
-__global__ void __launch_bounds__(kSumThreads)
-    sum_squares_partials_kernel(const T* x, int64_t n, int64_t per_block, double* partials) {
-  __shared__ double s_sum[kSumThreads];
-  const int64_t i0 = blockIdx.x * per_block, i1 = min64(n, i0 + per_block);
+__device__ __forceinline__ void block_sum_squares(const T* x, int64_t i0, int64_t i1,
+                                                  double* s_sum) {
   double acc = 0.0;
   for (int64_t i = i0 + threadIdx.x; i < i1; i += kSumThreads) {
     const double v = static_cast<double>(static_cast<acc_t<T>>(x[i]));
     acc = fma(v, v, acc);
   }
   s_sum[threadIdx.x] = acc;
-  for (int stride = kSumThreads / 2; stride > 0; stride /= 2) {
-    __syncthreads();
-    if (static_cast<int>(threadIdx.x) < stride) s_sum[threadIdx.x] += s_sum[threadIdx.x + stride];
-  }
+  halving_tree<kSumThreads>(s_sum);
+}
+
+// Block b's partial: the sum of squares of its range of x.
+template <class T>
+__global__ void __launch_bounds__(kSumThreads)
+    sum_squares_partials_kernel(const T* x, int64_t n, int64_t per_block, double* partials) {
+  __shared__ double s_sum[kSumThreads];
+  const int64_t i0 = blockIdx.x * per_block, i1 = min64(n, i0 + per_block);
+  block_sum_squares(x, i0, i1, s_sum);
   if (threadIdx.x == 0) partials[blockIdx.x] = s_sum[0];
 }
 
@@ -183,21 +198,22 @@ __global__ void __launch_bounds__(kSumSquaresPartials)
     sum_squares_final_kernel(const double* partials, int count, double* out) {
   __shared__ double s_sum[kSumSquaresPartials];
   s_sum[threadIdx.x] = static_cast<int>(threadIdx.x) < count ? partials[threadIdx.x] : 0.0;
-  for (int stride = kSumSquaresPartials / 2; stride > 0; stride /= 2) {
-    __syncthreads();
-    if (static_cast<int>(threadIdx.x) < stride) s_sum[threadIdx.x] += s_sum[threadIdx.x + stride];
-  }
+  halving_tree<kSumSquaresPartials>(s_sum);
   if (threadIdx.x == 0) *out = s_sum[0];
+}
+
+// The number of partials (blocks) n elements are summed in: a function of n alone.
+int sum_squares_blocks(int64_t n) {
+  return n <= 0 ? 0
+                : static_cast<int>(std::min<int64_t>(kSumSquaresPartials,
+                                                     (n + kSumMinPerBlock - 1) / kSumMinPerBlock));
 }
 
 // The launches of sum_squares_async, on a workspace of kSumSquaresPartials doubles.
 void sum_squares_launch(DType dt, const void* x, int64_t n, double* d_out, double* partials,
                         cudaStream_t stream) {
   // No elements: the final kernel writes 0 (and, as on the CPU, the dtype is not looked at).
-  const int blocks = n <= 0
-                         ? 0
-                         : static_cast<int>(std::min<int64_t>(
-                               kSumSquaresPartials, (n + kSumMinPerBlock - 1) / kSumMinPerBlock));
+  const int blocks = sum_squares_blocks(n);
   if (blocks > 0)
     dispatch_floating(dt, "sum_squares", [&]<class T>() {
       const int64_t per_block = (n + blocks - 1) / blocks;
@@ -207,6 +223,59 @@ void sum_squares_launch(DType dt, const void* x, int64_t n, double* d_out, doubl
     });
   sum_squares_final_kernel<<<1, kSumSquaresPartials, 0, stream>>>(partials, blocks, d_out);
   TG_CUDA_CHECK_LAUNCH();
+}
+
+// ---- sum of squares over many tensors, in three launches whatever their number
+//
+// The partials of every tensor come from one launch per run of kSumListMaxTensors tensors of one
+// dtype (block b finds its tensor by a binary search over the run's first blocks, then sums the
+// range sum_squares would give that block), each tensor's partials meet in one block per tensor
+// (the tree of sum_squares_final_kernel), and one thread adds the totals in order: every bit is
+// that of calling sum_squares per tensor and adding on the host.
+constexpr int kSumListMaxTensors = 256;
+
+struct SumSquaresTable {
+  const void* x[kSumListMaxTensors];
+  int64_t n[kSumListMaxTensors];
+  int64_t per_block[kSumListMaxTensors];
+  int32_t first_block[kSumListMaxTensors + 1];  // within this launch; the last entry is the total
+  int32_t first_partial;                        // the launch's first block in the partials array
+  int32_t count;
+};
+static_assert(sizeof(SumSquaresTable) <= 32764, "kernel argument space");
+
+template <class T>
+__global__ void __launch_bounds__(kSumThreads)
+    sum_squares_list_partials_kernel(const __grid_constant__ SumSquaresTable table,
+                                     double* partials) {
+  __shared__ double s_sum[kSumThreads];
+  const int b = static_cast<int>(blockIdx.x);
+  int lo = 0, hi = table.count - 1;  // the last tensor whose first block is <= b
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (table.first_block[mid] <= b)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  const T* x = static_cast<const T*>(table.x[lo]);
+  const int64_t per_block = table.per_block[lo];
+  const int64_t i0 = (b - table.first_block[lo]) * per_block,
+                i1 = min64(table.n[lo], i0 + per_block);
+  block_sum_squares(x, i0, i1, s_sum);
+  if (threadIdx.x == 0) partials[table.first_partial + b] = s_sum[0];
+}
+
+// Block i adds tensor i's partials, partials[offset[i], offset[i + 1]), through
+// sum_squares_final_kernel's tree, into totals[i].
+__global__ void __launch_bounds__(kSumSquaresPartials)
+    sum_squares_list_final_kernel(const double* partials, const int32_t* offsets, double* totals) {
+  __shared__ double s_sum[kSumSquaresPartials];
+  const int i = static_cast<int>(blockIdx.x);
+  const int first = offsets[i], count = offsets[i + 1] - first;
+  s_sum[threadIdx.x] = static_cast<int>(threadIdx.x) < count ? partials[first + threadIdx.x] : 0.0;
+  halving_tree<kSumSquaresPartials>(s_sum);
+  if (threadIdx.x == 0) totals[i] = s_sum[0];
 }
 
 // *out = Σ totals[i] for i in order, by one thread: the host's left-to-right float64 sum.
@@ -328,19 +397,54 @@ double sum_squares(DType dt, const void* x, int64_t n, cudaStream_t stream, void
   return total;
 }
 
-size_t sum_squares_list_workspace_bytes(size_t count) {
-  // The partials (reused by every input: the launches are ordered on the stream), one total per
-  // input, and the sum.
-  return kSumSquaresWorkspaceBytes + (count + 1) * sizeof(double);
+size_t sum_squares_list_workspace_bytes(std::span<const SumSquaresInput> xs) {
+  // Every tensor's partials, one total per tensor and the sum (doubles), then the partials'
+  // offsets (int32).
+  size_t partials = 0;
+  for (const SumSquaresInput& x : xs) partials += static_cast<size_t>(sum_squares_blocks(x.n));
+  return (partials + xs.size() + 1) * sizeof(double) + (xs.size() + 1) * sizeof(int32_t);
 }
 
 double sum_squares_list(std::span<const SumSquaresInput> xs, cudaStream_t stream, void* workspace) {
   TG_CHECK(workspace != nullptr, "sum_squares_list: no workspace");
+  std::vector<int32_t> offsets(xs.size() + 1, 0);
+  for (size_t i = 0; i < xs.size(); ++i) offsets[i + 1] = offsets[i] + sum_squares_blocks(xs[i].n);
   auto* partials = static_cast<double*>(workspace);
-  double* totals = partials + kSumSquaresPartials + 1;
+  double* totals = partials + offsets.back();
   double* sum = totals + xs.size();
-  for (size_t i = 0; i < xs.size(); ++i)
-    sum_squares_launch(xs[i].dtype, xs[i].x, xs[i].n, totals + i, partials, stream);
+  auto* d_offsets = reinterpret_cast<int32_t*>(sum + 1);
+  TG_CUDA_CHECK(cudaMemcpyAsync(d_offsets, offsets.data(), offsets.size() * sizeof(int32_t),
+                                cudaMemcpyHostToDevice, stream));
+  // Runs of tensors with elements, one dtype and at most kSumListMaxTensors per launch.
+  for (size_t i = 0; i < xs.size();) {
+    SumSquaresTable table{};
+    table.first_partial = offsets[i];
+    const DType dt = xs[i].dtype;
+    size_t j = i;
+    for (; j < xs.size() && table.count < kSumListMaxTensors; ++j) {
+      if (xs[j].n <= 0) continue;  // no partials: its total is the final kernel's 0
+      if (xs[j].dtype != dt) break;
+      const int c = table.count++;
+      const int blocks = sum_squares_blocks(xs[j].n);
+      table.x[c] = xs[j].x;
+      table.n[c] = xs[j].n;
+      table.per_block[c] = (xs[j].n + blocks - 1) / blocks;
+      table.first_block[c] = offsets[j] - table.first_partial;
+      table.first_block[c + 1] = offsets[j + 1] - table.first_partial;
+    }
+    if (table.count > 0)
+      dispatch_floating(dt, "sum_squares", [&]<class T>() {
+        sum_squares_list_partials_kernel<T>
+            <<<table.first_block[table.count], kSumThreads, 0, stream>>>(table, partials);
+        TG_CUDA_CHECK_LAUNCH();
+      });
+    i = j;
+  }
+  if (!xs.empty()) {
+    sum_squares_list_final_kernel<<<static_cast<int>(xs.size()), kSumSquaresPartials, 0, stream>>>(
+        partials, d_offsets, totals);
+    TG_CUDA_CHECK_LAUNCH();
+  }
   sum_in_order_kernel<<<1, 1, 0, stream>>>(totals, static_cast<int>(xs.size()), sum);
   TG_CUDA_CHECK_LAUNCH();
   double total = 0.0;

@@ -32,18 +32,6 @@ void adamw_update(DType dt, void* param, float* master, const void* grad, void* 
 void sgd_update(DType dt, void* param, float* master, const void* grad, void* momentum_buf,
                 int64_t n, const SgdStep& s, cudaStream_t stream);
 
-// One tensor of a multi-tensor AdamW step: its pointers and size as for adamw_update, and its own
-// hyperparameters and step count.
-struct AdamWTensor {
-  void* param = nullptr;
-  float* master = nullptr;
-  const void* grad = nullptr;
-  void* m = nullptr;
-  void* v = nullptr;
-  int64_t n = 0;
-  AdamWStep step;
-};
-
 // The same update as adamw_update on every tensor of `tensors` (all of dtype `dt`), in as few
 // launches as possible, as PyTorch's multi_tensor_apply does: the tensors are cut into chunks of
 // kAdamWChunk elements, and each launch receives, as its kernel argument, a table of up to
@@ -81,7 +69,7 @@ double sum_squares(DType dt, const void* x, int64_t n, cudaStream_t stream,
 // Σ over the inputs of each one's sum of squares (as sum_squares computes it), the per-input sums
 // added in input order in float64 — the bits of adding sum_squares' results on the host in that
 // order — with one synchronisation for the whole list instead of one per input.
-size_t sum_squares_list_workspace_bytes(size_t count);
+size_t sum_squares_list_workspace_bytes(std::span<const SumSquaresInput> xs);
 double sum_squares_list(std::span<const SumSquaresInput> xs, cudaStream_t stream, void* workspace);
 
 }  // namespace tilegrad::kernels::cuda

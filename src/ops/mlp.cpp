@@ -1,0 +1,147 @@
+// The fused MLP (ops/mlp.h). Forward: the two linear layers' GEMMs with their epilogues (bias +
+// GELU storing the pre-activation, then bias). Backward, for the output gradient g:
+//   h        = gelu(pre)                       (recomputed; only when w2's gradient is wanted)
+//   dw2, db2 = hᵀ g, Σ g                       (one GEMM with the bias-gradient epilogue)
+//   dpre     = (g w2ᵀ) · gelu'(pre), db1 = Σ dpre  (one GEMM with the GELU-gradient epilogue)
+//   dw1      = xᵀ dpre,  dx = dpre w1ᵀ
+#include "ops/mlp.h"
+
+#include <tuple>
+
+#include "autograd/forward_ad.h"
+#include "autograd/grad_mode.h"
+#include "autograd/node.h"
+#include "core/error.h"
+#include "ops/common.h"
+#include "ops/elementwise.h"
+#include "ops/linear.h"
+#include "ops/matmul.h"
+#include "ops/op_scope.h"
+#include "ops/view.h"
+
+namespace tilegrad {
+
+namespace {
+
+// inputs: x, w1, b1, w2, b2.
+class MlpBackward final : public Node {
+ public:
+  MlpBackward(const Tensor& x, const Tensor& w1, const Tensor& w2, const Tensor& pre,
+              const std::vector<bool>& need)
+      : Node("mlp") {
+    // dw1 = xᵀ dpre reads x; dx reads w1; dpre reads w2 whenever anything below the GELU is wanted.
+    const bool below = need[0] || need[1] || need[2];
+    x_ = save(need[1] ? x : Tensor());
+    w1_ = save(need[0] ? w1 : Tensor());
+    w2_ = save(below ? w2 : Tensor());
+    pre_ = save(pre);
+  }
+  std::vector<Tensor> apply(std::vector<Tensor>& grads) override {
+    const Tensor& g = grads[0];
+    if (!g.defined()) return {Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
+    const Tensor pre = saved(pre_);
+    Tensor gx, gw1, gb1, gw2, gb2;
+    if (needs_input_grad(3) || needs_input_grad(4)) {
+      // h from the pre-activation, alive only until its weight gradient is made.
+      const Tensor h = needs_input_grad(3) ? gelu(pre) : Tensor();
+      std::tie(gw2, gb2) = linear_param_grads(h, g, needs_input_grad(3), needs_input_grad(4));
+    }
+    if (needs_input_grad(0) || needs_input_grad(1) || needs_input_grad(2)) {
+      const Tensor dpre = pre_act_grad(g, saved(w2_), pre, needs_input_grad(2), &gb1);
+      if (needs_input_grad(1))
+        std::tie(gw1, std::ignore) = linear_param_grads(saved(x_), dpre, true, false);
+      if (needs_input_grad(0)) gx = matmul(dpre, saved(w1_).transpose(0, 1));
+    }
+    return {gx, gw1, gb1, gw2, gb2};
+  }
+
+ private:
+  // (g · w2ᵀ) · gelu'(pre) in one GEMM, and its column sums to *gb1 when want_b1.
+  static Tensor pre_act_grad(const Tensor& g, const Tensor& w2, const Tensor& pre, bool want_b1,
+                             Tensor* gb1) {
+    const int64_t M = w2.size(0), N = w2.size(1);
+    const Tensor g2 = reshape(g, {-1, N}).contiguous();
+    const int64_t rows = g2.size(0);
+    // w2ᵀ as a GEMM operand: w2 [M, N] read transposed (or a transposed view read as stored).
+    const GemmOperand W = gemm_operand(w2.transpose(0, 1), {});
+    Tensor dpre = empty_output(pre.shape(), g.dtype(), g.device());
+    GemmArgs args =
+        gemm_args(g.dtype(), false, W.trans, rows, M, N, 1.0, g2.data(), std::max<int64_t>(N, 1),
+                  W.t.data(), W.ld, 0.0, dpre.data(), std::max<int64_t>(M, 1));
+    args.epilogue = GemmEpilogue::gelu_grad;
+    args.pre_act = const_cast<void*>(pre.data());
+    if (want_b1) {
+      *gb1 = empty_output({M}, g.dtype(), g.device());
+      args.bias_grad = gb1->data();
+    }
+    backend_of(g).gemm(args);
+    return dpre;
+  }
+
+  size_t x_, w1_, w2_, pre_;
+};
+
+void check_weight(const Tensor& w, const Tensor& b, int64_t K, const char* wn, const char* bn) {
+  TG_CHECK(w.dim() == 2 && w.size(0) == K, "mlp: ", wn, " ", shape_str(w.shape()), " must be [", K,
+           ", *]");
+  TG_CHECK(b.dim() == 1 && b.size(0) == w.size(1), "mlp: ", bn, " ", shape_str(b.shape()),
+           " must be [", w.size(1), "]");
+}
+
+}  // namespace
+
+Tensor mlp(const Tensor& x_in, const Tensor& w1, const Tensor& b1, const Tensor& w2,
+           const Tensor& b2) {
+  check_defined("mlp", x_in);
+  for (const Tensor* t : {&w1, &b1, &w2, &b2}) check_defined("mlp", *t, "weight or bias");
+  check_floating("mlp", x_in);
+  check_compatible("mlp", {x_in, w1, b1, w2, b2});
+  TG_CHECK(x_in.dim() >= 1, "mlp: x must have at least one dimension");
+  check_weight(w1, b1, x_in.size(-1), "w1", "b1");
+  check_weight(w2, b2, w1.size(1), "w2", "b2");
+  const int64_t M = w1.size(1), N = w2.size(1);
+
+  const Cost cost = mlp_cost(x_in.shape(), M, N, x_in.dtype());
+  OpScope scope("mlp", cost);
+  Tensor x = x_in, c1 = b1, c2 = b2;
+  if (!x.is_contiguous() || !c1.is_contiguous() || !c2.is_contiguous()) {
+    NoGradGuard no_grad;  // copies that only serve the GEMMs; gradients flow to the inputs
+    x = x.contiguous();
+    c1 = c1.contiguous();
+    c2 = c2.contiguous();
+  }
+  Tensor pre;
+  // h lives only in this scope: the backward recomputes it from pre.
+  const Tensor h = linear_product(x, w1, c1, Activation::gelu, &pre);
+  Tensor out = linear_product(h, w2, c2, Activation::none, nullptr);
+
+  const std::vector<Tensor> inputs{x_in, w1, b1, w2, b2};
+  if (any_requires_grad(inputs)) {
+    std::vector<bool> need;
+    for (const Tensor& t : inputs) need.push_back(t.requires_grad());
+    auto node = std::make_shared<MlpBackward>(x, w1, w2, pre, need);
+    node->cost = cost;
+    set_history(node, inputs, {out});
+  }
+  if (forward_ad::any_tangent(inputs)) {
+    forward_ad::RuleScope rule;
+    const Tensor th =
+        linear_tangent(x, forward_ad::tangent_of(x_in), w1, forward_ad::tangent_of(w1),
+                       forward_ad::tangent_of(b1), h.shape(), Activation::gelu, pre);
+    forward_ad::set_tangent(
+        out, linear_tangent(h, th, w2, forward_ad::tangent_of(w2), forward_ad::tangent_of(b2),
+                            out.shape(), Activation::none, Tensor()));
+  }
+  return out;
+}
+
+Cost mlp_cost(const Shape& x, int64_t M, int64_t N, DType dt) {
+  Shape hidden = x;
+  if (hidden.empty()) hidden.push_back(1);
+  hidden.back() = M;
+  Cost c = linear_cost(x, M, dt, true, Activation::gelu);
+  c += linear_cost(hidden, N, dt, true, Activation::none);
+  return c;
+}
+
+}  // namespace tilegrad

@@ -1,0 +1,191 @@
+// mlp (gelu(x · w1 + b1) · w2 + b2 as one op): values against a float64 loop with GELU written from
+// its definition, gradients against finite differences and against the two linear layers it
+// replaces (every subset of inputs wanting gradients), forward mode, low precision beside the
+// composite, what it keeps for the backward (not the hidden activation), the GEMM's GELU-gradient
+// epilogue on its own, and bad input.
+#include <cmath>
+
+#include "testing.h"
+
+namespace tgtest {
+namespace {
+
+double gelu_ref(double s) {
+  return 0.5 * s * (1 + std::tanh(std::sqrt(2 / M_PI) * (s + 0.044715 * s * s * s)));
+}
+
+// x [rows, K] (leading dimensions flattened) · w [K, N] + b, then GELU when `act`, in float64.
+std::vector<double> layer(const std::vector<double>& x, const Tensor& w, const Tensor& b,
+                          bool act) {
+  const int64_t K = w.size(0), N = w.size(1), rows = static_cast<int64_t>(x.size()) / K;
+  const auto vw = w.to(DType::f64).contiguous().to_vector<double>();
+  const auto vb = b.to(DType::f64).contiguous().to_vector<double>();
+  std::vector<double> y(static_cast<size_t>(rows * N));
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      double s = vb[j];
+      for (int64_t k = 0; k < K; ++k) s += x[i * K + k] * vw[k * N + j];
+      y[i * N + j] = act ? gelu_ref(s) : s;
+    }
+  return y;
+}
+
+std::vector<double> reference(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2,
+                              const Tensor& b2) {
+  return layer(layer(x.to(DType::f64).contiguous().to_vector<double>(), w1, b1, true), w2, b2,
+               false);
+}
+
+Tensor composite(const std::vector<Tensor>& in) {
+  return linear(linear(in[0], in[1], in[2], Activation::gelu), in[3], in[4]);
+}
+
+Tensor fused(const std::vector<Tensor>& in) {
+  return mlp(in[0], in[1], in[2], in[3], in[4]);
+}
+
+std::vector<Tensor> inputs(const Shape& sx, int64_t M, int64_t N, uint64_t seed, DType dt) {
+  const int64_t K = sx.back();
+  return {rnd(sx, seed, DType::f64, -2, 2).to(dt), rnd({K, M}, seed + 1).to(dt),
+          rnd({M}, seed + 2).to(dt), rnd({M, N}, seed + 3, DType::f64, -0.5, 0.5).to(dt),
+          rnd({N}, seed + 4).to(dt)};
+}
+
+TEST(Mlp, ValuesOnOddShapes) {
+  const std::vector<std::tuple<Shape, int64_t, int64_t>> cases = {
+      {{1, 1}, 1, 1}, {{3, 5}, 7, 2}, {{2, 3, 4}, 9, 5}, {{17, 13}, 1, 3}, {{5}, 3, 8}};
+  for (const auto& [sx, M, N] : cases) {
+    const auto in = inputs(sx, M, N, 1, DType::f64);
+    const Tensor y = fused(in);
+    Shape expect = sx;
+    expect.back() = N;
+    ASSERT_EQ(y.shape(), expect);
+    const auto ref = reference(in[0], in[1], in[2], in[3], in[4]), got = y.to_vector<double>();
+    for (size_t i = 0; i < got.size(); ++i)
+      ASSERT_NEAR(got[i], ref[i], 1e-13 * (1 + std::abs(ref[i]))) << shape_str(sx) << " at " << i;
+  }
+  // Transposed weights (views), a non-contiguous x and a strided bias.
+  const auto in = inputs({6, 5}, 7, 4, 9, DType::f64);
+  const Tensor w1t = in[1].t().contiguous().t(), w2t = in[3].t().contiguous().t();
+  const auto got =
+      mlp(noncontiguous(in[0]), w1t, noncontiguous(in[2]), w2t, in[4]).to_vector<double>();
+  const auto ref = reference(in[0], in[1], in[2], in[3], in[4]);
+  for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], ref[i], 1e-13) << i;
+}
+
+TEST(Mlp, GradientsMatchFiniteDifferences) {
+  const std::vector<std::tuple<Shape, int64_t, int64_t>> cases = {
+      {{3, 4}, 5, 2}, {{1, 3}, 1, 1}, {{2, 3, 4}, 6, 3}};
+  for (const auto& [sx, M, N] : cases) {
+    SCOPED_TRACE(shape_str(sx));
+    std::vector<Tensor> in = inputs(sx, M, N, 11, DType::f64);
+    for (Tensor& t : in) t.set_requires_grad(true);
+    expect_gradcheck(fused, in);
+  }
+}
+
+// Every subset of the five inputs wanting gradients: the fused op's gradients equal the two
+// linear layers' (float64), and inputs that want none get none.
+TEST(Mlp, GradientsEqualTheTwoLinearLayersForEverySubset) {
+  const Tensor g = rnd({2, 3, 4}, 30);
+  for (int mask = 1; mask < 32; ++mask) {
+    SCOPED_TRACE("mask " + std::to_string(mask));
+    std::vector<Tensor> in = inputs({2, 3, 5}, 7, 4, 21, DType::f64);
+    for (int i = 0; i < 5; ++i) in[i].set_requires_grad((mask >> i) & 1);
+    const auto a = backward_grads(fused(in), g, in);
+    const auto b = backward_grads(composite(in), g, in);
+    for (int i = 0; i < 5; ++i) {
+      ASSERT_EQ(a[i].defined(), b[i].defined()) << "input " << i;
+      if (a[i].defined()) {
+        EXPECT_LE(max_abs_diff(a[i], b[i]), 1e-12) << "input " << i;
+      }
+    }
+  }
+}
+
+TEST(Mlp, ForwardModeMatchesReverseMode) {
+  expect_jvp_matches_vjp(fused, inputs({2, 3, 5}, 6, 4, 40, DType::f64));
+}
+
+// In bfloat16 and float16 the fused backward applies GELU' to the float32 product before rounding
+// (the composite rounds h's gradient first): both within a few roundings of each other.
+TEST(Mlp, LowPrecisionBesideTheComposite) {
+  for (DType dt : {DType::f32, DType::bf16, DType::f16}) {
+    SCOPED_TRACE(dtype_name(dt));
+    const double u = unit_roundoff(dt);
+    std::vector<Tensor> in = inputs({3, 11, 64}, 96, 40, 50, dt);
+    for (Tensor& t : in) t.set_requires_grad(true);
+    const Tensor y = fused(in), yc = composite(in);
+    EXPECT_LE(max_abs_diff(y, yc), 8 * u * max_abs(yc) + 1e-6);
+    const Tensor g = rnd({3, 11, 40}, 55).to(dt);
+    const auto a = backward_grads(y, g, in), b = backward_grads(yc, g, in);
+    for (size_t i = 0; i < 5; ++i)
+      EXPECT_LE(max_abs_diff(a[i], b[i]), 16 * u * max_abs(b[i]) + 1e-6) << "input " << i;
+  }
+}
+
+// The hidden activation h is freed after the forward: only the output and the pre-activation stay,
+// and the node saves the pre-activation besides its inputs.
+TEST(Mlp, KeepsThePreActivationButNotTheHiddenActivation) {
+  std::vector<Tensor> in = inputs({4, 6, 8}, 20, 8, 60, DType::f32);
+  for (Tensor& t : in) t.set_requires_grad(true);
+  MemoryScope scope;
+  const int64_t before = scope.snapshot().live_of(Category::activation);
+  const Tensor y = fused(in);
+  const int64_t rows = 24, f = 4;
+  EXPECT_EQ(scope.delta().live_of(Category::activation), rows * (20 + 8) * f);  // pre and y
+  EXPECT_EQ(scope.snapshot().peak_of(Category::activation) - before, rows * (20 + 20 + 8) * f);
+  const int64_t saved_new =
+      y.grad_fn()->saved_bytes() - in[0].nbytes() - in[1].nbytes() - in[3].nbytes();
+  EXPECT_EQ(saved_new, rows * 20 * f);
+}
+
+// The GELU-gradient epilogue on its own, through the device's backend: C = (A · B) · GELU'(P)
+// and the column sums of C, against float64, with no rows (sums of zero), and without the sums.
+TEST(Mlp, GeluGradientEpilogueMatchesFloat64) {
+  for (const auto& [m, n, k] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+           {5, 7, 3}, {33, 16, 9}, {0, 6, 4}, {1, 1, 1}}) {
+    for (bool sums : {true, false}) {
+      SCOPED_TRACE(std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k));
+      const Tensor a = rnd({m, k}, 70), b = rnd({k, n}, 71), p = rnd({m, n}, 72, DType::f64, -3, 3);
+      Tensor c = rnd({m, n}, 73), s = rnd({n}, 74);  // overwritten
+      GemmArgs g = gemm_args(DType::f64, false, false, m, n, k, 1.0, a.data(), k, b.data(), n, 0.0,
+                             c.data(), n);
+      g.epilogue = GemmEpilogue::gelu_grad;
+      g.pre_act = p.data();
+      if (sums) g.bias_grad = s.data();
+      backend(a.device()).gemm(g);
+      const auto va = a.to_vector<double>(), vb = b.to_vector<double>(), vp = p.to_vector<double>();
+      const auto vc = c.to_vector<double>(), vs = s.to_vector<double>();
+      std::vector<double> col(static_cast<size_t>(n), 0.0);
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          double acc = 0;
+          for (int64_t q = 0; q < k; ++q) acc += va[i * k + q] * vb[q * n + j];
+          const double x = vp[i * n + j], h = 1e-6;
+          const double d = (gelu_ref(x + h) - gelu_ref(x - h)) / (2 * h);
+          ASSERT_NEAR(vc[i * n + j], acc * d, 1e-8 * (1 + std::abs(acc))) << i << "," << j;
+          col[j] += vc[i * n + j];
+        }
+      for (int64_t j = 0; sums && j < n; ++j) {
+        EXPECT_NEAR(vs[j], col[j], 1e-12 * (1 + std::abs(col[j])));
+      }
+    }
+  }
+}
+
+TEST(Mlp, BadInputThrowsNamingTheShapes) {
+  const auto in = inputs({3, 4}, 5, 6, 80, DType::f64);
+  std::string m = error_of([&] { mlp(in[0], rnd({5, 5}, 1), in[2], in[3], in[4]); });
+  EXPECT_NE(m.find("w1"), std::string::npos) << m;
+  EXPECT_NE(m.find("[5, 5]"), std::string::npos) << m;
+  m = error_of([&] { mlp(in[0], in[1], in[2], rnd({4, 6}, 1), in[4]); });
+  EXPECT_NE(m.find("w2"), std::string::npos) << m;
+  m = error_of([&] { mlp(in[0], in[1], rnd({4}, 1), in[3], in[4]); });
+  EXPECT_NE(m.find("b1"), std::string::npos) << m;
+  EXPECT_THROW(mlp(in[0], in[1].to(DType::f32), in[2], in[3], in[4]), Error);  // dtype mismatch
+  EXPECT_THROW(mlp(in[0], in[1], Tensor(), in[3], in[4]), Error);              // no bias
+}
+
+}  // namespace
+}  // namespace tgtest
