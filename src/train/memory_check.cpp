@@ -8,23 +8,11 @@
 #include <cstdio>
 #include <optional>
 
+#include "backend/backend.h"
 #include "core/error.h"
 #include "data/tokenizer_file.h"
 #include "memory/tracker.h"
 #include "train/step.h"
-
-// The device's free memory comes from the CUDA runtime, when this build has it: the backend
-// interface has no entry for it yet. The references are weak so that a build whose include path
-// happens to hold the header without linking the runtime (CUDA off) still links; there the
-// functions' addresses are null and no CUDA device can be in use anyway.
-#if __has_include(<cuda_runtime_api.h>)
-#include <cuda_runtime_api.h>
-#pragma weak cudaMemGetInfo
-#pragma weak cudaGetLastError
-#define TILEGRAD_TRAIN_HAS_CUDART 1
-#else
-#define TILEGRAD_TRAIN_HAS_CUDART 0
-#endif
 
 namespace tilegrad::train {
 
@@ -120,24 +108,6 @@ std::string advice(const TrainConfig& c) {
   return s + "; or --no-memory-check to run anyway";
 }
 
-#if TILEGRAD_TRAIN_HAS_CUDART
-// cudaMemGetInfo's free bytes on the calling thread's current device (the one the caching
-// allocator serves), or nullopt without a usable runtime or device.
-std::optional<int64_t> cuda_free_bytes() {
-  if (&cudaMemGetInfo == nullptr) return std::nullopt;
-  size_t free_b = 0, total_b = 0;
-  if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
-    if (&cudaGetLastError != nullptr) (void)cudaGetLastError();  // not sticky: clear it
-    return std::nullopt;
-  }
-  return static_cast<int64_t>(free_b);
-}
-#else
-std::optional<int64_t> cuda_free_bytes() {
-  return std::nullopt;
-}
-#endif
-
 }  // namespace
 
 MemoryPrediction predict_memory(const TrainConfig& c,
@@ -224,14 +194,14 @@ MemoryPrediction predict_memory(const TrainConfig& c0) {
 
 std::optional<AvailableMemory> available_memory(const TrainConfig& c) {
   std::optional<AvailableMemory> a;
-  if (c.device.type == DeviceType::cuda) {
-    if (const std::optional<int64_t> free_b = cuda_free_bytes()) {
-      const int64_t reserved = tracker(c.device).stats().reserved;
-      a = AvailableMemory{
-          *free_b + reserved,
-          detail::cat("the device's free memory (cudaMemGetInfo) ", mb(*free_b), " MB + ",
-                      mb(reserved), " MB the caching allocator already holds")};
-    }
+  // The peak counts what is live before the run, and the driver counts everything the caching
+  // allocator holds (live or cached for reuse) as used: what it holds is added back.
+  if (const std::optional<DeviceMemoryInfo> m = backend(c.device).device_memory()) {
+    const int64_t reserved = tracker(c.device).stats().reserved;
+    a = AvailableMemory{
+        m->free + reserved,
+        detail::cat("the device's free memory ", mb(m->free), " of ", mb(m->total), " MB + ",
+                    mb(reserved), " MB the caching allocator already holds")};
   }
   if (c.memory_limit > 0 && (!a || c.memory_limit < a->bytes)) {
     a = AvailableMemory{c.memory_limit, "the limit set by --memory-limit"};

@@ -38,8 +38,9 @@
 // to compare with: a CUDA device, or --memory-limit.
 //
 // What is compared: the tracker's peak (payload bytes, what `train` prints as the peak) with the
-// device's capacity for them — on CUDA, cudaMemGetInfo's free bytes plus what the caching
-// allocator already holds (the tracker's `reserved`); --memory-limit caps it on any device. The
+// device's capacity for them — on CUDA, the free bytes of the backend's device_memory() (the
+// driver's count) plus what the caching allocator already holds (the tracker's `reserved`);
+// --memory-limit caps it on any device. The
 // allocator's rounding and fragmentation, and memory outside the tracker (cuBLAS workspaces, the
 // CUDA context) are not part of the prediction, so a run that passes can still run out; one
 // that is refused could not have run.
@@ -88,12 +89,13 @@ MemoryPrediction predict_memory(const TrainConfig& c);
 
 struct AvailableMemory {
   int64_t bytes = 0;
-  std::string source;  // how it was found, e.g. "--memory-limit" or "cudaMemGetInfo ..."
+  std::string source;  // how it was found, e.g. "the limit set by --memory-limit"
 };
 
-// What the run's tracked bytes may reach on c.device: on CUDA the device's free memory plus the
-// caching allocator's reserved bytes, capped by c.memory_limit when that is > 0. nullopt when
-// nothing is known (the CPU without a limit, or CUDA without a usable runtime and no limit).
+// What the run's tracked bytes may reach on c.device: where the backend reports the device's
+// memory (CUDA) its free bytes plus the caching allocator's reserved bytes, capped by
+// c.memory_limit when that is > 0. nullopt when nothing is known (the CPU without a limit). Throws
+// Error when c.device has no backend in this build or cannot be queried.
 std::optional<AvailableMemory> available_memory(const TrainConfig& c);
 
 // Throws tilegrad::Error when p.peak exceeds a.bytes: the predicted peak by category, the

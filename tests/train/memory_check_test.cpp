@@ -3,11 +3,12 @@
 #include "train/memory_check.h"
 
 #include <filesystem>
-#include <fstream>
+#include <optional>
 
-#include "data/prepare.h"
+#include "backend/backend.h"
 #include "memory/tracker.h"
 #include "testing.h"
+#include "train/train_testing.h"
 #include "train/trainer.h"
 
 namespace tgtest {
@@ -16,34 +17,16 @@ namespace {
 namespace fs = std::filesystem;
 
 fs::path dataset(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("tilegrad_memory_check_test_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  std::ofstream text(dir / "input.txt");
-  for (int i = 0; i < 200; ++i) text << "Memory is a budget, not a guess " << i % 7 << ".\n";
-  text.close();
-  data::PrepareConfig p;
-  p.tokenizer = "char";
-  p.input = dir / "input.txt";
-  p.out_dir = dir / "data";
-  data::prepare_dataset(p);
-  return dir;
+  return char_dataset("tilegrad_memory_check_test_" + name, "Memory is a budget, not a guess ");
 }
 
 // A small GPT of 4 blocks, 2 steps (the second evaluates, as every run's last step does).
 train::TrainConfig small(const fs::path& dir, const std::string& out) {
-  train::TrainConfig c;
-  c.model = models::gpt_preset("tiny");
+  train::TrainConfig c = tiny_run(dir, out);
   c.model.L = 4;
-  c.model.T = 16;
-  c.model.dropout = 0.1;
-  c.data_dir = dir / "data";
-  c.out_dir = dir / out;
   c.steps = 2;
-  c.batch = 4;
   c.warmup = 1;
   c.eval_interval = 0;
-  c.eval_iters = 2;
   return c;
 }
 
@@ -152,6 +135,34 @@ TEST(TrainMemoryCheck, AFailedProbeIsAClearError) {
   EXPECT_NE(msg.find("memory check"), std::string::npos) << msg;
   EXPECT_NE(msg.find("every:x"), std::string::npos) << msg;
   EXPECT_FALSE(fs::exists(c.out_dir));
+}
+
+// What a run may use: the backend's report of the device's memory (none on the CPU, free <= total
+// on a GPU, with what the caching allocator holds added back), capped by --memory-limit.
+TEST(TrainMemoryCheck, AvailableMemoryComesFromTheBackendAndTheLimit) {
+  train::TrainConfig c;
+  EXPECT_FALSE(backend(Device::cpu()).device_memory().has_value());
+  EXPECT_FALSE(train::available_memory(c).has_value());
+  c.memory_limit = 12345;
+  std::optional<train::AvailableMemory> a = train::available_memory(c);
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(a->bytes, 12345);
+  EXPECT_NE(a->source.find("--memory-limit"), std::string::npos) << a->source;
+
+  if (!device_available(DeviceType::cuda)) return;
+  c.device = Device::cuda();
+  c.memory_limit = 0;
+  const std::optional<DeviceMemoryInfo> m = backend(c.device).device_memory();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_GT(m->total, 0);
+  EXPECT_GT(m->free, 0);
+  EXPECT_LE(m->free, m->total);
+  a = train::available_memory(c);
+  ASSERT_TRUE(a.has_value());
+  EXPECT_GE(a->bytes, tracker(c.device).stats().reserved);
+  EXPECT_NE(a->source.find("free memory"), std::string::npos) << a->source;
+  c.memory_limit = 12345;
+  EXPECT_EQ(train::available_memory(c)->bytes, 12345);
 }
 
 }  // namespace

@@ -3,11 +3,10 @@
 #include "train/trainer.h"
 
 #include <filesystem>
-#include <fstream>
 
-#include "data/prepare.h"
 #include "io/checkpoint.h"
 #include "testing.h"
+#include "train/train_testing.h"
 
 namespace tgtest {
 namespace {
@@ -15,33 +14,14 @@ namespace {
 namespace fs = std::filesystem;
 
 fs::path dataset(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("tilegrad_train_test_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  std::ofstream text(dir / "input.txt");
-  for (int i = 0; i < 200; ++i)
-    text << "To be, or not to be, that is the question " << i % 7 << ".\n";
-  text.close();
-  data::PrepareConfig p;
-  p.tokenizer = "char";
-  p.input = dir / "input.txt";
-  p.out_dir = dir / "data";
-  data::prepare_dataset(p);
-  return dir;
+  return char_dataset("tilegrad_train_test_" + name, "To be, or not to be, that is the question ");
 }
 
 train::TrainConfig tiny(const fs::path& dir, const std::string& out) {
-  train::TrainConfig c;
-  c.model = models::gpt_preset("tiny");
-  c.model.T = 16;
-  c.model.dropout = 0.1;  // so that the dropout stream must be restored too
-  c.data_dir = dir / "data";
-  c.out_dir = dir / out;
-  c.batch = 4;
+  train::TrainConfig c = tiny_run(dir, out);
   c.lr = 3e-3;
   c.warmup = 2;
   c.eval_interval = 2;
-  c.eval_iters = 2;
   return c;
 }
 
