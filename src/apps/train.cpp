@@ -14,6 +14,7 @@
 #include "apps/cli_util.h"
 #include "apps/commands.h"
 #include "apps/loss_svg.h"
+#include "apps/plan_chain.h"
 #include "backend/backend.h"
 #include "core/error.h"
 #include "data/tokenizer_file.h"
@@ -43,6 +44,9 @@ struct Options {
   std::string device;  // empty: cuda when a GPU is present, else cpu
   std::string dtype = "f32";
   int64_t profile = 0;
+  std::string memory_limit;  // empty: none
+  bool no_memory_check = false;
+  int64_t fault_at_step = 0;
 };
 
 std::string duration(double s) {
@@ -83,6 +87,11 @@ void run(const Options& o) {
            ": this build or this machine has no such device");
   c.model.dtype = parse_dtype(o.dtype);
   c.profile_steps = o.profile;
+  c.memory_check = !o.no_memory_check;
+  if (!o.memory_limit.empty()) c.memory_limit = parse_bytes(o.memory_limit, "--memory-limit");
+  TG_CHECK(o.memory_limit.empty() || c.memory_limit > 0, "--memory-limit: must be > 0 bytes, got '",
+           o.memory_limit, "'");
+  c.fault_at_step = o.fault_at_step;
 
   std::printf(
       "tilegrad train: %s (L=%d H=%lld C=%lld T=%lld, dropout %.2f, %s attention, remat "
@@ -138,7 +147,13 @@ void run(const Options& o) {
       peak_flops = std::max(peak_flops, analysis::measure_gemm_flops());
     }
   };
-  const train::TrainResult r = train::run_training(c, progress, [&] { return peak_flops; });
+  auto memory_checked = [](const train::MemoryPrediction& p, const train::AvailableMemory& a) {
+    std::printf("memory check: predicted peak %s; %.1f MB available (%s); checked in %.2f s\n",
+                train::describe(p).c_str(), mb(a.bytes), a.source.c_str(), p.seconds);
+    std::fflush(stdout);
+  };
+  const train::TrainResult r = train::run_training(
+      c, progress, [&] { return peak_flops; }, memory_checked);
 
   if (r.profiled_steps > 0) {
     double busy = 0;
@@ -239,6 +254,14 @@ void register_train(CLI::App& app) {
                   "Print device time per op and backend entry over this many steps (from step 3)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--resume", o->resume, "Continue from the latest checkpoint in --out");
+  cmd->add_option("--memory-limit", o->memory_limit,
+                  "Refuse the run before its first step if its predicted peak of tracked bytes "
+                  "exceeds this (e.g. 2GB, 512MiB); on CUDA the device's free memory also applies");
+  cmd->add_flag("--no-memory-check", o->no_memory_check,
+                "Skip predicting the peak memory before the first step (and refusing a run that "
+                "would not fit)");
+  // Testing only (tests/cli/train_bad_inputs.sh): fail inside step N as a CUDA error would.
+  cmd->add_option("--fault-at-step", o->fault_at_step)->group("");
   cmd->callback([o] { run(*o); });
 }
 

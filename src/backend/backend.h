@@ -8,7 +8,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
+#include <vector>
 
 #include "backend/profile.h"
 #include "core/device.h"
@@ -143,6 +145,13 @@ struct AttentionArgs {
   int64_t bwd_block_r = 64, bwd_block_c = 64;  // the flash backward's tiles
 };
 
+// A device's memory as its driver counts it, in bytes: what is free now (to any process) and the
+// device's capacity.
+struct DeviceMemoryInfo {
+  int64_t free = 0;
+  int64_t total = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -156,6 +165,11 @@ class Backend {
   virtual void synchronize() {}
   // How many devices of this type the machine has (the CPU counts as one).
   virtual int device_count() { return 1; }
+  // Optional: free and total bytes of the calling thread's current device of this type (the one
+  // the entries and the device's allocator use), so that callers above ops/ can compare a memory
+  // prediction with what the device can hold without touching the device's runtime. nullopt where
+  // nothing bounds a run but the host (the CPU); throws Error when the device cannot be queried.
+  virtual std::optional<DeviceMemoryInfo> device_memory() const { return std::nullopt; }
   // Device time per entry between start_profile and stop_profile (backend/profile.h); a backend
   // that cannot time its entries returns no rows.
   virtual void start_profile() {}

@@ -186,6 +186,13 @@ class CudaBackend final : public Backend {
   }
   void synchronize() override { TG_CUDA_CHECK(cudaStreamSynchronize(s())); }
   int device_count() override { return cuda::device_count(); }
+  // The driver's count: it includes other processes' allocations and the CUDA context, which the
+  // tracker never sees.
+  std::optional<DeviceMemoryInfo> device_memory() const override {
+    size_t free_b = 0, total_b = 0;
+    TG_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    return DeviceMemoryInfo{static_cast<int64_t>(free_b), static_cast<int64_t>(total_b)};
+  }
   void start_profile() override { profiler_.start(); }
   std::vector<ProfileRow> stop_profile() override { return profiler_.stop(); }
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <exception>
 #include <fstream>
 #include <memory>
 
@@ -17,10 +18,9 @@
 #include "memory/tracker.h"
 #include "optim/adamw.h"
 #include "optim/lr_schedule.h"
+#include "train/step.h"
 
 namespace tilegrad::train {
-
-namespace {}  // namespace
 
 nlohmann::json model_json(const models::GPTConfig& m) {
   return {{"L", m.L},
@@ -47,28 +47,6 @@ models::GPTConfig model_from_json(const nlohmann::json& j) {
   return m;
 }
 
-namespace {
-
-// Mean loss over `iters` batches of `data`, from a generator seeded by the step so that it never
-// touches the training streams.
-double evaluate(models::GPT& model, const std::shared_ptr<const data::TokenFile>& data,
-                const TrainConfig& c, int64_t step) {
-  NoGradGuard no_grad;
-  model.eval();
-  data::BatchSampler sampler(data, c.batch, c.model.T,
-                             Generator(c.seed ^ 0x5eedull, static_cast<uint64_t>(step) << 32));
-  Generator unused(0);  // dropout is off in eval mode
-  double sum = 0;
-  for (int64_t i = 0; i < c.eval_iters; ++i) {
-    const data::Batch b = sampler.next();
-    sum += model.loss(b.x.to(c.device), b.y.to(c.device), unused).item();
-  }
-  model.train();
-  return sum / static_cast<double>(c.eval_iters);
-}
-
-}  // namespace
-
 double flops_per_token(const models::GPTConfig& m, int64_t num_params) {
   return 6.0 * static_cast<double>(num_params) +
          12.0 * m.L * static_cast<double>(m.C) * static_cast<double>(m.T);
@@ -94,14 +72,37 @@ void copy_back(const NamedTensors& host, const NamedTensors& dst) {
   }
 }
 
+// The error for a step that threw `e`: the step, what went wrong and where --resume continues.
+// `last` is this run's last complete checkpoint (saved, or resumed from); --resume takes the
+// highest step under the root, which an earlier run in the same directory may have left.
+std::string step_failure(int64_t step, const TrainConfig& c, const std::exception& e,
+                         const std::optional<std::filesystem::path>& last,
+                         const std::filesystem::path& ckpt_root) {
+  std::string s = detail::cat("train: step ", step, " of ", c.steps, " failed: ", e.what(), ". ");
+  if (last) {
+    s += detail::cat("The last complete checkpoint is ", last->string(),
+                     "; `tilegrad train --resume` with the same options continues from it");
+  } else {
+    s += "No checkpoint was written before it (--checkpoint-interval K saves every K steps)";
+  }
+  const std::optional<std::filesystem::path> latest = io::latest_checkpoint(ckpt_root);
+  if (latest && latest != last) {
+    s += detail::cat(" (but --resume would take ", latest->string(),
+                     ", left by an earlier run: move it away first)");
+  }
+  return s;
+}
+
 }  // namespace
 
-TrainResult run_training(const TrainConfig& c0,
-                         const std::function<void(const StepMetrics&)>& on_step,
-                         const std::function<double()>& peak_flops) {
+TrainResult run_training(
+    const TrainConfig& c0, const std::function<void(const StepMetrics&)>& on_step,
+    const std::function<double()>& peak_flops,
+    const std::function<void(const MemoryPrediction&, const AvailableMemory&)>& on_memory_check) {
   TrainConfig c = c0;
   TG_CHECK(c.steps >= 1 && c.batch >= 1 && c.accumulation >= 1 && c.eval_iters >= 1,
            "train: steps, batch, accumulation and eval_iters must be >= 1");
+  TG_CHECK(c.memory_limit >= 0, "train: the memory limit must be >= 0 bytes, got ", c.memory_limit);
   TG_CHECK(std::filesystem::is_directory(c.data_dir), "train: dataset directory ",
            c.data_dir.string(), " does not exist (`tilegrad prepare` makes one)");
   const std::unique_ptr<data::Tokenizer> tokenizer = data::load_tokenizer(c.data_dir);
@@ -111,17 +112,27 @@ TrainResult run_training(const TrainConfig& c0,
   auto val_data = std::make_shared<const data::TokenFile>(
       data::TokenFile::open(c.data_dir / "val.bin", c.model.V));
 
+  TrainResult result;
+  std::optional<std::filesystem::path> last_checkpoint;  // this run's last complete one
+  // The memory check, before anything is built or written (memory_check.h), when there is
+  // something to compare with (a CUDA device's free memory or a limit); what the device has free
+  // is read after the probe, whose blocks the caching allocator then holds.
+  if (c.memory_check && available_memory(c).has_value()) {
+    const MemoryPrediction p = predict_memory(c, train_data, val_data);
+    const AvailableMemory a = available_memory(c).value();
+    check_memory(p, a, c);
+    result.memory_prediction = p;
+    result.memory_available = a;
+    if (on_memory_check) on_memory_check(p, a);
+  }
+
   // Every tensor created below without a device (the model's parameters, the optimizer's state,
   // activations) goes to the training device.
   const DeviceScope on_device(c.device);
   Generator init(c.seed);
   models::GPT model(c.model, init);
   const NamedParameters params = model.named_parameters();
-  optim::AdamWOptions ao;
-  ao.lr = c.lr;
-  ao.beta2 = c.beta2;
-  ao.weight_decay = c.weight_decay;
-  optim::AdamW opt(params, ao);
+  optim::AdamW opt(params, adamw_options(c));
   optim::WarmupCosineConfig sc;
   sc.max_lr = c.lr;
   sc.min_lr = c.min_lr;
@@ -136,7 +147,6 @@ TrainResult run_training(const TrainConfig& c0,
   std::filesystem::create_directories(c.out_dir);
   data::save_tokenizer(*tokenizer, c.out_dir);  // so that `sample` needs only the run directory
 
-  TrainResult result;
   if (c.resume) {
     const auto latest = io::latest_checkpoint(ckpt_root);
     TG_CHECK(latest.has_value(), "train: --resume found no checkpoint under ", ckpt_root.string());
@@ -154,6 +164,7 @@ TrainResult run_training(const TrainConfig& c0,
     sampler_gen.set_state(info.state.data.at("seed").get<uint64_t>(),
                           info.state.data.at("offset").get<uint64_t>());
     result.first_step = info.state.step;
+    last_checkpoint = *latest;
   }
   data::BatchSampler sampler(train_data, c.batch, c.model.T, sampler_gen);
 
@@ -170,6 +181,7 @@ TrainResult run_training(const TrainConfig& c0,
     ck.state.config_name = c.preset;
     ck.state.config = config_json;
     io::save_checkpoint(io::step_checkpoint_dir(ckpt_root, step), ck);
+    last_checkpoint = io::step_checkpoint_dir(ckpt_root, step);
   };
 
   std::ofstream metrics(c.out_dir / "metrics.jsonl", c.resume ? std::ios::app : std::ios::trunc);
@@ -180,7 +192,10 @@ TrainResult run_training(const TrainConfig& c0,
   const int64_t profile_first = std::min(result.first_step + 3, c.steps);
   const int64_t profile_last = std::min(profile_first + c.profile_steps - 1, c.steps);
   Backend& device_backend = backend(c.device);
-  for (int64_t step = result.first_step + 1; step <= c.steps; ++step) {
+
+  // One step: forward and backward of its micro-batches, the update, and the validation and
+  // checkpoint that fall on it.
+  auto run_step = [&](int64_t step) {
     const bool profile_begins = c.profile_steps > 0 && step == profile_first;
     if (profile_begins) {
       device_backend.synchronize();
@@ -188,18 +203,9 @@ TrainResult run_training(const TrainConfig& c0,
     }
     const auto t0 = std::chrono::steady_clock::now();
     opt.set_lr(schedule(step - 1));
-    double loss_sum = 0;
-    for (int64_t micro = 0; micro < c.accumulation; ++micro) {
-      const data::Batch b = sampler.next();
-      Tensor loss = model.loss(b.x.to(c.device), b.y.to(c.device), dropout_gen);
-      loss_sum += loss.item();
-      loss.backward();
-    }
-    optim::StepOptions so;
-    so.max_grad_norm = c.grad_clip;
-    so.accumulation_steps = c.accumulation;
-    const optim::StepResult r = opt.step(so);
-    opt.zero_grad();
+    const double loss_sum = forward_backward(model, sampler, c.accumulation, c, dropout_gen);
+    TG_CHECK(step != c.fault_at_step, "injected fault (--fault-at-step ", step, ", for tests)");
+    const optim::StepResult r = update(opt, c.accumulation, c);
     if (c.profile_steps > 0 && step >= profile_first && step <= profile_last) {
       device_backend.synchronize();  // the step's wall time includes its device work
       result.profiled_wall_s +=
@@ -220,9 +226,23 @@ TrainResult run_training(const TrainConfig& c0,
     m.mfu = peak > 0 ? fpt * m.tokens_per_s / peak : 0;
     m.peak_bytes = memory.snapshot().peak_total;
     if ((c.eval_interval > 0 && step % c.eval_interval == 0) || step == c.steps)
-      m.val_loss = evaluate(model, val_data, c, step);
+      m.val_loss = evaluate(model, val_data, c, step, c.eval_iters);
     if ((c.checkpoint_interval > 0 && step % c.checkpoint_interval == 0) || step == c.steps)
       save(step);
+    return m;
+  };
+
+  for (int64_t step = result.first_step + 1; step <= c.steps; ++step) {
+    StepMetrics m;
+    try {
+      m = run_step(step);
+    } catch (const std::exception& e) {
+      const std::string what = step_failure(step, c, e, last_checkpoint, ckpt_root);
+      if (dynamic_cast<const Error*>(&e) != nullptr) {
+        std::throw_with_nested(StepError(what, step, last_checkpoint));
+      }
+      std::throw_with_nested(std::runtime_error(what));
+    }
     nlohmann::json j = {{"step", m.step},
                         {"loss", m.loss},
                         {"lr", m.lr},

@@ -8,17 +8,27 @@
 // of its own, re-seeded at every evaluation from the step number, so evaluating or not does not
 // move the training streams. A run resumed from the checkpoint of step s therefore computes the
 // same losses, bit for bit, as the run that never stopped (tested).
+//
+// Note [Failing cleanly]: before the first step the memory check (memory_check.h) refuses a run
+// whose predicted peak the device cannot hold, before anything is written to the output
+// directory. A step that throws (a CUDA error, a lost device, out of disk while saving) ends the
+// run with a StepError naming the step and the last complete checkpoint; checkpoints are written
+// atomically (io/checkpoint.h, Note [Checkpoint atomicity]), so that checkpoint is intact and
+// `--resume` continues from it (tested with TrainConfig::fault_at_step).
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "backend/profile.h"
+#include "core/error.h"
 #include "models/gpt.h"
+#include "train/memory_check.h"
 
 namespace tilegrad::train {
 
@@ -43,6 +53,13 @@ struct TrainConfig {
   // Steps to profile (0: none): device time per backend entry over that many steps, from the
   // third step on (the first ones choose GEMM algorithms and fill the allocator's pools).
   int64_t profile_steps = 0;
+  // The memory check (memory_check.h): before the first step, refuse a run whose predicted peak
+  // exceeds the device's free memory (CUDA) or memory_limit bytes (when > 0, on any device).
+  bool memory_check = true;
+  int64_t memory_limit = 0;
+  // Testing seam: throw a tilegrad::Error inside this step (0: never), after its backward and
+  // before its update, as a failing kernel would.
+  int64_t fault_at_step = 0;
 };
 
 struct StepMetrics {
@@ -61,14 +78,35 @@ struct TrainResult {
   std::vector<ProfileRow> profile;
   int64_t profiled_steps = 0;
   double profiled_wall_s = 0;
+  // The memory check's prediction and what it was compared with; empty when it did not run (off,
+  // or nothing to compare with: the CPU without a memory limit).
+  std::optional<MemoryPrediction> memory_prediction;
+  std::optional<AvailableMemory> memory_available;
+};
+
+// What run_training throws when a step fails with a tilegrad::Error (Note [Failing cleanly]). The
+// original exception is nested (std::rethrow_if_nested). Other exceptions (internal errors, a
+// failed host allocation) are nested in a std::runtime_error with the same message.
+class StepError : public Error {
+ public:
+  StepError(const std::string& what, int64_t step,
+            std::optional<std::filesystem::path> last_checkpoint)
+      : Error(what), step(step), last_checkpoint(std::move(last_checkpoint)) {}
+  int64_t step;  // 1-based: the step that failed
+  // The run's last complete checkpoint (written by it, or the one it resumed from), if any.
+  std::optional<std::filesystem::path> last_checkpoint;
 };
 
 // Runs config.steps optimizer steps (from the checkpoint in out_dir when resuming). on_step is
 // called after every step (progress display). peak_flops() (FLOP/s), asked at every step, sets the
 // MFU — the caller may refine its estimate while training runs; empty or 0 leaves the MFU 0.
+// on_memory_check is called once the memory check has passed, before the first step. Throws
+// tilegrad::Error for a refused run and StepError for a failed step (Note [Failing cleanly]).
 TrainResult run_training(const TrainConfig& config,
                          const std::function<void(const StepMetrics&)>& on_step = {},
-                         const std::function<double()>& peak_flops = {});
+                         const std::function<double()>& peak_flops = {},
+                         const std::function<void(const MemoryPrediction&, const AvailableMemory&)>&
+                             on_memory_check = {});
 
 // The model configuration as checkpoints record it, and back.
 nlohmann::json model_json(const models::GPTConfig& model);

@@ -2,7 +2,9 @@
 # `tilegrad train` on bad input, end to end through the CLI: each case must fail with exit status
 # 2 and a message that names the problem, and leave the run's last checkpoint byte-for-byte as it
 # was. Cases: a missing dataset, an empty and a too-short train.bin, token ids >= the vocabulary,
-# --resume with another model config, and running out of space during a checkpoint save.
+# --resume with another model config, running out of space during a checkpoint save, a memory
+# limit below the predicted peak (refused before anything is written), and a step that fails
+# mid-run (the last checkpoint loads, and --resume finishes the run as if nothing had happened).
 #   train_bad_inputs.sh TILEGRAD_BINARY CORPUS WORK_DIR
 set -uo pipefail
 bin="$1" corpus="$2" work="$3"
@@ -77,6 +79,35 @@ expect "resume with another config" "config" \
     --resume
   exit $failures
 ) || failures=$((failures + 1))
+
+# The memory check: a limit below the run's predicted peak (the tiny model's is ~2.5 MB) is refused
+# before the first step, with the numbers, and the output directory is never created.
+expect "memory limit below the predicted peak" \
+  "out of memory predicted on cpu: the run's predicted peak is [0-9]+ bytes.*activations.*but 500000 bytes.*--memory-limit.*--batch" \
+  train "${tiny[@]}" --steps 2 --data "$work/data" --out "$work/refused" --memory-limit 500kB
+[ ! -e "$work/refused" ] || fail "memory limit: the refused run created its output directory"
+
+# A step that fails mid-run (the testing option --fault-at-step throws inside step 5, as a CUDA
+# error would): exit status 2, a message naming the step and the last checkpoint (step 4); that
+# checkpoint loads, and --resume finishes with the losses of a run that never failed.
+"$bin" train "${tiny[@]}" --steps 6 --data "$work/data" --out "$work/straight" >/dev/null 2>&1 ||
+  fail "fault: the uninterrupted run failed"
+err="$("$bin" train "${tiny[@]}" --steps 6 --checkpoint-interval 2 --fault-at-step 5 \
+  --data "$work/data" --out "$work/fault" 2>&1 >/dev/null)"
+rc=$?
+[ $rc -eq 2 ] || fail "fault: exit status $rc, expected 2 ($err)"
+grep -Eq "step 5 of 6 failed: injected fault.*last complete checkpoint is .*step-00000004.*--resume" \
+  <<<"$err" || fail "fault: message '$err'"
+left="$(ls "$work/fault/checkpoints" | tr '\n' ' ')"
+[ "$left" = "step-00000002 step-00000004 " ] || fail "fault: checkpoints left: $left"
+"$bin" sample --ckpt "$work/fault/checkpoints/step-00000004" --tokens 8 >/dev/null 2>&1 ||
+  fail "fault: the last checkpoint does not load"
+"$bin" train "${tiny[@]}" --steps 6 --checkpoint-interval 2 --data "$work/data" \
+  --out "$work/fault" --resume >/dev/null 2>&1 || fail "fault: --resume failed"
+loss6() { grep '"step":6[,}]' "$1/metrics.jsonl" | grep -o '"loss":[^,]*'; }
+[ -n "$(loss6 "$work/straight")" ] && [ "$(loss6 "$work/fault")" = "$(loss6 "$work/straight")" ] ||
+  fail "fault: step 6 after --resume: $(loss6 "$work/fault"), uninterrupted: $(loss6 "$work/straight")"
+[ $failures -ne 0 ] || echo "ok: a failed step: $err"
 
 echo "$failures failure(s)"
 [ $failures -eq 0 ]

@@ -3,10 +3,10 @@
 #include "train/trainer.h"
 
 #include <filesystem>
-#include <fstream>
 
-#include "data/prepare.h"
+#include "io/checkpoint.h"
 #include "testing.h"
+#include "train/train_testing.h"
 
 namespace tgtest {
 namespace {
@@ -14,33 +14,14 @@ namespace {
 namespace fs = std::filesystem;
 
 fs::path dataset(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("tilegrad_train_test_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  std::ofstream text(dir / "input.txt");
-  for (int i = 0; i < 200; ++i)
-    text << "To be, or not to be, that is the question " << i % 7 << ".\n";
-  text.close();
-  data::PrepareConfig p;
-  p.tokenizer = "char";
-  p.input = dir / "input.txt";
-  p.out_dir = dir / "data";
-  data::prepare_dataset(p);
-  return dir;
+  return char_dataset("tilegrad_train_test_" + name, "To be, or not to be, that is the question ");
 }
 
 train::TrainConfig tiny(const fs::path& dir, const std::string& out) {
-  train::TrainConfig c;
-  c.model = models::gpt_preset("tiny");
-  c.model.T = 16;
-  c.model.dropout = 0.1;  // so that the dropout stream must be restored too
-  c.data_dir = dir / "data";
-  c.out_dir = dir / out;
-  c.batch = 4;
+  train::TrainConfig c = tiny_run(dir, out);
   c.lr = 3e-3;
   c.warmup = 2;
   c.eval_interval = 2;
-  c.eval_iters = 2;
   return c;
 }
 
@@ -107,6 +88,73 @@ TEST(Trainer, ProfileCoversItsStepsAndChangesNoLoss) {
   profiled.steps = 3;
   profiled.profile_steps = 5;
   EXPECT_EQ(train::run_training(profiled).profiled_steps, 1);
+}
+
+// Note [Failing cleanly]: a step that throws (here the testing seam fault_at_step, as a CUDA error
+// would) ends the run with an error naming the step and the last checkpoint; that checkpoint is
+// complete, and resuming from it finishes the run with the losses of a run that never failed.
+TEST(Trainer, AFailedStepStopsCleanlyAndResumesFromTheLastCheckpoint) {
+  const fs::path dir = dataset("fault");
+  train::TrainConfig whole = tiny(dir, "whole");
+  whole.steps = 6;
+  const train::TrainResult a = train::run_training(whole);
+
+  train::TrainConfig c = tiny(dir, "faulty");
+  c.steps = 6;
+  c.checkpoint_interval = 2;
+  c.fault_at_step = 5;
+  const fs::path root = c.out_dir / "checkpoints";
+  try {
+    train::run_training(c);
+    ADD_FAILURE() << "step 5 did not fail";
+  } catch (const train::StepError& e) {
+    const std::string msg = e.what();
+    EXPECT_EQ(e.step, 5);
+    ASSERT_TRUE(e.last_checkpoint.has_value());
+    EXPECT_EQ(*e.last_checkpoint, io::step_checkpoint_dir(root, 4));
+    EXPECT_NE(msg.find("step 5 of 6 failed: injected fault"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("step-00000004"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("--resume"), std::string::npos) << msg;
+    // The original error is nested.
+    EXPECT_NE(error_of([&] { std::rethrow_if_nested(e); }).find("injected fault"),
+              std::string::npos);
+  }
+  // Checkpoints of steps 2 and 4, complete, and nothing after them or half-written.
+  EXPECT_EQ(io::latest_checkpoint(root), io::step_checkpoint_dir(root, 4));
+  EXPECT_EQ(io::read_checkpoint_info(io::step_checkpoint_dir(root, 4)).state.step, 4);
+  for (const auto& e : fs::directory_iterator(root)) {
+    const std::string name = e.path().filename().string();
+    EXPECT_TRUE(name == "step-00000002" || name == "step-00000004") << name;
+  }
+
+  c.fault_at_step = 0;
+  c.resume = true;
+  const train::TrainResult b = train::run_training(c);
+  EXPECT_EQ(b.first_step, 4);
+  ASSERT_EQ(b.steps.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) EXPECT_EQ(b.steps[i].loss, a.steps[i + 4].loss) << i;
+  EXPECT_EQ(b.steps.back().val_loss, a.steps.back().val_loss);
+  EXPECT_EQ(io::latest_checkpoint(root), io::step_checkpoint_dir(root, 6));
+}
+
+// A failure before any checkpoint says so, and names a checkpoint that an earlier run in the same
+// directory left, which --resume would take.
+TEST(Trainer, AFailedFirstStepSaysThereIsNoCheckpoint) {
+  train::TrainConfig c = tiny(dataset("fault_first"), "out");
+  c.steps = 3;
+  c.fault_at_step = 1;
+  std::string msg = error_of([&] { train::run_training(c); });
+  EXPECT_NE(msg.find("step 1 of 3 failed"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("No checkpoint was written"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find("--resume would take"), std::string::npos) << msg;
+
+  c.fault_at_step = 0;
+  train::run_training(c);
+  c.fault_at_step = 1;
+  msg = error_of([&] { train::run_training(c); });
+  EXPECT_NE(msg.find("No checkpoint was written"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("--resume would take"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("step-00000003"), std::string::npos) << msg;
 }
 
 TEST(Trainer, BadDataIsAClearError) {
