@@ -233,6 +233,7 @@ class Backend {
                                      int64_t ignore_index) = 0;
   // glogits[r, j] = (softmax[r, j] - [j == t[r]]) * gloss * scale, where gloss is the single
   // upstream gradient (accumulation type, on the device) and rows with ignored targets get 0.
+  // glogits may be logits (in place).
   virtual void cross_entropy_backward(DType dt, const void* logits, DType t_dt, const void* targets,
                                       const void* lse, const void* gloss, double scale,
                                       void* glogits, int64_t rows, int64_t V, int64_t ld,

@@ -130,13 +130,15 @@ Tensor lm_head_cross_entropy(const Tensor& x_in, const Tensor& w_in, const Tenso
     // columns of glogits are 0, so dx = glogits · w_pad is exact. An aligned V needs no copy.
     Tensor w_pad = w;
     const Tensor logits = empty({R, Vp}, ws);
-    const Tensor glogits = with_grad ? empty({R, Vp}, ws) : Tensor();
+    // The gradient overwrites the logits in place (each element is read before it is written), so
+    // a chunk costs one [R, Vp] buffer, not two. Its padded columns keep the GEMM's zeros, which
+    // cross_entropy_backward does not touch.
+    const Tensor glogits = with_grad ? logits : Tensor();
     if (Vp > V) {
       NoGradGuard no_grad;
       w_pad = empty({Vp, C}, ws);
       slice(w_pad, 0, 0, V).copy_(w);
       slice(w_pad, 0, V, Vp).fill_(0.0);
-      if (with_grad) slice(glogits, 1, V, Vp).fill_(0.0);  // cross_entropy_backward skips them
     }
     const Tensor one = with_grad ? full({}, 1.0, {acc, x.device(), Category::workspace}) : Tensor();
     for (int64_t r0 = 0; r0 < N; r0 += R) {

@@ -7,7 +7,7 @@
 //   recomputed from it by one elementwise pass when w2's gradient needs it. That saves
 //   B·T·4C elements per block for one extra read and write of them;
 // - the GELU's backward runs in the epilogue of the GEMM that makes h's gradient (GemmEpilogue::
-//   gelu_grad), which also writes b1's gradient, so neither costs a pass of its own.
+//   gelu_grad), so it costs no pass of its own.
 #pragma once
 
 #include "core/cost.h"

@@ -108,11 +108,13 @@ TEST(Mlp, ForwardModeMatchesReverseMode) {
 }
 
 // In bfloat16 and float16 the fused backward applies GELU' to the float32 product before rounding
-// (the composite rounds h's gradient first): both within a few roundings of each other.
+// (the composite rounds h's gradient first): both within a few roundings of each other. On the GPU
+// the GELU epilogues are cuBLASLt's, whose tanh is an approximation good to about 2^-18 relative
+// (measured: 4e-6 in float32), so float32 is held to that instead of its own roundoff.
 TEST(Mlp, LowPrecisionBesideTheComposite) {
   for (DType dt : {DType::f32, DType::bf16, DType::f16}) {
     SCOPED_TRACE(dtype_name(dt));
-    const double u = unit_roundoff(dt);
+    const double u = std::max(unit_roundoff(dt), 0x1p-18);
     std::vector<Tensor> in = inputs({3, 11, 64}, 96, 40, 50, dt);
     for (Tensor& t : in) t.set_requires_grad(true);
     const Tensor y = fused(in), yc = composite(in);

@@ -67,8 +67,10 @@ void cross_entropy_backward(DType dt, const void* logits, DType t_dt, const void
           return;
         }
         const A lr = l[r];
+        // Read before the row is written: glogits may be logits (in place).
+        const A p_target = std::exp(A(xr[tr]) - lr);
         for (int64_t j = 0; j < V; ++j) gr[j] = T(std::exp(A(xr[j]) - lr) * g);
-        gr[tr] = T((std::exp(A(xr[tr]) - lr) - A(1)) * g);
+        gr[tr] = T((p_target - A(1)) * g);
       });
     });
   });

@@ -22,11 +22,9 @@ namespace tilegrad::kernels::cuda {
 
 namespace {
 
-// Threads per row (one block); each loads kUnroll logits before using them, so that several loads
-// are in flight per thread.
+// Threads per row (one block).
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
-constexpr int kUnroll = 4;
 
 // Adds logit v to the running pair (m, s = Σ exp(x - m)). At the start m = -inf and s = 0, so the
 // first finite v gives s = 0 · exp(-inf) + 1 = 1. A -inf logit adds nothing (exp(-inf - m) = 0;
@@ -65,26 +63,58 @@ __device__ __forceinline__ void warp_merge(A& m, A& s) {
   }
 }
 
+// Elements of T in one 16-byte vector: thread t owns the vectors t, t + kThreads, ... of a row,
+// columns [k · W, k · W + W) of vector k, whether it loads them as one vector (rows 16-byte
+// aligned) or one by one (any other ld): the order of the sums is a function of V alone, so a
+// padded row gives the bits of a contiguous one.
+template <class T>
+constexpr int kW = 16 / static_cast<int>(sizeof(T));
+
+template <class T>
+struct alignas(16) Vec {
+  T v[kW<T>];
+};
+
+// The W elements of vector k of row xr (elements at or past V are not read: -inf, which no sum
+// sees), as one load when `vec`.
+template <class T>
+__device__ __forceinline__ Vec<T> load_vec(const T* xr, int64_t k, int64_t V, bool vec) {
+  constexpr int W = kW<T>;
+  const int64_t j0 = k * W;
+  if (vec && j0 + W <= V) return *reinterpret_cast<const Vec<T>*>(xr + j0);
+  Vec<T> out;
+#pragma unroll
+  for (int e = 0; e < W; ++e) out.v[e] = j0 + e < V ? xr[j0 + e] : T(-INFINITY);
+  return out;
+}
+
 template <class T, class I>
 __global__ void __launch_bounds__(kThreads)
     forward_kernel(const T* __restrict__ logits, const I* __restrict__ targets,
                    acc_t<T>* __restrict__ losses, acc_t<T>* __restrict__ lse, int64_t rows,
-                   int64_t V, int64_t ld, int64_t ignore_index) {
+                   int64_t V, int64_t ld, int64_t ignore_index, bool vec) {
   using A = acc_t<T>;
+  constexpr int W = kW<T>;
   __shared__ A s_m[kWarps], s_s[kWarps];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int64_t vectors = (V + W - 1) / W;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = logits + r * ld;  // (V)
     A m = -A(INFINITY), s = 0;
-    int64_t j = threadIdx.x;
-    for (; j + (kUnroll - 1) * kThreads < V; j += kUnroll * kThreads) {
-      A v[kUnroll];
+    int64_t k = threadIdx.x;
+    // Two vectors in flight per thread.
+    for (; k + kThreads < vectors; k += 2 * kThreads) {
+      const Vec<T> a = load_vec(xr, k, V, vec), b = load_vec(xr, k + kThreads, V, vec);
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) v[u] = A(xr[j + u * kThreads]);
+      for (int e = 0; e < W; ++e) online_add(m, s, A(a.v[e]));
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) online_add(m, s, v[u]);
+      for (int e = 0; e < W; ++e) online_add(m, s, A(b.v[e]));
     }
-    for (; j < V; j += kThreads) online_add(m, s, A(xr[j]));
+    if (k < vectors) {
+      const Vec<T> a = load_vec(xr, k, V, vec);
+#pragma unroll
+      for (int e = 0; e < W; ++e) online_add(m, s, A(a.v[e]));
+    }
 
     warp_merge(m, s);
     __syncthreads();  // warp 0 has read the previous row's partials
@@ -108,31 +138,52 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// glogits may be logits: each element is read and then written by the same thread, so logits and
+// glogits carry no __restrict__.
 template <class T, class I>
 __global__ void __launch_bounds__(kThreads)
-    backward_kernel(const T* __restrict__ logits, const I* __restrict__ targets,
+    backward_kernel(const T* logits, const I* __restrict__ targets,
                     const acc_t<T>* __restrict__ lse, const acc_t<T>* __restrict__ gloss,
-                    double scale, T* __restrict__ glogits, int64_t rows, int64_t V, int64_t ld,
-                    int64_t ignore_index) {
+                    double scale, T* glogits, int64_t rows, int64_t V, int64_t ld,
+                    int64_t ignore_index, bool vec) {
   using A = acc_t<T>;
+  constexpr int W = kW<T>;
   // The upstream scalar times scale, in double and then rounded, as the CPU kernel does.
   const A g = A(static_cast<double>(*gloss) * scale);
+  const int64_t vectors = (V + W - 1) / W;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = logits + r * ld;  // (V)
     T* gr = glogits + r * ld;       // (V)
     const int64_t tr = static_cast<int64_t>(targets[r]);
-    if (tr == ignore_index) {
-      for (int64_t j = threadIdx.x; j < V; j += kThreads) gr[j] = T(A(0));
-      continue;
-    }
+    const bool ignored = tr == ignore_index;
     const A lr = lse[r];
-#pragma unroll 4
-    for (int64_t j = threadIdx.x; j < V; j += kThreads) {
-      A p = exp_acc(A(xr[j]) - lr);
-      if (j == tr) p -= A(1);
-      gr[j] = T(p * g);
+#pragma unroll 2
+    for (int64_t k = threadIdx.x; k < vectors; k += kThreads) {
+      const Vec<T> x = load_vec(xr, k, V, vec);
+      Vec<T> out;
+#pragma unroll
+      for (int e = 0; e < W; ++e) {
+        const int64_t j = k * W + e;
+        A p = exp_acc(A(x.v[e]) - lr);
+        if (j == tr) p -= A(1);
+        out.v[e] = ignored ? T(A(0)) : T(p * g);
+      }
+      const int64_t j0 = k * W;
+      if (vec && j0 + W <= V) {
+        *reinterpret_cast<Vec<T>*>(gr + j0) = out;
+      } else {
+#pragma unroll
+        for (int e = 0; e < W; ++e)
+          if (j0 + e < V) gr[j0 + e] = out.v[e];
+      }
     }
   }
+}
+
+// Whether rows of ld elements starting at p (and q) are all 16-byte aligned.
+bool rows_aligned(const void* p, const void* q, int64_t ld, size_t elem) {
+  const auto a = reinterpret_cast<uintptr_t>(p) | reinterpret_cast<uintptr_t>(q);
+  return a % 16 == 0 && (static_cast<size_t>(ld) * elem) % 16 == 0;
 }
 
 }  // namespace
@@ -146,7 +197,8 @@ void cross_entropy_forward(DType dt, const void* logits, DType t_dt, const void*
       if (rows <= 0) return;
       forward_kernel<T, I><<<grid_blocks(rows, kMaxGridBlocks), kThreads, 0, stream>>>(
           static_cast<const T*>(logits), static_cast<const I*>(targets), static_cast<A*>(losses),
-          static_cast<A*>(lse), rows, V, ld, ignore_index);
+          static_cast<A*>(lse), rows, V, ld, ignore_index,
+          rows_aligned(logits, logits, ld, sizeof(T)));
       TG_CUDA_CHECK_LAUNCH();
     });
   });
@@ -162,7 +214,8 @@ void cross_entropy_backward(DType dt, const void* logits, DType t_dt, const void
       if (rows <= 0 || V <= 0) return;  // no elements to write
       backward_kernel<T, I><<<grid_blocks(rows, kMaxGridBlocks), kThreads, 0, stream>>>(
           static_cast<const T*>(logits), static_cast<const I*>(targets), static_cast<const A*>(lse),
-          static_cast<const A*>(gloss), scale, static_cast<T*>(glogits), rows, V, ld, ignore_index);
+          static_cast<const A*>(gloss), scale, static_cast<T*>(glogits), rows, V, ld, ignore_index,
+          rows_aligned(logits, glogits, ld, sizeof(T)));
       TG_CUDA_CHECK_LAUNCH();
     });
   });

@@ -141,27 +141,56 @@ __global__ void __launch_bounds__(kColThreads)
   if (part_b) part_b[blk * C + j] = sb;
 }
 
-// Thread j: gw[j] and gb[j] as the partials of column j added in row-block order.
+// The final pass: 32 columns to a block; thread (y, x) adds partials y, y + 8, y + 16, ... of
+// column x in order, then the eight sums of a column meet in order. Many partials are read by
+// eight threads per column at once, so the pass is not latency-bound on the few blocks that C
+// gives (24 for C = 768).
+constexpr int kFinalCols = 32;
+constexpr int kFinalLanes = 8;
+
 template <class T>
-__global__ void __launch_bounds__(kColThreads)
+__global__ void __launch_bounds__(kFinalCols* kFinalLanes)
     backward_final_kernel(const acc_t<T>* __restrict__ part_w, const acc_t<T>* __restrict__ part_b,
                           T* __restrict__ gw, T* __restrict__ gb, int64_t partials, int64_t C) {
   using A = acc_t<T>;
-  const int64_t j = static_cast<int64_t>(blockIdx.x) * kColThreads + threadIdx.x;
-  if (j >= C) return;
+  __shared__ A s_w[kFinalLanes][kFinalCols], s_b[kFinalLanes][kFinalCols];
+  const int x = static_cast<int>(threadIdx.x) % kFinalCols;
+  const int y = static_cast<int>(threadIdx.x) / kFinalCols;
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * kFinalCols + x;
   A sw = 0, sb = 0;
-  for (int64_t p = 0; p < partials; ++p) {
-    if (part_w) sw += part_w[p * C + j];
-    if (part_b) sb += part_b[p * C + j];
+  if (j < C) {
+    for (int64_t p = y; p < partials; p += kFinalLanes) {
+      if (part_w) sw += part_w[p * C + j];
+      if (part_b) sb += part_b[p * C + j];
+    }
+  }
+  s_w[y][x] = sw;
+  s_b[y][x] = sb;
+  __syncthreads();
+  if (y != 0 || j >= C) return;
+  for (int k = 1; k < kFinalLanes; ++k) {
+    sw += s_w[k][x];
+    sb += s_b[k][x];
   }
   if (gw) gw[j] = T(sw);
   if (gb) gb[j] = T(sb);
 }
 
+// Launches backward_final_kernel over C columns.
+template <class T>
+void launch_final(const acc_t<T>* part_w, const acc_t<T>* part_b, T* gw, T* gb, int64_t partials,
+                  int64_t C, cudaStream_t stream) {
+  const int64_t blocks = (C + kFinalCols - 1) / kFinalCols;
+  TG_CHECK(blocks <= 0x7fffffff, "layer_norm: C = ", C, " is too large for the GPU kernel");
+  backward_final_kernel<T><<<static_cast<unsigned>(blocks), kFinalCols * kFinalLanes, 0, stream>>>(
+      part_w, part_b, gw, gb, partials, C);
+  TG_CUDA_CHECK_LAUNCH();
+}
+
 // ---- the one-pass backward
 
 constexpr int kFusedWarps = 8;
-constexpr int kFusedRowsPerBlock = 64;  // 8 rows per warp: 256 blocks for 16,384 rows
+constexpr int kFusedRowsPerBlock = 32;  // 4 rows per warp: 512 blocks for 16,384 rows
 constexpr int kFusedMaxC = 1024;        // shared memory holds kFusedWarps x kFusedMaxC sums
 
 // Elements of T in one 16-byte load.
@@ -199,22 +228,23 @@ __global__ void __launch_bounds__(kFusedWarps * 32)
   const int64_t r1 = min64(rows, r0 + kFusedRowsPerBlock);
   for (int64_t r = r0 + warp; r < r1; r += kFusedWarps) {
     const float mu = mean[r], rs = rstd[r];
-    float g[kChunks][V], xh[kChunks][V];
+    // The row's vectors stay packed in T; x̂ and ĝ are formed again where needed, which keeps the
+    // registers few enough for several blocks per SM.
+    Vec<T> vg[kChunks], vx[kChunks];
     float sg = 0.0f, sgx = 0.0f;
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) {
       const int col = (c * 32 + lane) * V;
       if (col >= C) continue;
-      const Vec<T> vg = *reinterpret_cast<const Vec<T>*>(gy + r * C + col);
-      const Vec<T> vx = *reinterpret_cast<const Vec<T>*>(x + r * C + col);
+      vg[c] = *reinterpret_cast<const Vec<T>*>(gy + r * C + col);
+      vx[c] = *reinterpret_cast<const Vec<T>*>(x + r * C + col);
 #pragma unroll
       for (int e = 0; e < V; ++e) {
-        const float gye = float(vg.v[e]);
-        xh[c][e] = (float(vx.v[e]) - mu) * rs;
-        g[c][e] = gye * wv[c][e];
-        sg += g[c][e];
-        sgx += g[c][e] * xh[c][e];
-        dw[c][e] += gye * xh[c][e];
+        const float gye = float(vg[c].v[e]), xh = (float(vx[c].v[e]) - mu) * rs;
+        const float g = gye * wv[c][e];
+        sg += g;
+        sgx += g * xh;
+        dw[c][e] += gye * xh;
         db[c][e] += gye;
       }
     }
@@ -226,7 +256,10 @@ __global__ void __launch_bounds__(kFusedWarps * 32)
       if (col >= C) continue;
       Vec<T> out;
 #pragma unroll
-      for (int e = 0; e < V; ++e) out.v[e] = T(rs * (g[c][e] - mg - xh[c][e] * mgx));
+      for (int e = 0; e < V; ++e) {
+        const float xh = (float(vx[c].v[e]) - mu) * rs;
+        out.v[e] = T(rs * (float(vg[c].v[e]) * wv[c][e] - mg - xh * mgx));
+      }
       *reinterpret_cast<Vec<T>*>(gx + r * C + col) = out;
     }
   }
@@ -318,10 +351,7 @@ bool fused_backward(const T* gy, const T* x, const T* w, const acc_t<T>* mean, c
               gy, x, w, mean, rstd, gx, part_w, part_b, rows, static_cast<int>(C), 1.0f / float(C));
       TG_CUDA_CHECK_LAUNCH();
       if (n_bufs == 0) return;
-      backward_final_kernel<T>
-          <<<static_cast<unsigned>((C + kColThreads - 1) / kColThreads), kColThreads, 0, stream>>>(
-              part_w, part_b, gw, gb, blocks, C);
-      TG_CUDA_CHECK_LAUNCH();
+      launch_final<T>(part_w, part_b, gw, gb, blocks, C, stream);
     });
   }
 }
@@ -395,9 +425,7 @@ void layernorm_backward(DType dt, const void* gy, const void* x, const void* w, 
     backward_partial_kernel<T><<<grid, kColThreads, 0, stream>>>(pgy, px, pmean, prstd, part_w,
                                                                  part_b, rows, C, per_partial);
     TG_CUDA_CHECK_LAUNCH();
-    backward_final_kernel<T><<<static_cast<unsigned>(col_blocks), kColThreads, 0, stream>>>(
-        part_w, part_b, static_cast<T*>(gw), static_cast<T*>(gb), partials, C);
-    TG_CUDA_CHECK_LAUNCH();
+    launch_final<T>(part_w, part_b, static_cast<T*>(gw), static_cast<T*>(gb), partials, C, stream);
   });
 }
 
