@@ -141,12 +141,12 @@ __global__ void __launch_bounds__(kColThreads)
   if (part_b) part_b[blk * C + j] = sb;
 }
 
-// The final pass: 32 columns to a block; thread (y, x) adds partials y, y + 8, y + 16, ... of
-// column x in order, then the eight sums of a column meet in order. Many partials are read by
-// eight threads per column at once, so the pass is not latency-bound on the few blocks that C
-// gives (24 for C = 768).
+// The final pass: 32 columns to a block; thread (y, x) adds partials y, y + 32, y + 64, ... of
+// column x in order (four loads in flight before their adds), then the 32 sums of a column meet in
+// order. The work is a few MB spread over few blocks (24 for C = 768), so it must not wait on one
+// load at a time.
 constexpr int kFinalCols = 32;
-constexpr int kFinalLanes = 8;
+constexpr int kFinalLanes = 32;
 
 template <class T>
 __global__ void __launch_bounds__(kFinalCols* kFinalLanes)
@@ -157,18 +157,27 @@ __global__ void __launch_bounds__(kFinalCols* kFinalLanes)
   const int x = static_cast<int>(threadIdx.x) % kFinalCols;
   const int y = static_cast<int>(threadIdx.x) / kFinalCols;
   const int64_t j = static_cast<int64_t>(blockIdx.x) * kFinalCols + x;
-  A sw = 0, sb = 0;
-  if (j < C) {
-    for (int64_t p = y; p < partials; p += kFinalLanes) {
-      if (part_w) sw += part_w[p * C + j];
-      if (part_b) sb += part_b[p * C + j];
+  // Column sums over partials p ≡ y (mod kFinalLanes), four at a time, added in p order.
+  auto column = [&](const A* part) {
+    A acc = 0;
+    if (part == nullptr || j >= C) return acc;
+    int64_t p = y;
+    for (; p + 3 * kFinalLanes < partials; p += 4 * kFinalLanes) {
+      A v[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) v[u] = part[(p + u * kFinalLanes) * C + j];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) acc += v[u];
     }
-  }
-  s_w[y][x] = sw;
-  s_b[y][x] = sb;
+    for (; p < partials; p += kFinalLanes) acc += part[p * C + j];
+    return acc;
+  };
+  s_w[y][x] = column(part_w);
+  s_b[y][x] = column(part_b);
   __syncthreads();
   if (y != 0 || j >= C) return;
-  for (int k = 1; k < kFinalLanes; ++k) {
+  A sw = 0, sb = 0;
+  for (int k = 0; k < kFinalLanes; ++k) {
     sw += s_w[k][x];
     sb += s_b[k][x];
   }
@@ -204,7 +213,7 @@ struct alignas(16) Vec {
 
 // Lane l owns columns c · 32 · V + l · V + [0, V) for chunk c < kChunks (those below C).
 template <class T, int kChunks>
-__global__ void __launch_bounds__(kFusedWarps * 32)
+__global__ void __launch_bounds__(kFusedWarps * 32, 2)
     fused_backward_kernel(const T* __restrict__ gy, const T* __restrict__ x,
                           const T* __restrict__ w, const float* __restrict__ mean,
                           const float* __restrict__ rstd, T* __restrict__ gx,
