@@ -55,6 +55,21 @@ std::vector<std::string> gpt_preset_names() {
   return names;
 }
 
+int remat_group_size(const std::string& remat, int L) {
+  if (remat == "none") return 0;
+  if (remat == "selective") return 1;
+  if (remat == "sqrt") return static_cast<int>(std::ceil(std::sqrt(static_cast<double>(L))));
+  TG_CHECK(remat.rfind("every:", 0) == 0, "GPT: unknown remat policy '", remat,
+           "'; use none, every:K, sqrt or selective");
+  int K = 0;
+  const char* first = remat.data() + 6;
+  const char* last = remat.data() + remat.size();
+  const auto [end, ec] = std::from_chars(first, last, K);
+  TG_CHECK(ec == std::errc() && end == last && K >= 1,
+           "GPT: remat 'every:K' needs an integer K >= 1, got '", remat, "'");
+  return K;
+}
+
 GPTConfig gpt_preset(const std::string& name) {
   std::string all;
   for (const Preset& p : presets()) {
@@ -73,20 +88,8 @@ GPT::GPT(GPTConfig config, Generator& init) : config_(std::move(config)) {
   TG_CHECK(c.dropout >= 0 && c.dropout < 1, "GPT: dropout must be in [0, 1), got ", c.dropout);
   TG_CHECK(c.head_chunk >= 0, "GPT: head_chunk must be >= 0 (0: the full logits), got ",
            c.head_chunk);
-  if (c.remat == "selective") {
-    remat_every_ = 1;
-    selective_ = true;
-  } else if (c.remat == "sqrt") {
-    remat_every_ = static_cast<int>(std::ceil(std::sqrt(static_cast<double>(c.L))));
-  } else if (c.remat.rfind("every:", 0) == 0) {
-    const std::string k = c.remat.substr(6);
-    const auto [end, ec] = std::from_chars(k.data(), k.data() + k.size(), remat_every_);
-    TG_CHECK(ec == std::errc() && end == k.data() + k.size() && remat_every_ >= 1,
-             "GPT: remat 'every:K' needs an integer K >= 1, got '", c.remat, "'");
-  } else {
-    TG_CHECK(c.remat == "none", "GPT: unknown remat policy '", c.remat,
-             "'; use none, every:K, sqrt or selective");
-  }
+  remat_every_ = remat_group_size(c.remat, c.L);
+  selective_ = c.remat == "selective";
   wte_ = register_module("transformer.wte",
                          std::make_shared<nn::Embedding>(c.V, c.C, init, 0.02, c.dtype));
   wpe_ = register_module("transformer.wpe",

@@ -39,6 +39,9 @@ struct GPTConfig {
 // width 384, block 256, dropout 0.2; V from the data) and tiny (2 layers, 2 heads, width 32, block
 // 32: tests). Throws tilegrad::Error listing the names for an unknown one.
 GPTConfig gpt_preset(const std::string& name);
+// Blocks per checkpointed group under remat policy `remat` for L blocks: 0 for "none", 1 for
+// "selective", ceil(sqrt(L)) for "sqrt", K for "every:K"; a clear error for anything else.
+int remat_group_size(const std::string& remat, int L);
 std::vector<std::string> gpt_preset_names();
 
 class GPT : public nn::Module {

@@ -35,14 +35,8 @@ AdamWStep AdamW::step_of(size_t i, double grad_scale) const {
   return st;
 }
 
-void AdamW::update(size_t i, const Tensor& grad, double grad_scale) {
-  const Slot& s = slots()[i];
-  fused_adamw("AdamW", s.param, s.master, grad, exp_avg_[i], exp_avg_sq_[i],
-              step_of(i, grad_scale));
-}
-
-void AdamW::update_all(std::span<const size_t> idx, const std::vector<Tensor>& grads,
-                       double grad_scale) {
+void AdamW::update(std::span<const size_t> idx, const std::vector<Tensor>& grads,
+                   double grad_scale) {
   std::vector<AdamWOperands> xs;
   xs.reserve(idx.size());
   for (size_t i : idx) {

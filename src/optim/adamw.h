@@ -35,9 +35,8 @@ class AdamW final : public Optimizer {
   const AdamWOptions& options() const { return options_; }
 
  private:
-  void update(size_t i, const Tensor& grad, double grad_scale) override;
-  void update_all(std::span<const size_t> idx, const std::vector<Tensor>& grads,
-                  double grad_scale) override;
+  void update(std::span<const size_t> idx, const std::vector<Tensor>& grads,
+              double grad_scale) override;
   // The step parameters of slot i's update (its weight decay and step count).
   AdamWStep step_of(size_t i, double grad_scale) const;
   void append_state(size_t i, NamedTensors& out) const override;

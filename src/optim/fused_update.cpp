@@ -42,10 +42,6 @@ void check_param_and_grad(const char* op, const Tensor& param, const Tensor& gra
            op, ": gradient ", grad.str(), " does not match parameter ", param.str());
 }
 
-}  // namespace
-
-namespace {
-
 // The checked raw operands of one AdamW update.
 AdamWTensor adamw_tensor(const char* op, const AdamWOperands& x) {
   check_param_and_grad(op, x.param, x.grad);
@@ -59,13 +55,6 @@ AdamWTensor adamw_tensor(const char* op, const AdamWOperands& x) {
 }
 
 }  // namespace
-
-void fused_adamw(const char* op, const Tensor& param, const Tensor& master, const Tensor& grad,
-                 const Tensor& m, const Tensor& v, const AdamWStep& s) {
-  const AdamWTensor t = adamw_tensor(op, {param, master, grad, m, v, s});
-  backend(param.device())
-      .adamw_update(param.dtype(), t.param, t.master, t.grad, t.m, t.v, t.n, t.step);
-}
 
 void fused_adamw_multi(const char* op, std::span<const AdamWOperands> xs) {
   // Everything is checked before anything is updated, so a bad entry changes no parameter.

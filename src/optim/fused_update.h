@@ -15,16 +15,14 @@ using ::tilegrad::SgdStep;
 // `master` is undefined for float32/float64 parameters and a float32 tensor shaped like `param`
 // for bfloat16/float16 ones. State tensors (m, v, momentum) are float32 (float64 for float64
 // parameters). All tensors contiguous, on one device; `op` names the optimizer in errors.
-void fused_adamw(const char* op, const Tensor& param, const Tensor& master, const Tensor& grad,
-                 const Tensor& m, const Tensor& v, const AdamWStep& s);
-// One parameter's operands for fused_adamw_multi, as for fused_adamw, with its own step.
+// One parameter's AdamW operands and its own step.
 struct AdamWOperands {
   Tensor param, master, grad, m, v;
   AdamWStep step;
 };
-// fused_adamw on every entry, checked as fused_adamw checks them; runs of entries that share a
-// device and dtype go to the backend as one multi-tensor update (one launch on CUDA for the
-// whole model instead of one per parameter).
+// One AdamW step on every entry; runs of entries that share a device and dtype go to the backend
+// as one multi-tensor update (one launch on CUDA for the whole model instead of one per
+// parameter).
 void fused_adamw_multi(const char* op, std::span<const AdamWOperands> xs);
 // `momentum_buf` may be undefined when s.momentum == 0.
 void fused_sgd(const char* op, const Tensor& param, const Tensor& master, const Tensor& grad,

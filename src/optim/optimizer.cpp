@@ -100,7 +100,7 @@ StepResult Optimizer::step(const StepOptions& options) {
     ++slots_[i].step;
     idx.push_back(i);
   }
-  update_all(idx, grads, unscale * r.clip_coef);
+  update(idx, grads, unscale * r.clip_coef);
   for (size_t i : idx) {
     // Written through raw pointers: bump the version so a graph that saved the old value notices.
     slots_[i].param.storage()->bump_version();
@@ -109,11 +109,6 @@ StepResult Optimizer::step(const StepOptions& options) {
   scaler_.update(/*found_inf=*/false);
   r.loss_scale = scaler_.scale();
   return r;
-}
-
-void Optimizer::update_all(std::span<const size_t> idx, const std::vector<Tensor>& grads,
-                           double grad_scale) {
-  for (size_t i : idx) update(i, grads[i], grad_scale);
 }
 
 void Optimizer::zero_grad() {

@@ -122,13 +122,11 @@ class Optimizer {
   std::vector<Slot>& slots() { return slots_; }
   const std::vector<Slot>& slots() const { return slots_; }
 
-  // Applies one update to slot `i` (its step already incremented); `grad_scale` multiplies the
-  // gradient (loss scale, accumulation and clipping folded together).
-  virtual void update(size_t i, const Tensor& grad, double grad_scale) = 0;
-  // Applies the update to each slot in `idx` with gradient grads[idx[k]]; the default calls
-  // update() in order, an optimizer with a multi-tensor kernel overrides it (one launch for all).
-  virtual void update_all(std::span<const size_t> idx, const std::vector<Tensor>& grads,
-                          double grad_scale);
+  // Applies one update to each slot i in `idx` (its step already incremented) with gradient
+  // grads[i]; `grad_scale` multiplies the gradients (loss scale, accumulation and clipping folded
+  // together). All slots at once, so that an optimizer with a multi-tensor kernel needs one launch.
+  virtual void update(std::span<const size_t> idx, const std::vector<Tensor>& grads,
+                      double grad_scale) = 0;
   // Appends slot i's own state buffers (not the master, which the base adds).
   virtual void append_state(size_t i, NamedTensors& out) const = 0;
   virtual nlohmann::json hyperparameters() const = 0;

@@ -24,17 +24,19 @@ SGD::SGD(std::vector<ParamGroup> groups, const SgdOptions& options)
   }
 }
 
-void SGD::update(size_t i, const Tensor& grad, double grad_scale) {
-  const Slot& s = slots()[i];
-  SgdStep st;
-  st.lr = lr();
-  st.momentum = options_.momentum;
-  st.dampening = options_.dampening;
-  st.weight_decay = s.weight_decay;
-  st.nesterov = options_.nesterov;
-  st.first_step = s.step == 1;
-  st.grad_scale = grad_scale;
-  fused_sgd("SGD", s.param, s.master, grad, momentum_.empty() ? Tensor() : momentum_[i], st);
+void SGD::update(std::span<const size_t> idx, const std::vector<Tensor>& grads, double grad_scale) {
+  for (size_t i : idx) {
+    const Slot& s = slots()[i];
+    SgdStep st;
+    st.lr = lr();
+    st.momentum = options_.momentum;
+    st.dampening = options_.dampening;
+    st.weight_decay = s.weight_decay;
+    st.nesterov = options_.nesterov;
+    st.first_step = s.step == 1;
+    st.grad_scale = grad_scale;
+    fused_sgd("SGD", s.param, s.master, grads[i], momentum_.empty() ? Tensor() : momentum_[i], st);
+  }
 }
 
 void SGD::append_state(size_t i, NamedTensors& out) const {

@@ -31,7 +31,8 @@ class SGD final : public Optimizer {
   const SgdOptions& options() const { return options_; }
 
  private:
-  void update(size_t i, const Tensor& grad, double grad_scale) override;
+  void update(std::span<const size_t> idx, const std::vector<Tensor>& grads,
+              double grad_scale) override;
   void append_state(size_t i, NamedTensors& out) const override;
   nlohmann::json hyperparameters() const override;
 

@@ -2,9 +2,7 @@
 #include "train/memory_check.h"
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <optional>
 
@@ -117,18 +115,14 @@ MemoryPrediction predict_memory(const TrainConfig& c,
   const int L = c.model.L;
   // K: blocks per checkpointed segment (GPT's grouping), and the probes' remat policy, which
   // must group as the full model does ("sqrt" of fewer blocks would not).
-  int K = 1;
-  std::string remat = c.model.remat;
-  if (remat == "sqrt" && L >= 1) {
-    K = static_cast<int>(std::ceil(std::sqrt(static_cast<double>(L))));
-    remat = detail::cat("every:", K);
-  } else if (remat.rfind("every:", 0) == 0) {
-    int k = 0;
-    const char* first = remat.data() + 6;
-    const char* last = remat.data() + remat.size();
-    const auto [end, ec] = std::from_chars(first, last, k);
-    if (ec == std::errc() && end == last && k >= 1) K = k;  // else GPT names the bad policy
+  int group = 0;
+  try {
+    group = models::remat_group_size(c.model.remat, L);
+  } catch (const Error& e) {
+    throw Error(detail::cat("train: memory check: ", e.what()));
   }
+  const int K = std::max(group, 1);
+  const std::string remat = c.model.remat == "sqrt" ? detail::cat("every:", K) : c.model.remat;
   MemoryPrediction p;
   p.group = K;
   p.groups = L >= 1 ? (L + K - 1) / K : 1;

@@ -110,37 +110,20 @@ void gemm_half(const GemmArgs& g) {
   }
 }
 
-// bias_grad[j] = Σ_k op(B)[k, j], summed in the accumulation type in order of k.
+// out[j] = Σ_r x[r · row_stride + j · col_stride] for j < cols, in the accumulation type in order
+// of r: the bias gradients, column sums of op(B) (bias_grad) or of the stored C (gelu_grad).
 template <class T>
-void bias_grad(const GemmArgs& g) {
+void column_sums(const void* data, int64_t rows, int64_t cols, int64_t row_stride,
+                 int64_t col_stride, void* out_data) {
   using A = acc_t<T>;
-  const T* b = static_cast<const T*>(g.b);
-  T* out = static_cast<T*>(g.bias_grad);
-  parallel_for(g.n, g.n * g.k >= (1 << 15), [&](int64_t j) {
+  const T* x = static_cast<const T*>(data);
+  T* out = static_cast<T*>(out_data);
+  parallel_for(cols, cols * rows >= (1 << 15), [&](int64_t j) {
     A s = 0;
-    for (int64_t kk = 0; kk < g.k; ++kk)
-      s += static_cast<A>(g.trans_b ? b[j * g.ldb + kk] : b[kk * g.ldb + j]);
+    for (int64_t r = 0; r < rows; ++r) s += static_cast<A>(x[r * row_stride + j * col_stride]);
     out[j] = T(s);
   });
 }
-
-// bias_grad[j] = Σ_r C[r, j] of the stored result (gelu_grad's bias gradient), in the
-// accumulation type in order of r.
-template <class T>
-void column_sums_of_c(const GemmArgs& g) {
-  using A = acc_t<T>;
-  const T* c = static_cast<const T*>(g.c);
-  T* out = static_cast<T*>(g.bias_grad);
-  parallel_for(g.n, g.n * g.m >= (1 << 15), [&](int64_t j) {
-    A s = 0;
-    for (int64_t r = 0; r < g.m; ++r) s += static_cast<A>(c[r * g.ldc + j]);
-    out[j] = T(s);
-  });
-}
-
-}  // namespace
-
-namespace {
 
 // C = epilogue(alpha op(A) op(B) + beta C), without the bias gradients.
 void product_with_epilogue(const GemmArgs& g) {
@@ -178,12 +161,15 @@ void product_with_epilogue(const GemmArgs& g) {
 
 void gemm(const GemmArgs& g) {
   TG_ASSERT(epilogue_args_valid(g), "gemm: an epilogue without its operands");
-  if (g.epilogue == GemmEpilogue::bias_grad) {
-    dispatch_floating(g.dtype, "matmul", [&]<class T>() { bias_grad<T>(g); });
+  if (g.epilogue == GemmEpilogue::bias_grad) {  // op(B) is [k, n]
+    dispatch_floating(g.dtype, "matmul", [&]<class T>() {
+      column_sums<T>(g.b, g.k, g.n, g.trans_b ? 1 : g.ldb, g.trans_b ? g.ldb : 1, g.bias_grad);
+    });
   }
   product_with_epilogue(g);
   if (g.epilogue == GemmEpilogue::gelu_grad && g.bias_grad != nullptr) {
-    dispatch_floating(g.dtype, "matmul", [&]<class T>() { column_sums_of_c<T>(g); });
+    dispatch_floating(g.dtype, "matmul",
+                      [&]<class T>() { column_sums<T>(g.c, g.m, g.n, g.ldc, 1, g.bias_grad); });
   }
 }
 

@@ -63,26 +63,19 @@ __device__ __forceinline__ void warp_merge(A& m, A& s) {
   }
 }
 
-// Elements of T in one 16-byte vector: thread t owns the vectors t, t + kThreads, ... of a row,
-// columns [k · W, k · W + W) of vector k, whether it loads them as one vector (rows 16-byte
-// aligned) or one by one (any other ld): the order of the sums is a function of V alone, so a
-// padded row gives the bits of a contiguous one.
-template <class T>
-constexpr int kW = 16 / static_cast<int>(sizeof(T));
-
-template <class T>
-struct alignas(16) Vec {
-  T v[kW<T>];
-};
+// Thread t owns the 16-byte vectors t, t + kThreads, ... of a row, columns [k · W, k · W + W) of
+// vector k (W = kVec16<T>), whether it loads them as one vector (rows 16-byte aligned) or one by
+// one (any other ld): the order of the sums is a function of V alone, so a padded row gives the
+// bits of a contiguous one.
 
 // The W elements of vector k of row xr (elements at or past V are not read: -inf, which no sum
 // sees), as one load when `vec`.
 template <class T>
-__device__ __forceinline__ Vec<T> load_vec(const T* xr, int64_t k, int64_t V, bool vec) {
-  constexpr int W = kW<T>;
+__device__ __forceinline__ Vec16<T> load_vec(const T* xr, int64_t k, int64_t V, bool vec) {
+  constexpr int W = kVec16<T>;
   const int64_t j0 = k * W;
-  if (vec && j0 + W <= V) return *reinterpret_cast<const Vec<T>*>(xr + j0);
-  Vec<T> out;
+  if (vec && j0 + W <= V) return *reinterpret_cast<const Vec16<T>*>(xr + j0);
+  Vec16<T> out;
 #pragma unroll
   for (int e = 0; e < W; ++e) out.v[e] = j0 + e < V ? xr[j0 + e] : T(-INFINITY);
   return out;
@@ -94,7 +87,7 @@ __global__ void __launch_bounds__(kThreads)
                    acc_t<T>* __restrict__ losses, acc_t<T>* __restrict__ lse, int64_t rows,
                    int64_t V, int64_t ld, int64_t ignore_index, bool vec) {
   using A = acc_t<T>;
-  constexpr int W = kW<T>;
+  constexpr int W = kVec16<T>;
   __shared__ A s_m[kWarps], s_s[kWarps];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int64_t vectors = (V + W - 1) / W;
@@ -104,14 +97,14 @@ __global__ void __launch_bounds__(kThreads)
     int64_t k = threadIdx.x;
     // Two vectors in flight per thread.
     for (; k + kThreads < vectors; k += 2 * kThreads) {
-      const Vec<T> a = load_vec(xr, k, V, vec), b = load_vec(xr, k + kThreads, V, vec);
+      const Vec16<T> a = load_vec(xr, k, V, vec), b = load_vec(xr, k + kThreads, V, vec);
 #pragma unroll
       for (int e = 0; e < W; ++e) online_add(m, s, A(a.v[e]));
 #pragma unroll
       for (int e = 0; e < W; ++e) online_add(m, s, A(b.v[e]));
     }
     if (k < vectors) {
-      const Vec<T> a = load_vec(xr, k, V, vec);
+      const Vec16<T> a = load_vec(xr, k, V, vec);
 #pragma unroll
       for (int e = 0; e < W; ++e) online_add(m, s, A(a.v[e]));
     }
@@ -147,7 +140,7 @@ __global__ void __launch_bounds__(kThreads)
                     double scale, T* glogits, int64_t rows, int64_t V, int64_t ld,
                     int64_t ignore_index, bool vec) {
   using A = acc_t<T>;
-  constexpr int W = kW<T>;
+  constexpr int W = kVec16<T>;
   // The upstream scalar times scale, in double and then rounded, as the CPU kernel does.
   const A g = A(static_cast<double>(*gloss) * scale);
   const int64_t vectors = (V + W - 1) / W;
@@ -159,8 +152,8 @@ __global__ void __launch_bounds__(kThreads)
     const A lr = lse[r];
 #pragma unroll 2
     for (int64_t k = threadIdx.x; k < vectors; k += kThreads) {
-      const Vec<T> x = load_vec(xr, k, V, vec);
-      Vec<T> out;
+      const Vec16<T> x = load_vec(xr, k, V, vec);
+      Vec16<T> out;
 #pragma unroll
       for (int e = 0; e < W; ++e) {
         const int64_t j = k * W + e;
@@ -170,7 +163,7 @@ __global__ void __launch_bounds__(kThreads)
       }
       const int64_t j0 = k * W;
       if (vec && j0 + W <= V) {
-        *reinterpret_cast<Vec<T>*>(gr + j0) = out;
+        *reinterpret_cast<Vec16<T>*>(gr + j0) = out;
       } else {
 #pragma unroll
         for (int e = 0; e < W; ++e)

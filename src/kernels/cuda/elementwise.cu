@@ -45,12 +45,6 @@ void check_same_shape(const StridedView& a, const StridedView& b, const char* op
 
 // ---- kernels
 
-// kVec elements of T, aligned so that one load or store moves them all (16 bytes at most).
-template <int kVec, class T>
-struct alignas(sizeof(T) * kVec) Vec {
-  T v[kVec];
-};
-
 // Elements per vector: as many as fit in 16 bytes for the widest operand type.
 template <class TO, class... TI>
 constexpr int vec_width() {

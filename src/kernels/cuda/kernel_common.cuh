@@ -107,6 +107,20 @@ __device__ __forceinline__ double sqrt_acc(double v) {
   return sqrt(v);
 }
 
+// ---- vectors
+
+// kN elements of T, aligned so that one load or store moves them all (16 bytes at most).
+template <int kN, class T>
+struct alignas(sizeof(T) * kN) Vec {
+  T v[kN];
+};
+
+// Elements of T in one 16-byte load or store, and that vector.
+template <class T>
+inline constexpr int kVec16 = 16 / static_cast<int>(sizeof(T));
+template <class T>
+using Vec16 = Vec<kVec16<T>, T>;
+
 // ---- warps
 
 inline constexpr unsigned kFullMask = 0xffffffffu;  // every lane of a warp

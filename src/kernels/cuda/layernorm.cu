@@ -185,6 +185,26 @@ __global__ void __launch_bounds__(kFinalCols* kFinalLanes)
   if (gb) gb[j] = T(sb);
 }
 
+// The gw and gb partial sums of a backward, [partials, C] each in A, in one workspace; a gradient
+// that is not wanted gets no buffer (a null pointer).
+template <class A>
+struct Partials {
+  std::optional<Workspace> ws;
+  A* w = nullptr;
+  A* b = nullptr;
+  Partials(bool want_w, bool want_b, int64_t elems, cudaStream_t stream) {
+    const int64_t bufs = (want_w ? 1 : 0) + (want_b ? 1 : 0);
+    if (bufs == 0) return;
+    ws.emplace(bufs * elems * static_cast<int64_t>(sizeof(A)),
+               Device::cuda(tilegrad::cuda::current_device()));
+    // The allocator serves the thread's current stream; if `stream` is another one, this keeps
+    // the block from being handed out again before the work queued on `stream` has finished.
+    tilegrad::cuda::record_stream(ws->as<void>(), stream);
+    w = want_w ? ws->as<A>() : nullptr;
+    b = want_b ? ws->as<A>() + (want_w ? elems : 0) : nullptr;
+  }
+};
+
 // Launches backward_final_kernel over C columns.
 template <class T>
 void launch_final(const acc_t<T>* part_w, const acc_t<T>* part_b, T* gw, T* gb, int64_t partials,
@@ -202,15 +222,6 @@ constexpr int kFusedWarps = 8;
 constexpr int kFusedRowsPerBlock = 32;  // 4 rows per warp: 512 blocks for 16,384 rows
 constexpr int kFusedMaxC = 1024;        // shared memory holds kFusedWarps x kFusedMaxC sums
 
-// Elements of T in one 16-byte load.
-template <class T>
-constexpr int kVec = 16 / static_cast<int>(sizeof(T));
-
-template <class T>
-struct alignas(16) Vec {
-  T v[kVec<T>];
-};
-
 // Lane l owns columns c · 32 · V + l · V + [0, V) for chunk c < kChunks (those below C).
 template <class T, int kChunks>
 __global__ void __launch_bounds__(kFusedWarps * 32, 2)
@@ -219,7 +230,7 @@ __global__ void __launch_bounds__(kFusedWarps * 32, 2)
                           const float* __restrict__ rstd, T* __restrict__ gx,
                           float* __restrict__ part_w, float* __restrict__ part_b, int64_t rows,
                           int C, float inv_c) {
-  constexpr int V = kVec<T>;
+  constexpr int V = kVec16<T>;
   __shared__ float s_sum[kFusedWarps * kFusedMaxC];
   const int lane = static_cast<int>(threadIdx.x) % 32, warp = static_cast<int>(threadIdx.x) / 32;
   float wv[kChunks][V], dw[kChunks][V], db[kChunks][V];
@@ -239,14 +250,14 @@ __global__ void __launch_bounds__(kFusedWarps * 32, 2)
     const float mu = mean[r], rs = rstd[r];
     // The row's vectors stay packed in T; x̂ and ĝ are formed again where needed, which keeps the
     // registers few enough for several blocks per SM.
-    Vec<T> vg[kChunks], vx[kChunks];
+    Vec16<T> vg[kChunks], vx[kChunks];
     float sg = 0.0f, sgx = 0.0f;
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) {
       const int col = (c * 32 + lane) * V;
       if (col >= C) continue;
-      vg[c] = *reinterpret_cast<const Vec<T>*>(gy + r * C + col);
-      vx[c] = *reinterpret_cast<const Vec<T>*>(x + r * C + col);
+      vg[c] = *reinterpret_cast<const Vec16<T>*>(gy + r * C + col);
+      vx[c] = *reinterpret_cast<const Vec16<T>*>(x + r * C + col);
 #pragma unroll
       for (int e = 0; e < V; ++e) {
         const float gye = float(vg[c].v[e]), xh = (float(vx[c].v[e]) - mu) * rs;
@@ -263,13 +274,13 @@ __global__ void __launch_bounds__(kFusedWarps * 32, 2)
     for (int c = 0; c < kChunks; ++c) {
       const int col = (c * 32 + lane) * V;
       if (col >= C) continue;
-      Vec<T> out;
+      Vec16<T> out;
 #pragma unroll
       for (int e = 0; e < V; ++e) {
         const float xh = (float(vx[c].v[e]) - mu) * rs;
         out.v[e] = T(rs * (float(vg[c].v[e]) * wv[c][e] - mg - xh * mgx));
       }
-      *reinterpret_cast<Vec<T>*>(gx + r * C + col) = out;
+      *reinterpret_cast<Vec16<T>*>(gx + r * C + col) = out;
     }
   }
   // The block's partial of gw, then of gb: each warp's sums to shared memory, then a thread per
@@ -299,7 +310,7 @@ __global__ void __launch_bounds__(kFusedWarps * 32, 2)
 // false otherwise.
 template <class T, class F>
 bool with_fused_chunks(int64_t C, std::initializer_list<const void*> ptrs, F&& f) {
-  constexpr int V = kVec<T>;
+  constexpr int V = kVec16<T>;
   if (C <= 0 || C > kFusedMaxC || C % V != 0) return false;
   for (const void* p : ptrs)
     if (p != nullptr && reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
@@ -345,22 +356,12 @@ bool fused_backward(const T* gy, const T* x, const T* w, const acc_t<T>* mean, c
     return with_fused_chunks<T>(C, {gy, x, w, gx}, [&]<int kChunks>() {
       const int64_t blocks = (rows + kFusedRowsPerBlock - 1) / kFusedRowsPerBlock;
       TG_CHECK(blocks <= 0x7fffffff, "layer_norm: too many rows for the GPU kernel");
-      const int64_t part_elems = blocks * C;
-      const int64_t n_bufs = (gw ? 1 : 0) + (gb ? 1 : 0);
-      std::optional<Workspace> ws;
-      if (n_bufs > 0) {
-        ws.emplace(n_bufs * part_elems * static_cast<int64_t>(sizeof(float)),
-                   Device::cuda(tilegrad::cuda::current_device()));
-        tilegrad::cuda::record_stream(ws->as<void>(), stream);  // as in layernorm_backward
-      }
-      float* part_w = gw ? ws->as<float>() : nullptr;
-      float* part_b = gb ? ws->as<float>() + (gw ? part_elems : 0) : nullptr;
+      const Partials<float> part(gw != nullptr, gb != nullptr, blocks * C, stream);
       fused_backward_kernel<T, kChunks>
           <<<static_cast<unsigned>(blocks), kFusedWarps * 32, 0, stream>>>(
-              gy, x, w, mean, rstd, gx, part_w, part_b, rows, static_cast<int>(C), 1.0f / float(C));
+              gy, x, w, mean, rstd, gx, part.w, part.b, rows, static_cast<int>(C), 1.0f / float(C));
       TG_CUDA_CHECK_LAUNCH();
-      if (n_bufs == 0) return;
-      launch_final<T>(part_w, part_b, gw, gb, blocks, C, stream);
+      if (gw || gb) launch_final<T>(part.w, part.b, gw, gb, blocks, C, stream);
     });
   }
 }
@@ -418,23 +419,15 @@ void layernorm_backward(DType dt, const void* gy, const void* x, const void* w, 
     const int64_t partials = std::clamp<int64_t>((rows + kRowsPerPartial - 1) / kRowsPerPartial,
                                                  int64_t{1}, kMaxPartials);
     const int64_t per_partial = (rows + partials - 1) / partials;
-    const int64_t part_elems = partials * C;
-    const int64_t n_bufs = (gw ? 1 : 0) + (gb ? 1 : 0);
-    Workspace ws(n_bufs * part_elems * static_cast<int64_t>(sizeof(A)),
-                 Device::cuda(tilegrad::cuda::current_device()));
-    // The allocator serves the thread's current stream; if `stream` is another one, this keeps
-    // the block from being handed out again before the work queued on `stream` has finished.
-    tilegrad::cuda::record_stream(ws.as<void>(), stream);
-    A* part_w = gw ? ws.as<A>() : nullptr;
-    A* part_b = gb ? ws.as<A>() + (gw ? part_elems : 0) : nullptr;
+    const Partials<A> part(gw != nullptr, gb != nullptr, partials * C, stream);
 
     const int64_t col_blocks = (C + kColThreads - 1) / kColThreads;
     TG_CHECK(col_blocks <= 0x7fffffff, "layer_norm: C = ", C, " is too large for the GPU kernel");
     const dim3 grid(static_cast<unsigned>(col_blocks), static_cast<unsigned>(partials));
-    backward_partial_kernel<T><<<grid, kColThreads, 0, stream>>>(pgy, px, pmean, prstd, part_w,
-                                                                 part_b, rows, C, per_partial);
+    backward_partial_kernel<T><<<grid, kColThreads, 0, stream>>>(pgy, px, pmean, prstd, part.w,
+                                                                 part.b, rows, C, per_partial);
     TG_CUDA_CHECK_LAUNCH();
-    launch_final<T>(part_w, part_b, static_cast<T*>(gw), static_cast<T*>(gb), partials, C, stream);
+    launch_final<T>(part.w, part.b, static_cast<T*>(gw), static_cast<T*>(gb), partials, C, stream);
   });
 }
 

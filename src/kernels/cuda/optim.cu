@@ -192,14 +192,19 @@ __global__ void __launch_bounds__(kSumThreads)
   if (threadIdx.x == 0) partials[blockIdx.x] = s_sum[0];
 }
 
-// One block of kSumSquaresPartials threads adds the `count` partials through a fixed halving tree
-// (missing partials count as 0) and writes the total to *out.
+// Block i adds one tensor's partials through a fixed halving tree (missing partials count as 0)
+// into out[i]: partials[offsets[i], offsets[i + 1]) for a list, or the first `count` partials
+// when offsets is null (one tensor, one block).
 __global__ void __launch_bounds__(kSumSquaresPartials)
-    sum_squares_final_kernel(const double* partials, int count, double* out) {
+    sum_squares_final_kernel(const double* partials, const int32_t* offsets, int count,
+                             double* out) {
   __shared__ double s_sum[kSumSquaresPartials];
-  s_sum[threadIdx.x] = static_cast<int>(threadIdx.x) < count ? partials[threadIdx.x] : 0.0;
+  const int i = static_cast<int>(blockIdx.x);
+  const int first = offsets ? offsets[i] : 0;
+  if (offsets) count = offsets[i + 1] - first;
+  s_sum[threadIdx.x] = static_cast<int>(threadIdx.x) < count ? partials[first + threadIdx.x] : 0.0;
   halving_tree<kSumSquaresPartials>(s_sum);
-  if (threadIdx.x == 0) *out = s_sum[0];
+  if (threadIdx.x == 0) out[i] = s_sum[0];
 }
 
 // The number of partials (blocks) n elements are summed in: a function of n alone.
@@ -221,7 +226,7 @@ void sum_squares_launch(DType dt, const void* x, int64_t n, double* d_out, doubl
           <<<blocks, kSumThreads, 0, stream>>>(static_cast<const T*>(x), n, per_block, partials);
       TG_CUDA_CHECK_LAUNCH();
     });
-  sum_squares_final_kernel<<<1, kSumSquaresPartials, 0, stream>>>(partials, blocks, d_out);
+  sum_squares_final_kernel<<<1, kSumSquaresPartials, 0, stream>>>(partials, nullptr, blocks, d_out);
   TG_CUDA_CHECK_LAUNCH();
 }
 
@@ -230,7 +235,7 @@ void sum_squares_launch(DType dt, const void* x, int64_t n, double* d_out, doubl
 // The partials of every tensor come from one launch per run of kSumListMaxTensors tensors of one
 // dtype (block b finds its tensor by a binary search over the run's first blocks, then sums the
 // range sum_squares would give that block), each tensor's partials meet in one block per tensor
-// (the tree of sum_squares_final_kernel), and one thread adds the totals in order: every bit is
+// (sum_squares_final_kernel), and one thread adds the totals in order: every bit is
 // that of calling sum_squares per tensor and adding on the host.
 constexpr int kSumListMaxTensors = 256;
 
@@ -264,18 +269,6 @@ __global__ void __launch_bounds__(kSumThreads)
                 i1 = min64(table.n[lo], i0 + per_block);
   block_sum_squares(x, i0, i1, s_sum);
   if (threadIdx.x == 0) partials[table.first_partial + b] = s_sum[0];
-}
-
-// Block i adds tensor i's partials, partials[offset[i], offset[i + 1]), through
-// sum_squares_final_kernel's tree, into totals[i].
-__global__ void __launch_bounds__(kSumSquaresPartials)
-    sum_squares_list_final_kernel(const double* partials, const int32_t* offsets, double* totals) {
-  __shared__ double s_sum[kSumSquaresPartials];
-  const int i = static_cast<int>(blockIdx.x);
-  const int first = offsets[i], count = offsets[i + 1] - first;
-  s_sum[threadIdx.x] = static_cast<int>(threadIdx.x) < count ? partials[first + threadIdx.x] : 0.0;
-  halving_tree<kSumSquaresPartials>(s_sum);
-  if (threadIdx.x == 0) totals[i] = s_sum[0];
 }
 
 // *out = Σ totals[i] for i in order, by one thread: the host's left-to-right float64 sum.
@@ -441,8 +434,8 @@ double sum_squares_list(std::span<const SumSquaresInput> xs, cudaStream_t stream
     i = j;
   }
   if (!xs.empty()) {
-    sum_squares_list_final_kernel<<<static_cast<int>(xs.size()), kSumSquaresPartials, 0, stream>>>(
-        partials, d_offsets, totals);
+    sum_squares_final_kernel<<<static_cast<int>(xs.size()), kSumSquaresPartials, 0, stream>>>(
+        partials, d_offsets, 0, totals);
     TG_CUDA_CHECK_LAUNCH();
   }
   sum_in_order_kernel<<<1, 1, 0, stream>>>(totals, static_cast<int>(xs.size()), sum);
