@@ -134,8 +134,29 @@ void run_backward(Tensor root, Tensor grad, BackwardOptions options) {
       TG_ASSERT(has_buffer[slot]);
       std::vector<Tensor> in_grads = std::move(buffers[slot].grads);
       buffers[slot] = InputBuffer();
+      // Gradients already waiting for an input that the node adds into
+      // (Node::adds_into_input_grad). Only a gradient the engine does not own is handed over: it
+      // arrived alone (typically the residual path's, shared with another input), so without the
+      // node it would cost an out-of-place add; an owned one is a sum of the engine's (or an eager
+      // buffer), added in place.
+      const auto& edges = node->next_edges();
+      for (size_t i = 0; i < edges.size(); ++i) {
+        const Edge& e = edges[i];
+        if (!e.valid() || !node->adds_into_input_grad(i)) continue;
+        const auto dst = static_cast<size_t>(e.node->engine_slot);
+        if (!has_buffer[dst]) continue;
+        InputBuffer& buf = buffers[dst];
+        if (!buf.grads[e.input_nr].defined() || buf.owned[e.input_nr]) continue;
+        node->waiting_grad(i) = std::move(buf.grads[e.input_nr]);
+        buf.grads[e.input_nr] = Tensor();
+      }
       OpNameScope op(node->name());
-      out_grads = node->apply(in_grads);
+      try {
+        out_grads = node->apply(in_grads);
+      } catch (...) {
+        node->clear_waiting_grads();
+        throw;
+      }
       // in_grads is destroyed here: the gradients this node consumed are freed.
     }
     if (!options.retain_graph) node->release_saved();
@@ -146,6 +167,11 @@ void run_backward(Tensor root, Tensor grad, BackwardOptions options) {
     for (size_t i = 0; i < edges.size(); ++i) {
       const Edge& e = edges[i];
       if (!e.valid()) continue;
+      if (node->adds_into_input_grad(i)) {  // a waiting gradient the node left goes back
+        Tensor& left = node->waiting_grad(i);
+        if (left.defined()) accumulate(buffer_of(e.node.get()), e.input_nr, std::move(left));
+        left = Tensor();
+      }
       if (i < out_grads.size() && out_grads[i].defined()) {
         const auto& info = e.node->outputs().at(e.input_nr);
         TG_ASSERT(out_grads[i].shape() == info.shape, node->name(), " gradient ", i, " has shape ",

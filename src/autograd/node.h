@@ -108,6 +108,19 @@ class Node : public std::enable_shared_from_this<Node> {
   // The node's index in the running backward's tables (-1 outside a backward); engine use only.
   int64_t engine_slot = -1;
 
+  // Adding into a waiting gradient. A node whose backward can add its gradient for input i to a
+  // gradient already waiting for that input, in the pass that writes its own (layer norm's gx_add),
+  // returns true here. Before apply, the engine then moves the waiting gradient of input i (when
+  // one has arrived and the engine does not own it, see engine.cpp) into waiting_grad(i), and apply
+  // returns the sum for input i, taking the tensor out of waiting_grad(i). A tensor that apply
+  // leaves there is put back and summed as usual, so a node may decline case by case.
+  virtual bool adds_into_input_grad(size_t /*i*/) const { return false; }
+  Tensor& waiting_grad(size_t i) {
+    if (waiting_.size() <= i) waiting_.resize(i + 1);
+    return waiting_[i];
+  }
+  void clear_waiting_grads() { waiting_.clear(); }
+
  protected:
   bool released_ = false;
 
@@ -118,6 +131,7 @@ class Node : public std::enable_shared_from_this<Node> {
   std::vector<OutputInfo> outputs_;
   std::vector<SavedTensor> saved_;
   std::vector<Tensor> preallocated_;
+  std::vector<Tensor> waiting_;
 };
 
 // The edge that a gradient for `t` should flow along: its grad_fn, or its leaf accumulator if it is

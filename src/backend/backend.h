@@ -69,10 +69,15 @@ struct GemmArgs {
   const void* bias = nullptr;
   void* pre_act = nullptr;
   void* bias_grad = nullptr;
+  // The matrix that beta scales, when it is not C itself: C = epilogue(alpha * op(A) · op(B) +
+  // beta * c_in), c_in [m, n] with row stride ldc in C's dtype (batch 1; it may be C). A residual
+  // connection's add then costs no pass of its own (y = x · w + b + r).
+  const void* c_in = nullptr;
 };
 
 // Whether g's epilogue has what it needs (batch 1 and its pointers).
 inline bool epilogue_args_valid(const GemmArgs& g) {
+  if (g.c_in != nullptr && g.batch != 1) return false;
   switch (g.epilogue) {
     case GemmEpilogue::none:
       return true;
@@ -206,10 +211,13 @@ class Backend {
   // w and b may be null (no affine part).
   virtual void layernorm_forward(DType dt, const void* x, const void* w, const void* b, void* y,
                                  void* mean, void* rstd, int64_t rows, int64_t C, double eps) = 0;
-  // Writes (not accumulates) gx, gw, gb; a null output is not computed.
+  // Writes (not accumulates) gx, gw, gb; a null output is not computed. gx_add (may be null;
+  // [rows, C], not overlapping gx) is a gradient that gx adds to: gx = gx_add + the input gradient,
+  // with the bits of that sum as a separate add (the input gradient rounded to the dtype first), so
+  // that the gradient already waiting for the input costs no pass of its own.
   virtual void layernorm_backward(DType dt, const void* gy, const void* x, const void* w,
                                   const void* mean, const void* rstd, void* gx, void* gw, void* gb,
-                                  int64_t rows, int64_t C) = 0;
+                                  int64_t rows, int64_t C, const void* gx_add) = 0;
 
   // --- embedding: out[i, :] = weight[idx[i], :] for n contiguous indices ---
   virtual void embedding_forward(DType dt, const void* weight, DType idx_dt, const void* idx,
@@ -238,6 +246,19 @@ class Backend {
                                       const void* lse, const void* gloss, double scale,
                                       void* glogits, int64_t rows, int64_t V, int64_t ld,
                                       int64_t ignore_index) = 0;
+  // cross_entropy_forward and then cross_entropy_backward on the same rows, the backward from the
+  // forward's lse (glogits may be logits). A backend may do both in one pass over the logits (the
+  // CUDA one does when a row fits in a block's shared memory, summing in its own order); this
+  // default runs the two.
+  virtual void cross_entropy_forward_backward(DType dt, const void* logits, DType t_dt,
+                                              const void* targets, void* losses, void* lse,
+                                              const void* gloss, double scale, void* glogits,
+                                              int64_t rows, int64_t V, int64_t ld,
+                                              int64_t ignore_index) {
+    cross_entropy_forward(dt, logits, t_dt, targets, losses, lse, rows, V, ld, ignore_index);
+    cross_entropy_backward(dt, logits, t_dt, targets, lse, gloss, scale, glogits, rows, V, ld,
+                           ignore_index);
+  }
 
   // --- attention (AttentionArgs above) ---
   // Optional: a device without them throws Error naming the device when attention is called.

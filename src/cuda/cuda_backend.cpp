@@ -278,10 +278,10 @@ class CudaBackend final : public Backend {
     k::layernorm_forward(dt, x, w, b, y, mean, rstd, rows, C, eps, s());
   }
   void layernorm_backward(DType dt, const void* gy, const void* x, const void* w, const void* mean,
-                          const void* rstd, void* gx, void* gw, void* gb, int64_t rows,
-                          int64_t C) override {
+                          const void* rstd, void* gx, void* gw, void* gb, int64_t rows, int64_t C,
+                          const void* gx_add) override {
     const EntryProfiler::Range range(profiler_, "layernorm_backward");
-    k::layernorm_backward(dt, gy, x, w, mean, rstd, gx, gw, gb, rows, C, s());
+    k::layernorm_backward(dt, gy, x, w, mean, rstd, gx, gw, gb, rows, C, s(), gx_add);
   }
   void embedding_forward(DType dt, const void* weight, DType idx_dt, const void* idx, void* out,
                          int64_t n, int64_t C) override {
@@ -311,6 +311,14 @@ class CudaBackend final : public Backend {
     const EntryProfiler::Range range(profiler_, "cross_entropy_backward");
     k::cross_entropy_backward(dt, logits, t_dt, targets, lse, gloss, scale, glogits, rows, V, ld,
                               ignore_index, s());
+  }
+  void cross_entropy_forward_backward(DType dt, const void* logits, DType t_dt, const void* targets,
+                                      void* losses, void* lse, const void* gloss, double scale,
+                                      void* glogits, int64_t rows, int64_t V, int64_t ld,
+                                      int64_t ignore_index) override {
+    const EntryProfiler::Range range(profiler_, "cross_entropy_forward_backward");
+    k::cross_entropy_forward_backward(dt, logits, t_dt, targets, losses, lse, gloss, scale, glogits,
+                                      rows, V, ld, ignore_index, s());
   }
 
   void attention_flash_forward(const AttentionArgs& a, void* o, void* lse) override {

@@ -230,7 +230,8 @@ Plan& plan_for(const GemmArgs& g) {
       g.stride_b,
       g.stride_c,
       std::min({alignment(g.a), alignment(g.b), alignment(g.c), g.bias ? alignment(g.bias) : 16,
-                g.pre_act ? alignment(g.pre_act) : 16, g.bias_grad ? alignment(g.bias_grad) : 16}),
+                g.c_in ? alignment(g.c_in) : 16, g.pre_act ? alignment(g.pre_act) : 16,
+                g.bias_grad ? alignment(g.bias_grad) : 16}),
       static_cast<int>(g.beta != 0.0),
       static_cast<int>(g.epilogue) * 2 + static_cast<int>(g.bias_grad != nullptr)};
   std::lock_guard<std::mutex> lock(mutex);
@@ -268,11 +269,14 @@ bool gemm(const GemmArgs& g, cudaStream_t stream) {
           p.desc.d, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux));
     }
   }
+  // cuBLASLt's C (what beta scales) may differ from its D (what it writes), with the same layout.
+  const void* c_in = g.c_in != nullptr ? g.c_in : g.c;
   TG_CUBLAS_CHECK(cublasLtMatmul(
       handle(), p.desc.d,
       f64 ? static_cast<const void*>(&alpha_d) : static_cast<const void*>(&alpha_f), g.b, p.la.l,
-      g.a, p.lb.l, f64 ? static_cast<const void*>(&beta_d) : static_cast<const void*>(&beta_f), g.c,
-      p.lc.l, g.c, p.lc.l, &p.algo, ws.as<void>(), static_cast<size_t>(kWorkspaceBytes), stream));
+      g.a, p.lb.l, f64 ? static_cast<const void*>(&beta_d) : static_cast<const void*>(&beta_f),
+      c_in, p.lc.l, g.c, p.lc.l, &p.algo, ws.as<void>(), static_cast<size_t>(kWorkspaceBytes),
+      stream));
   return g.epilogue == GemmEpilogue::none || p.fused_epilogue;
 }
 

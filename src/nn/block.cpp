@@ -12,9 +12,11 @@ Block::Block(const AttentionConfig& config, Generator& init) {
       "mlp", std::make_shared<MLP>(config.C, config.dropout, config.L, init, config.dtype));
 }
 
+// The residual adds happen inside the attention's and the MLP's last GEMMs (their residual
+// argument), so the stream x costs no add kernel of its own.
 Tensor Block::forward(const Tensor& x, Generator& gen) const {
-  const Tensor h = x + attn_->forward(ln_1_->forward(x), gen);
-  return h + mlp_->forward(ln_2_->forward(h), gen);
+  const Tensor h = attn_->forward(ln_1_->forward(x), gen, x);
+  return mlp_->forward(ln_2_->forward(h), gen, h);
 }
 
 Tensor Block::forward_cached(const Tensor& x, const Tensor& k_cache, const Tensor& v_cache,

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "ops/concat.h"
 #include "ops/dropout.h"
+#include "ops/elementwise.h"
 #include "ops/view.h"
 
 namespace tilegrad::nn {
@@ -21,7 +22,7 @@ CausalSelfAttention::CausalSelfAttention(const AttentionConfig& config, Generato
                                          0.02 / std::sqrt(2.0 * config.L), config.dtype));
 }
 
-Tensor CausalSelfAttention::forward(const Tensor& x, Generator& gen) const {
+Tensor CausalSelfAttention::forward(const Tensor& x, Generator& gen, const Tensor& residual) const {
   TG_CHECK(x.dim() == 3 && x.size(2) == config_.C, "attention: input must be [B, T, ", config_.C,
            "], got ", shape_str(x.shape()));
   const int64_t B = x.size(0), T = x.size(1), C = config_.C, H = config_.H, D = C / H;
@@ -33,7 +34,10 @@ Tensor CausalSelfAttention::forward(const Tensor& x, Generator& gen) const {
   options.dropout_p = training() ? config_.dropout : 0.0;
   const Tensor y = attention(heads(qkv[0]), heads(qkv[1]), heads(qkv[2]), options, gen).out;
   const Tensor merged = reshape(transpose(y, 1, 2).contiguous(), {B, T, C});
-  return dropout(c_proj_->forward(merged), config_.dropout, gen, training());
+  if (residual.defined() && (config_.dropout == 0.0 || !training()))
+    return c_proj_->forward(merged, Activation::none, residual);
+  const Tensor d = dropout(c_proj_->forward(merged), config_.dropout, gen, training());
+  return residual.defined() ? residual + d : d;
 }
 
 Tensor CausalSelfAttention::forward_cached(const Tensor& x, const Tensor& k_cache,

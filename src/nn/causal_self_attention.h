@@ -24,8 +24,10 @@ struct AttentionConfig {
 class CausalSelfAttention : public Module {
  public:
   CausalSelfAttention(const AttentionConfig& config, Generator& init);
-  // x [B, T, C]; dropout draws from `gen` (attention probabilities, then the residual).
-  Tensor forward(const Tensor& x, Generator& gen) const;
+  // x [B, T, C]; dropout draws from `gen` (attention probabilities, then the residual). With a
+  // residual r [B, T, C], returns r + attention(x), the add fused into the output projection's GEMM
+  // when no dropout stands between them (eval mode, or p = 0).
+  Tensor forward(const Tensor& x, Generator& gen, const Tensor& residual = Tensor()) const;
   // Inference with a KV cache: x [B, t, C] are positions pos..pos+t-1; their keys and values are
   // written into k_cache/v_cache [B, H, T, D] at those positions, and the queries attend to the
   // cache's first pos + t positions (causal, aligned to the bottom right). No graph, no dropout.

@@ -9,8 +9,8 @@ Linear::Linear(int64_t in, int64_t out, bool bias, Generator& gen, double init_s
   if (bias) bias_ = register_parameter("bias", zeros({out}, {dtype}));
 }
 
-Tensor Linear::forward(const Tensor& x, Activation act) const {
-  return linear(x, weight_, bias_, act);
+Tensor Linear::forward(const Tensor& x, Activation act, const Tensor& residual) const {
+  return linear(x, weight_, bias_, act, residual);
 }
 
 }  // namespace tilegrad::nn

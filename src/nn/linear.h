@@ -15,7 +15,9 @@ class Linear : public Module {
   Linear(int64_t in, int64_t out, bool bias, Generator& gen, double init_std = 0.02,
          DType dtype = DType::f32);
   // x [..., in] -> [..., out]
-  Tensor forward(const Tensor& x, Activation act = Activation::none) const;
+  // With a residual r: x · w + b + r in one GEMM (ops/linear.h).
+  Tensor forward(const Tensor& x, Activation act = Activation::none,
+                 const Tensor& residual = Tensor()) const;
   const Tensor& weight() const { return weight_; }
   const Tensor& bias() const { return bias_; }
 

@@ -9,7 +9,9 @@ namespace tilegrad::nn {
 class MLP : public Module {
  public:
   MLP(int64_t C, double dropout, int L, Generator& init, DType dtype = DType::f32);
-  Tensor forward(const Tensor& x, Generator& gen) const;
+  // residual (optional): returns residual + mlp(x), the add fused into the last GEMM when no
+  // dropout stands between them (eval mode, or p = 0).
+  Tensor forward(const Tensor& x, Generator& gen, const Tensor& residual = Tensor()) const;
 
  private:
   double dropout_;

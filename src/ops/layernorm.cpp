@@ -53,6 +53,10 @@ class LayerNormBackward final : public Node {
     w_ = save(need_x ? w : Tensor());
   }
 
+  // gx is written in the pass that computes it, added to the gradient already waiting for x (the
+  // residual path's, in a transformer block), instead of a separate add.
+  bool adds_into_input_grad(size_t i) const override { return i == 0; }
+
   std::vector<Tensor> apply(std::vector<Tensor>& grads) override {
     if (!grads[0].defined()) return {Tensor(), Tensor(), Tensor()};
     const bool need_x = needs_input_grad(0), need_w = needs_input_grad(1),
@@ -67,9 +71,17 @@ class LayerNormBackward final : public Node {
     if (need_x) gx = empty_output_like(x);
     if (need_w) gw = empty_output({C_}, x.dtype(), x.device());
     if (need_b) gb = empty_output({C_}, x.dtype(), x.device());
+    // The waiting gradient, when the kernel can read it as it is (else the engine adds it).
+    Tensor add_to;
+    if (need_x && waiting_grad(0).defined()) {
+      const Tensor& w0 = waiting_grad(0);
+      if (w0.dtype() == x.dtype() && w0.device() == x.device() && w0.is_contiguous())
+        add_to = std::move(waiting_grad(0));
+    }
     auto ptr = [](const Tensor& t) -> void* { return t.defined() ? t.data() : nullptr; };
     backend_of(x).layernorm_backward(x.dtype(), g.data(), x.data(), ptr(w), mean.data(),
-                                     rstd.data(), ptr(gx), ptr(gw), ptr(gb), rows_, C_);
+                                     rstd.data(), ptr(gx), ptr(gw), ptr(gb), rows_, C_,
+                                     ptr(add_to));
     return {gx, gw, gb};
   }
 

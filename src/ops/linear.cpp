@@ -33,13 +33,14 @@ class LinearBackward final : public Node {
   }
   std::vector<Tensor> apply(std::vector<Tensor>& grads) override {
     const Tensor& g = grads[0];
-    if (!g.defined()) return {Tensor(), Tensor(), Tensor()};
+    if (!g.defined()) return {Tensor(), Tensor(), Tensor(), Tensor()};
     const Tensor gp =
         act_ == Activation::gelu ? unary_derivative(UnaryOp::gelu, g, saved(pre_)) : g;
     Tensor gx, gw, gb;
     if (needs_input_grad(0)) gx = matmul(gp, saved(w_).transpose(0, 1));
     std::tie(gw, gb) = linear_param_grads(saved(x_), gp, needs_input_grad(1), needs_input_grad(2));
-    return {gx, gw, gb};
+    // The residual's gradient is the output's: the same tensor, no copy.
+    return {gx, gw, gb, needs_input_grad(3) ? g : Tensor()};
   }
 
  private:
@@ -50,8 +51,9 @@ class LinearBackward final : public Node {
 }  // namespace
 
 Tensor linear_product(const Tensor& x, const Tensor& w, const Tensor& b, Activation act,
-                      Tensor* pre) {
-  TG_ASSERT(x.is_contiguous() && b.is_contiguous() && (act == Activation::none || pre != nullptr),
+                      Tensor* pre, const Tensor& residual) {
+  TG_ASSERT(x.is_contiguous() && b.is_contiguous() && (act == Activation::none || pre != nullptr) &&
+                (!residual.defined() || (act == Activation::none && residual.is_contiguous())),
             "linear_product: operands");
   const int64_t K = w.size(0), N = w.size(1);
   const int64_t rows = x.numel() / std::max<int64_t>(K, 1);
@@ -68,6 +70,10 @@ Tensor linear_product(const Tensor& x, const Tensor& w, const Tensor& b, Activat
   g.epilogue = act == Activation::gelu ? GemmEpilogue::bias_gelu : GemmEpilogue::bias;
   g.bias = b.data();
   g.pre_act = act == Activation::gelu ? pre->data() : nullptr;
+  if (residual.defined()) {
+    g.c_in = residual.data();
+    g.beta = 1.0;
+  }
   backend_of(x).gemm(g);
   return out;
 }
@@ -98,24 +104,28 @@ std::pair<Tensor, Tensor> linear_param_grads(const Tensor& x_saved, const Tensor
 }
 
 Tensor linear_tangent(const Tensor& x, const Tensor& tx, const Tensor& w, const Tensor& tw,
-                      const Tensor& tb, const Shape& out_shape, Activation act, const Tensor& pre) {
+                      const Tensor& tb, const Shape& out_shape, Activation act, const Tensor& pre,
+                      const Tensor& tr) {
   Tensor t;
   auto plus = [&t](const Tensor& u) { t = t.defined() ? add(t, u) : u; };
   if (tx.defined()) plus(matmul(tx, w));
   if (tw.defined()) plus(matmul(x, tw));
   if (tb.defined()) plus(tb);
+  if (tr.defined()) plus(tr);
   if (!t.defined()) return t;  // no tangent reaches the output
   if (t.shape() != out_shape) t = expand(t, out_shape);
   if (act == Activation::gelu) t = unary_derivative(UnaryOp::gelu, t, pre);
   return t;
 }
 
-Tensor linear(const Tensor& x_in, const Tensor& w, const Tensor& b, Activation act) {
+Tensor linear(const Tensor& x_in, const Tensor& w, const Tensor& b, Activation act,
+              const Tensor& residual) {
   check_defined("linear", x_in);
   check_defined("linear", w, "weight");
   check_floating("linear", x_in);
   std::vector<Tensor> operands{x_in, w};
   if (b.defined()) operands.push_back(b);
+  if (residual.defined()) operands.push_back(residual);
   check_compatible("linear", operands);
   TG_CHECK(x_in.dim() >= 1 && w.dim() == 2 && w.size(0) == x_in.size(-1), "linear: x ",
            shape_str(x_in.shape()), " and w ", shape_str(w.shape()),
@@ -123,41 +133,50 @@ Tensor linear(const Tensor& x_in, const Tensor& w, const Tensor& b, Activation a
   const int64_t N = w.size(1);
   TG_CHECK(!b.defined() || (b.dim() == 1 && b.size(0) == N), "linear: b ", shape_str(b.shape()),
            " must be [", N, "]");
+  Shape out_shape(x_in.shape().begin(), x_in.shape().end() - 1);
+  out_shape.push_back(N);
+  TG_CHECK(!residual.defined() || residual.shape() == out_shape, "linear: the residual ",
+           shape_str(residual.shape()), " must have the output's shape ", shape_str(out_shape));
+  TG_CHECK(!residual.defined() || act == Activation::none,
+           "linear: a residual is added after the bias, so it takes no activation");
   // Without a bias there is no epilogue to fuse into: the composite is the same work.
   if (!b.defined()) {
     const Tensor y = matmul(x_in, w);
+    if (residual.defined()) return add(residual, y);
     return act == Activation::gelu ? gelu(y) : y;
   }
 
-  const Cost cost = linear_cost(x_in.shape(), N, x_in.dtype(), true, act);
+  const Cost cost = linear_cost(x_in.shape(), N, x_in.dtype(), true, act, residual.defined());
   OpScope scope("linear", cost);
   Tensor x = x_in;
   Tensor bias = b;
-  if (!x.is_contiguous() || !bias.is_contiguous()) {
-    NoGradGuard no_grad;  // copies that only serve the GEMM; gradients flow to x_in and b
+  Tensor res = residual;
+  if (!x.is_contiguous() || !bias.is_contiguous() || (res.defined() && !res.is_contiguous())) {
+    NoGradGuard no_grad;  // copies that only serve the GEMM; gradients flow to the originals
     x = x.contiguous();
     bias = bias.contiguous();
+    if (res.defined()) res = res.contiguous();
   }
   Tensor pre;
-  Tensor out = linear_product(x, w, bias, act, &pre);
-  const Shape& out_shape = out.shape();
+  Tensor out = linear_product(x, w, bias, act, &pre, res);
 
-  if (any_requires_grad({x_in, w, b})) {
+  if (any_requires_grad({x_in, w, b, residual})) {
     auto node =
         std::make_shared<LinearBackward>(x, w, pre, x_in.requires_grad(), w.requires_grad(), act);
     node->cost = cost;
-    set_history(node, {x_in, w, b}, {out});
+    set_history(node, {x_in, w, b, residual}, {out});
   }
-  if (forward_ad::any_tangent({x_in, w, b})) {
+  if (forward_ad::any_tangent({x_in, w, b, residual})) {
     forward_ad::RuleScope rule;
     forward_ad::set_tangent(
         out, linear_tangent(x, forward_ad::tangent_of(x_in), w, forward_ad::tangent_of(w),
-                            forward_ad::tangent_of(b), out_shape, act, pre));
+                            forward_ad::tangent_of(b), out_shape, act, pre,
+                            residual.defined() ? forward_ad::tangent_of(residual) : Tensor()));
   }
   return out;
 }
 
-Cost linear_cost(const Shape& x, int64_t N, DType dt, bool bias, Activation act) {
+Cost linear_cost(const Shape& x, int64_t N, DType dt, bool bias, Activation act, bool residual) {
   const int64_t K = x.empty() ? 1 : x.back();
   const double rows = static_cast<double>(numel(x)) / static_cast<double>(std::max<int64_t>(K, 1));
   const double n = static_cast<double>(N), k = static_cast<double>(K);
@@ -166,7 +185,10 @@ Cost linear_cost(const Shape& x, int64_t N, DType dt, bool bias, Activation act)
   double flops = 2 * rows * n * k;
   if (bias) flops += rows * n;
   if (act == Activation::gelu) flops += rows * n * unary_flops_per_element(UnaryOp::gelu);
-  return {flops, (static_cast<double>(numel(x)) + k * n + (bias ? n : 0) + outputs) * sz};
+  if (residual) flops += rows * n;
+  return {flops, (static_cast<double>(numel(x)) + k * n + (bias ? n : 0) + outputs +
+                  (residual ? rows * n : 0)) *
+                     sz};
 }
 
 }  // namespace tilegrad

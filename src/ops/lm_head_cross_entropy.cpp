@@ -146,13 +146,16 @@ Tensor lm_head_cross_entropy(const Tensor& x_in, const Tensor& w_in, const Tenso
       // logits[rows, Vp] = x[r0 : r0 + rows] · w_padᵀ.
       gemm(be, dt, false, true, rows, Vp, C, row_ptr(x, r0, C), C, w_pad.data(), C, logits.data(),
            Vp);
-      be.cross_entropy_forward(dt, logits.data(), t.dtype(), row_ptr(t, r0, 1),
-                               row_ptr(losses, r0, 1), row_ptr(lse, r0, 1), rows, V, Vp,
-                               ignore_index);
-      if (!with_grad) continue;
-      be.cross_entropy_backward(dt, logits.data(), t.dtype(), row_ptr(t, r0, 1),
-                                row_ptr(lse, r0, 1), one.data(), scale, glogits.data(), rows, V, Vp,
-                                ignore_index);
+      if (!with_grad) {
+        be.cross_entropy_forward(dt, logits.data(), t.dtype(), row_ptr(t, r0, 1),
+                                 row_ptr(losses, r0, 1), row_ptr(lse, r0, 1), rows, V, Vp,
+                                 ignore_index);
+        continue;
+      }
+      // The loss and the logits' gradient in one pass over the chunk where the backend can.
+      be.cross_entropy_forward_backward(dt, logits.data(), t.dtype(), row_ptr(t, r0, 1),
+                                        row_ptr(losses, r0, 1), row_ptr(lse, r0, 1), one.data(),
+                                        scale, glogits.data(), rows, V, Vp, ignore_index);
       if (need_x) {  // dx[r0 : r0 + rows] = glogits · w
         gemm(be, dt, false, false, rows, C, Vp, glogits.data(), Vp, w_pad.data(), C,
              row_ptr(dx, r0, C), C);

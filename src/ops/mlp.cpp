@@ -24,7 +24,7 @@ namespace tilegrad {
 
 namespace {
 
-// inputs: x, w1, b1, w2, b2.
+// inputs: x, w1, b1, w2, b2, residual.
 class MlpBackward final : public Node {
  public:
   MlpBackward(const Tensor& x, const Tensor& w1, const Tensor& w2, const Tensor& pre,
@@ -40,7 +40,7 @@ class MlpBackward final : public Node {
   }
   std::vector<Tensor> apply(std::vector<Tensor>& grads) override {
     const Tensor& g = grads[0];
-    if (!g.defined()) return {Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
+    if (!g.defined()) return {Tensor(), Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
     const Tensor pre = saved(pre_);
     Tensor gx, gw1, gb1, gw2, gb2;
     if (needs_input_grad(3) || needs_input_grad(4)) {
@@ -54,7 +54,8 @@ class MlpBackward final : public Node {
           linear_param_grads(saved(x_), dpre, needs_input_grad(1), needs_input_grad(2));
       if (needs_input_grad(0)) gx = matmul(dpre, saved(w1_).transpose(0, 1));
     }
-    return {gx, gw1, gb1, gw2, gb2};
+    // The residual's gradient is the output's: the same tensor, no copy.
+    return {gx, gw1, gb1, gw2, gb2, needs_input_grad(5) ? g : Tensor()};
   }
 
  private:
@@ -91,34 +92,42 @@ void check_weight(const Tensor& w, const Tensor& b, int64_t K, const char* wn, c
 }  // namespace
 
 Tensor mlp(const Tensor& x_in, const Tensor& w1, const Tensor& b1, const Tensor& w2,
-           const Tensor& b2) {
+           const Tensor& b2, const Tensor& residual) {
   check_defined("mlp", x_in);
   for (const Tensor* t : {&w1, &b1, &w2, &b2}) check_defined("mlp", *t, "weight or bias");
   check_floating("mlp", x_in);
-  check_compatible("mlp", {x_in, w1, b1, w2, b2});
+  std::vector<Tensor> operands{x_in, w1, b1, w2, b2};
+  if (residual.defined()) operands.push_back(residual);
+  check_compatible("mlp", operands);
   TG_CHECK(x_in.dim() >= 1, "mlp: x must have at least one dimension");
   check_weight(w1, b1, x_in.size(-1), "w1", "b1");
   check_weight(w2, b2, w1.size(1), "w2", "b2");
   const int64_t M = w1.size(1), N = w2.size(1);
+  Shape out_shape(x_in.shape().begin(), x_in.shape().end() - 1);
+  out_shape.push_back(N);
+  TG_CHECK(!residual.defined() || residual.shape() == out_shape, "mlp: the residual ",
+           shape_str(residual.shape()), " must have the output's shape ", shape_str(out_shape));
 
-  const Cost cost = mlp_cost(x_in.shape(), M, N, x_in.dtype());
+  const Cost cost = mlp_cost(x_in.shape(), M, N, x_in.dtype(), residual.defined());
   OpScope scope("mlp", cost);
-  Tensor x = x_in, c1 = b1, c2 = b2;
-  if (!x.is_contiguous() || !c1.is_contiguous() || !c2.is_contiguous()) {
+  Tensor x = x_in, c1 = b1, c2 = b2, res = residual;
+  if (!x.is_contiguous() || !c1.is_contiguous() || !c2.is_contiguous() ||
+      (res.defined() && !res.is_contiguous())) {
     NoGradGuard no_grad;  // copies that only serve the GEMMs; gradients flow to the inputs
     x = x.contiguous();
     c1 = c1.contiguous();
     c2 = c2.contiguous();
+    if (res.defined()) res = res.contiguous();
   }
   Tensor pre;
   // h lives only in this scope: the backward recomputes it from pre.
   const Tensor h = linear_product(x, w1, c1, Activation::gelu, &pre);
-  Tensor out = linear_product(h, w2, c2, Activation::none, nullptr);
+  Tensor out = linear_product(h, w2, c2, Activation::none, nullptr, res);
 
-  const std::vector<Tensor> inputs{x_in, w1, b1, w2, b2};
+  const std::vector<Tensor> inputs{x_in, w1, b1, w2, b2, residual};
   if (any_requires_grad(inputs)) {
     std::vector<bool> need;
-    for (const Tensor& t : inputs) need.push_back(t.requires_grad());
+    for (const Tensor& t : inputs) need.push_back(t.defined() && t.requires_grad());
     auto node = std::make_shared<MlpBackward>(x, w1, w2, pre, need);
     node->cost = cost;
     set_history(node, inputs, {out});
@@ -130,17 +139,18 @@ Tensor mlp(const Tensor& x_in, const Tensor& w1, const Tensor& b1, const Tensor&
                        forward_ad::tangent_of(b1), h.shape(), Activation::gelu, pre);
     forward_ad::set_tangent(
         out, linear_tangent(h, th, w2, forward_ad::tangent_of(w2), forward_ad::tangent_of(b2),
-                            out.shape(), Activation::none, Tensor()));
+                            out.shape(), Activation::none, Tensor(),
+                            residual.defined() ? forward_ad::tangent_of(residual) : Tensor()));
   }
   return out;
 }
 
-Cost mlp_cost(const Shape& x, int64_t M, int64_t N, DType dt) {
+Cost mlp_cost(const Shape& x, int64_t M, int64_t N, DType dt, bool residual) {
   Shape hidden = x;
   if (hidden.empty()) hidden.push_back(1);
   hidden.back() = M;
   Cost c = linear_cost(x, M, dt, true, Activation::gelu);
-  c += linear_cost(hidden, N, dt, true, Activation::none);
+  c += linear_cost(hidden, N, dt, true, Activation::none, residual);
   return c;
 }
 

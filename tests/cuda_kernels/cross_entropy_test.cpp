@@ -245,6 +245,117 @@ TEST(CudaCrossEntropy, PaddedRowsGiveTheContiguousBits) {
   }
 }
 
+// The forward and backward in one kernel (cross_entropy_forward_backward): losses, lse and glogits
+// against the CPU kernels with the tolerances of the two tests above (glogits' also carrying lse's,
+// which the GPU computes itself here), for every dtype, both target dtypes and the cases above; it
+// runs as one kernel exactly when a row fits in a block's shared memory (float64 rows of 50257 fall
+// back to the two kernels); padded rows give the contiguous bits and leave the padding unread and
+// unwritten; in place (glogits over the logits) gives the out-of-place bits; a second run the same.
+TEST(CudaCrossEntropy, ForwardBackwardMatchesCpu) {
+  TG_REQUIRE_GPU();
+  namespace kc = tilegrad::kernels::cuda;
+  namespace kp = tilegrad::kernels::cpu;
+  int device = 0, optin = 0;
+  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
+  ASSERT_EQ(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
+            cudaSuccess);
+  std::mt19937_64 rng(8);
+  for (DType dt : kFloatDTypes) {
+    const DType adt = acc_dtype(dt);
+    const size_t es = tilegrad::dtype_size(dt), as = tilegrad::dtype_size(adt);
+    const double u = unit_roundoff(dt), ua = unit_roundoff(adt);
+    for (DType t_dt : kIndexDTypes) {
+      for (const Case& cs : kCases) {
+        const Problem p = make_problem(rng, cs, false);
+        SCOPED_TRACE(describe(dt, t_dt, cs, p.ignore));
+        const int64_t ld = cs.V + 13;
+        const size_t n = static_cast<size_t>(cs.rows * cs.V),
+                     np = static_cast<size_t>(cs.rows * ld);
+        std::vector<double> padded(np, std::nan(""));
+        for (int64_t r = 0; r < cs.rows; ++r)
+          for (int64_t j = 0; j < cs.V; ++j) padded[r * ld + j] = p.x[r * cs.V + j];
+        const Bytes x = encode(dt, p.x), xp = encode(dt, padded), t = encode_targets(t_dt, p.t);
+        const Bytes gloss = encode(adt, {0.75});
+        const double scale = 1.0 / 7.0;
+        // The CPU's forward, then its backward from its own lse.
+        Bytes loss_cpu(cs.rows * as), lse_cpu(cs.rows * as), gx_cpu(n * es);
+        kp::cross_entropy_forward(dt, x.data(), t_dt, t.data(), loss_cpu.data(), lse_cpu.data(),
+                                  cs.rows, cs.V, cs.V, p.ignore);
+        kp::cross_entropy_backward(dt, x.data(), t_dt, t.data(), lse_cpu.data(), gloss.data(),
+                                   scale, gx_cpu.data(), cs.rows, cs.V, cs.V, p.ignore);
+        const Bytes sentinel(np * es, 0x5A);
+        const DeviceBuffer dx(x.size()), dxp(xp.size()), dtb(t.size()), dg(gloss.size()),
+            l1(cs.rows * as), s1(cs.rows * as), g1(n * es), l2(cs.rows * as), s2(cs.rows * as),
+            g2(np * es), l3(cs.rows * as), s3(cs.rows * as), inplace(x.size()), g4(n * es);
+        dx.upload(x.data());
+        dxp.upload(xp.data());
+        dtb.upload(t.data());
+        dg.upload(gloss.data());
+        g2.upload(sentinel.data());
+        inplace.upload(x.data());
+        const bool fused = kc::cross_entropy_forward_backward(
+            dt, dx.get(), t_dt, dtb.get(), l1.get(), s1.get(), dg.get(), scale, g1.get(), cs.rows,
+            cs.V, cs.V, p.ignore, nullptr);
+        const int64_t row_bytes = (cs.V * static_cast<int64_t>(es) + 15) / 16 * 16;
+        EXPECT_EQ(fused, row_bytes + 1024 <= optin);
+        kc::cross_entropy_forward_backward(dt, dxp.get(), t_dt, dtb.get(), l2.get(), s2.get(),
+                                           dg.get(), scale, g2.get(), cs.rows, cs.V, ld, p.ignore,
+                                           nullptr);
+        kc::cross_entropy_forward_backward(dt, inplace.get(), t_dt, dtb.get(), l3.get(), s3.get(),
+                                           dg.get(), scale, inplace.get(), cs.rows, cs.V, cs.V,
+                                           p.ignore, nullptr);
+        kc::cross_entropy_forward_backward(dt, dx.get(), t_dt, dtb.get(), l3.get(), s3.get(),
+                                           dg.get(), scale, g4.get(), cs.rows, cs.V, cs.V, p.ignore,
+                                           nullptr);
+        const Bytes loss = download(l1), lse = download(s1), gx = download(g1);
+        EXPECT_EQ(download(l2), loss);
+        EXPECT_EQ(download(s2), lse);
+        EXPECT_EQ(download(l3), loss);
+        EXPECT_EQ(download(s3), lse);
+        EXPECT_EQ(download(inplace), gx);
+        EXPECT_EQ(download(g4), gx);
+        const Bytes gp = download(g2);
+        for (int64_t r = 0; r < cs.rows; ++r) {
+          EXPECT_EQ(0, std::memcmp(gp.data() + r * ld * es, gx.data() + r * cs.V * es, cs.V * es))
+              << "row " << r;
+          for (size_t q = (r * ld + cs.V) * es; q < static_cast<size_t>((r + 1) * ld) * es; ++q)
+            ASSERT_EQ(gp[q], 0x5A) << "padding of row " << r << " written";
+        }
+        // Against the CPU.
+        const std::vector<double> xv = decode(dt, x);
+        const std::vector<double> lc = decode(adt, loss_cpu), lg = decode(adt, loss);
+        const std::vector<double> sc = decode(adt, lse_cpu), sg = decode(adt, lse);
+        const std::vector<double> gc = decode(dt, gx_cpu), gg = decode(dt, gx);
+        const double acc = 16.0 * (1.0 + std::sqrt(static_cast<double>(cs.V))) * ua;
+        const double gs = 0.75 * scale;
+        std::vector<double> tol_loss(cs.rows), tol_lse(cs.rows), tol(n);
+        for (int64_t r = 0; r < cs.rows; ++r) {
+          const bool ignored = p.t[r] == p.ignore;
+          tol_lse[r] = acc + 4.0 * ua * std::abs(sc[r]);
+          const double xt = ignored ? 0.0 : std::abs(xv[r * cs.V + p.t[r]]);
+          tol_loss[r] = ignored ? 0.0 : acc + 8.0 * ua * (std::abs(lc[r]) + std::abs(sc[r]) + xt);
+          for (int64_t j = 0; j < cs.V; ++j) {
+            const size_t k = static_cast<size_t>(r * cs.V + j);
+            if (ignored) {
+              tol[k] = 0.0;
+              continue;
+            }
+            const double d = xv[k] - sc[r], prob = std::exp(d);
+            const double hot = j == p.t[r] ? 1.0 : 0.0;
+            // The backward test's bound, plus exp's response to the two lse's difference.
+            tol[k] = gs * (4.0 * u * (prob + hot) + ua * (16.0 + 4.0 * std::abs(d)) * prob +
+                           2.0 * tol_lse[r] * prob);
+            if (dt == DType::f16) tol[k] += std::ldexp(1.0, -23);
+          }
+        }
+        expect_close(lg, lc, tol_loss, "loss");
+        expect_close(sg, sc, tol_lse, "lse");
+        expect_close(gg, gc, tol, "glogits");
+      }
+    }
+  }
+}
+
 TEST(CudaCrossEntropy, RejectsBadDTypesLikeTheCpu) {
   TG_REQUIRE_GPU();
   const std::pair<DType, DType> bad[] = {{DType::i32, DType::i64}, {DType::f32, DType::f32}};

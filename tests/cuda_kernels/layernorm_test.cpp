@@ -222,6 +222,69 @@ TEST(CudaLayerNorm, BackwardMatchesCpuAndIsDeterministic) {
   TG_CUDA_CHECK(cudaStreamDestroy(stream));
 }
 
+// gx_add: gx = gx_add + the gradient, with the bits of the gradient alone rounded to the dtype and
+// then added in the accumulation type (what a separate add kernel gives), on every path (one pass
+// and the two-pass kernels) and with and without gw, gb; the CPU kernel gives the same sums from
+// its own gradient.
+TEST(CudaLayerNorm, AddsIntoAGivenGradient) {
+  TG_REQUIRE_GPU();
+  std::mt19937_64 rng(3);
+  for (DType dt : kFloatDTypes) {
+    const size_t es = tilegrad::dtype_size(dt), as = tilegrad::dtype_size(acc_dtype(dt));
+    for (const Case& cs : kCases) {
+      for (bool params : {false, true}) {
+        SCOPED_TRACE(describe(dt, cs) + (params ? " gw gb" : ""));
+        const int64_t rows = cs.rows, C = cs.C;
+        const size_t n = static_cast<size_t>(rows * C);
+        const Bytes x = encode(dt, random_x(rng, rows, C));
+        const Bytes w = encode(dt, uniform(rng, static_cast<size_t>(C), 0.5, 1.5));
+        const Bytes gy = encode(dt, uniform(rng, n, -1.0, 1.0));
+        const Bytes ga = encode(dt, uniform(rng, n, -2.0, 2.0));
+        Bytes y(n * es), mean(rows * as), rstd(rows * as);
+        tilegrad::kernels::cpu::layernorm_forward(dt, x.data(), w.data(), nullptr, y.data(),
+                                                  mean.data(), rstd.data(), rows, C, kEps);
+        const DeviceBuffer dx(x.size()), dw(w.size()), dgy(gy.size()), dga(ga.size()),
+            dmean(mean.size()), drstd(rstd.size()), plain(n * es), summed(n * es), dgw(C * es),
+            dgb(C * es);
+        dx.upload(x.data());
+        dw.upload(w.data());
+        dgy.upload(gy.data());
+        dga.upload(ga.data());
+        dmean.upload(mean.data());
+        drstd.upload(rstd.data());
+        namespace kc = tilegrad::kernels::cuda;
+        kc::layernorm_backward(dt, dgy.get(), dx.get(), dw.get(), dmean.get(), drstd.get(),
+                               plain.get(), nullptr, nullptr, rows, C, nullptr);
+        kc::layernorm_backward(dt, dgy.get(), dx.get(), dw.get(), dmean.get(), drstd.get(),
+                               summed.get(), params ? dgw.get() : nullptr,
+                               params ? dgb.get() : nullptr, rows, C, nullptr, dga.get());
+        // The separate add, on the host: exact in double, then rounded once to the dtype.
+        const std::vector<double> a = decode(dt, ga), g = decode(dt, download(plain));
+        std::vector<double> want(n);
+        for (size_t i = 0; i < n; ++i)
+          want[i] = dt == DType::f64
+                        ? a[i] + g[i]
+                        : static_cast<double>(static_cast<float>(a[i]) + static_cast<float>(g[i]));
+        EXPECT_EQ(download(summed), encode(dt, want));
+        // The CPU kernel's sum is its own gradient plus ga, rounded the same way.
+        Bytes cpu_plain(n * es), cpu_sum(n * es);
+        tilegrad::kernels::cpu::layernorm_backward(dt, gy.data(), x.data(), w.data(), mean.data(),
+                                                   rstd.data(), cpu_plain.data(), nullptr, nullptr,
+                                                   rows, C);
+        tilegrad::kernels::cpu::layernorm_backward(dt, gy.data(), x.data(), w.data(), mean.data(),
+                                                   rstd.data(), cpu_sum.data(), nullptr, nullptr,
+                                                   rows, C, ga.data());
+        const std::vector<double> gc = decode(dt, cpu_plain);
+        for (size_t i = 0; i < n; ++i)
+          want[i] = dt == DType::f64
+                        ? a[i] + gc[i]
+                        : static_cast<double>(static_cast<float>(a[i]) + static_cast<float>(gc[i]));
+        EXPECT_EQ(cpu_sum, encode(dt, want));
+      }
+    }
+  }
+}
+
 // No rows: the statistics are never written and the parameter gradients are zero, as on the CPU.
 TEST(CudaLayerNorm, NoRowsGivesZeroParameterGradients) {
   TG_REQUIRE_GPU();

@@ -309,6 +309,46 @@ TEST(LayerNorm, WeightAndBiasGradientsAreDeterministicAcrossThreadCounts) {
   }
 }
 
+// In a residual connection, y = x + layer_norm(x), the add's gradient reaches x first and the layer
+// norm's backward adds its own to it in its kernel (Node::adds_into_input_grad) instead of a
+// separate add. The result must be the bits of the separate add, in every dtype (the gradient
+// rounded to the dtype, then summed), a float64 finite-difference check must hold, and the
+// backward must allocate one [rows, C] gradient fewer than an unfused sum would.
+TEST(LayerNorm, AddsIntoTheGradientWaitingForItsInput) {
+  for (DType dt : {DType::f64, DType::f32, DType::bf16, DType::f16}) {
+    SCOPED_TRACE(dtype_name(dt));
+    const Tensor x0 = rnd({37, 72}, 80, DType::f64, -2, 2).to(dt);
+    const Tensor w = rnd({72}, 81, DType::f64, 0.5, 1.5).to(dt), b = rnd({72}, 82).to(dt);
+    const Tensor g = rnd({37, 72}, 83).to(dt);
+    Tensor x = x0.detach();
+    x.set_requires_grad(true);
+    const Tensor fused_gx = backward_grads(add(x, layer_norm(x, w, b)), g, {x})[0];
+    // The same sum made by hand: the layer norm's gradient alone, then an add.
+    Tensor x2 = x0.detach();
+    x2.set_requires_grad(true);
+    const Tensor ln_gx = backward_grads(layer_norm(x2, w, b), g, {x2})[0];
+    const Tensor want = add(g, ln_gx);
+    ASSERT_EQ(fused_gx.dtype(), dt);
+    EXPECT_EQ(fused_gx.to(DType::f64).to_vector<double>(), want.to(DType::f64).to_vector<double>());
+  }
+  std::vector<Tensor> in{rnd({5, 9}, 84, DType::f64, -2, 2), rnd({9}, 85, DType::f64, 0.5, 1.5),
+                         rnd({9}, 86)};
+  for (Tensor& t : in) t.set_requires_grad(true);
+  expect_gradcheck(
+      [](const std::vector<Tensor>& v) { return add(v[0], layer_norm(v[0], v[1], v[2])); }, in);
+  // Memory: with the add folded in, the backward allocates one [rows, C] gradient (x's), not the
+  // layer norm's and then their sum.
+  const int64_t rows = 64, C = 128;
+  Tensor x = rnd({rows, C}, 87, DType::f32, -2, 2);
+  x.set_requires_grad(true);
+  const Tensor y = add(x, layer_norm(x, Tensor(), Tensor()));
+  const Tensor g = rnd({rows, C}, 88, DType::f32);
+  MemoryScope scope;
+  const int64_t base = scope.snapshot().live_of(Category::gradient);
+  y.backward(g);
+  EXPECT_EQ(scope.snapshot().peak_of(Category::gradient) - base, rows * C * 4);
+}
+
 TEST(LayerNorm, ReportsItsCost) {
   const Tensor x = rnd({6, 10}, 80, DType::f32);
   OpCounter counter;

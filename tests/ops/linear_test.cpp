@@ -151,6 +151,52 @@ TEST(Linear, CostIsTheGemmsPlusTheEpilogues) {
   EXPECT_EQ(m.flops, matmul_cost({8, 3, 5}, {5, 7}, DType::f32).flops);
 }
 
+// A residual r: linear(x, w, b, none, r) = x · w + b + r from one GEMM. float64 values against the
+// reference plus r (odd shapes, a non-contiguous r), gradients by finite differences (r's is the
+// output's gradient itself), forward mode, low precision beside the unfused add (one rounding
+// against two), and a residual of the wrong shape or with an activation.
+TEST(Linear, ResidualIsAddedInTheGemm) {
+  for (const auto& [sx, N] : std::vector<std::pair<Shape, int64_t>>{
+           {{1, 1}, 1}, {{3, 5}, 7}, {{2, 3, 4}, 9}, {{17, 13}, 1}}) {
+    SCOPED_TRACE(shape_str(sx));
+    const Tensor x = rnd(sx, 1, DType::f64, -2, 2), w = rnd({sx.back(), N}, 2), b = rnd({N}, 3);
+    Shape so = sx;
+    so.back() = N;
+    const Tensor r = rnd(so, 4, DType::f64, -3, 3);
+    const auto ref = reference(x, w, b, Activation::none), vr = r.to_vector<double>();
+    for (const Tensor& rr : {r, noncontiguous(r)}) {
+      const auto got = linear(x, w, b, Activation::none, rr).to_vector<double>();
+      ASSERT_EQ(got.size(), ref.size());
+      for (size_t i = 0; i < got.size(); ++i)
+        ASSERT_NEAR(got[i], ref[i] + vr[i], 1e-13 * (1 + std::abs(ref[i] + vr[i]))) << i;
+    }
+    std::vector<Tensor> in{x, w, b, r};
+    for (Tensor& t : in) t.set_requires_grad(true);
+    const auto f = [](const std::vector<Tensor>& v) {
+      return linear(v[0], v[1], v[2], Activation::none, v[3]);
+    };
+    expect_gradcheck(f, in);
+    const Tensor g = rnd(so, 5);
+    const Tensor y = f(in);
+    EXPECT_EQ(backward_grads(y, g, in)[3].to_vector<double>(), g.to_vector<double>());
+    expect_jvp_matches_vjp(f, {x, w, b, r});
+  }
+  for (DType dt : {DType::f32, DType::bf16, DType::f16}) {
+    SCOPED_TRACE(dtype_name(dt));
+    const double u = unit_roundoff(dt);
+    const Tensor x = rnd({3, 11, 64}, 6).to(dt), w = rnd({64, 40}, 7).to(dt),
+                 b = rnd({40}, 8).to(dt), r = rnd({3, 11, 40}, 9, DType::f64, -4, 4).to(dt);
+    const Tensor y = linear(x, w, b, Activation::none, r), yc = add(r, linear(x, w, b));
+    EXPECT_LE(max_abs_diff(y, yc), 4 * u * max_abs(yc) + 1e-6);
+  }
+  const Tensor x = rnd({3, 4}, 1), w = rnd({4, 6}, 2), b = rnd({6}, 3);
+  const std::string m = error_of([&] { linear(x, w, b, Activation::none, rnd({3, 5}, 4)); });
+  EXPECT_NE(m.find("[3, 5]"), std::string::npos) << m;
+  EXPECT_NE(m.find("[3, 6]"), std::string::npos) << m;
+  EXPECT_THROW(linear(x, w, b, Activation::gelu, rnd({3, 6}, 4)), Error);
+  EXPECT_THROW(linear(x, w, b, Activation::none, rnd({3, 6}, 4, DType::f32)), Error);
+}
+
 TEST(Linear, BadInputThrowsNamingTheShapes) {
   const Tensor x = rnd({3, 4}, 1), w = rnd({5, 6}, 2), b = rnd({6}, 3);
   const std::string m = error_of([&] { linear(x, w, b); });

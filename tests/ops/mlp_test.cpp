@@ -176,6 +176,41 @@ TEST(Mlp, GeluGradientEpilogueMatchesFloat64) {
   }
 }
 
+// A residual r: mlp(..., r) = r + mlp(...) with the add in the second GEMM. float64 values against
+// the reference plus r, gradients by finite differences and equal to the unfused add's (r's is the
+// output's gradient itself), forward mode, bf16 beside the unfused add, and a wrong shape.
+TEST(Mlp, ResidualIsAddedInTheSecondGemm) {
+  std::vector<Tensor> in = inputs({2, 3, 5}, 7, 4, 90, DType::f64);
+  in.push_back(rnd({2, 3, 4}, 95, DType::f64, -3, 3));
+  const auto f = [](const std::vector<Tensor>& v) {
+    return mlp(v[0], v[1], v[2], v[3], v[4], v[5]);
+  };
+  const auto ref = reference(in[0], in[1], in[2], in[3], in[4]), vr = in[5].to_vector<double>();
+  const auto got = f(in).to_vector<double>();
+  for (size_t i = 0; i < got.size(); ++i)
+    ASSERT_NEAR(got[i], ref[i] + vr[i], 1e-13 * (1 + std::abs(ref[i] + vr[i]))) << i;
+  for (Tensor& t : in) t.set_requires_grad(true);
+  expect_gradcheck(f, in);
+  const Tensor g = rnd({2, 3, 4}, 96);
+  const auto a = backward_grads(f(in), g, in);
+  const auto b = backward_grads(add(in[5], fused(in)), g, in);
+  for (size_t i = 0; i < 6; ++i) EXPECT_LE(max_abs_diff(a[i], b[i]), 1e-12) << "input " << i;
+  EXPECT_EQ(a[5].to_vector<double>(), g.to_vector<double>());
+  std::vector<Tensor> plain = inputs({2, 3, 5}, 7, 4, 90, DType::f64);
+  plain.push_back(rnd({2, 3, 4}, 95, DType::f64, -3, 3));
+  expect_jvp_matches_vjp(f, plain);
+
+  const double u = unit_roundoff(DType::bf16);
+  std::vector<Tensor> lo = inputs({3, 11, 64}, 96, 40, 97, DType::bf16);
+  lo.push_back(rnd({3, 11, 40}, 98, DType::f64, -4, 4).to(DType::bf16));
+  const Tensor yc = add(lo[5], fused(lo));
+  EXPECT_LE(max_abs_diff(f(lo), yc), 4 * u * max_abs(yc) + 1e-6);
+  const std::string m = error_of([&] {
+    mlp(plain[0], plain[1], plain[2], plain[3], plain[4], rnd({2, 3, 5}, 1));
+  });
+  EXPECT_NE(m.find("[2, 3, 5]"), std::string::npos) << m;
+}
+
 TEST(Mlp, BadInputThrowsNamingTheShapes) {
   const auto in = inputs({3, 4}, 5, 6, 80, DType::f64);
   std::string m = error_of([&] { mlp(in[0], rnd({5, 5}, 1), in[2], in[3], in[4]); });

@@ -52,7 +52,7 @@ void forward_impl(const T* x, const T* w, const T* b, T* y, acc_t<T>* mean, acc_
 
 template <class T>
 void backward_impl(const T* gy, const T* x, const T* w, const acc_t<T>* mean, const acc_t<T>* rstd,
-                   T* gx, T* gw, T* gb, int64_t rows, int64_t C) {
+                   T* gx, const T* gx_add, T* gw, T* gb, int64_t rows, int64_t C) {
   using A = acc_t<T>;
   const int64_t blocks = std::clamp<int64_t>(rows, 1, kMaxRowBlocks);
   const int64_t per_block = rows > 0 ? (rows + blocks - 1) / blocks : 0;
@@ -92,10 +92,13 @@ void backward_impl(const T* gy, const T* x, const T* w, const acc_t<T>* mean, co
       }
       const A mg = sg * inv_c, mgx = sgx * inv_c;
       T* gxr = gx + r * C;
+      const T* ar = gx_add ? gx_add + r * C : nullptr;
       for (int64_t j = 0; j < C; ++j) {
         const A g = w ? A(gr[j]) * A(w[j]) : A(gr[j]);
         const A xh = (A(xr[j]) - mu) * rs;
-        gxr[j] = T(rs * (g - mg - xh * mgx));
+        const T v = T(rs * (g - mg - xh * mgx));
+        // The sum as an add of the two gradients would round it: the gradient first, then the sum.
+        gxr[j] = ar ? T(A(ar[j]) + A(v)) : v;
       }
     }
   });
@@ -124,12 +127,14 @@ void layernorm_forward(DType dt, const void* x, const void* w, const void* b, vo
 }
 
 void layernorm_backward(DType dt, const void* gy, const void* x, const void* w, const void* mean,
-                        const void* rstd, void* gx, void* gw, void* gb, int64_t rows, int64_t C) {
+                        const void* rstd, void* gx, void* gw, void* gb, int64_t rows, int64_t C,
+                        const void* gx_add) {
   dispatch_floating(dt, "layer_norm", [&]<class T>() {
     using A = acc_t<T>;
     backward_impl<T>(static_cast<const T*>(gy), static_cast<const T*>(x), static_cast<const T*>(w),
                      static_cast<const A*>(mean), static_cast<const A*>(rstd), static_cast<T*>(gx),
-                     static_cast<T*>(gw), static_cast<T*>(gb), rows, C);
+                     static_cast<const T*>(gx_add), static_cast<T*>(gw), static_cast<T*>(gb), rows,
+                     C);
   });
 }
 

@@ -9,7 +9,10 @@ namespace tilegrad::kernels::cpu {
 
 void layernorm_forward(DType dt, const void* x, const void* w, const void* b, void* y, void* mean,
                        void* rstd, int64_t rows, int64_t C, double eps);
+// gx_add (optional, [rows, C] like gx) is added to gx: gx = gx_add + the layer norm's input
+// gradient, rounded to the dtype before the sum as a separate add would round it.
 void layernorm_backward(DType dt, const void* gy, const void* x, const void* w, const void* mean,
-                        const void* rstd, void* gx, void* gw, void* gb, int64_t rows, int64_t C);
+                        const void* rstd, void* gx, void* gw, void* gb, int64_t rows, int64_t C,
+                        const void* gx_add = nullptr);
 
 }  // namespace tilegrad::kernels::cpu

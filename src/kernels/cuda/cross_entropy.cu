@@ -81,6 +81,45 @@ __device__ __forceinline__ Vec16<T> load_vec(const T* xr, int64_t k, int64_t V, 
   return out;
 }
 
+// The one-pass kernel's exp. In float it is the hardware's exp2 of a scaled argument (__expf): its
+// two passes take an exp per element each, and the accurate expf (some twenty instructions) made
+// the kernel compute-bound at ~1.7 TB/s. Every argument here is x - m or x - lse <= 0, where
+// __expf is within a few units in the last place of float plus ~1 per unit of |x - lse| — below
+// the bf16/f16 gradients' rounding, and a relative 1e-6 at most in the float32 lse's sum. Double
+// keeps exp.
+__device__ __forceinline__ float exp_fused(float v) {
+  return __expf(v);
+}
+__device__ __forceinline__ double exp_fused(double v) {
+  return exp(v);
+}
+
+// Vector k of a row's gradient from its logits x: (exp(x - lse) - [j == t]) · g, 0 on an ignored
+// row, with exp_fused in place of exp_acc when kFastExp; one 16-byte store when `vec` (elements
+// past V are not written).
+template <bool kFastExp, class T, class A>
+__device__ __forceinline__ void store_grad_vec(const Vec16<T>& x, int64_t k, int64_t tr,
+                                               bool ignored, A lr, A g, T* gr, int64_t V,
+                                               bool vec) {
+  constexpr int W = kVec16<T>;
+  Vec16<T> out;
+#pragma unroll
+  for (int e = 0; e < W; ++e) {
+    const int64_t j = k * W + e;
+    A p = kFastExp ? exp_fused(A(x.v[e]) - lr) : exp_acc(A(x.v[e]) - lr);
+    if (j == tr) p -= A(1);
+    out.v[e] = ignored ? T(A(0)) : T(p * g);
+  }
+  const int64_t j0 = k * W;
+  if (vec && j0 + W <= V) {
+    *reinterpret_cast<Vec16<T>*>(gr + j0) = out;
+  } else {
+#pragma unroll
+    for (int e = 0; e < W; ++e)
+      if (j0 + e < V) gr[j0 + e] = out.v[e];
+  }
+}
+
 template <class T, class I>
 __global__ void __launch_bounds__(kThreads)
     forward_kernel(const T* __restrict__ logits, const I* __restrict__ targets,
@@ -152,23 +191,89 @@ __global__ void __launch_bounds__(kThreads)
     const A lr = lse[r];
 #pragma unroll 2
     for (int64_t k = threadIdx.x; k < vectors; k += kThreads) {
-      const Vec16<T> x = load_vec(xr, k, V, vec);
-      Vec16<T> out;
+      store_grad_vec<false>(load_vec(xr, k, V, vec), k, tr, ignored, lr, g, gr, V, vec);
+    }
+  }
+}
+
+// The forward and the backward of a row with one read and one write of it in global memory (the two
+// kernels above read it twice). The row goes to shared memory as it is read, and its max m is
+// taken on the way; then s = Σ exp(x - m) and the gradient come from the shared copy. So the exp
+// runs on rows that are already on chip, and no online rescaling chains one element's update to
+// the last (that chain held forward_kernel at ~2 TB/s). A thread reads back only the slots it
+// wrote, so the passes need no barrier but their reductions'. The sum's order is a function of V
+// alone (thread t owns vectors t, t + kFusedThreads, ...), so padded rows give the bits of
+// contiguous ones and every run the same bits; it is not forward_kernel's order, so lse may differ
+// from the two kernels' in the last bits. glogits may be logits.
+constexpr int kFusedThreads = 512;
+
+template <class T, class I>
+__global__ void __launch_bounds__(kFusedThreads, 2)
+    forward_backward_kernel(const T* logits, const I* __restrict__ targets,
+                            acc_t<T>* __restrict__ losses, acc_t<T>* __restrict__ lse,
+                            const acc_t<T>* __restrict__ gloss, double scale, T* glogits,
+                            int64_t rows, int64_t V, int64_t ld, int64_t ignore_index, bool vec) {
+  using A = acc_t<T>;
+  constexpr int W = kVec16<T>;
+  extern __shared__ uint4 s_row_raw[];
+  Vec16<T>* s_row = reinterpret_cast<Vec16<T>*>(s_row_raw);  // (vectors)
+  __shared__ A s_red[32];
+  const A g = A(static_cast<double>(*gloss) * scale);
+  const int64_t vectors = (V + W - 1) / W;
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* xr = logits + r * ld;  // (V)
+    T* gr = glogits + r * ld;       // (V)
+    __syncthreads();  // thread 0 has read the previous row's target logit from shared memory
+    // Pass 1: the row into shared memory (four vectors in flight per thread) and its max.
+    A m = -A(INFINITY);
+    int64_t k = threadIdx.x;
+    for (; k + 3 * kFusedThreads < vectors; k += 4 * kFusedThreads) {
+      Vec16<T> a[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) a[u] = load_vec(xr, k + u * kFusedThreads, V, vec);
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        s_row[k + u * kFusedThreads] = a[u];
+#pragma unroll
+        for (int e = 0; e < W; ++e) m = MaxOp::apply(m, A(a[u].v[e]));
+      }
+    }
+    for (; k < vectors; k += kFusedThreads) {
+      const Vec16<T> a = load_vec(xr, k, V, vec);
+      s_row[k] = a;
+#pragma unroll
+      for (int e = 0; e < W; ++e) m = MaxOp::apply(m, A(a.v[e]));
+    }
+    m = group_reduce<kFusedThreads, MaxOp>(m, s_red);
+    // Pass 2: s = Σ exp(x - m). A -inf logit (and the padding past V) adds nothing, so a row of
+    // -inf gives s = 0 and lse = -inf, as the online pair does.
+    A s = 0;
+    for (k = threadIdx.x; k < vectors; k += kFusedThreads) {
+      const Vec16<T> a = s_row[k];
 #pragma unroll
       for (int e = 0; e < W; ++e) {
-        const int64_t j = k * W + e;
-        A p = exp_acc(A(x.v[e]) - lr);
-        if (j == tr) p -= A(1);
-        out.v[e] = ignored ? T(A(0)) : T(p * g);
+        const A x = A(a.v[e]);
+        if (x != -A(INFINITY)) s += exp_fused(x - m);
       }
-      const int64_t j0 = k * W;
-      if (vec && j0 + W <= V) {
-        *reinterpret_cast<Vec16<T>*>(gr + j0) = out;
-      } else {
-#pragma unroll
-        for (int e = 0; e < W; ++e)
-          if (j0 + e < V) gr[j0 + e] = out.v[e];
+    }
+    s = group_reduce<kFusedThreads, SumOp>(s, s_red);
+    const A log_s = log_acc(s);
+    const A lr = m + log_s;
+    const int64_t tr = static_cast<int64_t>(targets[r]);
+    const bool ignored = tr == ignore_index;
+    if (threadIdx.x == 0) {
+      lse[r] = lr;
+      A loss = 0;
+      if (!ignored) {
+        // The target's logit from the shared copy: glogits may already overwrite the row.
+        loss = tr >= 0 && tr < V ? (m - A(s_row[tr / W].v[tr % W])) + log_s : A(NAN);
       }
+      losses[r] = loss;
+    }
+    // Pass 3: the gradient, as backward_kernel computes it (but for the exp).
+#pragma unroll 2
+    for (k = threadIdx.x; k < vectors; k += kFusedThreads) {
+      store_grad_vec<true>(s_row[k], k, tr, ignored, lr, g, gr, V, vec);
     }
   }
 }
@@ -212,6 +317,43 @@ void cross_entropy_backward(DType dt, const void* logits, DType t_dt, const void
       TG_CUDA_CHECK_LAUNCH();
     });
   });
+}
+
+bool cross_entropy_forward_backward(DType dt, const void* logits, DType t_dt, const void* targets,
+                                    void* losses, void* lse, const void* gloss, double scale,
+                                    void* glogits, int64_t rows, int64_t V, int64_t ld,
+                                    int64_t ignore_index, cudaStream_t stream) {
+  bool fused = false;
+  dispatch_floating(dt, "cross_entropy", [&]<class T>() {
+    using A = acc_t<T>;
+    dispatch_index(t_dt, "cross_entropy", [&]<class I>() {
+      if (rows <= 0 || V <= 0) return;
+      // The row's copy in shared memory: one 16-byte slot per vector.
+      const int64_t vectors = (V + kVec16<T> - 1) / kVec16<T>;
+      const int64_t bytes = vectors * static_cast<int64_t>(sizeof(Vec16<T>));
+      int device = 0, optin = 0;
+      TG_CUDA_CHECK(cudaGetDevice(&device));
+      TG_CUDA_CHECK(
+          cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+      // Room for the static partials besides the row.
+      if (bytes + 1024 > optin) return;
+      const auto kernel = forward_backward_kernel<T, I>;
+      TG_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         static_cast<int>(bytes)));
+      kernel<<<grid_blocks(rows, kMaxGridBlocks), kFusedThreads, static_cast<size_t>(bytes),
+               stream>>>(static_cast<const T*>(logits), static_cast<const I*>(targets),
+                         static_cast<A*>(losses), static_cast<A*>(lse),
+                         static_cast<const A*>(gloss), scale, static_cast<T*>(glogits), rows, V, ld,
+                         ignore_index, rows_aligned(logits, glogits, ld, sizeof(T)));
+      TG_CUDA_CHECK_LAUNCH();
+      fused = true;
+    });
+  });
+  if (fused || rows <= 0) return fused;
+  cross_entropy_forward(dt, logits, t_dt, targets, losses, lse, rows, V, ld, ignore_index, stream);
+  cross_entropy_backward(dt, logits, t_dt, targets, lse, gloss, scale, glogits, rows, V, ld,
+                         ignore_index, stream);
+  return false;
 }
 
 }  // namespace tilegrad::kernels::cuda

@@ -26,4 +26,14 @@ void cross_entropy_backward(DType dt, const void* logits, DType t_dt, const void
                             int64_t rows, int64_t V, int64_t ld, int64_t ignore_index,
                             cudaStream_t stream);
 
+// Both of the above for the same rows (glogits may be logits), with the gradient computed from the
+// lse this call computes. When a row fits in a block's shared memory, one kernel reads it once from
+// global memory and writes its gradient once; its sums run in another order than
+// cross_entropy_forward's, so lse may differ from that kernel's in the last bits (its bits, too,
+// depend on V alone). Otherwise the two kernels run. Returns whether the single kernel ran.
+bool cross_entropy_forward_backward(DType dt, const void* logits, DType t_dt, const void* targets,
+                                    void* losses, void* lse, const void* gloss, double scale,
+                                    void* glogits, int64_t rows, int64_t V, int64_t ld,
+                                    int64_t ignore_index, cudaStream_t stream);
+
 }  // namespace tilegrad::kernels::cuda

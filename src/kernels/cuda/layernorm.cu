@@ -85,12 +85,22 @@ __global__ void __launch_bounds__(kRowBlockThreads<kGroup>)
   }
 }
 
+// gx_add's sum, a + b rounded once: never contracted with the multiply that made b into an FMA
+// (which would skip b's rounding in float32 and float64, and so differ from a separate add).
+__device__ __forceinline__ float add_rn(float a, float b) {
+  return __fadd_rn(a, b);
+}
+__device__ __forceinline__ double add_rn(double a, double b) {
+  return __dadd_rn(a, b);
+}
+
 // kGroup threads per row: ĝ = gy ⊙ w; gx = rstd · (ĝ - mean(ĝ) - x̂ · mean(ĝ ⊙ x̂)).
 template <class T, int kGroup>
 __global__ void __launch_bounds__(kRowBlockThreads<kGroup>)
     backward_gx_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* __restrict__ w,
                        const acc_t<T>* __restrict__ mean, const acc_t<T>* __restrict__ rstd,
-                       T* __restrict__ gx, int64_t rows, int64_t C, acc_t<T> inv_c) {
+                       T* __restrict__ gx, const T* __restrict__ gx_add, int64_t rows, int64_t C,
+                       acc_t<T> inv_c) {
   using A = acc_t<T>;
   __shared__ A s_red[32];
   const int t = threadIdx.x % kGroup;
@@ -107,11 +117,13 @@ __global__ void __launch_bounds__(kRowBlockThreads<kGroup>)
     }
     const A mg = group_reduce<kGroup, SumOp>(sg, s_red) * inv_c;
     const A mgx = group_reduce<kGroup, SumOp>(sgx, s_red) * inv_c;
-    T* gxr = gx + r * C;  // (C)
+    T* gxr = gx + r * C;                                         // (C)
+    const T* ar = gx_add != nullptr ? gx_add + r * C : nullptr;  // (C)
     for (int64_t j = t; j < C; j += kGroup) {
       const A g = w ? A(gr[j]) * A(w[j]) : A(gr[j]);
       const A xh = (A(xr[j]) - mu) * rs;
-      gxr[j] = T(rs * (g - mg - xh * mgx));
+      const T v = T(rs * (g - mg - xh * mgx));
+      gxr[j] = ar != nullptr ? T(add_rn(A(ar[j]), A(v))) : v;
     }
   }
 }
@@ -228,8 +240,8 @@ __global__ void __launch_bounds__(kFusedWarps * 32, 2)
     fused_backward_kernel(const T* __restrict__ gy, const T* __restrict__ x,
                           const T* __restrict__ w, const float* __restrict__ mean,
                           const float* __restrict__ rstd, T* __restrict__ gx,
-                          float* __restrict__ part_w, float* __restrict__ part_b, int64_t rows,
-                          int C, float inv_c) {
+                          const T* __restrict__ gx_add, float* __restrict__ part_w,
+                          float* __restrict__ part_b, int64_t rows, int C, float inv_c) {
   constexpr int V = kVec16<T>;
   __shared__ float s_sum[kFusedWarps * kFusedMaxC];
   const int lane = static_cast<int>(threadIdx.x) % 32, warp = static_cast<int>(threadIdx.x) / 32;
@@ -279,6 +291,14 @@ __global__ void __launch_bounds__(kFusedWarps * 32, 2)
       for (int e = 0; e < V; ++e) {
         const float xh = (float(vx[c].v[e]) - mu) * rs;
         out.v[e] = T(rs * (float(vg[c].v[e]) * wv[c][e] - mg - xh * mgx));
+      }
+      // gx_add's vectors are read here, not with gy and x before the reductions: held across
+      // them, their registers slowed the kernel (1.90 against 1.67 ms for the 25 calls of a
+      // GPT-2 step on an H200).
+      if (gx_add != nullptr) {
+        const Vec16<T> a = *reinterpret_cast<const Vec16<T>*>(gx_add + r * C + col);
+#pragma unroll
+        for (int e = 0; e < V; ++e) out.v[e] = T(add_rn(float(a.v[e]), float(out.v[e])));
       }
       *reinterpret_cast<Vec16<T>*>(gx + r * C + col) = out;
     }
@@ -349,17 +369,19 @@ void with_row_threads(int64_t C, F&& f) {
 // serve this problem.
 template <class T>
 bool fused_backward(const T* gy, const T* x, const T* w, const acc_t<T>* mean, const acc_t<T>* rstd,
-                    T* gx, T* gw, T* gb, int64_t rows, int64_t C, cudaStream_t stream) {
+                    T* gx, const T* gx_add, T* gw, T* gb, int64_t rows, int64_t C,
+                    cudaStream_t stream) {
   if constexpr (sizeof(T) > 4) {
     return false;  // float64 keeps the two-pass kernels
   } else {
-    return with_fused_chunks<T>(C, {gy, x, w, gx}, [&]<int kChunks>() {
+    return with_fused_chunks<T>(C, {gy, x, w, gx, gx_add}, [&]<int kChunks>() {
       const int64_t blocks = (rows + kFusedRowsPerBlock - 1) / kFusedRowsPerBlock;
       TG_CHECK(blocks <= 0x7fffffff, "layer_norm: too many rows for the GPU kernel");
       const Partials<float> part(gw != nullptr, gb != nullptr, blocks * C, stream);
       fused_backward_kernel<T, kChunks>
           <<<static_cast<unsigned>(blocks), kFusedWarps * 32, 0, stream>>>(
-              gy, x, w, mean, rstd, gx, part.w, part.b, rows, static_cast<int>(C), 1.0f / float(C));
+              gy, x, w, mean, rstd, gx, gx_add, part.w, part.b, rows, static_cast<int>(C),
+              1.0f / float(C));
       TG_CUDA_CHECK_LAUNCH();
       if (gw || gb) launch_final<T>(part.w, part.b, gw, gb, blocks, C, stream);
     });
@@ -389,7 +411,7 @@ void layernorm_forward(DType dt, const void* x, const void* w, const void* b, vo
 
 void layernorm_backward(DType dt, const void* gy, const void* x, const void* w, const void* mean,
                         const void* rstd, void* gx, void* gw, void* gb, int64_t rows, int64_t C,
-                        cudaStream_t stream) {
+                        cudaStream_t stream, const void* gx_add) {
   dispatch_floating(dt, "layer_norm", [&]<class T>() {
     using A = acc_t<T>;
     if (C <= 0) return;  // every output is empty
@@ -397,9 +419,9 @@ void layernorm_backward(DType dt, const void* gy, const void* x, const void* w, 
     const T* px = static_cast<const T*>(x);
     const A* pmean = static_cast<const A*>(mean);
     const A* prstd = static_cast<const A*>(rstd);
-    if (rows > 0 &&
-        fused_backward(pgy, px, static_cast<const T*>(w), pmean, prstd, static_cast<T*>(gx),
-                       static_cast<T*>(gw), static_cast<T*>(gb), rows, C, stream))
+    if (rows > 0 && fused_backward(pgy, px, static_cast<const T*>(w), pmean, prstd,
+                                   static_cast<T*>(gx), static_cast<const T*>(gx_add),
+                                   static_cast<T*>(gw), static_cast<T*>(gb), rows, C, stream))
       return;
     if (gx && rows > 0) {
       const A inv_c = A(1) / A(C);
@@ -407,8 +429,8 @@ void layernorm_backward(DType dt, const void* gy, const void* x, const void* w, 
         const int64_t blocks = (rows + kRowsPerBlock<kGroup> - 1) / kRowsPerBlock<kGroup>;
         backward_gx_kernel<T, kGroup>
             <<<grid_blocks(blocks, kMaxGridBlocks), kRowBlockThreads<kGroup>, 0, stream>>>(
-                pgy, px, static_cast<const T*>(w), pmean, prstd, static_cast<T*>(gx), rows, C,
-                inv_c);
+                pgy, px, static_cast<const T*>(w), pmean, prstd, static_cast<T*>(gx),
+                static_cast<const T*>(gx_add), rows, C, inv_c);
         TG_CUDA_CHECK_LAUNCH();
       });
     }
