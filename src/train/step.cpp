@@ -19,8 +19,10 @@ double forward_backward(const models::GPT& model, data::BatchSampler& sampler,
   for (int64_t micro = 0; micro < micro_batches; ++micro) {
     const data::Batch b = sampler.next();
     Tensor loss = model.loss(b.x.to(c.device), b.y.to(c.device), dropout_gen);
-    loss_sum += loss.item();
     loss.backward();
+    // Read after the backward is queued: item() waits for the device, and read before it, the
+    // device would drain and then wait for the backward's first launches.
+    loss_sum += loss.item();
   }
   return loss_sum;
 }

@@ -232,9 +232,17 @@ void launch_final(const acc_t<T>* part_w, const acc_t<T>* part_b, T* gw, T* gb, 
 
 constexpr int kFusedWarps = 8;
 constexpr int kFusedRowsPerBlock = 32;  // 4 rows per warp: 512 blocks for 16,384 rows
-constexpr int kFusedMaxC = 1024;        // shared memory holds kFusedWarps x kFusedMaxC sums
+constexpr int kFusedMaxC = 1024;        // s_w's size; the sums take 2 x kFusedWarps x C floats
 
 // Lane l owns columns c · 32 · V + l · V + [0, V) for chunk c < kChunks (those below C).
+//
+// Registers decide this kernel's speed: it is latency-bound, so each warp loads its next row while
+// it works on the current one, and what a lane keeps across rows lives where it costs no
+// registers: w as float in shared memory, and the warp's Σ gy ⊙ x̂ and Σ gy (gw's and gb's terms)
+// in its rows of the dynamic shared memory `sums` [2, kFusedWarps, C]. Held in registers, w and
+// the sums took 72 of them at C = 768, and the kernel spilled at its bound of 128. In shared memory
+// element e of vector q sits at e · (C / V) + q, so a warp's lanes (consecutive q) read
+// consecutive words: stored by column, lane l's eight columns would share banks with lanes l + 4k.
 template <class T, int kChunks>
 __global__ void __launch_bounds__(kFusedWarps * 32, 2)
     fused_backward_kernel(const T* __restrict__ gy, const T* __restrict__ x,
@@ -243,84 +251,100 @@ __global__ void __launch_bounds__(kFusedWarps * 32, 2)
                           const T* __restrict__ gx_add, float* __restrict__ part_w,
                           float* __restrict__ part_b, int64_t rows, int C, float inv_c) {
   constexpr int V = kVec16<T>;
-  __shared__ float s_sum[kFusedWarps * kFusedMaxC];
+  extern __shared__ float sums[];  // (2, kFusedWarps, C)
+  __shared__ float s_w[kFusedMaxC];
   const int lane = static_cast<int>(threadIdx.x) % 32, warp = static_cast<int>(threadIdx.x) / 32;
-  float wv[kChunks][V], dw[kChunks][V], db[kChunks][V];
+  const int nvec = C / V;  // vectors per row
+  // This warp's sums; lane l touches only its own vectors' slots.
+  float* dw = sums + warp * C;
+  float* db = sums + (kFusedWarps + warp) * C;
+  for (int j = static_cast<int>(threadIdx.x); j < C; j += kFusedWarps * 32)
+    s_w[(j % V) * nvec + j / V] = w != nullptr ? float(w[j]) : 1.0f;
 #pragma unroll
   for (int c = 0; c < kChunks; ++c) {
-    const int col = (c * 32 + lane) * V;
+    const int q = c * 32 + lane;
+    if (q >= nvec) continue;
 #pragma unroll
     for (int e = 0; e < V; ++e) {
-      wv[c][e] = (w != nullptr && col < C) ? float(w[col + e]) : 1.0f;
-      dw[c][e] = 0.0f;
-      db[c][e] = 0.0f;
+      dw[e * nvec + q] = 0.0f;
+      db[e * nvec + q] = 0.0f;
     }
   }
+  __syncthreads();  // s_w is written
   const int64_t r0 = static_cast<int64_t>(blockIdx.x) * kFusedRowsPerBlock;
   const int64_t r1 = min64(rows, r0 + kFusedRowsPerBlock);
+  // The row's vectors stay packed in T; x̂ and ĝ are formed again where needed.
+  Vec16<T> vg[kChunks], vx[kChunks];
+  auto load_row = [&](int64_t r, Vec16<T>(&g)[kChunks], Vec16<T>(&xv)[kChunks]) {
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      const int col = (c * 32 + lane) * V;
+      if (col >= C) continue;
+      g[c] = *reinterpret_cast<const Vec16<T>*>(gy + r * C + col);
+      xv[c] = *reinterpret_cast<const Vec16<T>*>(x + r * C + col);
+    }
+  };
+  if (r0 + warp < r1) load_row(r0 + warp, vg, vx);
   for (int64_t r = r0 + warp; r < r1; r += kFusedWarps) {
+    Vec16<T> ng[kChunks], nx[kChunks];
+    if (r + kFusedWarps < r1) load_row(r + kFusedWarps, ng, nx);  // in flight during this row
     const float mu = mean[r], rs = rstd[r];
-    // The row's vectors stay packed in T; x̂ and ĝ are formed again where needed, which keeps the
-    // registers few enough for several blocks per SM.
-    Vec16<T> vg[kChunks], vx[kChunks];
     float sg = 0.0f, sgx = 0.0f;
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) {
       const int col = (c * 32 + lane) * V;
       if (col >= C) continue;
-      vg[c] = *reinterpret_cast<const Vec16<T>*>(gy + r * C + col);
-      vx[c] = *reinterpret_cast<const Vec16<T>*>(x + r * C + col);
 #pragma unroll
       for (int e = 0; e < V; ++e) {
+        const int at = e * nvec + c * 32 + lane;
         const float gye = float(vg[c].v[e]), xh = (float(vx[c].v[e]) - mu) * rs;
-        const float g = gye * wv[c][e];
+        const float g = gye * s_w[at];
         sg += g;
         sgx += g * xh;
-        dw[c][e] += gye * xh;
-        db[c][e] += gye;
+        dw[at] += gye * xh;
+        db[at] += gye;
       }
     }
-    if (gx == nullptr) continue;
-    const float mg = warp_sum(sg) * inv_c, mgx = warp_sum(sgx) * inv_c;
+    if (gx != nullptr) {
+      const float mg = warp_sum(sg) * inv_c, mgx = warp_sum(sgx) * inv_c;
+#pragma unroll
+      for (int c = 0; c < kChunks; ++c) {
+        const int col = (c * 32 + lane) * V;
+        if (col >= C) continue;
+        Vec16<T> out;
+#pragma unroll
+        for (int e = 0; e < V; ++e) {
+          const float xh = (float(vx[c].v[e]) - mu) * rs;
+          out.v[e] = T(rs * (float(vg[c].v[e]) * s_w[e * nvec + c * 32 + lane] - mg - xh * mgx));
+        }
+        // gx_add's vectors are read here, not with gy and x before the reductions: held across
+        // them, their registers slowed the kernel (1.90 against 1.67 ms for the 25 calls of a
+        // GPT-2 step on an H200).
+        if (gx_add != nullptr) {
+          const Vec16<T> a = *reinterpret_cast<const Vec16<T>*>(gx_add + r * C + col);
+#pragma unroll
+          for (int e = 0; e < V; ++e) out.v[e] = T(add_rn(float(a.v[e]), float(out.v[e])));
+        }
+        *reinterpret_cast<Vec16<T>*>(gx + r * C + col) = out;
+      }
+    }
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) {
-      const int col = (c * 32 + lane) * V;
-      if (col >= C) continue;
-      Vec16<T> out;
-#pragma unroll
-      for (int e = 0; e < V; ++e) {
-        const float xh = (float(vx[c].v[e]) - mu) * rs;
-        out.v[e] = T(rs * (float(vg[c].v[e]) * wv[c][e] - mg - xh * mgx));
-      }
-      // gx_add's vectors are read here, not with gy and x before the reductions: held across
-      // them, their registers slowed the kernel (1.90 against 1.67 ms for the 25 calls of a
-      // GPT-2 step on an H200).
-      if (gx_add != nullptr) {
-        const Vec16<T> a = *reinterpret_cast<const Vec16<T>*>(gx_add + r * C + col);
-#pragma unroll
-        for (int e = 0; e < V; ++e) out.v[e] = T(add_rn(float(a.v[e]), float(out.v[e])));
-      }
-      *reinterpret_cast<Vec16<T>*>(gx + r * C + col) = out;
+      vg[c] = ng[c];
+      vx[c] = nx[c];
     }
   }
-  // The block's partial of gw, then of gb: each warp's sums to shared memory, then a thread per
-  // column adds the eight warps' in warp order.
+  // The block's partials of gw and gb: a thread per column adds the eight warps' sums in warp
+  // order.
+  __syncthreads();
   for (int which = 0; which < 2; ++which) {
     float* part = which == 0 ? part_w : part_b;
     if (part == nullptr) continue;
-    __syncthreads();  // the previous pass's reads are done
-#pragma unroll
-    for (int c = 0; c < kChunks; ++c) {
-      const int col = (c * 32 + lane) * V;
-      if (col >= C) continue;
-#pragma unroll
-      for (int e = 0; e < V; ++e)
-        s_sum[warp * kFusedMaxC + col + e] = which == 0 ? dw[c][e] : db[c][e];
-    }
-    __syncthreads();
+    const float* s = sums + which * kFusedWarps * C;
     for (int col = static_cast<int>(threadIdx.x); col < C; col += kFusedWarps * 32) {
+      const int at = (col % V) * nvec + col / V;
       float acc = 0.0f;
-      for (int k = 0; k < kFusedWarps; ++k) acc += s_sum[k * kFusedMaxC + col];
+      for (int k = 0; k < kFusedWarps; ++k) acc += s[k * C + at];
       part[static_cast<int64_t>(blockIdx.x) * C + col] = acc;
     }
   }
@@ -378,10 +402,17 @@ bool fused_backward(const T* gy, const T* x, const T* w, const acc_t<T>* mean, c
       const int64_t blocks = (rows + kFusedRowsPerBlock - 1) / kFusedRowsPerBlock;
       TG_CHECK(blocks <= 0x7fffffff, "layer_norm: too many rows for the GPU kernel");
       const Partials<float> part(gw != nullptr, gb != nullptr, blocks * C, stream);
-      fused_backward_kernel<T, kChunks>
-          <<<static_cast<unsigned>(blocks), kFusedWarps * 32, 0, stream>>>(
-              gy, x, w, mean, rstd, gx, gx_add, part.w, part.b, rows, static_cast<int>(C),
-              1.0f / float(C));
+      const auto kernel = fused_backward_kernel<T, kChunks>;
+      const int sums_bytes =
+          2 * kFusedWarps * static_cast<int>(C) * static_cast<int>(sizeof(float));
+      // Beyond the 48 KB a block may take by default (s_w's 4 KB count too).
+      if (sums_bytes + kFusedMaxC * static_cast<int>(sizeof(float)) > 48 * 1024) {
+        TG_CUDA_CHECK(
+            cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, sums_bytes));
+      }
+      kernel<<<static_cast<unsigned>(blocks), kFusedWarps * 32, static_cast<size_t>(sums_bytes),
+               stream>>>(gy, x, w, mean, rstd, gx, gx_add, part.w, part.b, rows,
+                         static_cast<int>(C), 1.0f / float(C));
       TG_CUDA_CHECK_LAUNCH();
       if (gw || gb) launch_final<T>(part.w, part.b, gw, gb, blocks, C, stream);
     });
