@@ -14,25 +14,12 @@
 #include <functional>
 #include <vector>
 
+#include "../../tests/cuda/flash_testing.h"
 #include "kernels/cuda/flash_api.h"
 
 namespace {
 
-using tilegrad::cuda::FlashBwdParams;
-using tilegrad::cuda::FlashDType;
-using tilegrad::cuda::FlashFwdParams;
-using tilegrad::cuda::FlashKernel;
-using tilegrad::cuda::FlashStrides;
-
-#define CHECK_CUDA(call)                                                 \
-  do {                                                                   \
-    const cudaError_t err_ = (call);                                     \
-    if (err_ != cudaSuccess) {                                           \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, \
-                   cudaGetErrorString(err_));                            \
-      std::exit(1);                                                      \
-    }                                                                    \
-  } while (0)
+using namespace flash_testing;
 
 // bf16 values uniform in [-1, 1) from a hash of the index.
 __global__ void fill_random(uint16_t* x, int64_t n, uint32_t seed) {
@@ -72,15 +59,10 @@ float median_ms(const std::function<void()>& fn, int warmup = 3, int reps = 15) 
 
 // Visible (query, key) pairs of one head under the band (flash_api.h).
 double visible_pairs(const FlashFwdParams& f) {
-  const int64_t shift = f.Nk - f.Nq;
-  int64_t right = f.window_right >= 0 ? f.window_right : INT64_MAX / 4;
-  if (f.causal) right = std::min<int64_t>(right, 0);
-  const int64_t left = f.window_left >= 0 ? f.window_left : INT64_MAX / 4;
   double pairs = 0.0;
   for (int64_t i = 0; i < f.Nq; ++i) {
-    const int64_t lo = std::max<int64_t>(0, i + shift - left);
-    const int64_t hi = std::min<int64_t>(f.Nk - 1, i + shift + right);
-    if (hi >= lo) pairs += static_cast<double>(hi - lo + 1);
+    const KeyRange keys = visible_keys(i, f.Nq, f.Nk, f.causal, f.window_left, f.window_right);
+    if (keys.hi >= keys.lo) pairs += static_cast<double>(keys.hi - keys.lo + 1);
   }
   return pairs;
 }

@@ -32,25 +32,12 @@
 #pragma nv_diag_suppress 20013, 20015
 #include "core/rng.h"
 #pragma nv_diag_default 20013, 20015
+#include "flash_testing.h"
 #include "kernels/cuda/flash_api.h"
 
 namespace {
 
-using tilegrad::cuda::FlashBwdParams;
-using tilegrad::cuda::FlashDType;
-using tilegrad::cuda::FlashFwdParams;
-using tilegrad::cuda::FlashKernel;
-using tilegrad::cuda::FlashStrides;
-
-#define CHECK_CUDA(call)                                                 \
-  do {                                                                   \
-    const cudaError_t err_ = (call);                                     \
-    if (err_ != cudaSuccess) {                                           \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, \
-                   cudaGetErrorString(err_));                            \
-      std::exit(1);                                                      \
-    }                                                                    \
-  } while (0)
+using namespace flash_testing;
 
 struct Case {
   int B, H, Hkv, Nq, Nk, D;
@@ -73,12 +60,8 @@ struct Masks {
         threshold(tilegrad::dropout_keep_threshold(cs.dropout_p)),
         drop_scale(cs.dropout_p < 1.0 ? 1.0 / (1.0 - cs.dropout_p) : 0.0) {}
   bool visible(int i, int j) const {
-    const int64_t shift = c.Nk - c.Nq;
-    int64_t right = c.window_right;  // -1: none
-    if (c.causal) right = right >= 0 ? std::min<int64_t>(right, 0) : 0;
-    if (right >= 0 && j > i + shift + right) return false;
-    if (c.window_left >= 0 && j < i + shift - c.window_left) return false;
-    return true;
+    const KeyRange keys = visible_keys(i, c.Nq, c.Nk, c.causal, c.window_left, c.window_right);
+    return j >= keys.lo && j <= keys.hi;
   }
   // 1 / (1 - p) when element (b, h, i, j) is kept, 0 when dropped, 1 without dropout.
   double factor(int b, int h, int i, int j) const {

@@ -96,15 +96,8 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
   const FlashBand band = flash_band(f, nq, nk);
 
   // The query blocks whose rows see some key of this block: [m_begin, m_begin + n_m).
-  int m_begin = 0, n_m = 0;
-  {
-    const int first_q = max(0, n0 - band.hi);
-    const int last_q = min(nq - 1, min(n0 + kBlockN, nk) - 1 - band.lo);
-    if (first_q <= last_q) {
-      m_begin = first_q / kBlockM;
-      n_m = last_q / kBlockM + 1 - m_begin;
-    }
-  }
+  const BlockSpan m_span = query_blocks_seeing(band, n0, kBlockN, nq, nk, kBlockM);
+  const int m_begin = m_span.first, n_m = m_span.count;
   const int total = group * n_m;  // (query head, query block) pairs, head-major
 
   const T* g_k = static_cast<const T*>(f.k) + seq.k_off(f.k_strides, hkv);
@@ -219,30 +212,15 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
         r_s[nt][e] = pv;
       }
     }
-    // The dropout mask of this thread's elements: bit 4 nt + e. Consecutive queries of a key are
-    // Nk draws apart, so each element costs one Philox block.
-    [[maybe_unused]] uint32_t keep[(kNT * 4 + 31) / 32] = {};
+    // The dropout mask of this thread's elements: bit 4 nt + e (KeepMask).
+    [[maybe_unused]] KeepMask<kNT> keep = {};
     if constexpr (kExtras) {
-      if (dropout_on) {
-        const uint64_t d0 = drop.draw(f, b * f.H + h, m0 + 2 * t, n0 + key_row0 + g);
-#pragma unroll
-        for (int nt = 0; nt < kNT; ++nt) {
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int bit = 4 * nt + e;
-            const uint64_t d = d0 + static_cast<uint64_t>(nt * 8 + (e & 1)) * f.Nk + (e >> 1) * 8;
-            if (drop.keep(d)) keep[bit / 32] |= 1u << (bit % 32);
-          }
-        }
-      } else {
-        for (uint32_t& w : keep) w = ~0u;  // no dropout: every element kept, scale 1
-      }
+      keep.draw(drop, f, dropout_on, b * f.H + h, m0 + 2 * t, n0 + key_row0 + g);
     }
-    [[maybe_unused]] auto kept = [&](int bit) { return (keep[bit / 32] >> (bit % 32)) & 1u; };
     // What dV reads: Pᵀ ∘ Z s under dropout.
     auto p_dropped = [&](int nt, int e) {
       if constexpr (kExtras) {
-        return kept(4 * nt + e) ? r_s[nt][e] * drop.scale : 0.0f;
+        return keep.kept(4 * nt + e) ? r_s[nt][e] * drop.scale : 0.0f;
       } else {
         return r_s[nt][e];
       }
@@ -271,7 +249,7 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         float dp = r_dp[nt][e];
-        if constexpr (kExtras) dp = kept(4 * nt + e) ? dp * drop.scale : 0.0f;
+        if constexpr (kExtras) dp = keep.kept(4 * nt + e) ? dp * drop.scale : 0.0f;
         r_dp[nt][e] = r_s[nt][e] * (dp - s_dsumt[nt * 8 + 2 * t + (e & 1)]);
       }
       T* s_row = s_ds + (key_row0 + g) * kDsStride + nt * 8 + 2 * t;
@@ -325,7 +303,7 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
     if (deterministic) {
       // Alone on this query block's accumulator rows, in key-block order: plain read-add-write
       // (L2, .cg), then the counter passes it to the next key block.
-      int* sem = semaphores + (static_cast<int64_t>(b) * f.H + h) * ((f.Nq + 63) / 64) + m0 / 64;
+      int* sem = dq_semaphore(semaphores, f, b, h, m0);
       if (tid == 0) {
         sem_wait(sem, last_key_block(band, m0, kBlockM, kBlockN, n_key_blocks) - n_block);
       }
@@ -457,15 +435,9 @@ __global__ void __launch_bounds__(256, 1)
   const int n_key_blocks = (nk + kBlockN - 1) / kBlockN;
   const FlashBand band = flash_band(f, nq, nk);
 
-  int m_begin = 0, n_m = 0;  // the query blocks whose rows see some key of this block
-  {
-    const int first_q = max(0, n0 - band.hi);
-    const int last_q = min(nq - 1, min(n0 + kBlockN, nk) - 1 - band.lo);
-    if (first_q <= last_q) {
-      m_begin = first_q / kBlockM;
-      n_m = last_q / kBlockM + 1 - m_begin;
-    }
-  }
+  // The query blocks whose rows see some key of this block: [m_begin, m_begin + n_m).
+  const BlockSpan m_span = query_blocks_seeing(band, n0, kBlockN, nq, nk, kBlockM);
+  const int m_begin = m_span.first, n_m = m_span.count;
   const int total = group * n_m;
 
   const T* g_k = static_cast<const T*>(f.k) + seq.k_off(f.k_strides, hkv);
@@ -637,7 +609,7 @@ __global__ void __launch_bounds__(256, 1)
     float* g_dqa = dq_accum + flash_stat_row(f, seq, h) * D;
     const int col0 = wd * kDW;
     if (deterministic) {  // as in the kernel above: plain adds in key-block order
-      int* sem = semaphores + (static_cast<int64_t>(b) * f.H + h) * ((f.Nq + 63) / 64) + m0 / 64;
+      int* sem = dq_semaphore(semaphores, f, b, h, m0);
       const int turn = last_key_block(band, m0, kBlockM, kBlockN, n_key_blocks) - n_block;
       if (tid == 0) sem_wait(sem, turn);
       __syncthreads();

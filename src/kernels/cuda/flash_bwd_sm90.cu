@@ -157,15 +157,8 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
   [[maybe_unused]] const int diag = f.Nk - f.Nq;
 
   // The query blocks whose rows see some key of this block: [m_begin, m_begin + n_m).
-  int m_begin = 0, n_m = 0;
-  {
-    const int first_q = max(0, n0 - band.hi);
-    const int last_q = min(f.Nq - 1, min(n0 + kBlockN, f.Nk) - 1 - band.lo);
-    if (first_q <= last_q) {
-      m_begin = first_q / kBlockM;
-      n_m = last_q / kBlockM + 1 - m_begin;
-    }
-  }
+  const BlockSpan m_span = query_blocks_seeing(band, n0, kBlockN, f.Nq, f.Nk, kBlockM);
+  const int m_begin = m_span.first, n_m = m_span.count;
   const int total = group * n_m;
 
   const T* g_k = static_cast<const T*>(f.k) + b * f.k_strides.batch + hkv * f.k_strides.head;
@@ -322,26 +315,11 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
         r_s[4 * nt + e] = pv;
       }
     }
-    // The dropout mask of this thread's elements, bit 4 nt + e (one Philox block per element:
-    // consecutive queries of a key are Nk draws apart).
-    [[maybe_unused]] uint32_t keep[(kNT * 4 + 31) / 32] = {};
+    // The dropout mask of this thread's elements, bit 4 nt + e (KeepMask).
+    [[maybe_unused]] KeepMask<kNT> keep = {};
     if constexpr (kExtras) {
-      if (dropout_on) {
-        const uint64_t d0 = drop.draw(f, b * f.H + h, m0 + 2 * t, n0 + key_row0 + g);
-#pragma unroll
-        for (int nt = 0; nt < kNT; ++nt) {
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int bit = 4 * nt + e;
-            const uint64_t d = d0 + static_cast<uint64_t>(nt * 8 + (e & 1)) * f.Nk + (e >> 1) * 8;
-            if (drop.keep(d)) keep[bit / 32] |= 1u << (bit % 32);
-          }
-        }
-      } else {
-        for (uint32_t& w : keep) w = ~0u;  // no dropout: every element kept, scale 1
-      }
+      keep.draw(drop, f, dropout_on, b * f.H + h, m0 + 2 * t, n0 + key_row0 + g);
     }
-    [[maybe_unused]] auto kept = [&](int bit) { return (keep[bit / 32] >> (bit % 32)) & 1u; };
 
     // dV += Pᵀ dO (Pᵀ ∘ Z s under dropout), issued now and overlapped with dS below.
     uint32_t r_p[kBlockM / 16][4];
@@ -351,8 +329,8 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
       for (int j = 0; j < 4; ++j) {
         float p0 = r_s[8 * kq + 2 * j], p1 = r_s[8 * kq + 2 * j + 1];
         if constexpr (kExtras) {
-          p0 = kept(8 * kq + 2 * j) ? p0 * drop.scale : 0.0f;
-          p1 = kept(8 * kq + 2 * j + 1) ? p1 * drop.scale : 0.0f;
+          p0 = keep.kept(8 * kq + 2 * j) ? p0 * drop.scale : 0.0f;
+          p1 = keep.kept(8 * kq + 2 * j + 1) ? p1 * drop.scale : 0.0f;
         }
         r_p[kq][j] = Mma::pack(p0, p1);
       }
@@ -375,7 +353,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         float dp = r_dp[4 * nt + e];
-        if constexpr (kExtras) dp = kept(4 * nt + e) ? dp * drop.scale : 0.0f;
+        if constexpr (kExtras) dp = keep.kept(4 * nt + e) ? dp * drop.scale : 0.0f;
         r_dp[4 * nt + e] = r_s[4 * nt + e] * (dp - s_dsumt[nt * 8 + 2 * t + (e & 1)]);
       }
       const uint32_t lo = Mma::pack(r_dp[4 * nt], r_dp[4 * nt + 1]);
@@ -454,8 +432,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
       g_dq_pending = g_dqa + static_cast<int64_t>(m0) * D;
       dq_pending_bytes = static_cast<uint32_t>(min(kBlockM, f.Nq - m0) * D * sizeof(float));
       if (deterministic) {
-        sem_pending =
-            semaphores + (static_cast<int64_t>(b) * f.H + h) * ((f.Nq + 63) / 64) + m0 / 64;
+        sem_pending = dq_semaphore(semaphores, f, b, h, m0);
         sem_turn = last_key_block(band, m0, kBlockM, kBlockN, gridDim.x) - n_block;
       }
     } else {

@@ -17,6 +17,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/flash_api.h"
+#include "kernels/cuda/random.h"
 
 namespace tilegrad::cuda::flash {
 
@@ -84,19 +85,22 @@ __device__ inline int64_t flash_stat_row(const FlashFwdParams& p, const FlashSeq
 
 // ---- dropout: Philox4x32-10 exactly as core/rng.h computes it on the CPU
 
-// The four 32-bit outputs of Philox4x32-10 for counter (c0, c1, 0, 0) and key (k0, k1).
+// The four 32-bit outputs of Philox4x32-10 for counter (c0, c1, 0, 0) and key (k0, k1):
+// core/rng.h's philox4x32_10 with its constants. The round is written out here rather than calling
+// core/rng.h's philox_round: that one forms each product as a 64-bit multiply, which nvcc compiles
+// to 64-bit multiplies and masks (a Philox block 104 SASS instructions on sm_80 instead of 80, the
+// kernels with dropout 13-27% longer); __umulhi and the 32-bit product side by side make one
+// IMAD.WIDE.U32.
 __device__ __forceinline__ uint4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t k0, uint32_t k1) {
-  constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
-  constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
   uint32_t c2 = 0, c3 = 0;
 #pragma unroll
   for (int round = 0; round < 10; ++round) {
     if (round > 0) {
-      k0 += kW0;
-      k1 += kW1;
+      k0 += kPhiloxW0;
+      k1 += kPhiloxW1;
     }
-    const uint32_t hi0 = __umulhi(kM0, c0), lo0 = kM0 * c0;
-    const uint32_t hi1 = __umulhi(kM1, c2), lo1 = kM1 * c2;
+    const uint32_t hi0 = __umulhi(kPhiloxM0, c0), lo0 = kPhiloxM0 * c0;
+    const uint32_t hi1 = __umulhi(kPhiloxM1, c2), lo1 = kPhiloxM1 * c2;
     const uint32_t n0 = hi1 ^ c1 ^ k0, n2 = hi0 ^ c3 ^ k1;
     c0 = n0;
     c1 = lo1;
@@ -106,14 +110,13 @@ __device__ __forceinline__ uint4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_
   return make_uint4(c0, c1, c2, c3);
 }
 
+// Philox block `block` (draws 4 block ..= 4 block + 3) of the stream `seed`.
 __device__ __forceinline__ uint4 philox_block(uint64_t seed, uint64_t block) {
   return philox4x32_10(static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
                        static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
 }
 
-__device__ __forceinline__ uint32_t uint4_at(const uint4& r, uint32_t i) {
-  return i == 0 ? r.x : i == 1 ? r.y : i == 2 ? r.z : r.w;
-}
+using tilegrad::kernels::cuda::philox_word;
 
 // The dropout parameters of one call: the keep threshold on a draw's top 24 bits and the scale of
 // kept values, computed as core/rng.h's dropout_keep_threshold and dropout_scale do.
@@ -128,16 +131,17 @@ struct Dropout {
         scale(p.dropout_p < 1.0 ? static_cast<float>(1.0 / (1.0 - p.dropout_p)) : 0.0f) {}
   // Whether draw d is kept.
   __device__ __forceinline__ bool keep(uint64_t d) const {
-    return (uint4_at(philox_block(seed, d >> 2), static_cast<uint32_t>(d) & 3) >> 8) >= threshold;
+    return dropout_keep(philox_word(philox_block(seed, d >> 2), static_cast<uint32_t>(d) & 3),
+                        threshold);
   }
   // Whether draws d and d + 1 are kept (bits 0 and 1): one Philox block unless the pair straddles
   // two.
   __device__ __forceinline__ uint32_t keep2(uint64_t d) const {
     const uint32_t lane = static_cast<uint32_t>(d) & 3;
     const uint4 r = philox_block(seed, d >> 2);
-    const uint32_t x0 = uint4_at(r, lane);
-    const uint32_t x1 = lane == 3 ? philox_block(seed, (d >> 2) + 1).x : uint4_at(r, lane + 1);
-    return ((x0 >> 8) >= threshold ? 1u : 0u) | ((x1 >> 8) >= threshold ? 2u : 0u);
+    const uint32_t x0 = philox_word(r, lane);
+    const uint32_t x1 = lane == 3 ? philox_block(seed, (d >> 2) + 1).x : philox_word(r, lane + 1);
+    return (dropout_keep(x0, threshold) ? 1u : 0u) | (dropout_keep(x1, threshold) ? 2u : 0u);
   }
   // The draw number of element (bh = b · H + h, i, j).
   __device__ __forceinline__ uint64_t draw(const FlashFwdParams& p, int bh, int i, int j) const {
@@ -145,7 +149,64 @@ struct Dropout {
   }
 };
 
+// The dropout mask of a backward thread's elements of the transposed scores Sᵀ (both backward
+// kernels' fragment layout): element e of 8-query column tile nt (of kNT) is key `key` + 8 (e / 2)
+// and query `q` + 8 nt + e % 2, and bit 4 nt + e of the mask says whether dropout keeps it.
+template <int kNT>
+struct KeepMask {
+  uint32_t bits[(kNT * 4 + 31) / 32];
+  // Draws the mask into zeroed bits. Consecutive queries of a key are Nk draws apart, so each
+  // element costs one Philox block. With `on` false (the extras instantiation without dropout)
+  // every element is kept.
+  __device__ __forceinline__ void draw(const Dropout& drop, const FlashFwdParams& f, bool on,
+                                       int bh, int q, int key) {
+    if (on) {
+      const uint64_t d0 = drop.draw(f, bh, q, key);
+#pragma unroll
+      for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int bit = 4 * nt + e;
+          const uint64_t d = d0 + static_cast<uint64_t>(nt * 8 + (e & 1)) * f.Nk + (e >> 1) * 8;
+          if (drop.keep(d)) bits[bit / 32] |= 1u << (bit % 32);
+        }
+      }
+    } else {
+      for (uint32_t& w : bits) w = ~0u;  // no dropout: every element kept, scale 1
+    }
+  }
+  __device__ __forceinline__ uint32_t kept(int bit) const {
+    return (bits[bit / 32] >> (bit % 32)) & 1u;
+  }
+};
+
+// ---- the backward's query blocks: those that see a key block
+
+// The query blocks of block_m rows (of nq queries) whose rows see some key of keys n0 ..= n0 +
+// block_n - 1 (of nk) under the band: first, first + 1, ..., first + count - 1 (count 0 when none).
+struct BlockSpan {
+  int first, count;
+};
+__device__ __forceinline__ BlockSpan query_blocks_seeing(const FlashBand& band, int n0, int block_n,
+                                                         int nq, int nk, int block_m) {
+  int first = 0, count = 0;
+  const int first_q = max(0, n0 - band.hi);
+  const int last_q = min(nq - 1, min(n0 + block_n, nk) - 1 - band.lo);
+  if (first_q <= last_q) {
+    first = first_q / block_m;
+    count = last_q / block_m + 1 - first;
+  }
+  return {first, count};
+}
+
 // ---- the deterministic backward's ordering counters (global memory, one int per query block)
+
+// The counter of the 64 query rows from m0 (a multiple of 64) of (batch b, head h): the workspace
+// holds B · H · ceil(Nq / 64) of them (flash_api.cu).
+__device__ __forceinline__ int* dq_semaphore(int* semaphores, const FlashFwdParams& f, int b, int h,
+                                             int m0) {
+  return semaphores + (static_cast<int64_t>(b) * f.H + h) * ((f.Nq + 63) / 64) + m0 / 64;
+}
 
 // Spins until *sem == value; the acquire orders this thread's later accesses after the previous
 // key block's writes to the accumulator.
