@@ -85,37 +85,9 @@ __device__ inline int64_t flash_stat_row(const FlashFwdParams& p, const FlashSeq
 
 // ---- dropout: Philox4x32-10 exactly as core/rng.h computes it on the CPU
 
-// The four 32-bit outputs of Philox4x32-10 for counter (c0, c1, 0, 0) and key (k0, k1):
-// core/rng.h's philox4x32_10 with its constants. The round is written out here rather than calling
-// core/rng.h's philox_round: that one forms each product as a 64-bit multiply, which nvcc compiles
-// to 64-bit multiplies and masks (a Philox block 104 SASS instructions on sm_80 instead of 80, the
-// kernels with dropout 13-27% longer); __umulhi and the 32-bit product side by side make one
-// IMAD.WIDE.U32.
-__device__ __forceinline__ uint4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t k0, uint32_t k1) {
-  uint32_t c2 = 0, c3 = 0;
-#pragma unroll
-  for (int round = 0; round < 10; ++round) {
-    if (round > 0) {
-      k0 += kPhiloxW0;
-      k1 += kPhiloxW1;
-    }
-    const uint32_t hi0 = __umulhi(kPhiloxM0, c0), lo0 = kPhiloxM0 * c0;
-    const uint32_t hi1 = __umulhi(kPhiloxM1, c2), lo1 = kPhiloxM1 * c2;
-    const uint32_t n0 = hi1 ^ c1 ^ k0, n2 = hi0 ^ c3 ^ k1;
-    c0 = n0;
-    c1 = lo1;
-    c2 = n2;
-    c3 = lo0;
-  }
-  return make_uint4(c0, c1, c2, c3);
-}
-
-// Philox block `block` (draws 4 block ..= 4 block + 3) of the stream `seed`.
-__device__ __forceinline__ uint4 philox_block(uint64_t seed, uint64_t block) {
-  return philox4x32_10(static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
-                       static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
-}
-
+// Philox block `block` (draws 4 block ..= 4 block + 3) of the stream `seed`, and word i of it:
+// random.h's, on core/rng.h's round (one IMAD.WIDE.U32 per product on the GPU).
+using tilegrad::kernels::cuda::philox_block;
 using tilegrad::kernels::cuda::philox_word;
 
 // The dropout parameters of one call: the keep threshold on a draw's top 24 bits and the scale of
