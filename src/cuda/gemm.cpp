@@ -12,16 +12,33 @@
 #include "core/error.h"
 #include "cuda/caching_allocator.h"
 #include "cuda/check.h"
-#include "memory/workspace.h"
+#include "memory/allocator.h"
 
 namespace tilegrad::cuda {
 
 namespace {
 
 // cuBLASLt picks faster kernels with more scratch; 32 MiB is what its documentation recommends for
-// Hopper. The buffer is a stream-ordered block of the caching allocator, so taking it per call
-// costs no driver call once the pool holds one.
+// Hopper.
 constexpr int64_t kWorkspaceBytes = int64_t{32} << 20;
+
+// The device's GEMM workspace: one block of the caching allocator, taken at the device's first GEMM
+// and kept for the process, tracked as workspace. Taken per call, it counted 32 MiB into the peak
+// of every op that runs a GEMM, which byte-exact memory bounds (and predictions) then had to carry;
+// kept, it is part of the baseline from the first step on (the trainer's memory check measures
+// again after a first step for such buffers). Every GEMM of a device is queued on its one stream,
+// so they never use it at the same time.
+void* gemm_workspace(int device) {
+  static std::mutex mutex;
+  static auto* blocks = new std::map<int, void*>();
+  std::lock_guard<std::mutex> lock(mutex);
+  void*& p = (*blocks)[device];
+  if (p == nullptr) {
+    p = allocator_for(Device::cuda(device))
+            .allocate(static_cast<size_t>(kWorkspaceBytes), Category::workspace);
+  }
+  return p;
+}
 
 cublasLtHandle_t handle() {
   // One handle per process: cuBLASLt handles are not tied to a device or a stream.
@@ -255,7 +272,7 @@ bool gemm(const GemmArgs& g, cudaStream_t stream) {
   const float alpha_f = static_cast<float>(g.alpha), beta_f = static_cast<float>(g.beta);
   const double alpha_d = g.alpha, beta_d = g.beta;
   const bool f64 = p.types.scale == CUDA_R_64F;
-  Workspace ws(kWorkspaceBytes, Device::cuda(current_device()));
+  void* ws = gemm_workspace(current_device());
   std::unique_lock<std::mutex> lock(p.call, std::defer_lock);
   if (p.fused_epilogue) {
     lock.lock();
@@ -275,8 +292,7 @@ bool gemm(const GemmArgs& g, cudaStream_t stream) {
       handle(), p.desc.d,
       f64 ? static_cast<const void*>(&alpha_d) : static_cast<const void*>(&alpha_f), g.b, p.la.l,
       g.a, p.lb.l, f64 ? static_cast<const void*>(&beta_d) : static_cast<const void*>(&beta_f),
-      c_in, p.lc.l, g.c, p.lc.l, &p.algo, ws.as<void>(), static_cast<size_t>(kWorkspaceBytes),
-      stream));
+      c_in, p.lc.l, g.c, p.lc.l, &p.algo, ws, static_cast<size_t>(kWorkspaceBytes), stream));
   return g.epilogue == GemmEpilogue::none || p.fused_epilogue;
 }
 

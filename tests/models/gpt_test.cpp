@@ -113,7 +113,7 @@ std::vector<std::vector<uint8_t>> grads_under(const std::string& remat, Attentio
   gpt.loss(ids(3, 9, 11, 8), ids(3, 9, 11, 9), gen).backward();
   std::vector<std::vector<uint8_t>> out;
   for (const auto& [name, p] : gpt.named_parameters()) {
-    const Tensor g = p.grad().contiguous();
+    const Tensor g = p.grad().to(Device::cpu()).contiguous();  // bytes read on the host
     std::vector<uint8_t> b(static_cast<size_t>(g.nbytes()));
     std::memcpy(b.data(), g.data(), b.size());
     out.push_back(std::move(b));
@@ -123,6 +123,8 @@ std::vector<std::vector<uint8_t>> grads_under(const std::string& remat, Attentio
 
 TEST(GPT, GradientsBitwiseEqualUnderRematerialization) {
   for (AttentionImpl impl : {AttentionImpl::flash, AttentionImpl::standard}) {
+    // The CUDA backend has no standard (materialising) attention kernel (docs/STATUS.md).
+    if (impl == AttentionImpl::standard && !default_device().is_cpu()) continue;
     const auto plain = grads_under("none", impl);
     for (const char* policy : {"every:1", "every:3", "sqrt", "selective"}) {
       const auto g = grads_under(policy, impl);

@@ -97,7 +97,7 @@ Net make_net(DType dt) {
 }
 
 std::vector<uint8_t> bits(const Tensor& t) {
-  const Tensor c = t.contiguous();
+  const Tensor c = t.to(Device::cpu()).contiguous();  // bytes read on the host
   std::vector<uint8_t> out(static_cast<size_t>(c.nbytes()));
   std::memcpy(out.data(), c.data(), out.size());
   return out;
