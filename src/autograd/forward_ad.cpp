@@ -40,6 +40,7 @@ bool any_tangent(const std::vector<Tensor>& inputs) {
 }
 
 Tensor tangent_of(const Tensor& t) {
+  if (!t.defined()) return Tensor();
   const AutogradMeta* m = autograd_meta_or_null(t);
   return m ? m->tangent : Tensor();
 }

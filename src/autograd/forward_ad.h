@@ -30,7 +30,7 @@ namespace forward_ad {
 // True when tangent propagation is on (outside rules) and any defined input has a tangent.
 bool any_tangent(std::initializer_list<Tensor> inputs);
 bool any_tangent(const std::vector<Tensor>& inputs);
-// The tangent of t, undefined if none.
+// The tangent of t, undefined if none (and for an undefined t: an optional operand).
 Tensor tangent_of(const Tensor& t);
 void set_tangent(const Tensor& t, const Tensor& tangent);
 

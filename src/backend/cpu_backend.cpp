@@ -51,23 +51,7 @@ class CpuBackend final : public Backend {
   void reduce(ReduceOp op, const StridedView& x, const StridedView& out) override {
     k::reduce(op, x, out);
   }
-  void gemm(const GemmArgs& args) override {
-    if (args.c_in == nullptr || args.c_in == args.c || args.beta == 0.0) {
-      GemmArgs g = args;
-      g.c_in = nullptr;
-      return k::gemm(g);
-    }
-    // beta scales c_in: copied into C first, then C = epilogue(alpha · op(A) · op(B) + beta · C).
-    TG_CHECK(args.batch == 1, "gemm: c_in needs batch 1");
-    const size_t row = static_cast<size_t>(args.n) * dtype_size(args.dtype);
-    const auto* src = static_cast<const char*>(args.c_in);
-    auto* dst = static_cast<char*>(args.c);
-    const size_t ld = static_cast<size_t>(args.ldc) * dtype_size(args.dtype);
-    for (int64_t i = 0; i < args.m; ++i) std::memcpy(dst + i * ld, src + i * ld, row);
-    GemmArgs g = args;
-    g.c_in = nullptr;
-    k::gemm(g);
-  }
+  void gemm(const GemmArgs& args) override { k::gemm(args); }
   void softmax_forward(DType dt, const void* x, void* y, int64_t outer, int64_t n, int64_t inner,
                        bool log) override {
     k::softmax_forward(dt, x, y, outer, n, inner, log);

@@ -3,9 +3,8 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "nn/residual.h"
 #include "ops/concat.h"
-#include "ops/dropout.h"
-#include "ops/elementwise.h"
 #include "ops/view.h"
 
 namespace tilegrad::nn {
@@ -34,10 +33,10 @@ Tensor CausalSelfAttention::forward(const Tensor& x, Generator& gen, const Tenso
   options.dropout_p = training() ? config_.dropout : 0.0;
   const Tensor y = attention(heads(qkv[0]), heads(qkv[1]), heads(qkv[2]), options, gen).out;
   const Tensor merged = reshape(transpose(y, 1, 2).contiguous(), {B, T, C});
-  if (residual.defined() && (config_.dropout == 0.0 || !training()))
+  if (residual_in_gemm(residual, config_.dropout, training()))
     return c_proj_->forward(merged, Activation::none, residual);
-  const Tensor d = dropout(c_proj_->forward(merged), config_.dropout, gen, training());
-  return residual.defined() ? residual + d : d;
+  return dropout_then_residual(c_proj_->forward(merged), residual, config_.dropout, gen,
+                               training());
 }
 
 Tensor CausalSelfAttention::forward_cached(const Tensor& x, const Tensor& k_cache,

@@ -2,8 +2,7 @@
 
 #include <cmath>
 
-#include "ops/dropout.h"
-#include "ops/elementwise.h"
+#include "nn/residual.h"
 #include "ops/mlp.h"
 
 namespace tilegrad::nn {
@@ -17,12 +16,10 @@ MLP::MLP(int64_t C, double dropout, int L, Generator& init, DType dtype) : dropo
 // One op (ops/mlp.h) rather than c_proj(c_fc(x, gelu)): the same values, but the 4C-wide hidden
 // activation is not kept for the backward, and the GELU's backward runs in a GEMM's epilogue.
 Tensor MLP::forward(const Tensor& x, Generator& gen, const Tensor& residual) const {
-  const bool fuse = residual.defined() && (dropout_ == 0.0 || !training());
+  const bool in_gemm = residual_in_gemm(residual, dropout_, training());
   const Tensor y = mlp(x, c_fc_->weight(), c_fc_->bias(), c_proj_->weight(), c_proj_->bias(),
-                       fuse ? residual : Tensor());
-  if (fuse) return y;
-  const Tensor d = dropout(y, dropout_, gen, training());
-  return residual.defined() ? residual + d : d;
+                       in_gemm ? residual : Tensor());
+  return in_gemm ? y : dropout_then_residual(y, residual, dropout_, gen, training());
 }
 
 }  // namespace tilegrad::nn

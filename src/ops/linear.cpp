@@ -57,8 +57,7 @@ Tensor linear_product(const Tensor& x, const Tensor& w, const Tensor& b, Activat
             "linear_product: operands");
   const int64_t K = w.size(0), N = w.size(1);
   const int64_t rows = x.numel() / std::max<int64_t>(K, 1);
-  Shape out_shape(x.shape().begin(), x.shape().end() - 1);
-  out_shape.push_back(N);
+  const Shape out_shape = linear_output_shape(x.shape(), N);
   check_shape(out_shape, "linear");
   const GemmOperand W = gemm_operand(w, {});
   Tensor out = empty_output(out_shape, x.dtype(), x.device());
@@ -103,6 +102,17 @@ std::pair<Tensor, Tensor> linear_param_grads(const Tensor& x_saved, const Tensor
   return {gw, gb};
 }
 
+Shape linear_output_shape(const Shape& x, int64_t N) {
+  Shape out(x.begin(), x.end() - 1);
+  out.push_back(N);
+  return out;
+}
+
+void check_residual(const char* op, const Tensor& residual, const Shape& out) {
+  TG_CHECK(!residual.defined() || residual.shape() == out, op, ": the residual ",
+           shape_str(residual.shape()), " must have the output's shape ", shape_str(out));
+}
+
 Tensor linear_tangent(const Tensor& x, const Tensor& tx, const Tensor& w, const Tensor& tw,
                       const Tensor& tb, const Shape& out_shape, Activation act, const Tensor& pre,
                       const Tensor& tr) {
@@ -133,10 +143,8 @@ Tensor linear(const Tensor& x_in, const Tensor& w, const Tensor& b, Activation a
   const int64_t N = w.size(1);
   TG_CHECK(!b.defined() || (b.dim() == 1 && b.size(0) == N), "linear: b ", shape_str(b.shape()),
            " must be [", N, "]");
-  Shape out_shape(x_in.shape().begin(), x_in.shape().end() - 1);
-  out_shape.push_back(N);
-  TG_CHECK(!residual.defined() || residual.shape() == out_shape, "linear: the residual ",
-           shape_str(residual.shape()), " must have the output's shape ", shape_str(out_shape));
+  const Shape out_shape = linear_output_shape(x_in.shape(), N);
+  check_residual("linear", residual, out_shape);
   TG_CHECK(!residual.defined() || act == Activation::none,
            "linear: a residual is added after the bias, so it takes no activation");
   // Without a bias there is no epilogue to fuse into: the composite is the same work.
@@ -148,9 +156,7 @@ Tensor linear(const Tensor& x_in, const Tensor& w, const Tensor& b, Activation a
 
   const Cost cost = linear_cost(x_in.shape(), N, x_in.dtype(), true, act, residual.defined());
   OpScope scope("linear", cost);
-  Tensor x = x_in;
-  Tensor bias = b;
-  Tensor res = residual;
+  Tensor x = x_in, bias = b, res = residual;
   if (!x.is_contiguous() || !bias.is_contiguous() || (res.defined() && !res.is_contiguous())) {
     NoGradGuard no_grad;  // copies that only serve the GEMM; gradients flow to the originals
     x = x.contiguous();
@@ -171,7 +177,7 @@ Tensor linear(const Tensor& x_in, const Tensor& w, const Tensor& b, Activation a
     forward_ad::set_tangent(
         out, linear_tangent(x, forward_ad::tangent_of(x_in), w, forward_ad::tangent_of(w),
                             forward_ad::tangent_of(b), out_shape, act, pre,
-                            residual.defined() ? forward_ad::tangent_of(residual) : Tensor()));
+                            forward_ad::tangent_of(residual)));
   }
   return out;
 }

@@ -33,6 +33,10 @@ Tensor linear_product(const Tensor& x, const Tensor& w, const Tensor& b, Activat
                       Tensor* pre, const Tensor& residual = Tensor());
 std::pair<Tensor, Tensor> linear_param_grads(const Tensor& x, const Tensor& gp, bool need_w,
                                              bool need_b);
+// - linear_output_shape: x's shape with its last size replaced by N;
+// - check_residual: a residual of op's output (shape out) must have that shape (undefined: none).
+Shape linear_output_shape(const Shape& x, int64_t N);
+void check_residual(const char* op, const Tensor& residual, const Shape& out);
 Tensor linear_tangent(const Tensor& x, const Tensor& tx, const Tensor& w, const Tensor& tw,
                       const Tensor& tb, const Shape& out_shape, Activation act, const Tensor& pre,
                       const Tensor& tr = Tensor());

@@ -103,10 +103,7 @@ Tensor mlp(const Tensor& x_in, const Tensor& w1, const Tensor& b1, const Tensor&
   check_weight(w1, b1, x_in.size(-1), "w1", "b1");
   check_weight(w2, b2, w1.size(1), "w2", "b2");
   const int64_t M = w1.size(1), N = w2.size(1);
-  Shape out_shape(x_in.shape().begin(), x_in.shape().end() - 1);
-  out_shape.push_back(N);
-  TG_CHECK(!residual.defined() || residual.shape() == out_shape, "mlp: the residual ",
-           shape_str(residual.shape()), " must have the output's shape ", shape_str(out_shape));
+  check_residual("mlp", residual, linear_output_shape(x_in.shape(), N));
 
   const Cost cost = mlp_cost(x_in.shape(), M, N, x_in.dtype(), residual.defined());
   OpScope scope("mlp", cost);
@@ -138,9 +135,9 @@ Tensor mlp(const Tensor& x_in, const Tensor& w1, const Tensor& b1, const Tensor&
         linear_tangent(x, forward_ad::tangent_of(x_in), w1, forward_ad::tangent_of(w1),
                        forward_ad::tangent_of(b1), h.shape(), Activation::gelu, pre);
     forward_ad::set_tangent(
-        out, linear_tangent(h, th, w2, forward_ad::tangent_of(w2), forward_ad::tangent_of(b2),
-                            out.shape(), Activation::none, Tensor(),
-                            residual.defined() ? forward_ad::tangent_of(residual) : Tensor()));
+        out,
+        linear_tangent(h, th, w2, forward_ad::tangent_of(w2), forward_ad::tangent_of(b2),
+                       out.shape(), Activation::none, Tensor(), forward_ad::tangent_of(residual)));
   }
   return out;
 }

@@ -70,13 +70,60 @@ std::string describe(DType dt, DType t_dt, const Case& c, int64_t ignore) {
          std::to_string(c.V) + " ignore " + std::to_string(ignore);
 }
 
+// Per-row tolerances of the GPU's losses and logsumexps against the CPU's (lc, sc), for logits xv:
+// the accumulation type's rounding over the sum of V exponentials (added in another order on the
+// GPU, with an exp that may differ by an ulp or two), plus a few roundings of the values' sizes.
+struct RowTolerances {
+  std::vector<double> loss, lse;
+};
+RowTolerances row_tolerances(DType dt, const Case& cs, const Problem& p,
+                             const std::vector<double>& xv, const std::vector<double>& lc,
+                             const std::vector<double>& sc) {
+  const double ua = unit_roundoff(acc_dtype(dt));
+  const double acc = 16.0 * (1.0 + std::sqrt(static_cast<double>(cs.V))) * ua;
+  RowTolerances tol{std::vector<double>(cs.rows), std::vector<double>(cs.rows)};
+  for (int64_t r = 0; r < cs.rows; ++r) {
+    tol.lse[r] = acc + 4.0 * ua * std::abs(sc[r]);
+    const bool ignored = p.t[r] == p.ignore;
+    const double xt = ignored ? 0.0 : std::abs(xv[r * cs.V + p.t[r]]);
+    tol.loss[r] = ignored ? 0.0 : acc + 8.0 * ua * (std::abs(lc[r]) + std::abs(sc[r]) + xt);
+  }
+  return tol;
+}
+
+// Tolerances of the GPU's glogits against the CPU's, for upstream gradient g, logits xv and the
+// CPU's logsumexps sv, when the GPU's lse may differ from sv by up to lse_err[r] per row (0: the
+// GPU read the same lse): exp's rounding and its argument's (|x - lse| in size), exp's response to
+// the lse's difference, a few roundings of the dtype; ignored rows exactly zero.
+std::vector<double> glogits_tolerance(DType dt, const Case& cs, const Problem& p, double g,
+                                      const std::vector<double>& xv, const std::vector<double>& sv,
+                                      const std::vector<double>& lse_err) {
+  const double u = unit_roundoff(dt), ua = unit_roundoff(acc_dtype(dt));
+  std::vector<double> tol(static_cast<size_t>(cs.rows * cs.V));
+  for (int64_t r = 0; r < cs.rows; ++r) {
+    const bool ignored = p.t[r] == p.ignore;
+    for (int64_t j = 0; j < cs.V; ++j) {
+      const size_t k = static_cast<size_t>(r * cs.V + j);
+      if (ignored) {
+        tol[k] = 0.0;  // exactly zero
+        continue;
+      }
+      const double d = xv[k] - sv[r], prob = std::exp(d);
+      const double hot = j == p.t[r] ? 1.0 : 0.0;
+      tol[k] = g * (4.0 * u * (prob + hot) + ua * (16.0 + 4.0 * std::abs(d)) * prob +
+                    2.0 * lse_err[r] * prob);
+      if (dt == DType::f16) tol[k] += std::ldexp(1.0, -23);  // float16 subnormals
+    }
+  }
+  return tol;
+}
+
 TEST(CudaCrossEntropy, ForwardMatchesCpu) {
   TG_REQUIRE_GPU();
   std::mt19937_64 rng(5);
   for (DType dt : kFloatDTypes) {
     const DType adt = acc_dtype(dt);
     const size_t as = tilegrad::dtype_size(adt);
-    const double ua = unit_roundoff(adt);
     for (DType t_dt : kIndexDTypes) {
       for (const Case& cs : kCases) {
         for (bool ignore_class : {false, true}) {
@@ -98,16 +145,9 @@ TEST(CudaCrossEntropy, ForwardMatchesCpu) {
           const std::vector<double> xv = decode(dt, x);
           const std::vector<double> lc = decode(adt, loss_cpu), lg = decode(adt, download(dloss));
           const std::vector<double> sc = decode(adt, lse_cpu), sg = decode(adt, download(dlse));
-          const double acc = 16.0 * (1.0 + std::sqrt(static_cast<double>(cs.V))) * ua;
-          std::vector<double> tol_loss(cs.rows), tol_lse(cs.rows);
-          for (int64_t r = 0; r < cs.rows; ++r) {
-            tol_lse[r] = acc + 4.0 * ua * std::abs(sc[r]);
-            const bool ignored = p.t[r] == p.ignore;
-            const double xt = ignored ? 0.0 : std::abs(xv[r * cs.V + p.t[r]]);
-            tol_loss[r] = ignored ? 0.0 : acc + 8.0 * ua * (std::abs(lc[r]) + std::abs(sc[r]) + xt);
-          }
-          expect_close(lg, lc, tol_loss, "loss");
-          expect_close(sg, sc, tol_lse, "lse");
+          const RowTolerances tol = row_tolerances(dt, cs, p, xv, lc, sc);
+          expect_close(lg, lc, tol.loss, "loss");
+          expect_close(sg, sc, tol.lse, "lse");
         }
       }
     }
@@ -120,7 +160,6 @@ TEST(CudaCrossEntropy, BackwardMatchesCpu) {
   for (DType dt : kFloatDTypes) {
     const DType adt = acc_dtype(dt);
     const size_t es = tilegrad::dtype_size(dt), as = tilegrad::dtype_size(adt);
-    const double u = unit_roundoff(dt), ua = unit_roundoff(adt);
     for (DType t_dt : kIndexDTypes) {
       for (const Case& cs : kCases) {
         for (bool ignore_class : {false, true}) {
@@ -151,25 +190,9 @@ TEST(CudaCrossEntropy, BackwardMatchesCpu) {
               cs.V, cs.V, p.ignore, nullptr);
           const std::vector<double> xv = decode(dt, x), sv = decode(adt, lse);
           const std::vector<double> gc = decode(dt, gx_cpu), gg = decode(dt, download(dgx));
-          const double g = 0.75 * scale;
-          std::vector<double> tol(n);
-          for (int64_t r = 0; r < cs.rows; ++r) {
-            const bool ignored = p.t[r] == p.ignore;
-            for (int64_t j = 0; j < cs.V; ++j) {
-              const size_t k = static_cast<size_t>(r * cs.V + j);
-              if (ignored) {
-                tol[k] = 0.0;  // exactly zero
-                continue;
-              }
-              // p = exp(x - lse): the exp and its argument's rounding (|x - lse| in size).
-              const double d = xv[k] - sv[r];
-              const double prob = std::exp(d);
-              const double hot = j == p.t[r] ? 1.0 : 0.0;
-              tol[k] = g * (4.0 * u * (prob + hot) + ua * (16.0 + 4.0 * std::abs(d)) * prob);
-              if (dt == DType::f16) tol[k] += std::ldexp(1.0, -23);  // float16 subnormals
-            }
-          }
-          expect_close(gg, gc, tol, "glogits");
+          const std::vector<double> same_lse(cs.rows, 0.0);
+          expect_close(gg, gc, glogits_tolerance(dt, cs, p, 0.75 * scale, xv, sv, same_lse),
+                       "glogits");
         }
       }
     }
@@ -263,7 +286,6 @@ TEST(CudaCrossEntropy, ForwardBackwardMatchesCpu) {
   for (DType dt : kFloatDTypes) {
     const DType adt = acc_dtype(dt);
     const size_t es = tilegrad::dtype_size(dt), as = tilegrad::dtype_size(adt);
-    const double u = unit_roundoff(dt), ua = unit_roundoff(adt);
     for (DType t_dt : kIndexDTypes) {
       for (const Case& cs : kCases) {
         const Problem p = make_problem(rng, cs, false);
@@ -326,31 +348,12 @@ TEST(CudaCrossEntropy, ForwardBackwardMatchesCpu) {
         const std::vector<double> lc = decode(adt, loss_cpu), lg = decode(adt, loss);
         const std::vector<double> sc = decode(adt, lse_cpu), sg = decode(adt, lse);
         const std::vector<double> gc = decode(dt, gx_cpu), gg = decode(dt, gx);
-        const double acc = 16.0 * (1.0 + std::sqrt(static_cast<double>(cs.V))) * ua;
-        const double gs = 0.75 * scale;
-        std::vector<double> tol_loss(cs.rows), tol_lse(cs.rows), tol(n);
-        for (int64_t r = 0; r < cs.rows; ++r) {
-          const bool ignored = p.t[r] == p.ignore;
-          tol_lse[r] = acc + 4.0 * ua * std::abs(sc[r]);
-          const double xt = ignored ? 0.0 : std::abs(xv[r * cs.V + p.t[r]]);
-          tol_loss[r] = ignored ? 0.0 : acc + 8.0 * ua * (std::abs(lc[r]) + std::abs(sc[r]) + xt);
-          for (int64_t j = 0; j < cs.V; ++j) {
-            const size_t k = static_cast<size_t>(r * cs.V + j);
-            if (ignored) {
-              tol[k] = 0.0;
-              continue;
-            }
-            const double d = xv[k] - sc[r], prob = std::exp(d);
-            const double hot = j == p.t[r] ? 1.0 : 0.0;
-            // The backward test's bound, plus exp's response to the two lse's difference.
-            tol[k] = gs * (4.0 * u * (prob + hot) + ua * (16.0 + 4.0 * std::abs(d)) * prob +
-                           2.0 * tol_lse[r] * prob);
-            if (dt == DType::f16) tol[k] += std::ldexp(1.0, -23);
-          }
-        }
-        expect_close(lg, lc, tol_loss, "loss");
-        expect_close(sg, sc, tol_lse, "lse");
-        expect_close(gg, gc, tol, "glogits");
+        // glogits come from the GPU's own lse: the bound carries its difference from the CPU's.
+        const RowTolerances tol = row_tolerances(dt, cs, p, xv, lc, sc);
+        expect_close(lg, lc, tol.loss, "loss");
+        expect_close(sg, sc, tol.lse, "lse");
+        expect_close(gg, gc, glogits_tolerance(dt, cs, p, 0.75 * scale, xv, sc, tol.lse),
+                     "glogits");
       }
     }
   }

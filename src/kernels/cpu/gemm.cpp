@@ -6,6 +6,8 @@
 
 #include <cblas.h>
 
+#include <cstring>
+
 #include <vector>
 
 #include "core/error.h"
@@ -161,6 +163,14 @@ void product_with_epilogue(const GemmArgs& g) {
 
 void gemm(const GemmArgs& g) {
   TG_ASSERT(epilogue_args_valid(g), "gemm: an epilogue without its operands");
+  if (g.c_in != nullptr && g.c_in != g.c && g.beta != 0.0) {
+    // beta scales c_in: its rows go to C first, and the product then adds into C as beta · C.
+    const size_t row = static_cast<size_t>(g.n) * dtype_size(g.dtype);
+    const size_t ld = static_cast<size_t>(g.ldc) * dtype_size(g.dtype);
+    const auto* src = static_cast<const char*>(g.c_in);
+    auto* dst = static_cast<char*>(g.c);
+    for (int64_t i = 0; i < g.m; ++i) std::memcpy(dst + i * ld, src + i * ld, row);
+  }
   if (g.epilogue == GemmEpilogue::bias_grad) {  // op(B) is [k, n]
     dispatch_floating(g.dtype, "matmul", [&]<class T>() {
       column_sums<T>(g.b, g.k, g.n, g.trans_b ? 1 : g.ldb, g.trans_b ? g.ldb : 1, g.bias_grad);
