@@ -46,6 +46,7 @@ struct Options {
   int64_t profile = 0;
   std::string memory_limit;  // empty: none
   bool no_memory_check = false;
+  bool no_gemm_tune = false;
   int64_t fault_at_step = 0;
 };
 
@@ -92,6 +93,7 @@ void run(const Options& o) {
   TG_CHECK(o.memory_limit.empty() || c.memory_limit > 0, "--memory-limit: must be > 0 bytes, got '",
            o.memory_limit, "'");
   c.fault_at_step = o.fault_at_step;
+  c.gemm_tuning = !o.no_gemm_tune;
 
   std::printf(
       "tilegrad train: %s (L=%d H=%lld C=%lld T=%lld, dropout %.2f, %s attention, remat "
@@ -260,6 +262,11 @@ void register_train(CLI::App& app) {
   cmd->add_flag("--no-memory-check", o->no_memory_check,
                 "Skip predicting the peak memory before the first step (and refusing a run that "
                 "would not fit)");
+  cmd->add_flag(
+      "--no-gemm-tune", o->no_gemm_tune,
+      "Take the GEMM library's heuristic algorithm for each problem instead of timing its "
+      "candidates at the problem's first call and keeping the fastest (CUDA; the choices "
+      "go to --out/gemm_tuning.json, which --resume takes)");
   // Testing only (tests/cli/train_bad_inputs.sh): fail inside step N as a CUDA error would.
   cmd->add_option("--fault-at-step", o->fault_at_step)->group("");
   cmd->callback([o] { run(*o); });

@@ -179,6 +179,17 @@ class Backend {
   // that cannot time its entries returns no rows.
   virtual void start_profile() {}
   virtual std::vector<ProfileRow> stop_profile() { return {}; }
+  // Optional: whether a GEMM problem's first call times the candidate algorithms the device's
+  // library offers and keeps the fastest (CUDA: cuda/gemm.h, Note [GEMM tuning]). Faster GEMMs, at
+  // the price of results that may differ in their last bits between processes. A backend with one
+  // algorithm per problem ignores it.
+  virtual void set_gemm_tuning(bool /*on*/) {}
+  virtual bool gemm_tuning() const { return false; }
+  // The tuning choices made so far as text, and loading such text into another process so that it
+  // takes them without timing (cuda/gemm.h: a resumed run then computes with the algorithms of the
+  // run it continues). Empty, and ignored, where there is no tuning.
+  virtual std::string gemm_tuning_state() const { return {}; }
+  virtual void load_gemm_tuning_state(const std::string& /*text*/) {}
 
   // --- elementwise: any layout for inputs and for dst/out ---
   virtual void copy(const StridedView& src, const StridedView& dst) = 0;  // converts dtype

@@ -195,6 +195,12 @@ class CudaBackend final : public Backend {
   }
   void start_profile() override { profiler_.start(); }
   std::vector<ProfileRow> stop_profile() override { return profiler_.stop(); }
+  void set_gemm_tuning(bool on) override { cuda::set_gemm_tuning(on); }
+  bool gemm_tuning() const override { return cuda::gemm_tuning(); }
+  std::string gemm_tuning_state() const override { return cuda::gemm_tuning_state(); }
+  void load_gemm_tuning_state(const std::string& text) override {
+    cuda::load_gemm_tuning_state(text);
+  }
 
   void copy(const StridedView& src, const StridedView& dst) override {
     const EntryProfiler::Range range(profiler_, "copy");

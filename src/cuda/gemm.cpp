@@ -3,11 +3,18 @@
 #include <cublasLt.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <tuple>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "cuda/caching_allocator.h"
@@ -113,6 +120,10 @@ int alignment(const void* p) {
   return 1;
 }
 
+// How many algorithms the heuristic is asked for: the first is its choice, the rest are what the
+// tuner (Note [GEMM tuning]) times against it.
+constexpr int kCandidates = 16;
+
 // Everything about a problem that does not change between calls: the descriptors and the
 // algorithm. Built on the first call of a problem and kept, so that a training step, which repeats
 // the same problems, pays for descriptors and the heuristic once.
@@ -121,6 +132,12 @@ struct Plan {
   MatmulDesc desc;
   Layout la, lb, lc;
   cublasLtMatmulAlgo_t algo;
+  // The heuristic's algorithms, its choice first; `algo` is candidates[choice].
+  std::vector<cublasLtMatmulAlgo_t> candidates;
+  size_t choice = 0;
+  // `choice` was made by timing the candidates, or taken from a loaded tuning state.
+  bool tuned = false;
+  std::string problem;  // "m x n x k", transposes and epilogue, for the tuning state's readers
   // Whether cuBLASLt runs the epilogue (false: it had no algorithm for it, and the caller applies
   // it). The epilogue's pointers are attributes of desc, set for each call under `call`.
   bool fused_epilogue = false;
@@ -168,21 +185,25 @@ bool find_algo(Plan& p) {
   cublasLtMatmulPreference_t pref = nullptr;
   TG_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   const uint64_t ws = static_cast<uint64_t>(kWorkspaceBytes);
-  cublasLtMatmulHeuristicResult_t result{};
+  cublasLtMatmulHeuristicResult_t results[kCandidates] = {};
   int found = 0;
   const cublasStatus_t st = [&] {
     const cublasStatus_t s = cublasLtMatmulPreferenceSetAttribute(
         pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
     if (s != CUBLAS_STATUS_SUCCESS) return s;
     return cublasLtMatmulAlgoGetHeuristic(handle(), p.desc.d, p.la.l, p.lb.l, p.lc.l, p.lc.l, pref,
-                                          1, &result, &found);
+                                          kCandidates, results, &found);
   }();
   cublasLtMatmulPreferenceDestroy(pref);
   // An epilogue the heuristic cannot serve is reported as "not supported", not as no result.
   if (st == CUBLAS_STATUS_NOT_SUPPORTED) return false;
   TG_CUBLAS_CHECK(st);
-  if (found > 0) p.algo = result.algo;
-  return found > 0;
+  p.candidates.clear();
+  for (int i = 0; i < found; ++i) {
+    if (results[i].state == CUBLAS_STATUS_SUCCESS) p.candidates.push_back(results[i].algo);
+  }
+  if (!p.candidates.empty()) p.algo = p.candidates.front();
+  return !p.candidates.empty();
 }
 
 void set_epilogue(Plan& p, cublasLtEpilogue_t e) {
@@ -227,11 +248,40 @@ void build_plan(Plan& p, const GemmArgs& g) {
            " n=", g.n, " k=", g.k, " batch=", g.batch);
 }
 
-// The plan of g's problem, built on first use. Plans are never freed, like the handle: a training
-// run has a few dozen problems, and they live as long as the process.
+// The plans, and the choices of a loaded tuning state for problems not planned yet, by key. Plans
+// are never freed, like the handle: a training run has a few dozen problems, and they live as long
+// as the process.
+struct Plans {
+  std::mutex mutex;
+  std::map<AlgoKey, std::unique_ptr<Plan>> plans;
+  std::map<std::string, std::pair<size_t, size_t>> presets;  // key: (candidates, choice)
+};
+
+Plans& plans() {
+  static auto* p = new Plans();
+  return *p;
+}
+
+// A tuning state's name for a key: its fields, comma-separated.
+std::string key_string(const AlgoKey& key) {
+  std::string s;
+  std::apply(
+      [&](const auto&... field) {
+        ((s += (s.empty() ? "" : ",") + std::to_string(static_cast<int64_t>(field))), ...);
+      },
+      key);
+  return s;
+}
+
+std::string problem_string(const GemmArgs& g) {
+  return std::to_string(g.m) + "x" + std::to_string(g.n) + "x" + std::to_string(g.k) + " " +
+         (g.trans_a ? "T" : "N") + (g.trans_b ? "T" : "N") + " epilogue " +
+         std::to_string(static_cast<int>(g.epilogue)) + (g.c_in != nullptr ? " c_in" : "") +
+         (g.beta != 0.0 ? " beta" : "");
+}
+
+// The plan of g's problem, built on first use.
 Plan& plan_for(const GemmArgs& g) {
-  static std::mutex mutex;
-  static auto* plans = new std::map<AlgoKey, std::unique_ptr<Plan>>();
   const AlgoKey key{
       static_cast<int>(g.dtype),
       g.trans_a,
@@ -251,31 +301,195 @@ Plan& plan_for(const GemmArgs& g) {
                 g.bias_grad ? alignment(g.bias_grad) : 16}),
       static_cast<int>(g.beta != 0.0),
       static_cast<int>(g.epilogue) * 2 + static_cast<int>(g.bias_grad != nullptr)};
-  std::lock_guard<std::mutex> lock(mutex);
-  std::unique_ptr<Plan>& p = (*plans)[key];
+  Plans& all = plans();
+  std::lock_guard<std::mutex> lock(all.mutex);
+  std::unique_ptr<Plan>& p = all.plans[key];
   if (!p) {
     auto fresh = std::make_unique<Plan>();
     fresh->types = types_of(g.dtype);
     build_plan(*fresh, g);  // throws before the plan is kept
+    fresh->problem = problem_string(g);
+    // A loaded choice applies when the heuristic offers the same candidates as where it was made
+    // (same library and device, as far as their count tells).
+    const auto preset = all.presets.find(key_string(key));
+    if (preset != all.presets.end() && preset->second.first == fresh->candidates.size() &&
+        preset->second.second < fresh->candidates.size()) {
+      fresh->choice = preset->second.second;
+      fresh->algo = fresh->candidates[fresh->choice];
+      fresh->tuned = true;
+    }
     p = std::move(fresh);
   }
   return *p;
 }
 
+// Note [GEMM tuning]
+// cuBLASLt's heuristic picks an algorithm from a model of the problem, and for some of a training
+// step's shapes (K = 768, a bias-gradient or GELU epilogue) another of its candidates runs faster.
+// With tuning on, the first call of a problem times the heuristic's candidates on that call's own
+// operands and keeps the fastest; the plan then uses it for the rest of the process.
+// - No memory: the candidates write the call's own outputs (D, the GELU auxiliary matrix, the
+//   bias-gradient sums), which the call overwrites anyway, and read its inputs. A call whose C is
+//   read from D's buffer (beta != 0 without a separate C) would see its own output, so such a
+//   problem keeps the heuristic's choice (and is tuned at a later call that writes D fresh).
+// - Stable: another candidate replaces the heuristic's only when it is kMinGain faster, so that
+//   timing noise does not flip the choice between runs on equal algorithms. Still, two processes
+//   may choose differently where candidates are close, and different algorithms sum in different
+//   orders: with tuning on, results are reproducible within a process, not bit for bit across
+//   processes. Off by default for that reason.
+// - Not while the stream is being captured into a CUDA graph (nothing would run); the problem is
+//   tuned at its next uncaptured call.
+std::atomic<bool>& tuning_flag() {
+  static std::atomic<bool> on = [] {
+    const char* e = std::getenv("TILEGRAD_GEMM_TUNE");
+    return e != nullptr && std::strcmp(e, "0") != 0 && *e != '\0';
+  }();
+  return on;
+}
+
+bool tuning_log() {
+  static const bool on = std::getenv("TILEGRAD_GEMM_TUNE_LOG") != nullptr;
+  return on;
+}
+
+constexpr double kMinGain = 0.03;  // a candidate must be 3% faster than the heuristic's choice
+constexpr int kTimedRuns = 5;      // per candidate, after one untimed run
+
+// One cuBLASLt call of g with algorithm `algo` (the epilogue's pointers already set).
+cublasStatus_t run(Plan& p, const GemmArgs& g, const cublasLtMatmulAlgo_t& algo,
+                   cudaStream_t stream) {
+  const float alpha_f = static_cast<float>(g.alpha), beta_f = static_cast<float>(g.beta);
+  const double alpha_d = g.alpha, beta_d = g.beta;
+  const bool f64 = p.types.scale == CUDA_R_64F;
+  void* ws = gemm_workspace(current_device());
+  // cuBLASLt's C (what beta scales) may differ from its D (what it writes), with the same layout.
+  const void* c_in = g.c_in != nullptr ? g.c_in : g.c;
+  return cublasLtMatmul(
+      handle(), p.desc.d,
+      f64 ? static_cast<const void*>(&alpha_d) : static_cast<const void*>(&alpha_f), g.b, p.la.l,
+      g.a, p.lb.l, f64 ? static_cast<const void*>(&beta_d) : static_cast<const void*>(&beta_f),
+      c_in, p.lc.l, g.c, p.lc.l, &algo, ws, static_cast<size_t>(kWorkspaceBytes), stream);
+}
+
+// Whether this call may run several times with the same result: it does not read D's buffer.
+bool rerunnable(const GemmArgs& g) {
+  return g.beta == 0.0 || (g.c_in != nullptr && g.c_in != g.c);
+}
+
+bool capturing(cudaStream_t stream) {
+  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+  TG_CUDA_CHECK(cudaStreamIsCapturing(stream, &st));
+  return st != cudaStreamCaptureStatusNone;
+}
+
+// RAII pair of timing events.
+struct EventPair {
+  cudaEvent_t start = nullptr, stop = nullptr;
+  EventPair() {
+    TG_CUDA_CHECK(cudaEventCreate(&start));
+    TG_CUDA_CHECK(cudaEventCreate(&stop));
+  }
+  ~EventPair() {
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+  }
+  EventPair(const EventPair&) = delete;
+  EventPair& operator=(const EventPair&) = delete;
+};
+
+// Times p's candidates on g's operands and sets p.algo to the fastest (Note [GEMM tuning]).
+void tune(Plan& p, const GemmArgs& g, cudaStream_t stream) {
+  p.tuned = true;
+  if (p.candidates.size() < 2) return;
+  EventPair ev;
+  std::vector<float> ms(p.candidates.size(), -1.0f);
+  for (size_t i = 0; i < p.candidates.size(); ++i) {
+    // A candidate the heuristic offered may still refuse this call (alignment, workspace): it is
+    // skipped, and the call's result comes from the chosen algorithm's run below.
+    if (run(p, g, p.candidates[i], stream) != CUBLAS_STATUS_SUCCESS) continue;
+    TG_CUDA_CHECK(cudaEventRecord(ev.start, stream));
+    for (int r = 0; r < kTimedRuns; ++r) TG_CUBLAS_CHECK(run(p, g, p.candidates[i], stream));
+    TG_CUDA_CHECK(cudaEventRecord(ev.stop, stream));
+    TG_CUDA_CHECK(cudaEventSynchronize(ev.stop));
+    TG_CUDA_CHECK(cudaEventElapsedTime(&ms[i], ev.start, ev.stop));
+  }
+  size_t best = 0;
+  for (size_t i = 1; i < ms.size(); ++i) {
+    if (ms[i] >= 0 && (ms[best] < 0 || ms[i] < ms[best])) best = i;
+  }
+  const bool replace = ms[0] < 0 || ms[best] < (1.0 - kMinGain) * ms[0];
+  if (replace) {
+    p.choice = best;
+    p.algo = p.candidates[best];
+  }
+  if (tuning_log()) {
+    std::fprintf(stderr,
+                 "gemm tune %lldx%lldx%lld %c%c epilogue %d: heuristic %.1f us, best %.1f us "
+                 "(candidate %zu of %zu)%s\n",
+                 static_cast<long long>(g.m), static_cast<long long>(g.n),
+                 static_cast<long long>(g.k), g.trans_a ? 'T' : 'N', g.trans_b ? 'T' : 'N',
+                 static_cast<int>(g.epilogue), 1e3 * ms[0] / kTimedRuns,
+                 1e3 * ms[best] / kTimedRuns, best, p.candidates.size(),
+                 replace ? ", taken" : ", kept the heuristic's");
+  }
+}
+
 }  // namespace
+
+void set_gemm_tuning(bool on) {
+  tuning_flag().store(on);
+}
+
+bool gemm_tuning() {
+  return tuning_flag().load();
+}
+
+std::string gemm_tuning_state() {
+  Plans& all = plans();
+  std::lock_guard<std::mutex> lock(all.mutex);
+  nlohmann::json entries = nlohmann::json::array();
+  for (const auto& [key, p] : all.plans) {
+    if (!p->tuned) continue;
+    entries.push_back({{"key", key_string(key)},
+                       {"problem", p->problem},
+                       {"candidates", p->candidates.size()},
+                       {"choice", p->choice}});
+  }
+  return nlohmann::json{{"format", "tilegrad gemm tuning 1"}, {"problems", entries}}.dump(1);
+}
+
+void load_gemm_tuning_state(const std::string& text) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    TG_CHECK(false, "gemm tuning state: not JSON (", e.what(), ")");
+  }
+  TG_CHECK(j.is_object() && j.value("format", "") == "tilegrad gemm tuning 1" &&
+               j.contains("problems") && j.at("problems").is_array(),
+           "gemm tuning state: not a tilegrad GEMM tuning state (format 'tilegrad gemm tuning 1')");
+  // Everything is read before anything is kept, so a bad state changes nothing.
+  std::map<std::string, std::pair<size_t, size_t>> read;
+  for (const nlohmann::json& e : j.at("problems")) {
+    TG_CHECK(e.is_object() && e.contains("key") && e.contains("candidates") && e.contains("choice"),
+             "gemm tuning state: an entry lacks 'key', 'candidates' or 'choice': ", e.dump());
+    const auto n = e.at("candidates").get<size_t>(), c = e.at("choice").get<size_t>();
+    TG_CHECK(c < n, "gemm tuning state: choice ", c, " of ", n, " candidates in ", e.dump());
+    read[e.at("key").get<std::string>()] = {n, c};
+  }
+  Plans& all = plans();
+  std::lock_guard<std::mutex> lock(all.mutex);
+  for (const auto& [key, choice] : read) all.presets[key] = choice;
+}
 
 bool gemm(const GemmArgs& g, cudaStream_t stream) {
   // An empty product still owes its bias-gradient sums (zeros, or op(B)'s columns) when there are
   // columns: the caller's sum.
   if (g.m == 0 || g.n == 0 || g.batch == 0) return !writes_sums(g) || g.n == 0;
   Plan& p = plan_for(g);
-  const float alpha_f = static_cast<float>(g.alpha), beta_f = static_cast<float>(g.beta);
-  const double alpha_d = g.alpha, beta_d = g.beta;
-  const bool f64 = p.types.scale == CUDA_R_64F;
-  void* ws = gemm_workspace(current_device());
-  std::unique_lock<std::mutex> lock(p.call, std::defer_lock);
+  // The descriptor carries the epilogue's pointers and the tuner reruns it: one call at a time.
+  std::lock_guard<std::mutex> lock(p.call);
   if (p.fused_epilogue) {
-    lock.lock();
     // BGRADA and DGELU_BGRAD write their sums through the bias pointer.
     const void* bias = writes_sums(g) ? g.bias_grad : g.bias;
     TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc.d, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
@@ -286,13 +500,8 @@ bool gemm(const GemmArgs& g, cudaStream_t stream) {
           p.desc.d, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux));
     }
   }
-  // cuBLASLt's C (what beta scales) may differ from its D (what it writes), with the same layout.
-  const void* c_in = g.c_in != nullptr ? g.c_in : g.c;
-  TG_CUBLAS_CHECK(cublasLtMatmul(
-      handle(), p.desc.d,
-      f64 ? static_cast<const void*>(&alpha_d) : static_cast<const void*>(&alpha_f), g.b, p.la.l,
-      g.a, p.lb.l, f64 ? static_cast<const void*>(&beta_d) : static_cast<const void*>(&beta_f),
-      c_in, p.lc.l, g.c, p.lc.l, &p.algo, ws, static_cast<size_t>(kWorkspaceBytes), stream));
+  if (!p.tuned && gemm_tuning() && rerunnable(g) && !capturing(stream)) tune(p, g, stream);
+  TG_CUBLAS_CHECK(run(p, g, p.algo, stream));
   return g.epilogue == GemmEpilogue::none || p.fused_epilogue;
 }
 

@@ -12,8 +12,10 @@
 #include "backend/backend.h"
 #include "core/error.h"
 #include "data/batch_sampler.h"
+#include "data/read_file.h"
 #include "data/token_file.h"
 #include "data/tokenizer_file.h"
+#include "io/atomic_file.h"
 #include "io/checkpoint.h"
 #include "memory/tracker.h"
 #include "optim/adamw.h"
@@ -75,6 +77,21 @@ void copy_back(const NamedTensors& host, const NamedTensors& dst) {
 // The error for a step that threw `e`: the step, what went wrong and where --resume continues.
 // `last` is this run's last complete checkpoint (saved, or resumed from); --resume takes the
 // highest step under the root, which an earlier run in the same directory may have left.
+// Sets the backend's GEMM tuning for the run and restores what it was.
+class GemmTuningScope {
+ public:
+  GemmTuningScope(Backend& be, bool on) : be_(be), prev_(be.gemm_tuning()) {
+    be_.set_gemm_tuning(on);
+  }
+  ~GemmTuningScope() { be_.set_gemm_tuning(prev_); }
+  GemmTuningScope(const GemmTuningScope&) = delete;
+  GemmTuningScope& operator=(const GemmTuningScope&) = delete;
+
+ private:
+  Backend& be_;
+  bool prev_;
+};
+
 std::string step_failure(int64_t step, const TrainConfig& c, const std::exception& e,
                          const std::optional<std::filesystem::path>& last,
                          const std::filesystem::path& ckpt_root) {
@@ -111,6 +128,14 @@ TrainResult run_training(
       data::TokenFile::open(c.data_dir / "train.bin", c.model.V));
   auto val_data = std::make_shared<const data::TokenFile>(
       data::TokenFile::open(c.data_dir / "val.bin", c.model.V));
+
+  // GEMM tuning (TrainConfig::gemm_tuning) before any GEMM, the memory check's probe included: a
+  // problem is tuned at its first call, or takes the choice of the run that --resume continues.
+  Backend& device_backend = backend(c.device);
+  const GemmTuningScope gemm_tuning(device_backend, c.gemm_tuning);
+  const std::filesystem::path tuning_file = c.out_dir / "gemm_tuning.json";
+  if (c.gemm_tuning && c.resume && std::filesystem::exists(tuning_file))
+    device_backend.load_gemm_tuning_state(data::read_file(tuning_file, "GEMM tuning state"));
 
   TrainResult result;
   std::optional<std::filesystem::path> last_checkpoint;  // this run's last complete one
@@ -182,6 +207,13 @@ TrainResult run_training(
     ck.state.config = config_json;
     io::save_checkpoint(io::step_checkpoint_dir(ckpt_root, step), ck);
     last_checkpoint = io::step_checkpoint_dir(ckpt_root, step);
+    // Every choice so far (a superset of those the checkpoint's steps used).
+    const std::string tuning = device_backend.gemm_tuning_state();
+    if (c.gemm_tuning && !tuning.empty()) {
+      io::AtomicFile f(tuning_file);
+      f.write(tuning);
+      f.commit();
+    }
   };
 
   std::ofstream metrics(c.out_dir / "metrics.jsonl", c.resume ? std::ios::app : std::ios::trunc);
@@ -191,7 +223,6 @@ TrainResult run_training(
   // Profiled steps: [profile_first, profile_last].
   const int64_t profile_first = std::min(result.first_step + 3, c.steps);
   const int64_t profile_last = std::min(profile_first + c.profile_steps - 1, c.steps);
-  Backend& device_backend = backend(c.device);
 
   // One step: forward and backward of its micro-batches, the update, and the validation and
   // checkpoint that fall on it.

@@ -57,6 +57,11 @@ struct TrainConfig {
   // exceeds the device's free memory (CUDA) or memory_limit bytes (when > 0, on any device).
   bool memory_check = true;
   int64_t memory_limit = 0;
+  // Time each GEMM problem's candidate algorithms at its first call and keep the fastest
+  // (Backend::set_gemm_tuning; CUDA). The choices are written to out_dir/gemm_tuning.json with
+  // every checkpoint and taken from there by --resume, so that a resumed run computes with the
+  // same algorithms, bit for bit. Off: the library's heuristic choice.
+  bool gemm_tuning = true;
   // Testing seam: throw a tilegrad::Error inside this step (0: never), after its backward and
   // before its update, as a failing kernel would.
   int64_t fault_at_step = 0;

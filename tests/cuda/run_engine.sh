@@ -3,7 +3,9 @@
 #   1. the GPU kernel tests (tilegrad_cuda_kernel_tests: every kernels/cuda entry against the CPU's);
 #   2. the engine's test suite with TILEGRAD_TEST_DEVICE=cuda (tensors created on the GPU), over the
 #      device-generic suites (TG_DEVICE_FILTER, a GoogleTest filter);
-#   3. a few training steps of `tilegrad train --device cuda`.
+#   3. a few training steps of `tilegrad train --device cuda`, and a resumed run that must write
+#      the uninterrupted run's checkpoint byte for byte (GEMM tuning on, its choices taken from the
+#      run directory).
 # Usage: tests/cuda/run_engine.sh [--no-build] [--only kernels|suite|train]...
 # Needs .devdeps/ carried (bench/device/engine_env.sh). Logs under $OUT (default out/engine).
 set -uo pipefail
@@ -78,5 +80,27 @@ if wants train; then
   echo "train on cuda: rc $rc"
   tail -12 "$OUT/train.log"
   [ $rc -ne 0 ] && status=1
+  # Bit-exact resume with GEMM tuning (on by default): a run resumed from step 2 of a finished run,
+  # with that run's gemm_tuning.json, must write its step-4 checkpoint byte for byte; the resumed
+  # process must then time no GEMM problem that the file names (TILEGRAD_GEMM_TUNE_LOG lines).
+  r="$OUT/resume"
+  rm -rf "$r" && mkdir -p "$r"
+  run_bits=(--device cuda --dtype bf16 --preset shakespeare-char --batch 16 --block 128
+    --dropout 0 --steps 4 --checkpoint-interval 2 --eval-interval 0 --eval-iters 1
+    --sample-tokens 0 --data "$OUT/shk")
+  TILEGRAD_GEMM_TUNE_LOG=1 timeout 300 "$build/tilegrad" train "${run_bits[@]}" --out "$r/a" \
+    >"$r/a.log" 2>&1 || { echo "resume: the first run failed"; tail -3 "$r/a.log"; status=1; }
+  cp -r "$r/a" "$r/b" && rm -rf "$r/b/checkpoints/step-00000004"
+  TILEGRAD_GEMM_TUNE_LOG=1 timeout 300 "$build/tilegrad" train "${run_bits[@]}" --out "$r/b" \
+    --resume >"$r/b.log" 2>&1 || { echo "resume: the resumed run failed"; tail -3 "$r/b.log"; status=1; }
+  tuned_a=$(grep -c "^gemm tune" "$r/a.log")
+  tuned_b=$(grep -c "^gemm tune" "$r/b.log")
+  same=1
+  for f in model.safetensors optimizer.safetensors; do
+    cmp -s "$r/a/checkpoints/step-00000004/$f" "$r/b/checkpoints/step-00000004/$f" || same=0
+  done
+  echo "resume with GEMM tuning: problems timed $tuned_a (first run), $tuned_b (resumed);" \
+    "step-4 checkpoints $([ $same -eq 1 ] && echo "equal byte for byte" || echo DIFFER)"
+  { [ $same -eq 1 ] && [ "$tuned_a" -gt 0 ] && [ "$tuned_b" -eq 0 ]; } || status=1
 fi
 exit $status

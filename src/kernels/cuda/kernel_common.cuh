@@ -28,13 +28,18 @@ inline unsigned grid_blocks(int64_t blocks, int64_t cap) {
   return static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, cap));
 }
 
-// One wave on the current device: 8 blocks of 256 threads fill an SM's 2048 thread slots on sm_80
-// and sm_90.
-inline int64_t one_wave_blocks() {
+// The current device's streaming multiprocessors.
+inline int64_t sm_count() {
   int device = 0, sms = 0;
   TG_CUDA_CHECK(cudaGetDevice(&device));
   TG_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  return int64_t{sms} * 8;
+  return sms;
+}
+
+// One wave on the current device: 8 blocks of 256 threads fill an SM's 2048 thread slots on sm_80
+// and sm_90.
+inline int64_t one_wave_blocks() {
+  return sm_count() * 8;
 }
 
 // ---- device arithmetic
