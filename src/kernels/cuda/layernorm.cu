@@ -427,6 +427,89 @@ bool fused_backward(const T* gy, const T* x, const T* w, const acc_t<T>* mean, c
   }
 }
 
+// ---- the vectorised forward
+
+// A warp per row, for the widths the one-pass backward serves (with_fused_chunks): the row is read
+// once, in 16-byte vectors held in registers, and the statistics and y come from there. Lane l
+// owns the vectors l, l + 32, ... of the row, as in fused_backward_kernel. forward_kernel reads x
+// three times in 2-byte loads; for GPT-2's 25 layer norms of [16384, 768] bf16 rows it took
+// 0.68 ms per step on an H200 (1.85 TB/s). The sums run in another order than forward_kernel's, so
+// mean and rstd may differ from its in the last bits.
+template <class T, int kChunks>
+__global__ void __launch_bounds__(kFusedWarps * 32)
+    fused_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
+                         T* __restrict__ y, float* __restrict__ mean, float* __restrict__ rstd,
+                         int64_t rows, int C, float eps, float inv_c) {
+  constexpr int V = kVec16<T>;
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * kFusedWarps;
+  for (int64_t r = static_cast<int64_t>(blockIdx.x) * kFusedWarps + threadIdx.x / 32; r < rows;
+       r += warps) {
+    Vec16<T> v[kChunks];
+    float s = 0.0f;
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      const int col = (c * 32 + lane) * V;
+      if (col < C) v[c] = *reinterpret_cast<const Vec16<T>*>(x + r * C + col);
+    }
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      if ((c * 32 + lane) * V >= C) continue;
+#pragma unroll
+      for (int e = 0; e < V; ++e) s += float(v[c].v[e]);
+    }
+    const float mu = warp_sum(s) * inv_c;
+    float ss = 0.0f;
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      if ((c * 32 + lane) * V >= C) continue;
+#pragma unroll
+      for (int e = 0; e < V; ++e) {
+        const float d = float(v[c].v[e]) - mu;
+        ss += d * d;
+      }
+    }
+    const float rs = 1.0f / sqrt_acc(warp_sum(ss) * inv_c + eps);
+    if (lane == 0) {
+      mean[r] = mu;
+      rstd[r] = rs;
+    }
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      const int col = (c * 32 + lane) * V;
+      if (col >= C) continue;
+      Vec16<T> wv, bv, out;
+      if (w) wv = *reinterpret_cast<const Vec16<T>*>(w + col);
+      if (b) bv = *reinterpret_cast<const Vec16<T>*>(b + col);
+#pragma unroll
+      for (int e = 0; e < V; ++e) {
+        float o = (float(v[c].v[e]) - mu) * rs;
+        if (w) o *= float(wv.v[e]);
+        if (b) o += float(bv.v[e]);
+        out.v[e] = T(o);
+      }
+      *reinterpret_cast<Vec16<T>*>(y + r * C + col) = out;
+    }
+  }
+}
+
+// The vectorised forward; false when it does not serve this problem.
+template <class T>
+bool fused_forward(const T* x, const T* w, const T* b, T* y, acc_t<T>* mean, acc_t<T>* rstd,
+                   int64_t rows, int64_t C, double eps, cudaStream_t stream) {
+  if constexpr (sizeof(T) > 4) {
+    return false;  // float64 keeps forward_kernel
+  } else {
+    return with_fused_chunks<T>(C, {x, w, b, y}, [&]<int kChunks>() {
+      const int64_t blocks = std::min(ceil_div(rows, kFusedWarps), one_wave_blocks());
+      fused_forward_kernel<T, kChunks>
+          <<<grid_blocks(blocks, kMaxGridBlocks), kFusedWarps * 32, 0, stream>>>(
+              x, w, b, y, mean, rstd, rows, static_cast<int>(C), float(eps), 1.0f / float(C));
+      TG_CUDA_CHECK_LAUNCH();
+    });
+  }
+}
+
 }  // namespace
 
 void layernorm_forward(DType dt, const void* x, const void* w, const void* b, void* y, void* mean,
@@ -436,6 +519,10 @@ void layernorm_forward(DType dt, const void* x, const void* w, const void* b, vo
     if (rows <= 0) return;
     // As the CPU kernel: multiply by 1/C (0 for an empty row) and add eps in the accumulation type.
     const A inv_c = C > 0 ? A(1) / A(C) : A(0);
+    if (fused_forward(static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(b),
+                      static_cast<T*>(y), static_cast<A*>(mean), static_cast<A*>(rstd), rows, C,
+                      eps, stream))
+      return;
     with_row_threads(C, [&]<int kGroup>() {
       const int64_t blocks = (rows + kRowsPerBlock<kGroup> - 1) / kRowsPerBlock<kGroup>;
       forward_kernel<T, kGroup>
