@@ -48,6 +48,7 @@ struct Options {
   bool no_memory_check = false;
   bool no_gemm_tune = false;
   int64_t fault_at_step = 0;
+  std::string fault_kind = "error";
 };
 
 std::string duration(double s) {
@@ -93,6 +94,8 @@ void run(const Options& o) {
   TG_CHECK(o.memory_limit.empty() || c.memory_limit > 0, "--memory-limit: must be > 0 bytes, got '",
            o.memory_limit, "'");
   c.fault_at_step = o.fault_at_step;
+  c.fault_kind = o.fault_kind == "device" ? train::TrainConfig::FaultKind::device
+                                          : train::TrainConfig::FaultKind::error;
   c.gemm_tuning = !o.no_gemm_tune;
 
   std::printf(
@@ -269,6 +272,10 @@ void register_train(CLI::App& app) {
       "go to --out/gemm_tuning.json, which --resume takes)");
   // Testing only (tests/cli/train_bad_inputs.sh): fail inside step N as a CUDA error would.
   cmd->add_option("--fault-at-step", o->fault_at_step)->group("");
+  // `error`: a tilegrad error thrown in the step; `device`: the device made to fail for real.
+  cmd->add_option("--fault-kind", o->fault_kind)
+      ->check(CLI::IsMember({"error", "device"}))
+      ->group("");
   cmd->callback([o] { run(*o); });
 }
 

@@ -10,11 +10,13 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "backend/profile.h"
 #include "core/device.h"
 #include "core/dtype.h"
+#include "core/error.h"
 #include "kernels/optim_step.h"
 #include "kernels/strided.h"
 
@@ -190,6 +192,11 @@ class Backend {
   // run it continues). Empty, and ignored, where there is no tuning.
   virtual std::string gemm_tuning_state() const { return {}; }
   virtual void load_gemm_tuning_state(const std::string& /*text*/) {}
+  // Testing only: makes the device fail as a faulting kernel would (CUDA: a trapping kernel, whose
+  // sticky error every later call reports). A device that cannot fail so throws Error at once.
+  virtual void inject_device_fault() {
+    TG_CHECK(false, "injected device fault (this device has no way to fail for real)");
+  }
 
   // --- elementwise: any layout for inputs and for dst/out ---
   virtual void copy(const StridedView& src, const StridedView& dst) = 0;  // converts dtype

@@ -23,6 +23,7 @@
 #include "kernels/cuda/cross_entropy.h"
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/embedding.h"
+#include "kernels/cuda/fault.h"
 #include "kernels/cuda/flash_api.h"
 #include "kernels/cuda/layernorm.h"
 #include "kernels/cuda/optim.h"
@@ -197,6 +198,7 @@ class CudaBackend final : public Backend {
   std::vector<ProfileRow> stop_profile() override { return profiler_.stop(); }
   void set_gemm_tuning(bool on) override { cuda::set_gemm_tuning(on); }
   bool gemm_tuning() const override { return cuda::gemm_tuning(); }
+  void inject_device_fault() override { k::trap(s()); }
   std::string gemm_tuning_state() const override { return cuda::gemm_tuning_state(); }
   void load_gemm_tuning_state(const std::string& text) override {
     cuda::load_gemm_tuning_state(text);

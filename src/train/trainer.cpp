@@ -234,8 +234,11 @@ TrainResult run_training(
     }
     const auto t0 = std::chrono::steady_clock::now();
     opt.set_lr(schedule(step - 1));
+    const bool fault = step == c.fault_at_step;
+    if (fault && c.fault_kind == TrainConfig::FaultKind::device)
+      device_backend.inject_device_fault();
     const double loss_sum = forward_backward(model, sampler, c.accumulation, c, dropout_gen);
-    TG_CHECK(step != c.fault_at_step, "injected fault (--fault-at-step ", step, ", for tests)");
+    TG_CHECK(!fault, "injected fault (--fault-at-step ", step, ", for tests)");
     const optim::StepResult r = update(opt, c.accumulation, c);
     if (c.profile_steps > 0 && step >= profile_first && step <= profile_last) {
       device_backend.synchronize();  // the step's wall time includes its device work

@@ -62,9 +62,13 @@ struct TrainConfig {
   // every checkpoint and taken from there by --resume, so that a resumed run computes with the
   // same algorithms, bit for bit. Off: the library's heuristic choice.
   bool gemm_tuning = true;
-  // Testing seam: throw a tilegrad::Error inside this step (0: never), after its backward and
-  // before its update, as a failing kernel would.
+  // Testing seam: fail inside this step (0: never). `error` throws a tilegrad::Error after the
+  // step's backward and before its update, as a failing kernel would; `device` makes the device
+  // fail for real before the step's forward (Backend::inject_device_fault: on CUDA a trapping
+  // kernel, whose sticky error the step's next CUDA call reports).
   int64_t fault_at_step = 0;
+  enum class FaultKind { error, device };
+  FaultKind fault_kind = FaultKind::error;
 };
 
 struct StepMetrics {

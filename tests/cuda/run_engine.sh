@@ -3,9 +3,10 @@
 #   1. the GPU kernel tests (tilegrad_cuda_kernel_tests: every kernels/cuda entry against the CPU's);
 #   2. the engine's test suite with TILEGRAD_TEST_DEVICE=cuda (tensors created on the GPU), over the
 #      device-generic suites (TG_DEVICE_FILTER, a GoogleTest filter);
-#   3. a few training steps of `tilegrad train --device cuda`, and a resumed run that must write
-#      the uninterrupted run's checkpoint byte for byte (GEMM tuning on, its choices taken from the
-#      run directory).
+#   3. a few training steps of `tilegrad train --device cuda`; a resumed run that must write the
+#      uninterrupted run's checkpoint byte for byte (GEMM tuning on, its choices taken from the run
+#      directory); and a run stopped by a real CUDA error (a trapping kernel), which must exit
+#      cleanly with its last checkpoint intact and resume to the uninterrupted run's bits.
 # Usage: tests/cuda/run_engine.sh [--no-build] [--only kernels|suite|train]...
 # Needs .devdeps/ carried (bench/device/engine_env.sh). Logs under $OUT (default out/engine).
 set -uo pipefail
@@ -102,5 +103,29 @@ if wants train; then
   echo "resume with GEMM tuning: problems timed $tuned_a (first run), $tuned_b (resumed);" \
     "step-4 checkpoints $([ $same -eq 1 ] && echo "equal byte for byte" || echo DIFFER)"
   { [ $same -eq 1 ] && [ "$tuned_a" -gt 0 ] && [ "$tuned_b" -eq 0 ]; } || status=1
+  # A real CUDA error mid-run (a trapping kernel before step 3's forward, --fault-kind device): exit
+  # status 2 and a message naming the step and the last checkpoint (step 2), which a new process
+  # loads; --resume then finishes the run with the checkpoint of a run that never failed, byte for
+  # byte (heuristic GEMMs, so that the two processes' algorithms agree without a tuning file).
+  f="$OUT/fault"
+  rm -rf "$f" && mkdir -p "$f"
+  run_fault=("${run_bits[@]}" --no-gemm-tune)
+  timeout 300 "$build/tilegrad" train "${run_fault[@]}" --out "$f/straight" >"$f/straight.log" 2>&1
+  err=$(timeout 300 "$build/tilegrad" train "${run_fault[@]}" --out "$f/run" --fault-at-step 3 \
+    --fault-kind device 2>&1 >/dev/null)
+  rc=$?
+  echo "CUDA error mid-run: rc $rc; $(tr '\n' ' ' <<<"$err" | cut -c1-400)"
+  ok=1
+  [ $rc -eq 2 ] || ok=0
+  grep -q "step 3 of 4 failed" <<<"$err" && grep -q "step-00000002" <<<"$err" || ok=0
+  timeout 120 "$build/tilegrad" sample --ckpt "$f/run/checkpoints/step-00000002" --tokens 8 \
+    >"$f/sample.log" 2>&1 || { ok=0; echo "the last checkpoint does not load"; }
+  timeout 300 "$build/tilegrad" train "${run_fault[@]}" --out "$f/run" --resume >"$f/resume.log" \
+    2>&1 || { ok=0; echo "--resume failed"; tail -3 "$f/resume.log"; }
+  for g in model.safetensors optimizer.safetensors; do
+    cmp -s "$f/straight/checkpoints/step-00000004/$g" "$f/run/checkpoints/step-00000004/$g" || ok=0
+  done
+  echo "CUDA error mid-run: $([ $ok -eq 1 ] && echo "stopped cleanly; step 2 loads; resumed to the uninterrupted run's step-4 checkpoint byte for byte" || echo FAILED)"
+  [ $ok -eq 1 ] || status=1
 fi
 exit $status

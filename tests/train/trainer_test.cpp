@@ -157,6 +157,18 @@ TEST(Trainer, AFailedFirstStepSaysThereIsNoCheckpoint) {
   EXPECT_NE(msg.find("step-00000003"), std::string::npos) << msg;
 }
 
+// The device fault of the testing seam: on CUDA a real trap (tests/cuda/run_engine.sh checks that
+// run end to end); the CPU cannot fail so and throws at once, which still fails only the step.
+TEST(Trainer, AnInjectedDeviceFaultFailsTheStep) {
+  train::TrainConfig c = tiny(dataset("device_fault"), "out");
+  ASSERT_TRUE(c.device.is_cpu());
+  c.steps = 3;
+  c.fault_at_step = 2;
+  c.fault_kind = train::TrainConfig::FaultKind::device;
+  const std::string msg = error_of([&] { train::run_training(c); });
+  EXPECT_NE(msg.find("step 2 of 3 failed: injected device fault"), std::string::npos) << msg;
+}
+
 TEST(Trainer, BadDataIsAClearError) {
   const fs::path dir = fs::temp_directory_path() / "tilegrad_train_test_missing";
   fs::remove_all(dir);
