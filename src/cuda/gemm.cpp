@@ -337,7 +337,8 @@ Plan& plan_for(const GemmArgs& g) {
 //   timing noise does not flip the choice between runs on equal algorithms. Still, two processes
 //   may choose differently where candidates are close, and different algorithms sum in different
 //   orders: with tuning on, results are reproducible within a process, not bit for bit across
-//   processes. Off by default for that reason.
+//   processes. Off by default here for that reason; `train` turns it on and keeps --resume exact by
+//   saving the choices (gemm_tuning_state) and loading them in the resumed process.
 // - Not while the stream is being captured into a CUDA graph (nothing would run); the problem is
 //   tuned at its next uncaptured call.
 std::atomic<bool>& tuning_flag() {
@@ -424,14 +425,9 @@ void tune(Plan& p, const GemmArgs& g, cudaStream_t stream) {
     p.algo = p.candidates[best];
   }
   if (tuning_log()) {
-    std::fprintf(stderr,
-                 "gemm tune %lldx%lldx%lld %c%c epilogue %d: heuristic %.1f us, best %.1f us "
-                 "(candidate %zu of %zu)%s\n",
-                 static_cast<long long>(g.m), static_cast<long long>(g.n),
-                 static_cast<long long>(g.k), g.trans_a ? 'T' : 'N', g.trans_b ? 'T' : 'N',
-                 static_cast<int>(g.epilogue), 1e3 * ms[0] / kTimedRuns,
-                 1e3 * ms[best] / kTimedRuns, best, p.candidates.size(),
-                 replace ? ", taken" : ", kept the heuristic's");
+    std::fprintf(stderr, "gemm tune %s: heuristic %.1f us, best %.1f us (candidate %zu of %zu)%s\n",
+                 p.problem.c_str(), 1e3 * ms[0] / kTimedRuns, 1e3 * ms[best] / kTimedRuns, best,
+                 p.candidates.size(), replace ? ", taken" : ", kept the heuristic's");
   }
 }
 

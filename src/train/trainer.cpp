@@ -74,9 +74,6 @@ void copy_back(const NamedTensors& host, const NamedTensors& dst) {
   }
 }
 
-// The error for a step that threw `e`: the step, what went wrong and where --resume continues.
-// `last` is this run's last complete checkpoint (saved, or resumed from); --resume takes the
-// highest step under the root, which an earlier run in the same directory may have left.
 // Sets the backend's GEMM tuning for the run and restores what it was.
 class GemmTuningScope {
  public:
@@ -92,6 +89,9 @@ class GemmTuningScope {
   bool prev_;
 };
 
+// The error for a step that threw `e`: the step, what went wrong and where --resume continues.
+// `last` is this run's last complete checkpoint (saved, or resumed from); --resume takes the
+// highest step under the root, which an earlier run in the same directory may have left.
 std::string step_failure(int64_t step, const TrainConfig& c, const std::exception& e,
                          const std::optional<std::filesystem::path>& last,
                          const std::filesystem::path& ckpt_root) {
@@ -208,8 +208,8 @@ TrainResult run_training(
     io::save_checkpoint(io::step_checkpoint_dir(ckpt_root, step), ck);
     last_checkpoint = io::step_checkpoint_dir(ckpt_root, step);
     // Every choice so far (a superset of those the checkpoint's steps used).
-    const std::string tuning = device_backend.gemm_tuning_state();
-    if (c.gemm_tuning && !tuning.empty()) {
+    const std::string tuning = c.gemm_tuning ? device_backend.gemm_tuning_state() : "";
+    if (!tuning.empty()) {
       io::AtomicFile f(tuning_file);
       f.write(tuning);
       f.commit();

@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 
@@ -28,11 +29,18 @@ inline unsigned grid_blocks(int64_t blocks, int64_t cap) {
   return static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, cap));
 }
 
-// The current device's streaming multiprocessors.
+// The current device's streaming multiprocessors. Launch geometry asks on every launch, so the
+// attribute is read once per device and kept (it cannot change while the process runs).
 inline int64_t sm_count() {
-  int device = 0, sms = 0;
+  constexpr int kCached = 64;
+  static std::atomic<int> cache[kCached] = {};  // 0: not read yet
+  int device = 0;
   TG_CUDA_CHECK(cudaGetDevice(&device));
+  if (device < kCached && cache[device].load(std::memory_order_relaxed) > 0)
+    return cache[device].load(std::memory_order_relaxed);
+  int sms = 0;
   TG_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  if (device < kCached) cache[device].store(sms, std::memory_order_relaxed);
   return sms;
 }
 
