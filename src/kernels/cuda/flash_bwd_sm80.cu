@@ -797,14 +797,21 @@ cudaError_t run_flash_bwd_sm80(const FlashBwdParams& p, float* dq_accum, float* 
   err = cudaGetLastError();
   if (err != cudaSuccess) return err;
 
+  // The Hopper kernel launches nothing and says cudaErrorNotSupported when the copy engine cannot
+  // describe the operands; this kernel then runs instead.
+  bool hopper_main = opt.hopper_main;
   if constexpr (D != 256) {
-    if (opt.hopper_main) {
+    if (hopper_main) {
       err = run_flash_bwd_sm90_main<T, D>(p, dq_accum, dsum, opt.semaphores, stream,
                                           opt.hopper_bulk_dq);
-      if (err != cudaSuccess) return err;
+      if (err == cudaErrorNotSupported) {
+        hopper_main = false;
+      } else if (err != cudaSuccess) {
+        return err;
+      }
     }
   }
-  if (!opt.hopper_main) {
+  if (!hopper_main) {
     constexpr int kS = kSmemStride<D>;
     // D = 256: K, V, Q, dO and the two 64 x 72 tiles Pᵀ and dSᵀ, lse and dsum (see the kernel).
     const int smem =
@@ -825,8 +832,7 @@ cudaError_t run_flash_bwd_sm80(const FlashBwdParams& p, float* dq_accum, float* 
 
   const int64_t chunks = rows * (D / 8);
   flash_bwd_convert_dq_kernel<T, D>
-      <<<static_cast<unsigned>((chunks + 255) / 256), 256, 0, stream>>>(p, dq_accum,
-                                                                        opt.hopper_main);
+      <<<static_cast<unsigned>((chunks + 255) / 256), 256, 0, stream>>>(p, dq_accum, hopper_main);
   return cudaGetLastError();
 }
 

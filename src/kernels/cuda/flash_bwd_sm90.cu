@@ -3,10 +3,11 @@
 //
 // One CTA of two warpgroups per (128 keys, key/value head, batch), as on sm_80: K and V stay in
 // shared memory, dK and dV in registers; the CTA walks every query head of the GQA group and every
-// 64-query block that sees its keys, with Q, dO, lse and dsum of the next block fetched by cp.async
-// into the other of two stages. Warpgroup w owns keys 64 w .. 64 w + 63 (wgmma's M = 64), so warp
-// 4 w + i holds keys 16 (4 w + i) + g, + 8 in the same fragment layout as the sm_80 kernel and the
-// element-wise code (exp2, masks, dS) is unchanged. Per query block:
+// 64-query block that sees its keys, with the next block fetched into the other of two stages (Q
+// and dO by bulk tensor copies, TMA, that thread 0 issues; lse and dsum by cp.async). Warpgroup w
+// owns keys 64 w .. 64 w + 63 (wgmma's M = 64), so warp 4 w + i holds keys 16 (4 w + i) + g, + 8 in
+// the same fragment layout as the sm_80 kernel and the element-wise code (exp2, masks, dS) is
+// unchanged. Per query block:
 //   Sᵀ = K Qᵀ, dPᵀ = V dOᵀ          wgmma m64n64k16, both operands K-major in shared memory
 //   dV += Pᵀ dO, dK += dSᵀ Q        wgmma m64n128k16, A (Pᵀ, dSᵀ) from registers, B MN-major
 //   dQ_block = dS K                 wgmma m64n64k16, warpgroup w the head-dim half w; A is dSᵀ
@@ -18,21 +19,23 @@
 // reduction issued behind them), dV, the first half of dK's k-steps, a barrier (dSᵀ complete), dQ,
 // dK's second half; dQ's shared-memory stores run under that second half.
 // The tiles are stored in the 128-byte swizzle that wgmma's descriptors describe (see
-// flash_common_sm90.cuh), written by cp.async and plain stores; fence.proxy.async then makes them
-// visible to the tensor cores. Why not ldmatrix: the sm_80 backward reads every Q and dO tile once
-// per warp through ldmatrix and is limited by those shared-memory reads; wgmma reads each operand
-// tile once per warpgroup.
+// flash_common_sm90.cuh), written by TMA (K, V, Q, dO; when every thread fetched its share by
+// cp.async, the addresses took ~190 instructions per block and thread at D = 64) and by plain
+// stores (dSᵀ, which fence.proxy.async then makes visible to the tensor cores). Why not ldmatrix:
+// the sm_80 backward reads every Q and dO tile once per warp through ldmatrix and is limited by
+// those shared-memory reads; wgmma reads each operand tile once per warpgroup.
 //
 // Windows, dropout and the deterministic mode as in flash_bwd_sm80.cu, in the kExtras instantiation
-// only; deterministic,
-// thread 0 issues a block's bulk dQ reduction only when the query block's counter says that every
-// higher key block's reduction has completed, and advances the counter once its own has.
+// only; deterministic, thread 0 issues a block's bulk dQ reduction only when the query block's
+// counter says that every higher key block's reduction has completed, and advances the counter once
+// its own has.
 #include <cmath>
 #include <type_traits>
 
 #include "kernels/cuda/flash_common.cuh"
 #include "kernels/cuda/flash_common_sm90.cuh"
 #include "kernels/cuda/flash_sm90.h"
+#include "kernels/cuda/flash_tma.h"
 
 namespace tilegrad::cuda::flash {
 namespace {
@@ -86,38 +89,23 @@ __device__ __forceinline__ void wgmma_ss_m64n64k16(float (&d)[32], uint64_t desc
 __device__ __forceinline__ void fence_proxy_async() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
-
-// Rows [row0, row0 + kRows) of a (rows, D) operand into a 128-byte-swizzled tile (D / 64 chunks of
-// kRows x 128 bytes), zero-filling rows >= n_rows: 16-byte chunk j of a chunk row r lands at
-// position j ^ (r % 8).
-template <int kRows, int D, typename T>
-__device__ __forceinline__ void load_tile_sw128(uint32_t s_tile, const T* g_base,
-                                                int64_t row_stride, int row0, int n_rows, int tid) {
-  constexpr int kChunksPerRow = D / 8;
-  constexpr int kRowsPerPass = kBwdThreads / kChunksPerRow;
-  static_assert(kRows % kRowsPerPass == 0, "the tile is a whole number of passes");
-  const int r = tid / kChunksPerRow;
-  const int c = tid % kChunksPerRow;
-  const T* src = g_base + (row0 + r) * row_stride + c * 8;
-  const int64_t pass_stride = kRowsPerPass * row_stride;
-#pragma unroll
-  for (int i = 0; i < kRows / kRowsPerPass; ++i) {
-    const int rr = r + i * kRowsPerPass;
-    const bool valid = row0 + rr < n_rows;
-    const uint32_t dst = s_tile + (c / 8) * kRows * 128 + rr * 128 + (((c % 8) ^ (rr % 8)) << 4);
-    const int src_bytes = valid ? 16 : 0;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst),
-                 "l"(valid ? src + i * pass_stride : g_base), "r"(src_bytes));
-  }
-}
 #endif
 
 // kBulkDq: dQ_block goes to shared memory and one thread adds it to the accumulator with one bulk
 // reduction (cp.reduce.async.bulk) per block, issued at the next block's first barrier; otherwise
 // every thread adds its fragments with red.v4 (the sm_80 kernel's way, kept as an ablation).
+// The operands' places in their tensor maps (flash_tma.h).
+struct BwdMaps {
+  MapOrder q, dout, k, v;
+};
+
 template <typename T, int D, bool kBulkDq, bool kExtras>
 __global__ void __launch_bounds__(kBwdThreads, 1)
-    flash_bwd_sm90_kernel(const FlashBwdParams p, float* dq_accum, const float* dsum,
+    flash_bwd_sm90_kernel(const __grid_constant__ CUtensorMap tm_q,
+                          const __grid_constant__ CUtensorMap tm_do,
+                          const __grid_constant__ CUtensorMap tm_k,
+                          const __grid_constant__ CUtensorMap tm_v, const BwdMaps maps,
+                          const FlashBwdParams p, float* dq_accum, const float* dsum,
                           int* semaphores) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   static_assert(D == 64 || D == 128, "D = 64 or 128");
@@ -143,6 +131,9 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
   float* s_lse = reinterpret_cast<float*>(s_base);  // 2 stages of kBlockM
   float* s_dsum = s_lse + 2 * kBlockM;              // 2 stages of kBlockM
   float* s_dq = s_dsum + 2 * kBlockM;               // kBlockM x D, row-major (kBulkDq)
+  // The Q/dO stages' arrival barriers (the bulk tensor copies complete on them).
+  const uint32_t bar_qdo = smem_addr(s_dq + kBlockM * D);
+  auto bar = [&](int stage) { return bar_qdo + 8 * stage; };
 
   const int tid = threadIdx.x;
   const int warp = tid / 32, lane = tid % 32;
@@ -154,24 +145,30 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
   const int group = f.H / f.Hkv;
   const int n0 = n_block * kBlockN;
   const FlashBand band = flash_band(f);
-  [[maybe_unused]] const int diag = f.Nk - f.Nq;
 
   // The query blocks whose rows see some key of this block: [m_begin, m_begin + n_m).
   const BlockSpan m_span = query_blocks_seeing(band, n0, kBlockN, f.Nq, f.Nk, kBlockM);
   const int m_begin = m_span.first, n_m = m_span.count;
   const int total = group * n_m;
 
-  const T* g_k = static_cast<const T*>(f.k) + b * f.k_strides.batch + hkv * f.k_strides.head;
-  const T* g_v = static_cast<const T*>(f.v) + b * f.v_strides.batch + hkv * f.v_strides.head;
-
+  // Query block `it` of the walk into a stage: Q and dO by bulk tensor copies that thread 0 issues
+  // (they complete on the stage's barrier; rows past Nq arrive as zeros), lse and dsum by cp.async.
   auto load_query_block = [&](int it, int stage) {
     const int h = hkv * group + it / n_m;
     const int m0 = (m_begin + it % n_m) * kBlockM;
-    const T* g_q = static_cast<const T*>(f.q) + b * f.q_strides.batch + h * f.q_strides.head;
-    const T* g_do =
-        static_cast<const T*>(p.dout) + b * p.dout_strides.batch + h * p.dout_strides.head;
-    load_tile_sw128<kBlockM, D>(s_q + stage * kQBytes, g_q, f.q_strides.row, m0, f.Nq, tid);
-    load_tile_sw128<kBlockM, D>(s_do + stage * kQBytes, g_do, p.dout_strides.row, m0, f.Nq, tid);
+    if (tid == 0) {
+      int cq[3], cdo[3];
+      maps.q.coords(m0, h, b, cq);
+      maps.dout.coords(m0, h, b, cdo);
+      mbar_arrive_expect_tx(bar(stage), 2 * kQBytes);
+#pragma unroll
+      for (int ch = 0; ch < kChunks; ++ch) {
+        tma_load_4d(s_q + stage * kQBytes + ch * kQChunkBytes, &tm_q, ch * kBoxCols, cq[0], cq[1],
+                    cq[2], bar(stage));
+        tma_load_4d(s_do + stage * kQBytes + ch * kQChunkBytes, &tm_do, ch * kBoxCols, cdo[0],
+                    cdo[1], cdo[2], bar(stage));
+      }
+    }
     if (tid < kBlockM) {
       const int64_t row0 = (static_cast<int64_t>(b) * f.H + h) * f.Nq;
       const bool valid = m0 + tid < f.Nq;
@@ -184,9 +181,26 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
 #pragma unroll
   for (int i = 0; i < D / 2; ++i) r_dk[i] = r_dv[i] = 0.0f;
 
+  if (tid == 0) {
+    mbar_init(bar(0), 1);
+    mbar_init(bar(1), 1);
+    mbar_init_fence();
+  }
+  __syncthreads();
   if (total > 0) {
-    load_tile_sw128<kBlockN, D>(s_k, g_k, f.k_strides.row, n0, f.Nk, tid);
-    load_tile_sw128<kBlockN, D>(s_v, g_v, f.v_strides.row, n0, f.Nk, tid);
+    // K and V complete on stage 0's barrier with the first query block, whose fetch makes the
+    // phase's one arrival.
+    if (tid == 0) {
+      int ck[3], cv[3];
+      maps.k.coords(n0, hkv, b, ck);
+      maps.v.coords(n0, hkv, b, cv);
+      mbar_expect_tx(bar(0), 2 * kKBytes);
+#pragma unroll
+      for (int ch = 0; ch < kChunks; ++ch) {
+        tma_load_4d(s_k + ch * kKChunkBytes, &tm_k, ch * kBoxCols, ck[0], ck[1], ck[2], bar(0));
+        tma_load_4d(s_v + ch * kKChunkBytes, &tm_v, ch * kBoxCols, cv[0], cv[1], cv[2], bar(0));
+      }
+    }
     load_query_block(0, 0);
   }
   cp_async_commit();
@@ -259,7 +273,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     // Block it has arrived; after the barrier every warpgroup's products of the previous block,
     // the last readers of the other stage, are complete, so the next block can be fetched there.
     cp_async_wait<0>();
-    fence_proxy_async();
+    mbar_wait(bar(stage), (it >> 1) & 1);
     __syncthreads();
 
     const int h = hkv * group + it / n_m;
@@ -293,26 +307,38 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     wgmma_wait<1>();  // Sᵀ is ready; dPᵀ may still run under the exp2 below
     fence_regs(r_s);
 
-    // Pᵀ, masked as on sm_80 (r_s[4 nt + e] is key g + 8 (e / 2), query 8 nt + 2 t + e % 2).
-    // The default instantiation has no window (the launcher sends windows to kExtras) and keeps
-    // the causal-only test: the general one cost it 8% at D = 128 (docs/KERNELS.md).
-    const int k_first = n0 + key_row0, k_last = k_first + 15;
-    const bool need_mask = n0 + kBlockN > f.Nk || m0 + kBlockM > f.Nq ||
-                           (kExtras ? k_last > m0 + band.hi || k_first < m0 + kBlockM - 1 + band.lo
-                                    : f.causal && k_last > m0 + diag);
+    // Pᵀ (r_s[4 nt + e] is key g + 8 (e / 2), query 8 nt + 2 t + e % 2 of the warp's tile).
 #pragma unroll
     for (int nt = 0; nt < kNT; ++nt) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int q_local = nt * 8 + 2 * t + (e & 1);
-        float pv = fast_exp2(fmaf(r_s[4 * nt + e], scale_log2, -s_lset[q_local] * kLog2e));
-        if (need_mask) {
-          const int key = n0 + key_row0 + g + (e >> 1) * 8;
-          const int q = m0 + q_local;
-          const bool hidden = kExtras ? !band.visible(q, key) : f.causal && key > q + diag;
-          if (key >= f.Nk || q >= f.Nq || hidden) pv = 0.0f;
+        r_s[4 * nt + e] = fast_exp2(fmaf(r_s[4 * nt + e], scale_log2, -s_lset[q_local] * kLog2e));
+      }
+    }
+    // The mask, in the blocks that need one (the causal diagonal, window edges, the last blocks of
+    // ragged lengths). Each of the thread's two keys sees the queries m0 + 2 t + c for c in
+    // [c_lo, c_hi], so an element costs two compares and a select, and only here: written as
+    // per-element tests inside the loop above, the compiler evaluated them for every block under a
+    // predicate, a third of the loop's instructions (SASS, D = 64).
+    const int k_first = n0 + key_row0, k_last = k_first + 15;
+    const bool need_mask = n0 + kBlockN > f.Nk || m0 + kBlockM > f.Nq || k_last > m0 + band.hi ||
+                           k_first < m0 + kBlockM - 1 + band.lo;
+    if (need_mask) {
+      int c_lo[2], c_hi[2];
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int key = k_first + g + 8 * r;
+        c_lo[r] = key - band.hi - m0 - 2 * t;
+        c_hi[r] = key < f.Nk ? min(key - band.lo, f.Nq - 1) - m0 - 2 * t : -1;
+      }
+#pragma unroll
+      for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int c = nt * 8 + (e & 1);
+          if (c < c_lo[e >> 1] || c > c_hi[e >> 1]) r_s[4 * nt + e] = 0.0f;
         }
-        r_s[4 * nt + e] = pv;
       }
     }
     // The dropout mask of this thread's elements, bit 4 nt + e (KeepMask).
@@ -514,17 +540,28 @@ cudaError_t run_flash_bwd_sm90_main(const FlashBwdParams& p, float* dq_accum, co
   } else if (!bulk_dq) {
     return cudaErrorInvalidValue;
   }
-  // K, V, two stages of Q and dO, dSᵀ, lse and dsum, dQ_block (float32), and up to 1 KB to align
-  // to the swizzle period.
+  // K, V, two stages of Q and dO, dSᵀ, lse and dsum, dQ_block (float32), the stages' two
+  // barriers, and up to 1 KB to align to the swizzle period.
   constexpr int kBlockM = kBwdBlockM<D>;
   const int smem = (2 * kBwdBlockN + 4 * kBlockM) * D * static_cast<int>(sizeof(T)) +
                    kBwdBlockN * kBlockM * static_cast<int>(sizeof(T)) +
                    4 * kBlockM * static_cast<int>(sizeof(float)) +
-                   kBlockM * D * static_cast<int>(sizeof(float)) + 1024;
+                   kBlockM * D * static_cast<int>(sizeof(float)) + 2 * 8 + 1024;
+  const bool bf16 = f.dtype == FlashDType::bf16;
+  CUtensorMap tm_q, tm_do, tm_k, tm_v;
+  BwdMaps maps;
+  if (!make_operand_map(&tm_q, &maps.q, f.q, f.q_strides, f.B, f.Nq, f.H, D, kBlockM, bf16) ||
+      !make_operand_map(&tm_do, &maps.dout, p.dout, p.dout_strides, f.B, f.Nq, f.H, D, kBlockM,
+                        bf16) ||
+      !make_operand_map(&tm_k, &maps.k, f.k, f.k_strides, f.B, f.Nk, f.Hkv, D, kBwdBlockN, bf16) ||
+      !make_operand_map(&tm_v, &maps.v, f.v, f.v_strides, f.B, f.Nk, f.Hkv, D, kBwdBlockN, bf16)) {
+    return cudaErrorNotSupported;
+  }
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
   const dim3 grid((f.Nk + kBwdBlockN - 1) / kBwdBlockN, f.Hkv, f.B);
-  kernel<<<grid, kBwdThreads, smem, stream>>>(p, dq_accum, dsum, semaphores);
+  kernel<<<grid, kBwdThreads, smem, stream>>>(tm_q, tm_do, tm_k, tm_v, maps, p, dq_accum, dsum,
+                                              semaphores);
   return cudaGetLastError();
 }
 

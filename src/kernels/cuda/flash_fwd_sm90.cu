@@ -30,20 +30,19 @@
 #include <cuda.h>
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <type_traits>
 
 #include "kernels/cuda/flash_common.cuh"
 #include "kernels/cuda/flash_common_sm90.cuh"
 #include "kernels/cuda/flash_sm90.h"
+#include "kernels/cuda/flash_tma.h"
 
 namespace tilegrad::cuda::flash {
 namespace {
 
 constexpr int kBlockN = 128;  // keys per block: wgmma's N for S, K for O += P V
 constexpr int kStages = 2;    // K/V ring depth
-constexpr int kBoxCols = 64;  // TMA box width: 64 16-bit elements = one 128-byte swizzle line
 
 // Consumer warpgroups per CTA, 64 query rows each (wgmma's M). D = 128 keeps two: O, S and P take
 // 160 registers per thread, so only two consumers fit the register file. At D = 64 they take 128,
@@ -56,12 +55,6 @@ template <int D, bool kDropout>
 constexpr int consumers_for() {
   return D == 64 && !kDropout ? 3 : 2;
 }
-
-// Where each of the three outer coordinates (row, head, batch) sits in a tensor map, whose
-// dimensions are ordered by stride (see make_operand_map).
-struct MapOrder {
-  int8_t row = 0, head = 1, batch = 2;
-};
 
 struct Sm90Args {
   FlashFwdParams p;
@@ -168,11 +161,6 @@ __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
     if (tid != 0) return;
     // The outer coordinates (row, head, batch) of a box, in the map's dimension order.
     int c[3];
-    auto map_coords = [&](const MapOrder& o, int row, int head, int batch) {
-      c[0] = o.row == 0 ? row : o.head == 0 ? head : batch;
-      c[1] = o.row == 1 ? row : o.head == 1 ? head : batch;
-      c[2] = o.row == 2 ? row : o.head == 2 ? head : batch;
-    };
     // The K/V ring and the Q buffer run on across a persistent CTA's tiles: ring position kv + it,
     // and the tq-th tile's Q phase.
     int kv = 0, tq = 0;
@@ -182,7 +170,7 @@ __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
       // The previous tile's Q is free once every consumer warp's last S of it is complete (a
       // fresh barrier's wait for parity 1 returns at once).
       if (kPersistent) mbar_wait(bar_q_empty, (tq & 1) ^ 1);
-      map_coords(args.q_order, m0, h, b);
+      args.q_order.coords(m0, h, b, c);
       mbar_arrive_expect_tx(bar_q, kQBytes);
 #pragma unroll
       for (int ch = 0; ch < kChunks; ++ch) {
@@ -194,7 +182,7 @@ __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
         const uint32_t parity = (((kv + it) / kStages) & 1) ^ 1;
         mbar_wait(bar_k_empty(s), parity);
         mbar_arrive_expect_tx(bar_k_full(s), kKVBytes);
-        map_coords(args.k_order, n0, hkv, b);
+        args.k_order.coords(n0, hkv, b, c);
 #pragma unroll
         for (int ch = 0; ch < kChunks; ++ch) {
           tma_load_4d(s_k + s * kKVBytes + ch * kKVChunkBytes, &tm_k, ch * kBoxCols, c[0], c[1],
@@ -202,7 +190,7 @@ __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
         }
         mbar_wait(bar_v_empty(s), parity);
         mbar_arrive_expect_tx(bar_v_full(s), kKVBytes);
-        map_coords(args.v_order, n0, hkv, b);
+        args.v_order.coords(n0, hkv, b, c);
 #pragma unroll
         for (int ch = 0; ch < kChunks; ++ch) {
           tma_load_4d(s_v + s * kKVBytes + ch * kKVChunkBytes, &tm_v, ch * kBoxCols, c[0], c[1],
@@ -529,80 +517,6 @@ __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
   (void)args;
   __trap();
 #endif
-}
-
-// ---- host side: tensor maps
-
-using EncodeTiledFn = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*,
-                                   const cuuint64_t*, const cuuint64_t*, const cuuint32_t*,
-                                   const cuuint32_t*, CUtensorMapInterleave, CUtensorMapSwizzle,
-                                   CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
-
-// The driver's cuTensorMapEncodeTiled through the runtime, so that nothing links libcuda; looked
-// up once (a function-local static: thread-safe, and the entry point never changes).
-EncodeTiledFn encode_tiled() {
-  static const EncodeTiledFn fn = [] {
-    void* ptr = nullptr;
-    cudaDriverEntryPointQueryResult status{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &ptr, 12000, cudaEnableDefault,
-                                         &status) != cudaSuccess ||
-        status != cudaDriverEntryPointSuccess) {
-      return static_cast<EncodeTiledFn>(nullptr);
-    }
-    return reinterpret_cast<EncodeTiledFn>(ptr);
-  }();
-  return fn;
-}
-
-// A 4-d map of one (B, N, heads, D) operand: dimension 0 is D, the other three (row, head, batch)
-// follow in increasing stride, which the copy engine is sure to accept for both (B, N, H, D) and
-// (B, H, N, D) tensors; `order` tells the kernel where each coordinate went. Boxes are 64 columns x
-// `box_rows` rows x 1 x 1 with the 128-byte swizzle. Rows past N read as zeros.
-bool make_operand_map(CUtensorMap* map, MapOrder* order, const void* base, const FlashStrides& st,
-                      int B, int N, int heads, int D, int box_rows, bool bf16) {
-  const EncodeTiledFn encode = encode_tiled();
-  if (encode == nullptr) return false;
-  struct Dim {
-    int role;  // 0 row, 1 head, 2 batch
-    uint64_t size, stride_bytes;
-  };
-  std::array<Dim, 3> dims{{{0, static_cast<uint64_t>(N), static_cast<uint64_t>(st.row) * 2},
-                           {1, static_cast<uint64_t>(heads), static_cast<uint64_t>(st.head) * 2},
-                           {2, static_cast<uint64_t>(B), static_cast<uint64_t>(st.batch) * 2}}};
-  // A dimension of extent 1 is never stepped, so its stride is free (a caller may pass 0): give it
-  // one past every other extent, so that it sorts last and the strides stay increasing.
-  uint64_t span = static_cast<uint64_t>(D) * 2;
-  for (const Dim& d : dims) {
-    if (d.size > 1) span = std::max(span, d.size * d.stride_bytes);
-  }
-  for (Dim& d : dims) {
-    if (d.size == 1) d.stride_bytes = (span + 15) / 16 * 16;
-  }
-  std::stable_sort(dims.begin(), dims.end(),
-                   [](const Dim& a, const Dim& b) { return a.stride_bytes < b.stride_bytes; });
-  cuuint64_t size[4] = {static_cast<cuuint64_t>(D), 0, 0, 0};
-  cuuint64_t stride[3] = {};
-  cuuint32_t box[4] = {static_cast<cuuint32_t>(kBoxCols), 1, 1, 1};
-  const cuuint32_t elem_stride[4] = {1, 1, 1, 1};
-  for (int i = 0; i < 3; ++i) {
-    size[i + 1] = dims[i].size;
-    stride[i] = dims[i].stride_bytes;
-    const auto pos = static_cast<int8_t>(i);
-    if (dims[i].role == 0) {
-      box[i + 1] = static_cast<cuuint32_t>(box_rows);
-      order->row = pos;
-    } else if (dims[i].role == 1) {
-      order->head = pos;
-    } else {
-      order->batch = pos;
-    }
-  }
-  const CUresult r =
-      encode(map, bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4,
-             const_cast<void*>(base), size, stride, box, elem_stride, CU_TENSOR_MAP_INTERLEAVE_NONE,
-             CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  return r == CUDA_SUCCESS;
 }
 
 template <typename T, int D, bool kOverlap, bool kPingPong, bool kDropout = false,

@@ -32,7 +32,8 @@ cudaError_t run_flash_fwd_sm90(const FlashFwdParams& p, Sm90Variant variant, cud
 // with hopper_main runs it between the shared preprocessing and dQ conversion. bulk_dq = false: dQ
 // is added by every thread with red.v4 instead of one bulk reduction per block (an ablation for the
 // benchmark; bf16, D = 128 only). semaphores: the deterministic mode's zeroed ordering counters
-// (bulk_dq only), or null.
+// (bulk_dq only), or null. Returns cudaErrorNotSupported (launching nothing) when the operands
+// cannot be described to the copy engine.
 template <typename T, int D>
 cudaError_t run_flash_bwd_sm90_main(const FlashBwdParams& p, float* dq_accum, const float* dsum,
                                     int* semaphores, cudaStream_t stream, bool bulk_dq = true);
