@@ -207,6 +207,9 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
 
   const float scale_log2 = f.softmax_scale * kLog2e;
   const int key_row0 = warp * 16;
+  // This lane's row address for the dSᵀ stmatrix stores (below) and the swizzle of its chunk.
+  const uint32_t s_ds_lane = s_ds + (key_row0 + lane % 8 + 8 * (lane / 8 % 2)) * 128;
+  const uint32_t ds_swz = ((lane / 16) ^ (lane % 8)) << 4;
   [[maybe_unused]] const Dropout drop(f);
   [[maybe_unused]] const bool dropout_on = f.dropout_p > 0.0;
   // Descriptors. K-major (Sᵀ, dPᵀ): this warpgroup's 64 K/V rows, a Q/dO stage; a k16 step of D
@@ -273,13 +276,16 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     // Block it has arrived; after the barrier every warpgroup's products of the previous block,
     // the last readers of the other stage, are complete, so the next block can be fetched there.
     cp_async_wait<0>();
+    // This thread's own lse (its cp.async has landed), times log2(e) once here rather than in
+    // every element's exponent; the barrier below publishes it.
+    if (tid < kBlockM) s_lse[stage * kBlockM + tid] *= kLog2e;
     mbar_wait(bar(stage), (it >> 1) & 1);
     __syncthreads();
 
     const int h = hkv * group + it / n_m;
     const int m0 = (m_begin + it % n_m) * kBlockM;
     const uint64_t stage_off = (stage * kQBytes) >> 4;
-    const float* s_lset = s_lse + stage * kBlockM;
+    const float* s_lset = s_lse + stage * kBlockM;  // lse · log2(e)
     const float* s_dsumt = s_dsum + stage * kBlockM;
 
     // Sᵀ = K Qᵀ and dPᵀ = V dOᵀ.
@@ -313,7 +319,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int q_local = nt * 8 + 2 * t + (e & 1);
-        r_s[4 * nt + e] = fast_exp2(fmaf(r_s[4 * nt + e], scale_log2, -s_lset[q_local] * kLog2e));
+        r_s[4 * nt + e] = fast_exp2(fmaf(r_s[4 * nt + e], scale_log2, -s_lset[q_local]));
       }
     }
     // The mask, in the blocks that need one (the causal diagonal, window edges, the last blocks of
@@ -386,12 +392,15 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
       const uint32_t hi = Mma::pack(r_dp[4 * nt + 2], r_dp[4 * nt + 3]);
       r_ds[nt / 2][(nt % 2) * 2] = lo;
       r_ds[nt / 2][(nt % 2) * 2 + 1] = hi;
-      const int r0 = key_row0 + g, r1 = r0 + 8;
-      const uint32_t s_chunk = s_ds + (nt / 8) * kBlockN * 128;
-      const uint32_t a0 = s_chunk + r0 * 128 + (((nt % 8) ^ (r0 % 8)) << 4) + 4 * t;
-      const uint32_t a1 = s_chunk + r1 * 128 + (((nt % 8) ^ (r1 % 8)) << 4) + 4 * t;
-      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(a0), "r"(lo) : "memory");
-      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(a1), "r"(hi) : "memory");
+      // r_ds[kq] holds four 8 x 8 matrices of the mma fragment layout: keys 0-7 and 8-15 of the
+      // warp's rows by queries 16 kq .. + 7, then the same by 16 kq + 8 .. + 15; one stmatrix
+      // stores them (a quarter of the st.shared it took as 32-bit stores). Lane l gives the row of
+      // matrix l / 8: key row (l % 8) + 8 (l / 8 % 2), 16-byte chunk 2 kq + l / 16 of the
+      // swizzled tile.
+      if (nt % 2 == 1) {
+        const int kq = nt / 2;
+        stmatrix_x4(s_ds_lane + (kq / 4) * kBlockN * 128 + (ds_swz ^ ((kq % 4) << 5)), r_ds[kq]);
+      }
     }
 
     // dK += dSᵀ Q: the first half of its k-steps now, to keep the tensor cores busy across the

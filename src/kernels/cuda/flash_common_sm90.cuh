@@ -236,6 +236,15 @@ struct Wgmma<__half> {
   }
 };
 
+// Four 8 x 8 matrices of 16-bit elements, each thread holding its mma-fragment pair of each
+// (r[i]: row lane / 4, columns 2 (lane % 4) and + 1 of matrix i), to shared memory; lane l gives
+// the 16-byte-aligned address of row l % 8 of matrix l / 8.
+__device__ __forceinline__ void stmatrix_x4(uint32_t addr, const uint32_t (&r)[4]) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr),
+               "r"(r[0]), "r"(r[1]), "r"(r[2]), "r"(r[3])
+               : "memory");
+}
+
 // ---- mbarriers and bulk tensor copies
 
 __device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
