@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -356,6 +357,69 @@ TEST(CudaCrossEntropy, ForwardBackwardMatchesCpu) {
                      "glogits");
       }
     }
+  }
+}
+
+// Rows with infinite and NaN logits through the fused kernel, which takes the row's max without
+// NaN and tests no element for -inf: a row with some -inf logits (their gradients exactly 0), a
+// row of -inf (lse -inf, the rest NaN), a NaN logit and a +inf logit (everything NaN), beside an
+// ordinary row; the same NaNs and infinities as the CPU, finite values close to it.
+TEST(CudaCrossEntropy, ForwardBackwardSpecialValuesMatchCpu) {
+  TG_REQUIRE_GPU();
+  namespace kc = tilegrad::kernels::cuda;
+  namespace kp = tilegrad::kernels::cpu;
+  const int64_t rows = 5, V = 1000;
+  std::mt19937_64 rng(21);
+  std::uniform_real_distribution<double> u(-8.0, 8.0);
+  std::vector<double> x(static_cast<size_t>(rows * V));
+  for (double& v : x) v = u(rng);
+  const std::vector<int64_t> t = {3, 7, 11, 500, 999};
+  const double inf = std::numeric_limits<double>::infinity();
+  for (int64_t j = 100; j < 110; ++j) x[1 * V + j] = -inf;  // row 1: some -inf, not the target
+  for (int64_t j = 0; j < V; ++j) x[2 * V + j] = -inf;      // row 2: all -inf
+  x[3 * V + 42] = std::nan("");                             // row 3: one NaN
+  x[4 * V + 42] = inf;                                      // row 4: one +inf
+  for (DType dt : {DType::f32, DType::bf16, DType::f16}) {
+    SCOPED_TRACE(tilegrad::dtype_name(dt));
+    const DType adt = acc_dtype(dt);
+    const size_t es = tilegrad::dtype_size(dt), as = tilegrad::dtype_size(adt);
+    const Bytes xb = encode(dt, x), tb = encode_targets(DType::i64, t);
+    const Bytes gloss = encode(adt, {0.5});
+    Bytes loss_cpu(rows * as), lse_cpu(rows * as), gx_cpu(x.size() * es);
+    kp::cross_entropy_forward(dt, xb.data(), DType::i64, tb.data(), loss_cpu.data(), lse_cpu.data(),
+                              rows, V, V, -100);
+    kp::cross_entropy_backward(dt, xb.data(), DType::i64, tb.data(), lse_cpu.data(), gloss.data(),
+                               0.25, gx_cpu.data(), rows, V, V, -100);
+    const DeviceBuffer dx(xb.size()), dt_(tb.size()), dg(gloss.size()), dl(rows * as),
+        ds(rows * as), dgx(x.size() * es);
+    dx.upload(xb.data());
+    dt_.upload(tb.data());
+    dg.upload(gloss.data());
+    ASSERT_TRUE(kc::cross_entropy_forward_backward(dt, dx.get(), DType::i64, dt_.get(), dl.get(),
+                                                   ds.get(), dg.get(), 0.25, dgx.get(), rows, V, V,
+                                                   -100, nullptr));
+    auto same = [](const std::vector<double>& got, const std::vector<double>& want, double tol,
+                   const char* what) {
+      ASSERT_EQ(got.size(), want.size());
+      for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_EQ(std::isnan(got[i]), std::isnan(want[i])) << what << " " << i;
+        if (std::isnan(want[i])) continue;
+        ASSERT_EQ(std::isinf(got[i]), std::isinf(want[i])) << what << " " << i;
+        if (std::isinf(want[i])) {
+          ASSERT_EQ(got[i], want[i]) << what << " " << i;
+        } else {
+          ASSERT_NEAR(got[i], want[i], tol * (1.0 + std::abs(want[i]))) << what << " " << i;
+        }
+      }
+    };
+    const double tol = dt == DType::f32 ? 1e-5 : 1e-2;
+    same(decode(adt, download(dl)), decode(adt, loss_cpu), tol, "loss");
+    same(decode(adt, download(ds)), decode(adt, lse_cpu), tol, "lse");
+    const std::vector<double> gx = decode(dt, download(dgx)), gc = decode(dt, gx_cpu);
+    same(gx, gc, tol, "glogits");
+    for (int64_t j = 100; j < 110; ++j) EXPECT_EQ(gx[1 * V + j], 0.0) << "column " << j;
+    EXPECT_TRUE(std::isinf(decode(adt, download(ds))[2]));
+    EXPECT_TRUE(std::isnan(gx[3 * V]) && std::isnan(gx[4 * V]));
   }
 }
 

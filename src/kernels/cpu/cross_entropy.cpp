@@ -34,8 +34,11 @@ void cross_entropy_forward(DType dt, const void* logits, DType t_dt, const void*
         const T* xr = x + r * ld;
         A m = -INFINITY;
         for (int64_t j = 0; j < V; ++j) m = std::max(m, A(xr[j]));
+        // A row of -inf logits has m = -inf: taken as 0 in the differences, its sum is 0 and its
+        // logsumexp -inf (not NaN), as on the GPU.
+        const A m_finite = m == -INFINITY ? A(0) : m;
         A s = 0;
-        for (int64_t j = 0; j < V; ++j) s += std::exp(A(xr[j]) - m);
+        for (int64_t j = 0; j < V; ++j) s += std::exp(A(xr[j]) - m_finite);
         const A log_s = std::log(s);
         l[r] = m + log_s;
         // (m − x[t]) + log s rather than lse − x[t]: with logits near ±1000 lse is rounded at the

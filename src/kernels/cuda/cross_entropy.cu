@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "cuda/check.h"
 #include "kernels/cuda/flash_common.cuh"  // cp.async
@@ -92,30 +93,57 @@ __device__ __forceinline__ Vec16<T> load_vec(const T* xr, int64_t k, int64_t V, 
 // with __expf on a machine whose GEMMs ran 3% slower). Every argument is x - m or x - lse <= 0,
 // where __expf is within a few units in the last place of float plus ~1 per unit of |x - lse|:
 // below the bf16/f16 gradients' rounding, and a relative 1e-6 at most in the float32 lse's sum.
-// Double keeps exp.
+// It is __expf's instruction with denormal results flushed to zero (ex2.approx.ftz): __expf's
+// exact denormals take three more instructions per exp, for probabilities below 1e-38 that no sum
+// or 16-bit gradient here can hold. Double keeps exp.
 __device__ __forceinline__ float exp_fused(float v) {
-  return __expf(v);
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(v * 1.4426950408889634f));
+  return y;
 }
 __device__ __forceinline__ double exp_fused(double v) {
   return exp(v);
 }
 
-// Vector k of a row's gradient from its logits x: (exp(x - lse) - [j == t]) · g, 0 on an ignored
-// row, with exp_fused in place of exp_acc when kFastExp; one 16-byte store when `vec` (elements
-// past V are not written).
-template <bool kFastExp, class T, class A>
-__device__ __forceinline__ void store_grad_vec(const Vec16<T>& x, int64_t k, int64_t tr,
-                                               bool ignored, A lr, A g, T* gr, int64_t V,
-                                               bool vec) {
-  constexpr int W = kVec16<T>;
+// A vector of values in the accumulation type to T, element by element.
+template <class T, class A>
+__device__ __forceinline__ Vec16<T> convert(const A (&v)[kVec16<T>]) {
   Vec16<T> out;
 #pragma unroll
-  for (int e = 0; e < W; ++e) {
-    const int64_t j = k * W + e;
-    A p = kFastExp ? exp_fused(A(x.v[e]) - lr) : exp_acc(A(x.v[e]) - lr);
-    if (j == tr) p -= A(1);
-    out.v[e] = ignored ? T(A(0)) : T(p * g);
+  for (int e = 0; e < kVec16<T>; ++e) out.v[e] = T(v[e]);
+  return out;
+}
+
+// The same for values that are not NaN, two to an instruction for 16-bit T (cvt.rn.bf16x2.f32,
+// cvt.rn.f16x2.f32): those round as T's own conversion does (core/dtype.h), which differs only in
+// the NaN it writes and spends a test per element on it.
+template <class T, class A>
+__device__ __forceinline__ Vec16<T> convert_not_nan(const A (&v)[kVec16<T>]) {
+  constexpr bool kBf16 = std::is_same_v<T, bfloat16>;
+  if constexpr (kBf16 || std::is_same_v<T, float16>) {
+    Vec16<T> out;
+#pragma unroll
+    for (int e = 0; e < kVec16<T>; e += 2) {
+      uint32_t r;
+      if constexpr (kBf16) {
+        asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(v[e + 1]), "f"(v[e]));
+      } else {
+        asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(v[e + 1]), "f"(v[e]));
+      }
+      out.v[e].bits = static_cast<uint16_t>(r);
+      out.v[e + 1].bits = static_cast<uint16_t>(r >> 16);
+    }
+    return out;
+  } else {
+    return convert<T>(v);
   }
+}
+
+// Vector k of row gr: one 16-byte store when `vec`, else element by element (none past V).
+template <class T>
+__device__ __forceinline__ void store_vec(const Vec16<T>& out, int64_t k, T* gr, int64_t V,
+                                          bool vec) {
+  constexpr int W = kVec16<T>;
   const int64_t j0 = k * W;
   if (vec && j0 + W <= V) {
     *reinterpret_cast<Vec16<T>*>(gr + j0) = out;
@@ -124,6 +152,24 @@ __device__ __forceinline__ void store_grad_vec(const Vec16<T>& x, int64_t k, int
     for (int e = 0; e < W; ++e)
       if (j0 + e < V) gr[j0 + e] = out.v[e];
   }
+}
+
+// Vector k of a row's gradient from its logits x: (exp(x - lse) - [j == t]) · g, 0 on an ignored
+// row; one 16-byte store when `vec` (elements past V are not written).
+template <class T, class A>
+__device__ __forceinline__ void store_grad_vec(const Vec16<T>& x, int64_t k, int64_t tr,
+                                               bool ignored, A lr, A g, T* gr, int64_t V,
+                                               bool vec) {
+  constexpr int W = kVec16<T>;
+  Vec16<T> out;
+#pragma unroll
+  for (int e = 0; e < W; ++e) {
+    const int64_t j = k * W + e;
+    A p = exp_acc(A(x.v[e]) - lr);
+    if (j == tr) p -= A(1);
+    out.v[e] = ignored ? T(A(0)) : T(p * g);
+  }
+  store_vec(out, k, gr, V, vec);
 }
 
 template <class T, class I>
@@ -197,7 +243,7 @@ __global__ void __launch_bounds__(kThreads)
     const A lr = lse[r];
 #pragma unroll 2
     for (int64_t k = threadIdx.x; k < vectors; k += kThreads) {
-      store_grad_vec<false>(load_vec(xr, k, V, vec), k, tr, ignored, lr, g, gr, V, vec);
+      store_grad_vec(load_vec(xr, k, V, vec), k, tr, ignored, lr, g, gr, V, vec);
     }
   }
 }
@@ -244,23 +290,25 @@ __global__ void __launch_bounds__(kFusedThreads, 2)
     }
     cp_async_commit();
     cp_async_wait<0>();
+    // The max passes NaN by (one instruction per element, where a NaN-propagating max takes
+    // three): a NaN logit makes s NaN below, and with it lse, the loss and every gradient, as the
+    // CPU kernel's NaN max does.
     A m = -A(INFINITY);
     for (k = threadIdx.x; k < vectors; k += kFusedThreads) {
       const Vec16<T> a = s_row[k];
 #pragma unroll
-      for (int e = 0; e < W; ++e) m = MaxOp::apply(m, A(a.v[e]));
+      for (int e = 0; e < W; ++e) m = max(m, A(a.v[e]));
     }
     m = group_reduce<kFusedThreads, MaxOp>(m, s_red);
-    // Pass 2: s = Σ exp(x - m). A -inf logit (and the padding past V) adds nothing, so a row of
-    // -inf gives s = 0 and lse = -inf, as the online pair does.
+    // Pass 2: s = Σ exp(x - m). A -inf logit (and the padding past V) adds exp(-inf) = 0, so a row
+    // of -inf gives s = 0 and lse = -inf, as the online pair does; its m, -inf, is taken as 0 there
+    // so that no element pays a test.
     A s = 0;
+    const A m_finite = m == -A(INFINITY) ? A(0) : m;
     for (k = threadIdx.x; k < vectors; k += kFusedThreads) {
       const Vec16<T> a = s_row[k];
 #pragma unroll
-      for (int e = 0; e < W; ++e) {
-        const A x = A(a.v[e]);
-        if (x != -A(INFINITY)) s += exp_fused(x - m);
-      }
+      for (int e = 0; e < W; ++e) s += exp_fused(A(a.v[e]) - m_finite);
     }
     s = group_reduce<kFusedThreads, SumOp>(s, s_red);
     const A log_s = log_acc(s);
@@ -276,10 +324,51 @@ __global__ void __launch_bounds__(kFusedThreads, 2)
       }
       losses[r] = loss;
     }
-    // Pass 3: the gradient, as backward_kernel computes it (but for the exp).
+    // Pass 3: the gradient, as backward_kernel computes it (but for the exp), with the row's tests
+    // taken out of the elements: an ignored row is zeros, and only the target's vector subtracts
+    // the one (per element, the tests were a third of the kernel's instructions).
+    if (ignored) {
+      Vec16<T> zero;
+#pragma unroll
+      for (int e = 0; e < W; ++e) zero.v[e] = T(A(0));
+      for (k = threadIdx.x; k < vectors; k += kFusedThreads) store_vec(zero, k, gr, V, vec);
+      continue;
+    }
+    // With lse and g finite no gradient is NaN (a NaN or +inf logit makes lse NaN), so the row
+    // can take the paired conversion; the whole vectors of aligned rows go first, each one store.
+    auto gradients = [&]<bool kNoNan>() {
+      auto vector_grad = [&](int64_t kv) {
+        const Vec16<T> x = s_row[kv];
+        A p[W];
+#pragma unroll
+        for (int e = 0; e < W; ++e) p[e] = exp_fused(A(x.v[e]) - lr);
+        const int64_t d = tr - kv * W;
+        if (d >= 0 && d < W) {
+#pragma unroll
+          for (int e = 0; e < W; ++e) {
+            if (e == d) p[e] -= A(1);
+          }
+        }
+#pragma unroll
+        for (int e = 0; e < W; ++e) p[e] *= g;
+        if constexpr (kNoNan) {
+          return convert_not_nan<T>(p);
+        } else {
+          return convert<T>(p);
+        }
+      };
+      const int64_t whole = vec ? V / W : 0;
+      int64_t kv = threadIdx.x;
 #pragma unroll 2
-    for (k = threadIdx.x; k < vectors; k += kFusedThreads) {
-      store_grad_vec<true>(s_row[k], k, tr, ignored, lr, g, gr, V, vec);
+      for (; kv < whole; kv += kFusedThreads) {
+        *reinterpret_cast<Vec16<T>*>(gr + kv * W) = vector_grad(kv);
+      }
+      for (; kv < vectors; kv += kFusedThreads) store_vec(vector_grad(kv), kv, gr, V, vec);
+    };
+    if (isfinite(lr) && isfinite(g)) {
+      gradients.template operator()<true>();
+    } else {
+      gradients.template operator()<false>();
     }
   }
 }
