@@ -241,9 +241,12 @@ class Backend {
   virtual void embedding_forward(DType dt, const void* weight, DType idx_dt, const void* idx,
                                  void* out, int64_t n, int64_t C) = 0;
   // gweight [V, C] is overwritten with the sum of the rows of gout for each index,
-  // deterministically.
+  // deterministically. With `accumulate`, gweight already holds a gradient: each row that some
+  // index hits becomes T(A(gweight) + A(T(sum))), the bits of adding the overwritten result to it,
+  // and the other rows are left as they are.
   virtual void embedding_backward(DType dt, const void* gout, DType idx_dt, const void* idx,
-                                  void* gweight, int64_t n, int64_t C, int64_t V) = 0;
+                                  void* gweight, int64_t n, int64_t C, int64_t V,
+                                  bool accumulate) = 0;
   // The first position i in idx[0, n) with idx[i] outside [lo, hi) and idx[i] != ignore, or -1.
   // Its value goes to *bad_value.
   virtual int64_t find_out_of_range(DType idx_dt, const void* idx, int64_t n, int64_t lo,

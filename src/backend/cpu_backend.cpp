@@ -74,8 +74,8 @@ class CpuBackend final : public Backend {
     k::embedding_forward(dt, weight, idx_dt, idx, out, n, C);
   }
   void embedding_backward(DType dt, const void* gout, DType idx_dt, const void* idx, void* gweight,
-                          int64_t n, int64_t C, int64_t V) override {
-    k::embedding_backward(dt, gout, idx_dt, idx, gweight, n, C, V);
+                          int64_t n, int64_t C, int64_t V, bool accumulate) override {
+    k::embedding_backward(dt, gout, idx_dt, idx, gweight, n, C, V, accumulate);
   }
   int64_t find_out_of_range(DType idx_dt, const void* idx, int64_t n, int64_t lo, int64_t hi,
                             int64_t ignore, int64_t* bad_value) override {

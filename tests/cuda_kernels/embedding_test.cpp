@@ -123,7 +123,7 @@ TEST(CudaEmbedding, BackwardMatchesCpuBitwiseAndIsDeterministic) {
         for (int run = 0; run < 2; ++run) {
           const DeviceBuffer dgw(gw_cpu.size());  // poisoned: every element must be written
           tilegrad::kernels::cuda::embedding_backward(dt, dgout.get(), idx_dt, didx.get(),
-                                                      dgw.get(), cs.n, cs.C, cs.V, stream);
+                                                      dgw.get(), cs.n, cs.C, cs.V, false, stream);
           TG_CUDA_CHECK(cudaStreamSynchronize(stream));
           const Bytes got = download(dgw);
           if (run == 0) {
@@ -148,6 +148,55 @@ TEST(CudaEmbedding, BackwardMatchesCpuBitwiseAndIsDeterministic) {
     }
   }
   TG_CUDA_CHECK(cudaStreamDestroy(stream));
+}
+
+// Accumulating into a gradient already there (a tied weight): the CPU's bits, which are those of
+// the overwriting backward's result added to it; rows no index hits keep their bits, -0.0 included.
+TEST(CudaEmbedding, AccumulatingBackwardMatchesCpuBitwise) {
+  TG_REQUIRE_GPU();
+  const Case cases[] = {{513, 129, 3}, {1000, 33, 256}, {20000, 7, 50257}, {3000, 768, 257}};
+  std::mt19937_64 rng(10);
+  for (DType dt : kFloatDTypes) {
+    const size_t es = tilegrad::dtype_size(dt);
+    for (const Case& cs : cases) {
+      SCOPED_TRACE(describe(dt, DType::i64, cs));
+      const Bytes idx = encode_indices(DType::i64, repeated_indices(rng, cs.n, cs.V, false));
+      const Bytes gout = encode(dt, uniform(rng, static_cast<size_t>(cs.n * cs.C), -1.0, 1.0));
+      std::vector<double> before_v = uniform(rng, static_cast<size_t>(cs.V * cs.C), -1.0, 1.0);
+      before_v[0] = -0.0;  // kept as it is if row 0 has no hits, else summed
+      const Bytes before = encode(dt, before_v);
+      Bytes gw_cpu = before, overwritten(before.size());
+      tilegrad::kernels::cpu::embedding_backward(dt, gout.data(), DType::i64, idx.data(),
+                                                 gw_cpu.data(), cs.n, cs.C, cs.V, true);
+      tilegrad::kernels::cpu::embedding_backward(dt, gout.data(), DType::i64, idx.data(),
+                                                 overwritten.data(), cs.n, cs.C, cs.V);
+      // The CPU's accumulation against the overwriting backward plus the gradient before, in the
+      // accumulation type, rows without hits unchanged.
+      const std::vector<double> o = decode(dt, overwritten), a = decode(dt, gw_cpu),
+                                b = decode(dt, before);
+      std::vector<bool> hit(static_cast<size_t>(cs.V), false);
+      for (int64_t i = 0; i < cs.n; ++i) {
+        int64_t v = 0;
+        std::memcpy(&v, idx.data() + i * 8, 8);
+        hit[static_cast<size_t>(v)] = true;
+      }
+      for (int64_t k = 0; k < cs.V * cs.C; ++k) {
+        if (!hit[static_cast<size_t>(k / cs.C)]) {
+          ASSERT_EQ(0, std::memcmp(gw_cpu.data() + k * es, before.data() + k * es, es)) << k;
+        } else {
+          ASSERT_NEAR(a[k], b[k] + o[k], 1e-2 * (1.0 + std::abs(b[k] + o[k]))) << k;
+        }
+      }
+      const DeviceBuffer dgout(gout.size()), didx(idx.size()), dgw(before.size());
+      dgout.upload(gout.data());
+      didx.upload(idx.data());
+      dgw.upload(before.data());
+      tilegrad::kernels::cuda::embedding_backward(dt, dgout.get(), DType::i64, didx.get(),
+                                                  dgw.get(), cs.n, cs.C, cs.V, true, nullptr);
+      TG_CUDA_CHECK(cudaDeviceSynchronize());
+      EXPECT_TRUE(download(dgw) == gw_cpu);
+    }
+  }
 }
 
 TEST(CudaEmbedding, FindOutOfRangeReportsTheFirstBadPosition) {
@@ -243,7 +292,7 @@ TEST(CudaEmbedding, RejectsBadDTypesLikeTheCpu) {
                 }),
                 error_of([&] {
                   tilegrad::kernels::cuda::embedding_backward(dt, nullptr, idx_dt, nullptr, nullptr,
-                                                              0, 1, 1, nullptr);
+                                                              0, 1, 1, false, nullptr);
                 }));
   }
   expect_same(error_of([] {

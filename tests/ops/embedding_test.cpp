@@ -181,6 +181,41 @@ TEST(Embedding, Bf16GradientAccumulatesInFloat) {
   EXPECT_EQ(w.grad().to_vector<double>()[1], 0.0);
 }
 
+// A tied weight whose other gradient arrives first (GPT's wte: the head's backward runs before the
+// embedding's): the embedding's sums go into that gradient in place. The result has the values of
+// the two gradients added separately, and the backward holds one [V, C] gradient, not two or three.
+TEST(Embedding, TiedWeightAddsIntoTheGradientAlreadyThere) {
+  const int64_t V = 37, C = 16, n = 24;
+  Generator gen(91);
+  const Tensor idx = randint({n}, 0, V / 2, gen);  // repeats, and rows V / 2 .. V - 1 unused
+  const Tensor y = randint({n}, 0, V, gen);
+  for (DType dt : {DType::f32, DType::bf16}) {
+    SCOPED_TRACE(std::string(dtype_name(dt)));
+    const Tensor w0 = rnd({V, C}, 90, dt, -1, 1);
+    auto loss_of = [&](const Tensor& w_emb, const Tensor& w_head) {
+      return lm_head_cross_entropy(tanh(embedding(w_emb, idx)), w_head, y);
+    };
+    Tensor w = w0.detach();
+    w.set_requires_grad(true);
+    const Tensor loss = loss_of(w, w);
+    MemoryScope scope;
+    const int64_t base = scope.snapshot().live_of(Category::gradient);
+    loss.backward();
+    const int64_t grad_peak = scope.snapshot().peak_of(Category::gradient) - base;
+    // The same two gradients from two separate weights, added afterwards.
+    Tensor w1 = w0.detach(), w2 = w0.detach();
+    w1.set_requires_grad(true);
+    w2.set_requires_grad(true);
+    loss_of(w1, w2).backward();
+    const Tensor want = add(w2.grad(), w1.grad());
+    ASSERT_EQ(w.grad().dtype(), dt);
+    EXPECT_EQ(w.grad().to(DType::f64).to_vector<double>(), want.to(DType::f64).to_vector<double>());
+    // One [V, C] gradient, the head's, which becomes w's (the head computed its other gradient in
+    // the forward); added separately, the embedding's own [V, C] would be live beside it.
+    EXPECT_EQ(grad_peak, V * C * static_cast<int64_t>(dtype_size(dt)));
+  }
+}
+
 TEST(Embedding, ForwardModeMatchesReverseMode) {
   const Tensor w = rnd({6, 4}, 13);
   const Tensor idx = from_vector(std::vector<int64_t>{5, 0, 0, 3}, {2, 2}, {DType::i32});

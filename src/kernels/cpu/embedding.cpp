@@ -41,7 +41,7 @@ void embedding_forward(DType dt, const void* weight, DType idx_dt, const void* i
 }
 
 void embedding_backward(DType dt, const void* gout, DType idx_dt, const void* idx, void* gweight,
-                        int64_t n, int64_t C, int64_t V) {
+                        int64_t n, int64_t C, int64_t V, bool accumulate) {
   // start[v] .. start[v + 1]: the slice of `order` holding the positions whose index is v.
   Workspace start_ws((V + 1) * static_cast<int64_t>(sizeof(int64_t)));
   Workspace order_ws(std::max<int64_t>(n, 1) * static_cast<int64_t>(sizeof(int64_t)));
@@ -82,7 +82,11 @@ void embedding_backward(DType dt, const void* gout, DType idx_dt, const void* id
         for (int64_t c = c0; c < c1; ++c) acc[c - c0] += A(row[c]);
       }
       T* dst = gw + v * C;
-      for (int64_t c = c0; c < c1; ++c) dst[c] = T(acc[c - c0]);
+      if (!accumulate) {
+        for (int64_t c = c0; c < c1; ++c) dst[c] = T(acc[c - c0]);
+      } else if (start[v + 1] > start[v]) {
+        for (int64_t c = c0; c < c1; ++c) dst[c] = T(A(dst[c]) + A(T(acc[c - c0])));
+      }
     };
     if (!parallel) {
       for (int64_t it = 0; it < items; ++it) item(it);

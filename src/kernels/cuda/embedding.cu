@@ -181,13 +181,14 @@ template <class T>
 __global__ void __launch_bounds__(kGatherThreads)
     gather_kernel(const T* __restrict__ gout, const int32_t* __restrict__ pos,
                   const int32_t* __restrict__ starts, T* __restrict__ gweight, int64_t C, int64_t V,
-                  int64_t col_tiles) {
+                  int64_t col_tiles, bool accumulate) {
   using A = acc_t<T>;
   __shared__ int32_t s_pos[kGatherThreads];
   for (int64_t blk = blockIdx.x; blk < V * col_tiles; blk += gridDim.x) {
     const int64_t v = blk / col_tiles;
     const int64_t c = (blk % col_tiles) * kGatherThreads + threadIdx.x;
     const int32_t lo = starts[v], hi = starts[v + 1];
+    if (accumulate && lo == hi) continue;  // the whole block: a row no index hits keeps its values
     A acc = 0;
     for (int32_t k0 = lo; k0 < hi; k0 += kGatherThreads) {
       const int cnt = hi - k0 < kGatherThreads ? hi - k0 : kGatherThreads;
@@ -206,7 +207,7 @@ __global__ void __launch_bounds__(kGatherThreads)
         }
       }
     }
-    if (c < C) gweight[v * C + c] = T(acc);
+    if (c < C) gweight[v * C + c] = accumulate ? T(A(gweight[v * C + c]) + A(T(acc))) : T(acc);
   }
 }
 
@@ -282,7 +283,7 @@ void embedding_forward(DType dt, const void* weight, DType idx_dt, const void* i
 }
 
 void embedding_backward(DType dt, const void* gout, DType idx_dt, const void* idx, void* gweight,
-                        int64_t n, int64_t C, int64_t V, cudaStream_t stream) {
+                        int64_t n, int64_t C, int64_t V, bool accumulate, cudaStream_t stream) {
   // Index dtype first, then the float dtype: the CPU kernel's order of errors.
   dispatch_index(idx_dt, "embedding backward", [&]<class I>() {
     dispatch_floating(dt, "embedding backward", [&]<class T>() {
@@ -332,7 +333,7 @@ void embedding_backward(DType dt, const void* gout, DType idx_dt, const void* id
       gather_kernel<T><<<static_cast<unsigned>(std::min(V * col_tiles, kGatherMaxBlocks)),
                          kGatherThreads, 0, stream>>>(static_cast<const T*>(gout), vals[cur],
                                                       starts, static_cast<T*>(gweight), C, V,
-                                                      col_tiles);
+                                                      col_tiles, accumulate);
       TG_CUDA_CHECK_LAUNCH();
     });
   });
