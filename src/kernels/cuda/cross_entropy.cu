@@ -290,9 +290,9 @@ __global__ void __launch_bounds__(kFusedThreads, 2)
     }
     cp_async_commit();
     cp_async_wait<0>();
-    // The max passes NaN by (one instruction per element, where a NaN-propagating max takes
-    // three): a NaN logit makes s NaN below, and with it lse, the loss and every gradient, as the
-    // CPU kernel's NaN max does.
+    // The max skips NaN (one instruction per element, where a NaN-propagating max takes three), as
+    // the CPU kernel's std::max does: a NaN logit makes s NaN below all the same, and with it lse,
+    // the loss and every gradient.
     A m = -A(INFINITY);
     for (k = threadIdx.x; k < vectors; k += kFusedThreads) {
       const Vec16<T> a = s_row[k];
