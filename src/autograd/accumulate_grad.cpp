@@ -16,8 +16,7 @@ std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>& grads) {
   if (!m.grad.defined()) {
     // Take the incoming buffer if nothing else refers to it and it is laid out like the leaf;
     // otherwise copy it (it may be a view, broadcast, or shared with another leaf's gradient).
-    const bool exclusive = g.impl_ptr().use_count() == 1 && g.storage().use_count() == 1 &&
-                           g.is_contiguous() && g.offset() == 0 &&
+    const bool exclusive = g.unshared() && g.is_contiguous() && g.offset() == 0 &&
                            g.storage()->nbytes() == static_cast<size_t>(g.nbytes());
     if (exclusive && g.shape() == leaf_.shape()) {
       m.grad = g.alias();

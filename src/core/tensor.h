@@ -70,6 +70,9 @@ class Tensor {
   }
   TensorImpl& impl() const;
   const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
+  // This is the only handle on the tensor and on its storage (no copy of the handle, no view), so
+  // writing its data in place changes nothing that anyone else holds.
+  bool unshared() const { return impl_.use_count() == 1 && storage().use_count() == 1; }
   bool is_same(const Tensor& other) const { return impl_ == other.impl_; }
   // A new handle on the same storage and layout, without autograd history ("alias").
   Tensor alias() const;

@@ -36,14 +36,11 @@ class EmbeddingBackward final : public Node {
     bool accumulate = false;
     if (waiting_grad(0).defined()) {
       Tensor& w0 = waiting_grad(0);
-      // Unshared: this is the only handle on the tensor and on its storage, and no graph records
-      // it, so adding in place changes nothing that anyone else holds.
-      const bool unshared =
-          w0.impl_ptr().use_count() == 1 && w0.storage().use_count() == 1 && !w0.requires_grad();
-      if (unshared && w0.dtype() == dt_ && w0.device() == g.device() && w0.is_contiguous() &&
-          w0.shape() == Shape{V_, C_}) {
+      // In place only when nothing else holds it and no graph records it (a gradient of the
+      // gradient would).
+      if (w0.unshared() && !w0.requires_grad() && w0.dtype() == dt_ && w0.device() == g.device() &&
+          w0.is_contiguous() && w0.shape() == Shape{V_, C_}) {
         gw = std::move(w0);
-        w0 = Tensor();
         accumulate = true;
       }
     }

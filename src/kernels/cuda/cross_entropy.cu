@@ -154,21 +154,40 @@ __device__ __forceinline__ void store_vec(const Vec16<T>& out, int64_t k, T* gr,
   }
 }
 
-// Vector k of a row's gradient from its logits x: (exp(x - lse) - [j == t]) · g, 0 on an ignored
-// row; one 16-byte store when `vec` (elements past V are not written).
+// Vector k of a row's gradient from its logits x, in the accumulation type: (exp(x - lse) -
+// [j == t]) · g, with exp_fused (the one-pass kernel) or exp_acc; only the target's vector pays
+// for the one.
+template <bool kFastExp, class T, class A>
+__device__ __forceinline__ void grad_values(const Vec16<T>& x, int64_t k, int64_t tr, A lr, A g,
+                                            A (&p)[kVec16<T>]) {
+  constexpr int W = kVec16<T>;
+#pragma unroll
+  for (int e = 0; e < W; ++e) {
+    p[e] = kFastExp ? exp_fused(A(x.v[e]) - lr) : exp_acc(A(x.v[e]) - lr);
+  }
+  const int64_t d = tr - k * W;
+  if (d >= 0 && d < W) {
+#pragma unroll
+    for (int e = 0; e < W; ++e) {
+      if (e == d) p[e] -= A(1);
+    }
+  }
+#pragma unroll
+  for (int e = 0; e < W; ++e) p[e] *= g;
+}
+
+// Vector k of a row's gradient from its logits x (grad_values with exp_acc), 0 on an ignored row;
+// one 16-byte store when `vec` (elements past V are not written).
 template <class T, class A>
 __device__ __forceinline__ void store_grad_vec(const Vec16<T>& x, int64_t k, int64_t tr,
                                                bool ignored, A lr, A g, T* gr, int64_t V,
                                                bool vec) {
   constexpr int W = kVec16<T>;
+  A p[W];
+  grad_values<false>(x, k, tr, lr, g, p);
   Vec16<T> out;
 #pragma unroll
-  for (int e = 0; e < W; ++e) {
-    const int64_t j = k * W + e;
-    A p = exp_acc(A(x.v[e]) - lr);
-    if (j == tr) p -= A(1);
-    out.v[e] = ignored ? T(A(0)) : T(p * g);
-  }
+  for (int e = 0; e < W; ++e) out.v[e] = ignored ? T(A(0)) : T(p[e]);
   store_vec(out, k, gr, V, vec);
 }
 
@@ -338,19 +357,8 @@ __global__ void __launch_bounds__(kFusedThreads, 2)
     // can take the paired conversion; the whole vectors of aligned rows go first, each one store.
     auto gradients = [&]<bool kNoNan>() {
       auto vector_grad = [&](int64_t kv) {
-        const Vec16<T> x = s_row[kv];
         A p[W];
-#pragma unroll
-        for (int e = 0; e < W; ++e) p[e] = exp_fused(A(x.v[e]) - lr);
-        const int64_t d = tr - kv * W;
-        if (d >= 0 && d < W) {
-#pragma unroll
-          for (int e = 0; e < W; ++e) {
-            if (e == d) p[e] -= A(1);
-          }
-        }
-#pragma unroll
-        for (int e = 0; e < W; ++e) p[e] *= g;
+        grad_values<true>(s_row[kv], kv, tr, lr, g, p);
         if constexpr (kNoNan) {
           return convert_not_nan<T>(p);
         } else {

@@ -161,13 +161,8 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
       maps.q.coords(m0, h, b, cq);
       maps.dout.coords(m0, h, b, cdo);
       mbar_arrive_expect_tx(bar(stage), 2 * kQBytes);
-#pragma unroll
-      for (int ch = 0; ch < kChunks; ++ch) {
-        tma_load_4d(s_q + stage * kQBytes + ch * kQChunkBytes, &tm_q, ch * kBoxCols, cq[0], cq[1],
-                    cq[2], bar(stage));
-        tma_load_4d(s_do + stage * kQBytes + ch * kQChunkBytes, &tm_do, ch * kBoxCols, cdo[0],
-                    cdo[1], cdo[2], bar(stage));
-      }
+      tma_load_tile<kChunks>(s_q + stage * kQBytes, kQChunkBytes, &tm_q, cq, bar(stage));
+      tma_load_tile<kChunks>(s_do + stage * kQBytes, kQChunkBytes, &tm_do, cdo, bar(stage));
     }
     if (tid < kBlockM) {
       const int64_t row0 = (static_cast<int64_t>(b) * f.H + h) * f.Nq;
@@ -195,11 +190,8 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
       maps.k.coords(n0, hkv, b, ck);
       maps.v.coords(n0, hkv, b, cv);
       mbar_expect_tx(bar(0), 2 * kKBytes);
-#pragma unroll
-      for (int ch = 0; ch < kChunks; ++ch) {
-        tma_load_4d(s_k + ch * kKChunkBytes, &tm_k, ch * kBoxCols, ck[0], ck[1], ck[2], bar(0));
-        tma_load_4d(s_v + ch * kKChunkBytes, &tm_v, ch * kBoxCols, cv[0], cv[1], cv[2], bar(0));
-      }
+      tma_load_tile<kChunks>(s_k, kKChunkBytes, &tm_k, ck, bar(0));
+      tma_load_tile<kChunks>(s_v, kKChunkBytes, &tm_v, cv, bar(0));
     }
     load_query_block(0, 0);
   }

@@ -28,6 +28,8 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/flash_tma.h"
+
 namespace tilegrad::cuda::flash {
 
 // ---- shared-memory matrix descriptors (wgmma)
@@ -288,6 +290,18 @@ __device__ __forceinline__ void tma_load_4d(uint32_t s_dst, const CUtensorMap* m
       "[%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(s_dst),
       "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
       : "memory");
+}
+
+// A tile of kChunks boxes (64 columns each, chunk_bytes apart in shared memory) at the outer
+// coordinates c of a map (MapOrder::coords); completes on `bar`.
+template <int kChunks>
+__device__ __forceinline__ void tma_load_tile(uint32_t s_dst, uint32_t chunk_bytes,
+                                              const CUtensorMap* map, const int (&c)[3],
+                                              uint32_t bar) {
+#pragma unroll
+  for (int ch = 0; ch < kChunks; ++ch) {
+    tma_load_4d(s_dst + ch * chunk_bytes, map, ch * kBoxCols, c[0], c[1], c[2], bar);
+  }
 }
 
 // ---- warpgroup coordination

@@ -172,10 +172,7 @@ __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
       if (kPersistent) mbar_wait(bar_q_empty, (tq & 1) ^ 1);
       args.q_order.coords(m0, h, b, c);
       mbar_arrive_expect_tx(bar_q, kQBytes);
-#pragma unroll
-      for (int ch = 0; ch < kChunks; ++ch) {
-        tma_load_4d(s_q + ch * kQChunkBytes, &tm_q, ch * kBoxCols, c[0], c[1], c[2], bar_q);
-      }
+      tma_load_tile<kChunks>(s_q, kQChunkBytes, &tm_q, c, bar_q);
       for (int it = 0; it < n_iter; ++it) {
         const int n0 = (n_end - 1 - it) * kBlockN;
         const int s = (kv + it) % kStages;
@@ -183,19 +180,11 @@ __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
         mbar_wait(bar_k_empty(s), parity);
         mbar_arrive_expect_tx(bar_k_full(s), kKVBytes);
         args.k_order.coords(n0, hkv, b, c);
-#pragma unroll
-        for (int ch = 0; ch < kChunks; ++ch) {
-          tma_load_4d(s_k + s * kKVBytes + ch * kKVChunkBytes, &tm_k, ch * kBoxCols, c[0], c[1],
-                      c[2], bar_k_full(s));
-        }
+        tma_load_tile<kChunks>(s_k + s * kKVBytes, kKVChunkBytes, &tm_k, c, bar_k_full(s));
         mbar_wait(bar_v_empty(s), parity);
         mbar_arrive_expect_tx(bar_v_full(s), kKVBytes);
         args.v_order.coords(n0, hkv, b, c);
-#pragma unroll
-        for (int ch = 0; ch < kChunks; ++ch) {
-          tma_load_4d(s_v + s * kKVBytes + ch * kKVChunkBytes, &tm_v, ch * kBoxCols, c[0], c[1],
-                      c[2], bar_v_full(s));
-        }
+        tma_load_tile<kChunks>(s_v + s * kKVBytes, kKVChunkBytes, &tm_v, c, bar_v_full(s));
       }
       kv += n_iter;
       ++tq;
