@@ -13,8 +13,8 @@
 // The key blocks are walked from last to first, so the masked blocks (causal diagonal, the Nk tail)
 // come first, and blocks that no row of the CTA sees (above the diagonal, outside a sliding window)
 // are never loaded. Dropout (kDropout) zeroes the dropped probabilities after the row sum and
-// before P V, as in the sm_80 kernel. Ragged tails need no special path: TMA fills rows past Nq or
-// Nk with zeros, and the mask removes those keys.
+// before P V, as in the sm_80 kernel. Ragged tails need no special path: TMA fills rows outside
+// [0, Nq) or [0, Nk) with zeros, and the mask removes those keys and rows.
 //
 // When every query row sees every key (no causal mask, no window), the CTAs are persistent: one
 // per SM, each walking a static list of equal tiles, the K/V ring and the ping-pong turns running
@@ -131,7 +131,11 @@ __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
       b = blockIdx.z;
     }
     hkv = h / (p.H / p.Hkv);
-    m0 = m_block * kBlockM;
+    // Masked problems: the tiles end at row Nq, so a partial tile is the first, its rows above row
+    // 0 padding (TMA reads them as zeros; they see no key and are never written). Under a causal
+    // mask that tile sees the fewest keys, where a partial last tile would see them all: at
+    // Nq = 1024 with 192-row tiles, 27 key blocks per head instead of 32.
+    m0 = m_block * kBlockM - (kPersistent ? 0 : m_blocks * kBlockM - p.Nq);
     n_end = 0;
     n_iter = 0;
     const int first_key = max(0, m0 + band.lo);
@@ -485,7 +489,7 @@ __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
       l += __shfl_xor_sync(0xffffffffu, l, 2);
       const float inv = l > 0.0f ? (kDropout ? drop.scale : 1.0f) / l : 0.0f;
       const int row = row0 + g + half * 8;
-      if (row < p.Nq) {
+      if (row >= 0 && row < p.Nq) {
         T* g_orow = g_o + row * p.o_strides.row;
 #pragma unroll
         for (int dt = 0; dt < kDT; ++dt) {
