@@ -16,10 +16,11 @@
 // before P V, as in the sm_80 kernel. Ragged tails need no special path: TMA fills rows outside
 // [0, Nq) or [0, Nk) with zeros, and the mask removes those keys and rows.
 //
-// When every query row sees every key (no causal mask, no window), the CTAs are persistent: one
-// per SM, each walking a static list of equal tiles, the K/V ring and the ping-pong turns running
-// on from one tile into the next, so that the next tile's Q and first K/V blocks load under the
-// current tile's last blocks and epilogue instead of after the CTA's exit.
+// When every query row sees every key (no causal mask, no window), or under a causal mask, the CTAs
+// are persistent: one per SM, each walking a static list of tiles of equal length (under a causal
+// mask, pairs of a short and a long tile), the K/V ring and the ping-pong turns running on from one
+// tile into the next, so that the next tile's Q and first K/V blocks load under the current tile's
+// last blocks and epilogue instead of after the CTA's exit.
 //
 // Two refinements, both on by default and each removable for the benchmark (Sm90Variant):
 //   overlap: a consumer issues S_next = Q K_nextᵀ, then O += P V of the current block, and does the
@@ -59,6 +60,9 @@ constexpr int consumers_for() {
 struct Sm90Args {
   FlashFwdParams p;
   MapOrder q_order, k_order, v_order;
+  // Persistent CTAs under a causal mask (tiles of unequal length): tiles dealt in heavy-light pairs
+  // (see the kernel).
+  bool paired;
 };
 
 template <typename T, int D, bool kOverlap, bool kPingPong, bool kDropout, bool kPersistent,
@@ -108,13 +112,42 @@ __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
   const FlashBand band = flash_band(p);
   // The tiles (128 or 192 query rows of one batch and head) of this CTA. One CTA per tile: the
   // grid's (x, y, z) = (query block, head, batch). Persistent (kPersistent): gridDim.x CTAs deal
-  // the tiles t = blockIdx.x, blockIdx.x + gridDim.x, ... with the query block varying fastest, so
-  // that the CTAs at work at one time share a head's K and V in the L2; the launcher picks it only
-  // when every tile sees every key, so all tiles have the same length.
+  // a list of the tiles in which the query block varies fastest, so that the CTAs at work at one
+  // time share a few heads' K and V in the L2. Without a mask every tile has the same length, and
+  // CTA c takes the tiles c, c + gridDim.x, ... Under a causal mask (args.paired) a tile's length
+  // grows linearly with its query block, so the list pairs a head's last query block with its
+  // first, its last but one with its second, and so on: every pair has the same length (at
+  // Nq = 1024 with 192-row tiles, 8 + 1, 7 + 2 and 5 + 4 key blocks), and CTA c takes the pairs c,
+  // c + gridDim.x, ... A persistent CTA loads the next tile's Q, K and V under the current tile's
+  // last blocks; with one CTA per SM, a CTA per tile waits for those loads at every tile (at
+  // Nq = 1024 as long as one of its key blocks). Two orders of all heads' tiles by length
+  // (heaviest first, with heads in groups so that their K and V fit the L2) were slower: dealt
+  // statically, unequal tiles leave some CTAs with more work, and at D = 128 the 132 CTAs at work
+  // then read the K and V of as many heads, more than the L2 holds.
   const int m_blocks = (p.Nq + kBlockM - 1) / kBlockM;
-  const int tiles = kPersistent ? m_blocks * p.H * p.B : 1;
-  const int first_tile = kPersistent ? static_cast<int>(blockIdx.x) : 0;
-  const int tile_step = kPersistent ? static_cast<int>(gridDim.x) : 1;
+  const bool paired = kPersistent && args.paired;
+  const int pairs_per_head = (m_blocks + 1) / 2;
+  // Slots: a tile's position in the list; paired, pair u's two tiles are the slots 2u and 2u + 1.
+  const int slots = !kPersistent ? 1
+                    : paired     ? 2 * pairs_per_head * p.H * p.B
+                                 : m_blocks * p.H * p.B;
+  const int first_slot = !kPersistent ? 0 : paired ? 2 * blockIdx.x : blockIdx.x;
+  const int step = kPersistent ? static_cast<int>(gridDim.x) : 1;
+  // The tile (head-major: (b H + h) m_blocks + query block) in a slot; -1 for the second slot of
+  // the pair of the middle query block when a head has an odd number of them.
+  auto slot_tile = [&](int slot) {
+    if (!paired) return slot;
+    const int pair = slot / 2, head = pair / pairs_per_head, k = pair % pairs_per_head;
+    const int m = slot % 2 == 0 ? m_blocks - 1 - k : k;
+    return slot % 2 == 1 && m == m_blocks - 1 - k ? -1 : head * m_blocks + m;
+  };
+  // This CTA's next slot that holds a tile, or `slots`.
+  auto next_slot = [&](int slot) {
+    do {
+      slot += !paired ? step : slot % 2 == 0 ? 1 : 2 * step - 1;
+    } while (slot < slots && slot_tile(slot) < 0);
+    return slot;
+  };
   int m_block = 0, h = 0, b = 0, hkv = 0, m0 = 0;
   // The key blocks that the tile's rows see: [n_end - n_iter, n_end), walked from the last.
   int n_end = 0, n_iter = 0;
@@ -135,7 +168,7 @@ __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
     // 0 padding (TMA reads them as zeros; they see no key and are never written). Under a causal
     // mask that tile sees the fewest keys, where a partial last tile would see them all: at
     // Nq = 1024 with 192-row tiles, 27 key blocks per head instead of 32.
-    m0 = m_block * kBlockM - (kPersistent ? 0 : m_blocks * kBlockM - p.Nq);
+    m0 = m_block * kBlockM - (kPersistent && !paired ? 0 : m_blocks * kBlockM - p.Nq);
     n_end = 0;
     n_iter = 0;
     const int first_key = max(0, m0 + band.lo);
@@ -168,8 +201,8 @@ __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
     // The K/V ring and the Q buffer run on across a persistent CTA's tiles: ring position kv + it,
     // and the tq-th tile's Q phase.
     int kv = 0, tq = 0;
-    for (int tile = first_tile; tile < tiles; tile += tile_step) {
-      set_tile(tile);
+    for (int slot = first_slot; slot < slots; slot = next_slot(slot)) {
+      set_tile(slot_tile(slot));
       if (n_iter == 0) continue;
       // The previous tile's Q is free once every consumer warp's last S of it is complete (a
       // fresh barrier's wait for parity 1 returns at once).
@@ -361,8 +394,8 @@ __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
   // The K/V ring position and the Q phase, continued across a persistent CTA's tiles as in the
   // producer.
   int kv = 0, tq = 0;
-  for (int tile = first_tile; tile < tiles; tile += tile_step) {
-    set_tile(tile);
+  for (int slot = first_slot; slot < slots; slot = next_slot(slot)) {
+    set_tile(slot_tile(slot));
     row0 = m0 + 64 * wg + 16 * warp;
 #pragma unroll
     for (int i = 0; i < D / 2; ++i) r_o[i] = 0.0f;
@@ -468,7 +501,7 @@ __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
         wgmma_fence();
         gemm_pv(s_last);
         wgmma_commit();
-        if (wg != kConsumers - 1 || tile + tile_step < tiles) turn_pass();
+        if (wg != kConsumers - 1 || next_slot(slot) < slots) turn_pass();
         wgmma_wait<0>();
         fence_regs(r_o);
         fence_regs(r_p);
@@ -514,12 +547,12 @@ __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
 
 template <typename T, int D, bool kOverlap, bool kPingPong, bool kDropout = false,
           bool kPersistent = false>
-cudaError_t launch_sm90(const FlashFwdParams& p, cudaStream_t stream) {
+cudaError_t launch_sm90(const FlashFwdParams& p, cudaStream_t stream, bool paired = false) {
   constexpr int kConsumers = consumers_for<D, kDropout>();
   constexpr int kBlockM = 64 * kConsumers;
   const bool bf16 = p.dtype == FlashDType::bf16;
   CUtensorMap tm_q, tm_k, tm_v;
-  Sm90Args args{p, {}, {}, {}};
+  Sm90Args args{p, {}, {}, {}, paired};
   if (!make_operand_map(&tm_q, &args.q_order, p.q, p.q_strides, p.B, p.Nq, p.H, D, kBlockM, bf16) ||
       !make_operand_map(&tm_k, &args.k_order, p.k, p.k_strides, p.B, p.Nk, p.Hkv, D, kBlockN,
                         bf16) ||
@@ -540,7 +573,7 @@ cudaError_t launch_sm90(const FlashFwdParams& p, cudaStream_t stream) {
     if (err == cudaSuccess) err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
     if (err != cudaSuccess) return err;
     // One CTA per SM (the shared memory and registers allow no second).
-    const int64_t tiles = static_cast<int64_t>(m_blocks) * p.H * p.B;
+    const int64_t tiles = static_cast<int64_t>(paired ? (m_blocks + 1) / 2 : m_blocks) * p.H * p.B;
     grid = dim3(static_cast<unsigned>(std::min<int64_t>(tiles, sms)), 1, 1);
   }
   kernel<<<grid, 128 * (1 + kConsumers), smem, stream>>>(tm_q, tm_k, tm_v, args);
@@ -578,6 +611,19 @@ cudaError_t run_flash_fwd_sm90(const FlashFwdParams& p, Sm90Variant variant, cud
   const FlashBand band = flash_band(p);
   if (band.lo <= 1 - p.Nq && band.hi >= p.Nk - 1) {
     return launch_sm90<T, D, true, true, false, true>(p, stream);
+  }
+  // Persistent too when every row sees key 0 (no left window; a causal mask with Nq <= Nk): each
+  // tile then has key blocks, as the CTAs' hand-over of turns between tiles needs, and its length
+  // grows linearly with its query block, as the pairing of tiles needs. Only where it measured
+  // faster (H100, against a CTA per tile): an even number of query blocks (an odd one leaves a
+  // middle tile without a partner, half a pair's length: 0.95-0.96x at D = 64, N = 512 and 2k),
+  // and Nq <= 4096: the pairs are dealt statically, and at 16k, with 8-11 pairs per CTA, the last
+  // round's idle CTAs cost more than the loads the persistent CTAs hide (0.89-0.91x). At D = 128,
+  // N = 512-4096 it measured 1.04-1.10x, at D = 64, N = 1024 1.09x.
+  const int m_blocks =
+      (p.Nq + 64 * consumers_for<D, false>() - 1) / (64 * consumers_for<D, false>());
+  if (band.lo <= 1 - p.Nq && band.hi >= 0 && m_blocks % 2 == 0 && p.Nq <= 4096) {
+    return launch_sm90<T, D, true, true, false, true>(p, stream, true);
   }
   return launch_sm90<T, D, true, true>(p, stream);
 }

@@ -14,12 +14,12 @@
 // partials in row-block order.
 //
 // The backward of a transformer's rows (16-bit or float32 types, C a multiple of a 16-byte
-// vector's elements and at most 1,024, or 512 for float32) takes one pass instead: a warp per row
-// reads gy and x once with 16-byte loads, writes gx, and adds the row's gw and gb terms to per-lane
-// registers (each lane owns the same columns in every row); at the end the block's eight warps add
-// their registers through shared memory in warp order, one partial per block, and the final pass
-// adds the blocks' partials in order. The rows a block and a warp take depend on `rows` alone, so
-// the sums are still the same bits on every run.
+// vector's elements and at most 1,024, or 512 for float32) takes one pass instead: two warps per
+// row read gy and x once, write gx, and add the row's gw and gb terms to their pair's sums in
+// shared memory (each thread owns the same columns in every row); at the end a block adds its
+// pairs' sums in pair order, one partial per block, and the final pass adds the blocks' partials in
+// order. The rows a block and a pair take depend on `rows` alone, so the sums are still the same
+// bits on every run.
 #include "kernels/cuda/layernorm.h"
 
 #include <algorithm>
@@ -231,121 +231,240 @@ void launch_final(const acc_t<T>* part_w, const acc_t<T>* part_b, T* gw, T* gb, 
 // ---- the one-pass backward
 
 constexpr int kFusedWarps = 8;
-constexpr int kFusedMaxC = 1024;  // s_w's size; the sums take 2 x kFusedWarps x C floats
+constexpr int kFusedMaxC = 1024;  // the widest row the one-pass kernels take (s_w's size)
 
-// Lane l owns columns c · 32 · V + l · V + [0, V) for chunk c < kChunks (those below C).
+// Two warps share a row. A warp per row kept the row's gy and x, and the next row's, in one warp's
+// registers: 125 of them for bf16 at C = 768, so two blocks fit on an SM, and with 16 warps the SM
+// could not hide its loads' latency (the 25 calls of a GPT-2 step took 1.45 ms on an H100; this
+// kernel 1.23 ms). Here each thread holds half as many elements, and the kernel is bound to 64
+// registers: four blocks, 32 warps, per SM.
 //
-// Registers decide this kernel's speed: it is latency-bound, so each warp loads its next row while
-// it works on the current one, and what a lane keeps across rows lives where it costs no
-// registers: w as float in shared memory, and the warp's Σ gy ⊙ x̂ and Σ gy (gw's and gb's terms)
-// in its rows of the dynamic shared memory `sums` [2, kFusedWarps, C]. Held in registers, w and
-// the sums took 72 of them at C = 768, and the kernel spilled at its bound of 128. In shared memory
-// element e of vector q sits at e · (C / V) + q, so a warp's lanes (consecutive q) read
-// consecutive words: stored by column, lane l's eight columns would share banks with lanes l + 4k.
+// The lanes of a pair hold 4-element vectors (8 bytes of a 16-bit type, 16 of float32) so that
+// C = 768 splits evenly: 192 vectors, three per thread. Pair lane p = half · 32 + lane owns vectors
+// c · 64 + p for chunk c < kPC (those below C / 4): a warp's loads stay 256 or 512 contiguous
+// bytes, and a partial last chunk falls to half 0 first.
+//
+// The row's Σ ĝ and Σ ĝ ⊙ x̂ need both halves: each warp sums its own with shuffles, the pair swaps
+// the two through shared memory behind a barrier of its 64 threads, and both warps add half 0 +
+// half 1, so both hold the same bits. w and the gw/gb terms live in shared memory as in
+// the warp-per-row kernel: this one uses all 64 registers without them, and a thread's 12 columns
+// at C = 768 would add 36 (24 for the sums alone), past the 80 that three blocks per SM allow. They
+// are stored by column: a lane's four columns are one 16-byte word, so one instruction moves them
+// and a warp's lanes read 512 contiguous bytes (no bank conflicts). A pair's two warps own
+// disjoint columns, so the sums take a row per pair, not per warp: [2, kPairs, C], 32 KB at
+// C = 1024, so that four blocks fit the shared memory of an SM of sm_80 (164 KB) or sm_90.
+constexpr int kPairs = kFusedWarps / 2;  // warp pairs per block; pair k is warps 2k and 2k + 1
+constexpr int kPairVec = 4;              // elements per vector
+constexpr int kPairBlocksPerSm = 4;      // the kernel's occupancy, which its bound asks of ptxas
+
+// with_fused_chunks's kChunks (chunks of 32 · kVec16<T> columns) as chunks of the pair's
+// 64 · kPairVec columns: the same for 16-bit types, half (rounded up) for float32.
 template <class T, int kChunks>
-__global__ void __launch_bounds__(kFusedWarps * 32, 2)
-    fused_backward_kernel(const T* __restrict__ gy, const T* __restrict__ x,
-                          const T* __restrict__ w, const float* __restrict__ mean,
-                          const float* __restrict__ rstd, T* __restrict__ gx,
-                          const T* __restrict__ gx_add, float* __restrict__ part_w,
-                          float* __restrict__ part_b, int64_t rows, int C, float inv_c,
-                          int rows_per_block) {
-  constexpr int V = kVec16<T>;
-  extern __shared__ float sums[];  // (2, kFusedWarps, C)
-  __shared__ float s_w[kFusedMaxC];
-  const int lane = static_cast<int>(threadIdx.x) % 32, warp = static_cast<int>(threadIdx.x) / 32;
-  const int nvec = C / V;  // vectors per row
-  // This warp's sums; lane l touches only its own vectors' slots.
-  float* dw = sums + warp * C;
-  float* db = sums + (kFusedWarps + warp) * C;
-  for (int j = static_cast<int>(threadIdx.x); j < C; j += kFusedWarps * 32)
-    s_w[(j % V) * nvec + j / V] = w != nullptr ? float(w[j]) : 1.0f;
-#pragma unroll
-  for (int c = 0; c < kChunks; ++c) {
-    const int q = c * 32 + lane;
-    if (q >= nvec) continue;
-#pragma unroll
-    for (int e = 0; e < V; ++e) {
-      dw[e * nvec + q] = 0.0f;
-      db[e * nvec + q] = 0.0f;
-    }
+constexpr int kPairChunks = (kChunks * 32 * kVec16<T> + 64 * kPairVec - 1) / (64 * kPairVec);
+
+// A vector of kPairVec elements of T as 32-bit words. Held as Vec<4, T>, 16-bit elements were
+// kept one to a register (ptxas split the struct into 16-bit values): 24 registers for a row's gy
+// and x at C = 768 instead of 12, which spilled at the bound of 64.
+template <class T>
+struct alignas(kPairVec * sizeof(T)) PairWords {
+  uint32_t w[kPairVec * sizeof(T) / 4];
+};
+
+// Element e of v, as float.
+template <class T>
+__device__ __forceinline__ float pair_elem(const PairWords<T>& v, int e) {
+  if constexpr (sizeof(T) == 4) {
+    return __uint_as_float(v.w[e]);
+  } else {
+    T t;
+    t.bits = static_cast<uint16_t>(v.w[e / 2] >> (16 * (e % 2)));
+    return float(t);
   }
-  __syncthreads();  // s_w is written
-  const int64_t r0 = static_cast<int64_t>(blockIdx.x) * rows_per_block;
-  const int64_t r1 = min64(rows, r0 + rows_per_block);
-  // The row's vectors stay packed in T; x̂ and ĝ are formed again where needed.
-  Vec16<T> vg[kChunks], vx[kChunks];
-  auto load_row = [&](int64_t r, Vec16<T>(&g)[kChunks], Vec16<T>(&xv)[kChunks]) {
+}
+
+// Sets element e of v to T(f); the elements are set in order 0, 1, ... from a zeroed v.
+template <class T>
+__device__ __forceinline__ void pair_set(PairWords<T>& v, int e, float f) {
+  if constexpr (sizeof(T) == 4) {
+    v.w[e] = __float_as_uint(f);
+  } else {
+    v.w[e / 2] |= uint32_t{T(f).bits} << (16 * (e % 2));
+  }
+}
+
+// Waits for the 64 threads of warp pair `pair` only, at barrier 1 + pair (barrier 0 is
+// __syncthreads). The ids are immediates: with the id in a register ptxas counts all 16 barriers
+// as used, and an SM has 64 for its resident blocks (cuda_occupancy.h, sm_80 and sm_90), which
+// would cap the kernel at four blocks per SM; this way it uses 5. The branch is uniform over each
+// warp. The clobber keeps the compiler from moving shared-memory accesses across the barrier.
+template <int kId>
+__device__ __forceinline__ void bar_sync_64() {
+  asm volatile("bar.sync %0, 64;" ::"n"(kId) : "memory");
+}
+__device__ __forceinline__ void pair_barrier(int pair) {
+  static_assert(kPairs == 4, "one case per pair");
+  switch (pair) {
+    case 0:
+      bar_sync_64<1>();
+      break;
+    case 1:
+      bar_sync_64<2>();
+      break;
+    case 2:
+      bar_sync_64<3>();
+      break;
+    default:
+      bar_sync_64<4>();
+      break;
+  }
+}
+
+template <class T, int kPC>
+__global__ void __launch_bounds__(kFusedWarps * 32, kPairBlocksPerSm)
+    fused_backward_pair_kernel(const T* __restrict__ gy, const T* __restrict__ x,
+                               const T* __restrict__ w, const float* __restrict__ mean,
+                               const float* __restrict__ rstd, T* __restrict__ gx,
+                               const T* __restrict__ gx_add, float* __restrict__ part_w,
+                               float* __restrict__ part_b, int64_t rows, int C, float inv_c,
+                               int rows_per_block) {
+  using VecW = PairWords<T>;
+  using VecF = Vec<kPairVec, float>;
+  extern __shared__ VecF pair_sums[];  // (2, kPairs, C / kPairVec)
+  __shared__ VecF s_w[kFusedMaxC / kPairVec];
+  // The halves' (Σ ĝ, Σ ĝ ⊙ x̂), [pair][row parity][half]. A warp writes slot (parity, half) of
+  // row k, then waits at the pair's barrier for its partner's; it next writes that slot at row
+  // k + 2, after passing the barrier of row k + 1, which the partner reaches only once it has read
+  // row k's slots. So one barrier per row suffices; with one slot, a warp could overwrite it for
+  // the next row while its partner still reads.
+  __shared__ float2 s_stat[kPairs][2][2];
+  // From the unsigned thread index: shifts and masks that ptxas recomputes where a value is needed
+  // again, rather than keep it in a register (from the int index, sm_80's fp16 kPC = 4 spilled
+  // `half`).
+  const int lane = static_cast<int>(threadIdx.x % 32u), warp = static_cast<int>(threadIdx.x / 32u);
+  const int pair = static_cast<int>(threadIdx.x / 64u), half = warp % 2;
+  const int pl = static_cast<int>(threadIdx.x % 64u);  // the thread's lane in its pair
+  const int nvec = C / kPairVec;                       // vectors per row
+  VecF* dw = pair_sums + pair * nvec;
+  VecF* db = pair_sums + (kPairs + pair) * nvec;
+  for (int q = static_cast<int>(threadIdx.x); q < nvec; q += kFusedWarps * 32) {
+    VecW wq{};
+    if (w != nullptr) wq = *reinterpret_cast<const VecW*>(w + q * kPairVec);
+    VecF wv;
 #pragma unroll
-    for (int c = 0; c < kChunks; ++c) {
-      const int col = (c * 32 + lane) * V;
-      if (col >= C) continue;
-      g[c] = *reinterpret_cast<const Vec16<T>*>(gy + r * C + col);
-      xv[c] = *reinterpret_cast<const Vec16<T>*>(x + r * C + col);
+    for (int e = 0; e < kPairVec; ++e) wv.v[e] = w != nullptr ? pair_elem(wq, e) : 1.0f;
+    s_w[q] = wv;
+  }
+  for (int q = static_cast<int>(threadIdx.x); q < 2 * kPairs * nvec; q += kFusedWarps * 32)
+    pair_sums[q] = VecF{};
+  __syncthreads();  // s_w and the sums are written
+  // The pair takes rows r0 + i, i = pair, pair + kPairs, ... below n. Offsets from row r0 are int
+  // (the launch checks rows_per_block · C), so a thread keeps 32-bit offsets, not 64-bit pointers.
+  const int64_t r0 = static_cast<int64_t>(blockIdx.x) * rows_per_block;
+  const int n = static_cast<int>(min64(rows - r0, rows_per_block));
+  const T* gyb = gy + r0 * C;
+  const T* xb = x + r0 * C;
+  VecW vg[kPC], vx[kPC];
+  auto load_row = [&](int i, VecW(&g)[kPC], VecW(&xv)[kPC]) {
+#pragma unroll
+    for (int c = 0; c < kPC; ++c) {
+      const int q = c * 64 + pl;
+      if (q >= nvec) continue;
+      g[c] = *reinterpret_cast<const VecW*>(gyb + (i * C + q * kPairVec));
+      xv[c] = *reinterpret_cast<const VecW*>(xb + (i * C + q * kPairVec));
     }
   };
-  if (r0 + warp < r1) load_row(r0 + warp, vg, vx);
-  for (int64_t r = r0 + warp; r < r1; r += kFusedWarps) {
-    Vec16<T> ng[kChunks], nx[kChunks];
-    if (r + kFusedWarps < r1) load_row(r + kFusedWarps, ng, nx);  // in flight during this row
-    const float mu = mean[r], rs = rstd[r];
+  // mean and rstd are prefetched with gy and x (two registers): loaded at the top of the row, the
+  // row's first use would wait for them.
+  float mu = 0.0f, rs = 0.0f;
+  if (pair < n) {
+    load_row(pair, vg, vx);
+    mu = mean[r0 + pair];
+    rs = rstd[r0 + pair];
+  }
+  // Both warps of a pair take the same rows, so they meet at the same barriers.
+  for (int i = pair, parity = 0; i < n; i += kPairs, parity ^= 1) {
+    VecW ng[kPC], nx[kPC];
+    float nmu = 0.0f, nrs = 0.0f;
+    if (i + kPairs < n) {  // in flight during this row
+      load_row(i + kPairs, ng, nx);
+      nmu = mean[r0 + i + kPairs];
+      nrs = rstd[r0 + i + kPairs];
+    }
     float sg = 0.0f, sgx = 0.0f;
 #pragma unroll
-    for (int c = 0; c < kChunks; ++c) {
-      const int col = (c * 32 + lane) * V;
-      if (col >= C) continue;
+    for (int c = 0; c < kPC; ++c) {
+      const int q = c * 64 + pl;
+      if (q >= nvec) continue;
+      const VecF wv = s_w[q];
+      VecF sw = dw[q], sb = db[q];
 #pragma unroll
-      for (int e = 0; e < V; ++e) {
-        const int at = e * nvec + c * 32 + lane;
-        const float gye = float(vg[c].v[e]), xh = (float(vx[c].v[e]) - mu) * rs;
-        const float g = gye * s_w[at];
+      for (int e = 0; e < kPairVec; ++e) {
+        const float gye = pair_elem(vg[c], e), xh = (pair_elem(vx[c], e) - mu) * rs;
+        const float g = gye * wv.v[e];
         sg += g;
         sgx += g * xh;
-        dw[at] += gye * xh;
-        db[at] += gye;
+        sw.v[e] += gye * xh;
+        sb.v[e] += gye;
       }
+      dw[q] = sw;
+      db[q] = sb;
     }
     if (gx != nullptr) {
-      const float mg = warp_sum(sg) * inv_c, mgx = warp_sum(sgx) * inv_c;
+      sg = warp_sum(sg);
+      sgx = warp_sum(sgx);
+      if (lane == 0) s_stat[pair][parity][half] = make_float2(sg, sgx);
+      pair_barrier(pair);
+      const float2 h0 = s_stat[pair][parity][0], h1 = s_stat[pair][parity][1];
+      const float mg = (h0.x + h1.x) * inv_c, mgx = (h0.y + h1.y) * inv_c;
+      T* gxb = gx + r0 * C;
+      const T* ab = gx_add != nullptr ? gx_add + r0 * C : nullptr;
 #pragma unroll
-      for (int c = 0; c < kChunks; ++c) {
-        const int col = (c * 32 + lane) * V;
-        if (col >= C) continue;
-        Vec16<T> out;
+      for (int c = 0; c < kPC; ++c) {
+        const int q = c * 64 + pl;
+        if (q >= nvec) continue;
+        const VecF wv = s_w[q];
+        VecW out{};
 #pragma unroll
-        for (int e = 0; e < V; ++e) {
-          const float xh = (float(vx[c].v[e]) - mu) * rs;
-          out.v[e] = T(rs * (float(vg[c].v[e]) * s_w[e * nvec + c * 32 + lane] - mg - xh * mgx));
+        for (int e = 0; e < kPairVec; ++e) {
+          const float xh = (pair_elem(vx[c], e) - mu) * rs;
+          pair_set(out, e, rs * (pair_elem(vg[c], e) * wv.v[e] - mg - xh * mgx));
         }
-        // gx_add's vectors are read here, not with gy and x before the reductions: held across
-        // them, their registers slowed the kernel (1.90 against 1.67 ms for the 25 calls of a
-        // GPT-2 step on an H200).
-        if (gx_add != nullptr) {
-          const Vec16<T> a = *reinterpret_cast<const Vec16<T>*>(gx_add + r * C + col);
+        // gx_add is read here, not with gy and x: held across the reductions, its registers slowed
+        // the warp-per-row kernel (1.90 against 1.67 ms for the 25 calls of a GPT-2 step, H200).
+        if (ab != nullptr) {
+          const VecW a = *reinterpret_cast<const VecW*>(ab + (i * C + q * kPairVec));
+          VecW sum{};
 #pragma unroll
-          for (int e = 0; e < V; ++e) out.v[e] = T(add_rn(float(a.v[e]), float(out.v[e])));
+          for (int e = 0; e < kPairVec; ++e)
+            pair_set(sum, e, add_rn(pair_elem(a, e), pair_elem(out, e)));
+          out = sum;
         }
-        *reinterpret_cast<Vec16<T>*>(gx + r * C + col) = out;
+        *reinterpret_cast<VecW*>(gxb + (i * C + q * kPairVec)) = out;
       }
     }
 #pragma unroll
-    for (int c = 0; c < kChunks; ++c) {
+    for (int c = 0; c < kPC; ++c) {
       vg[c] = ng[c];
       vx[c] = nx[c];
     }
+    mu = nmu;
+    rs = nrs;
   }
-  // The block's partials of gw and gb: a thread per column adds the eight warps' sums in warp
+  // The block's partials of gw and gb: a thread per vector of columns adds the pairs' sums in pair
   // order.
   __syncthreads();
   for (int which = 0; which < 2; ++which) {
     float* part = which == 0 ? part_w : part_b;
     if (part == nullptr) continue;
-    const float* s = sums + which * kFusedWarps * C;
-    for (int col = static_cast<int>(threadIdx.x); col < C; col += kFusedWarps * 32) {
-      const int at = (col % V) * nvec + col / V;
-      float acc = 0.0f;
-      for (int k = 0; k < kFusedWarps; ++k) acc += s[k * C + at];
-      part[static_cast<int64_t>(blockIdx.x) * C + col] = acc;
+    const VecF* s = pair_sums + which * kPairs * nvec;
+    for (int q = static_cast<int>(threadIdx.x); q < nvec; q += kFusedWarps * 32) {
+      VecF acc = s[q];
+      for (int k = 1; k < kPairs; ++k) {
+        const VecF v = s[k * nvec + q];
+#pragma unroll
+        for (int e = 0; e < kPairVec; ++e) acc.v[e] += v.v[e];
+      }
+      *reinterpret_cast<VecF*>(part + static_cast<int64_t>(blockIdx.x) * C + q * kPairVec) = acc;
     }
   }
 }
@@ -389,6 +508,36 @@ void with_row_threads(int64_t C, F&& f) {
   }
 }
 
+// fused_backward_pair_kernel and the final pass, for a C that with_fused_chunks accepts (kChunks
+// its chunks of 32 16-byte vectors).
+template <class T, int kChunks>
+void fused_backward_pair(const T* gy, const T* x, const T* w, const float* mean, const float* rstd,
+                         T* gx, const T* gx_add, T* gw, T* gb, int64_t rows, int64_t C,
+                         cudaStream_t stream) {
+  // Rows per block such that the blocks make one wave at the kernel's occupancy, as in
+  // fused_backward; a whole number of rows per warp pair.
+  const int64_t rows_per_block =
+      kPairs * std::max<int64_t>(1, ceil_div(rows, kPairBlocksPerSm * sm_count() * kPairs));
+  // The kernel's offsets from a block's first row are int.
+  TG_CHECK(rows_per_block * C <= 0x7fffffff, "layer_norm: too many rows for the GPU kernel");
+  const int64_t blocks = ceil_div(rows, rows_per_block);
+  TG_CHECK(blocks <= 0x7fffffff, "layer_norm: too many rows for the GPU kernel");
+  const Partials<float> part(gw != nullptr, gb != nullptr, blocks * C, stream);
+  const auto kernel = fused_backward_pair_kernel<T, kPairChunks<T, kChunks>>;
+  const int sums_bytes = 2 * kPairs * static_cast<int>(C) * static_cast<int>(sizeof(float));
+  // Beyond the 48 KB a block may take by default (s_w's 4 KB count too; at C = 1024 the sums take
+  // 32 KB, so this does not happen yet).
+  if (sums_bytes + kFusedMaxC * static_cast<int>(sizeof(float)) > 48 * 1024) {
+    TG_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, sums_bytes));
+  }
+  kernel<<<static_cast<unsigned>(blocks), kFusedWarps * 32, static_cast<size_t>(sums_bytes),
+           stream>>>(gy, x, w, mean, rstd, gx, gx_add, part.w, part.b, rows, static_cast<int>(C),
+                     1.0f / float(C), static_cast<int>(rows_per_block));
+  TG_CUDA_CHECK_LAUNCH();
+  if (gw || gb) launch_final<T>(part.w, part.b, gw, gb, blocks, C, stream);
+}
+
 // The one-pass backward with its final pass over the blocks' partials; false when it does not
 // serve this problem.
 template <class T>
@@ -399,30 +548,7 @@ bool fused_backward(const T* gy, const T* x, const T* w, const acc_t<T>* mean, c
     return false;  // float64 keeps the two-pass kernels
   } else {
     return with_fused_chunks<T>(C, {gy, x, w, gx, gx_add}, [&]<int kChunks>() {
-      // Rows per block such that the blocks make one wave of two per SM (the kernel's occupancy):
-      // a second, partial wave cost 13% at 16,384 rows on an H200 (1.52 against 1.35 ms for the 25
-      // calls of a GPT-2 step with 32 rows per block; 16 and 128 rows, 1.80 and 1.87 ms). A whole
-      // number of rows per warp. gw and gb sum the blocks' partials, so their bits depend on the
-      // device's SM count (the same on every run of one device); gx does not.
-      const int64_t rows_per_block =
-          kFusedWarps * std::max<int64_t>(1, ceil_div(rows, 2 * sm_count() * kFusedWarps));
-      TG_CHECK(rows_per_block <= 0x7fffffff, "layer_norm: too many rows for the GPU kernel");
-      const int64_t blocks = ceil_div(rows, rows_per_block);
-      TG_CHECK(blocks <= 0x7fffffff, "layer_norm: too many rows for the GPU kernel");
-      const Partials<float> part(gw != nullptr, gb != nullptr, blocks * C, stream);
-      const auto kernel = fused_backward_kernel<T, kChunks>;
-      const int sums_bytes =
-          2 * kFusedWarps * static_cast<int>(C) * static_cast<int>(sizeof(float));
-      // Beyond the 48 KB a block may take by default (s_w's 4 KB count too).
-      if (sums_bytes + kFusedMaxC * static_cast<int>(sizeof(float)) > 48 * 1024) {
-        TG_CUDA_CHECK(
-            cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, sums_bytes));
-      }
-      kernel<<<static_cast<unsigned>(blocks), kFusedWarps * 32, static_cast<size_t>(sums_bytes),
-               stream>>>(gy, x, w, mean, rstd, gx, gx_add, part.w, part.b, rows,
-                         static_cast<int>(C), 1.0f / float(C), static_cast<int>(rows_per_block));
-      TG_CUDA_CHECK_LAUNCH();
-      if (gw || gb) launch_final<T>(part.w, part.b, gw, gb, blocks, C, stream);
+      fused_backward_pair<T, kChunks>(gy, x, w, mean, rstd, gx, gx_add, gw, gb, rows, C, stream);
     });
   }
 }
@@ -431,7 +557,7 @@ bool fused_backward(const T* gy, const T* x, const T* w, const acc_t<T>* mean, c
 
 // A warp per row, for the widths the one-pass backward serves (with_fused_chunks): the row is read
 // once, in 16-byte vectors held in registers, and the statistics and y come from there. Lane l
-// owns the vectors l, l + 32, ... of the row, as in fused_backward_kernel. forward_kernel reads x
+// owns the vectors l, l + 32, ... of the row. forward_kernel reads x
 // three times in 2-byte loads; for GPT-2's 25 layer norms of [16384, 768] bf16 rows it took
 // 0.68 ms per step on an H200 (1.85 TB/s). The sums run in another order than forward_kernel's, so
 // mean and rstd may differ from its in the last bits.
