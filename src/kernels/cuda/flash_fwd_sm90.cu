@@ -60,13 +60,10 @@ constexpr int consumers_for() {
 struct Sm90Args {
   FlashFwdParams p;
   MapOrder q_order, k_order, v_order;
-  // Persistent CTAs under a causal mask (tiles of unequal length): tiles dealt in heavy-light pairs
-  // (see the kernel).
-  bool paired;
 };
 
 template <typename T, int D, bool kOverlap, bool kPingPong, bool kDropout, bool kPersistent,
-          int kConsumers = consumers_for<D, kDropout>()>
+          bool kPaired, int kConsumers = consumers_for<D, kDropout>()>
 __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
     flash_fwd_sm90_kernel(const __grid_constant__ CUtensorMap tm_q,
                           const __grid_constant__ CUtensorMap tm_k,
@@ -75,6 +72,7 @@ __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
   static_assert(D == 64 || D == 128, "D = 64 or 128");
   static_assert(!kPingPong || kOverlap, "ping-pong is built on the overlapped loop");
   static_assert(!kPersistent || (kPingPong && !kDropout), "persistent: the default kernel only");
+  static_assert(!kPaired || kPersistent, "paired tiles: persistent CTAs only");
   constexpr float kLog2e = 1.4426950408889634f;
   constexpr float kLn2 = 0.6931471805599453f;
   static_assert(kConsumers == 2 || kConsumers == 3, "two or three consumer warpgroups");
@@ -114,7 +112,7 @@ __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
   // grid's (x, y, z) = (query block, head, batch). Persistent (kPersistent): gridDim.x CTAs deal
   // a list of the tiles in which the query block varies fastest, so that the CTAs at work at one
   // time share a few heads' K and V in the L2. Without a mask every tile has the same length, and
-  // CTA c takes the tiles c, c + gridDim.x, ... Under a causal mask (args.paired) a tile's length
+  // CTA c takes the tiles c, c + gridDim.x, ... Under a causal mask (kPaired) a tile's length
   // grows linearly with its query block, so the list pairs a head's last query block with its
   // first, its last but one with its second, and so on: every pair has the same length (at
   // Nq = 1024 with 192-row tiles, 8 + 1, 7 + 2 and 5 + 4 key blocks), and CTA c takes the pairs c,
@@ -125,7 +123,7 @@ __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
   // statically, unequal tiles leave some CTAs with more work, and at D = 128 the 132 CTAs at work
   // then read the K and V of as many heads, more than the L2 holds.
   const int m_blocks = (p.Nq + kBlockM - 1) / kBlockM;
-  const bool paired = kPersistent && args.paired;
+  constexpr bool paired = kPaired;  // a separate instantiation: the unmasked kernel pays nothing
   const int pairs_per_head = (m_blocks + 1) / 2;
   // Slots: a tile's position in the list; paired, pair u's two tiles are the slots 2u and 2u + 1.
   const int slots = !kPersistent ? 1
@@ -546,13 +544,13 @@ __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
 }
 
 template <typename T, int D, bool kOverlap, bool kPingPong, bool kDropout = false,
-          bool kPersistent = false>
-cudaError_t launch_sm90(const FlashFwdParams& p, cudaStream_t stream, bool paired = false) {
+          bool kPersistent = false, bool kPaired = false>
+cudaError_t launch_sm90(const FlashFwdParams& p, cudaStream_t stream) {
   constexpr int kConsumers = consumers_for<D, kDropout>();
   constexpr int kBlockM = 64 * kConsumers;
   const bool bf16 = p.dtype == FlashDType::bf16;
   CUtensorMap tm_q, tm_k, tm_v;
-  Sm90Args args{p, {}, {}, {}, paired};
+  Sm90Args args{p, {}, {}, {}};
   if (!make_operand_map(&tm_q, &args.q_order, p.q, p.q_strides, p.B, p.Nq, p.H, D, kBlockM, bf16) ||
       !make_operand_map(&tm_k, &args.k_order, p.k, p.k_strides, p.B, p.Nk, p.Hkv, D, kBlockN,
                         bf16) ||
@@ -560,7 +558,7 @@ cudaError_t launch_sm90(const FlashFwdParams& p, cudaStream_t stream, bool paire
                         bf16)) {
     return cudaErrorNotSupported;
   }
-  auto kernel = flash_fwd_sm90_kernel<T, D, kOverlap, kPingPong, kDropout, kPersistent>;
+  auto kernel = flash_fwd_sm90_kernel<T, D, kOverlap, kPingPong, kDropout, kPersistent, kPaired>;
   // Q, kStages of K and V, and up to 1 KB to align the tiles to the swizzle period.
   const int smem = (kBlockM + 2 * kStages * kBlockN) * D * static_cast<int>(sizeof(T)) + 1024;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
@@ -573,7 +571,7 @@ cudaError_t launch_sm90(const FlashFwdParams& p, cudaStream_t stream, bool paire
     if (err == cudaSuccess) err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
     if (err != cudaSuccess) return err;
     // One CTA per SM (the shared memory and registers allow no second).
-    const int64_t tiles = static_cast<int64_t>(paired ? (m_blocks + 1) / 2 : m_blocks) * p.H * p.B;
+    const int64_t tiles = static_cast<int64_t>(kPaired ? (m_blocks + 1) / 2 : m_blocks) * p.H * p.B;
     grid = dim3(static_cast<unsigned>(std::min<int64_t>(tiles, sms)), 1, 1);
   }
   kernel<<<grid, 128 * (1 + kConsumers), smem, stream>>>(tm_q, tm_k, tm_v, args);
@@ -623,7 +621,7 @@ cudaError_t run_flash_fwd_sm90(const FlashFwdParams& p, Sm90Variant variant, cud
   const int m_blocks =
       (p.Nq + 64 * consumers_for<D, false>() - 1) / (64 * consumers_for<D, false>());
   if (band.lo <= 1 - p.Nq && band.hi >= 0 && m_blocks % 2 == 0 && p.Nq <= 4096) {
-    return launch_sm90<T, D, true, true, false, true>(p, stream, true);
+    return launch_sm90<T, D, true, true, false, true, true>(p, stream);
   }
   return launch_sm90<T, D, true, true>(p, stream);
 }
