@@ -246,6 +246,7 @@ std::vector<Config> configs(uint64_t seed) {
       {{37, 1001}, {1}, L::contiguous},      // a warp per output
       {{5, 100003}, {1}, L::contiguous},     // a block per output
       {{3001, 67}, {0}, L::contiguous},      // over rows: outputs across the warp
+      {{1001, 264}, {0}, L::contiguous},     // over 16-byte aligned rows: a vector per lane
       {{1234, 7}, {1}, L::contiguous},       // a thread per output
       {{300001}, {0}, L::contiguous},        // everything to one output
       {{40, 3, 50}, {0, 2}, L::contiguous},  // outer and inner, the middle kept
@@ -297,6 +298,7 @@ TEST(CudaReduce, NanPropagatesLikeOnTheCpu) {
   TG_REQUIRE_GPU();
   const Config cases[] = {{{9, 5}, {1}, Layout::contiguous},
                           {{64, 300}, {0}, Layout::contiguous},
+                          {{64, 304}, {0}, Layout::contiguous},
                           {{4, 1000}, {1}, Layout::contiguous},
                           {{3, 5000}, {1}, Layout::transposed}};
   uint64_t seed = 3000;
@@ -312,11 +314,10 @@ TEST(CudaReduce, NanPropagatesLikeOnTheCpu) {
 // the workspace, for sum and max, with a NaN in one chunk.
 TEST(CudaReduce, SplitReductionsMatchTheCpu) {
   TG_REQUIRE_GPU();
-  const Config cases[] = {{{16384, 96}, {0}, Layout::contiguous},
-                          {{7, 20011, 33}, {0, 1}, Layout::padded},
-                          {{3, 200003}, {1}, Layout::contiguous},
-                          {{40000, 5}, {0}, Layout::transposed},
-                          {{9000, 37}, {0}, Layout::misaligned}};
+  const Config cases[] = {
+      {{16384, 96}, {0}, Layout::contiguous},   {{5003, 1032}, {0}, Layout::contiguous},
+      {{7, 20011, 33}, {0, 1}, Layout::padded}, {{3, 200003}, {1}, Layout::contiguous},
+      {{40000, 5}, {0}, Layout::transposed},    {{9000, 37}, {0}, Layout::misaligned}};
   uint64_t seed = 4000;
   for (DType dt : kFloatDTypes) {
     for (const Config& cfg : cases) {

@@ -17,6 +17,11 @@
 // own: each block writes its chunk's partial (float64) to a workspace, and a second kernel combines
 // each output's partials in chunk order. The cut depends only on the shapes and the device's SM
 // count, so results still do not vary from run to run.
+//
+// A sum over the rows of a contiguous row-major matrix whose rows are 16-byte aligned (a bias
+// gradient) has a kernel of its own, rows_reduce_kernel: the 32 x 8 block above reads 64 bytes of a
+// 16-bit type per warp and row, each element's offset computed on its own; there a lane reads 16
+// adjacent outputs' bytes in one load. Same slices, same tree, so the same results.
 #include "kernels/cuda/reduce.h"
 
 #include <algorithm>
@@ -160,6 +165,68 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// reduce_kernel's 32 outputs x 8 slices for a contiguous row-major [n_red, n_out] matrix whose rows
+// start 16-byte aligned (n_out a multiple of kVec16<T>): each lane takes kVec16<T> adjacent outputs
+// and reads them in one 16-byte load per row, a warp 512 bytes of a row. Slice k accumulates the
+// rows k, k + 8, ... of the block's chunk in order and the slices combine by reduce_kernel's tree,
+// so each output's result is reduce_kernel's, bit for bit.
+constexpr int kRowSlices = 8;
+template <class T>
+constexpr int64_t kRowOuts = kThreads / kRowSlices* kVec16<T>;  // outputs per block
+
+template <class T, bool kMax>
+__global__ void __launch_bounds__(kThreads)
+    rows_reduce_kernel(const T* x, T* out, int64_t n_out, int64_t n_red, int64_t chunk,
+                       double* partials) {
+  constexpr int V = kVec16<T>;
+  constexpr int kLanes = kThreads / kRowSlices;
+  const int lane = static_cast<int>(threadIdx.x) % kLanes;
+  const int slice = static_cast<int>(threadIdx.x) / kLanes;
+  __shared__ double s_acc[kRowSlices][kLanes * V];
+  for (int64_t tile = blockIdx.x; tile * kRowOuts<T> < n_out; tile += gridDim.x) {
+    const int64_t o0 = tile * kRowOuts<T> + lane * V;  // the lane's first output
+    double acc[V];
+#pragma unroll
+    for (int e = 0; e < V; ++e) acc[e] = identity<kMax>();
+    if (o0 < n_out) {
+      const int64_t r0 = static_cast<int64_t>(blockIdx.y) * chunk;
+      const int64_t r1 = min64(n_red, r0 + chunk);
+#pragma unroll 4
+      for (int64_t r = r0 + slice; r < r1; r += kRowSlices) {
+        const Vec16<T> v = *reinterpret_cast<const Vec16<T>*>(x + r * n_out + o0);
+#pragma unroll
+        for (int e = 0; e < V; ++e) {
+          acc[e] = combine<kMax>(acc[e], static_cast<double>(static_cast<acc_t<T>>(v.v[e])));
+        }
+      }
+    }
+#pragma unroll
+    for (int e = 0; e < V; ++e) s_acc[slice][lane * V + e] = acc[e];
+#pragma unroll
+    for (int h = kRowSlices / 2; h > 0; h /= 2) {
+      __syncthreads();
+      if (slice < h) {
+#pragma unroll
+        for (int e = 0; e < V; ++e) {
+          acc[e] = combine<kMax>(acc[e], s_acc[slice + h][lane * V + e]);
+          s_acc[slice][lane * V + e] = acc[e];
+        }
+      }
+    }
+    __syncthreads();  // the next tile overwrites s_acc
+    if (slice == 0 && o0 < n_out) {
+#pragma unroll
+      for (int e = 0; e < V; ++e) {
+        if (gridDim.y > 1) {
+          partials[blockIdx.y * n_out + o0 + e] = acc[e];
+        } else {
+          out[o0 + e] = T(static_cast<acc_t<T>>(acc[e]));
+        }
+      }
+    }
+  }
+}
+
 // out[o] = the combination of o's `parts` partials, in chunk order.
 template <class T, bool kMax>
 __global__ void __launch_bounds__(kThreads)
@@ -176,8 +243,7 @@ __global__ void __launch_bounds__(kThreads)
 // least kMinPerSlice elements per slice in a chunk, and at most kMaxParts.
 constexpr int kMaxParts = 64;
 constexpr int64_t kMinPerSlice = 32;
-int parts_for(const Split& s, int slices) {
-  const int64_t outs = kThreads / slices;
+int parts_for(const Split& s, int slices, int64_t outs) {
   const int64_t tiles = (s.n_out + outs - 1) / outs;
   const int64_t wave = one_wave_blocks();
   if (tiles >= wave / 2) return 1;
@@ -186,22 +252,47 @@ int parts_for(const Split& s, int slices) {
   return static_cast<int>(std::clamp<int64_t>(std::min(by_wave, by_size), 1, kMaxParts));
 }
 
+// Launches `parts` > 1's second kernel.
+template <class T, bool kMax>
+void launch_combine(const double* partials, T* out, int64_t n_out, int parts, cudaStream_t stream) {
+  combine_parts_kernel<T, kMax>
+      <<<grid_blocks((n_out + kThreads - 1) / kThreads, one_wave_blocks()), kThreads, 0, stream>>>(
+          partials, out, n_out, parts);
+  TG_CUDA_CHECK_LAUNCH();
+}
+
 template <class T, bool kMax, class Index, int kSlices, bool kOutputsAcross>
 void launch(const T* x, T* out, const Split& s, double* workspace, cudaStream_t stream) {
   constexpr int kOuts = kThreads / kSlices;
-  const int parts = workspace != nullptr ? parts_for(s, kSlices) : 1;
+  const int parts = workspace != nullptr ? parts_for(s, kSlices, kOuts) : 1;
   const int64_t chunk = (s.n_red + parts - 1) / parts;
   const dim3 grid(grid_blocks((s.n_out + kOuts - 1) / kOuts, one_wave_blocks()),
                   static_cast<unsigned>(parts));
   reduce_kernel<T, kMax, Index, kSlices, kOutputsAcross>
       <<<grid, kThreads, 0, stream>>>(x, out, s, parts > 1 ? chunk : s.n_red, workspace);
   TG_CUDA_CHECK_LAUNCH();
-  if (parts > 1) {
-    combine_parts_kernel<T, kMax>
-        <<<grid_blocks((s.n_out + kThreads - 1) / kThreads, one_wave_blocks()), kThreads, 0,
-           stream>>>(workspace, out, s.n_out, parts);
-    TG_CUDA_CHECK_LAUNCH();
-  }
+  if (parts > 1) launch_combine<T, kMax>(workspace, out, s.n_out, parts, stream);
+}
+
+// Whether x is a contiguous row-major [n_red, n_out] matrix reduced over its rows, whose rows
+// start 16-byte aligned: rows_reduce_kernel's case.
+bool rows_case(const void* x, size_t elem_bytes, const Split& s) {
+  const int64_t vec = 16 / static_cast<int64_t>(elem_bytes);
+  return s.kept.n == 1 && s.kept.stride[0] == 1 && s.reduced.n == 1 &&
+         s.reduced.stride[0] == s.n_out && s.n_out % vec == 0 && s.n_red > 16 &&
+         reinterpret_cast<uintptr_t>(x) % 16 == 0;
+}
+
+template <class T, bool kMax>
+void launch_rows(const T* x, T* out, const Split& s, double* workspace, cudaStream_t stream) {
+  const int parts = workspace != nullptr ? parts_for(s, kRowSlices, kRowOuts<T>) : 1;
+  const int64_t chunk = (s.n_red + parts - 1) / parts;
+  const dim3 grid(grid_blocks((s.n_out + kRowOuts<T> - 1) / kRowOuts<T>, one_wave_blocks()),
+                  static_cast<unsigned>(parts));
+  rows_reduce_kernel<T, kMax><<<grid, kThreads, 0, stream>>>(
+      x, out, s.n_out, s.n_red, parts > 1 ? chunk : s.n_red, workspace);
+  TG_CUDA_CHECK_LAUNCH();
+  if (parts > 1) launch_combine<T, kMax>(workspace, out, s.n_out, parts, stream);
 }
 
 // Threads per output: the block shapes of the header comment.
@@ -216,6 +307,7 @@ int slices_for(const Split& s) {
 
 template <class T, bool kMax, class Index>
 void reduce_impl(const T* x, T* out, const Split& s, double* ws, cudaStream_t stream) {
+  if (rows_case(x, sizeof(T), s)) return launch_rows<T, kMax>(x, out, s, ws, stream);
   switch (slices_for(s)) {
     case 1:
       return launch<T, kMax, Index, 1, false>(x, out, s, nullptr, stream);
@@ -233,9 +325,14 @@ void reduce_impl(const T* x, T* out, const Split& s, double* ws, cudaStream_t st
 size_t reduce_workspace_bytes(const StridedView& x, const StridedView& out) {
   if (x.ndim != out.ndim) return 0;
   const Split s = split_dims(x, out);
-  const int slices = std::abs(slices_for(s));
-  if (s.n_out == 0 || slices == 1) return 0;
-  const int parts = parts_for(s, slices);
+  if (s.n_out == 0) return 0;
+  const size_t elem = dtype_size(x.dtype);
+  const bool rows = elem > 0 && elem <= 16 && rows_case(x.data, elem, s);
+  const int slices = rows ? kRowSlices : std::abs(slices_for(s));
+  if (slices == 1) return 0;
+  const int parts = parts_for(
+      s, slices,
+      rows ? kThreads / kRowSlices * (16 / static_cast<int64_t>(elem)) : kThreads / slices);
   return parts > 1 ? static_cast<size_t>(parts) * static_cast<size_t>(s.n_out) * sizeof(double) : 0;
 }
 
