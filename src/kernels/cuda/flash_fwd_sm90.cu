@@ -16,11 +16,12 @@
 // before P V, as in the sm_80 kernel. Ragged tails need no special path: TMA fills rows outside
 // [0, Nq) or [0, Nk) with zeros, and the mask removes those keys and rows.
 //
-// When every query row sees every key (no causal mask, no window), or under a causal mask, the CTAs
-// are persistent: one per SM, each walking a static list of tiles of equal length (under a causal
-// mask, pairs of a short and a long tile), the K/V ring and the ping-pong turns running on from one
-// tile into the next, so that the next tile's Q and first K/V blocks load under the current tile's
-// last blocks and epilogue instead of after the CTA's exit.
+// When every query row sees every key (no causal mask, no window), or under a causal mask at short
+// lengths (run_flash_fwd_sm90 says which), the CTAs are persistent: one per SM, each walking a
+// static list of tiles of equal length (under a causal mask, pairs of a short and a long tile), the
+// K/V ring and the ping-pong turns running on from one tile into the next, so that the next tile's
+// Q and first K/V blocks load under the current tile's last blocks and epilogue instead of after
+// the CTA's exit.
 //
 // Two refinements, both on by default and each removable for the benchmark (Sm90Variant):
 //   overlap: a consumer issues S_next = Q K_nextᵀ, then O += P V of the current block, and does the

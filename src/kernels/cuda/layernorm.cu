@@ -246,9 +246,9 @@ constexpr int kFusedMaxC = 1024;  // the widest row the one-pass kernels take (s
 //
 // The row's Σ ĝ and Σ ĝ ⊙ x̂ need both halves: each warp sums its own with shuffles, the pair swaps
 // the two through shared memory behind a barrier of its 64 threads, and both warps add half 0 +
-// half 1, so both hold the same bits. w and the gw/gb terms live in shared memory as in
-// the warp-per-row kernel: this one uses all 64 registers without them, and a thread's 12 columns
-// at C = 768 would add 36 (24 for the sums alone), past the 80 that three blocks per SM allow. They
+// half 1, so both hold the same bits. w and the gw/gb terms live in shared memory: the kernel uses
+// all 64 registers without them, and a thread's 12 columns at C = 768 would add 36 (24 for the
+// sums alone), past the 80 that three blocks per SM allow. They
 // are stored by column: a lane's four columns are one 16-byte word, so one instruction moves them
 // and a warp's lanes read 512 contiguous bytes (no bank conflicts). A pair's two warps own
 // disjoint columns, so the sums take a row per pair, not per warp: [2, kPairs, C], 32 KB at
