@@ -38,6 +38,7 @@
 #include "kernels/cuda/flash_common.cuh"
 #include "kernels/cuda/flash_common_sm90.cuh"
 #include "kernels/cuda/flash_sm90.h"
+#include "kernels/cuda/flash_tiles.h"
 #include "kernels/cuda/flash_tma.h"
 
 namespace tilegrad::cuda::flash {
@@ -111,42 +112,20 @@ __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
   const FlashBand band = flash_band(p);
   // The tiles (128 or 192 query rows of one batch and head) of this CTA. One CTA per tile: the
   // grid's (x, y, z) = (query block, head, batch). Persistent (kPersistent): gridDim.x CTAs deal
-  // a list of the tiles in which the query block varies fastest, so that the CTAs at work at one
-  // time share a few heads' K and V in the L2. Without a mask every tile has the same length, and
-  // CTA c takes the tiles c, c + gridDim.x, ... Under a causal mask (kPaired) a tile's length
-  // grows linearly with its query block, so the list pairs a head's last query block with its
-  // first, its last but one with its second, and so on: every pair has the same length (at
-  // Nq = 1024 with 192-row tiles, 8 + 1, 7 + 2 and 5 + 4 key blocks), and CTA c takes the pairs c,
-  // c + gridDim.x, ... A persistent CTA loads the next tile's Q, K and V under the current tile's
-  // last blocks; with one CTA per SM, a CTA per tile waits for those loads at every tile (at
-  // Nq = 1024 as long as one of its key blocks). Two orders of all heads' tiles by length
+  // the tiles of a TileList (flash_tiles.h): without a mask, all tiles in order; under a causal
+  // mask (kPaired), a head's last and first query blocks as one pair, its last but one and second
+  // as the next, and so on, every pair of the same length (at Nq = 1024 with 192-row tiles, 8 + 1,
+  // 7 + 2 and 5 + 4 key blocks). A persistent CTA loads the next tile's Q, K and V under the
+  // current tile's last blocks; with one CTA per SM, a CTA per tile waits for those loads at every
+  // tile (at Nq = 1024 as long as one of its key blocks). Two orders of all heads' tiles by length
   // (heaviest first, with heads in groups so that their K and V fit the L2) were slower: dealt
   // statically, unequal tiles leave some CTAs with more work, and at D = 128 the 132 CTAs at work
   // then read the K and V of as many heads, more than the L2 holds.
   const int m_blocks = (p.Nq + kBlockM - 1) / kBlockM;
-  constexpr bool paired = kPaired;  // a separate instantiation: the unmasked kernel pays nothing
-  const int pairs_per_head = (m_blocks + 1) / 2;
-  // Slots: a tile's position in the list; paired, pair u's two tiles are the slots 2u and 2u + 1.
-  const int slots = !kPersistent ? 1
-                    : paired     ? 2 * pairs_per_head * p.H * p.B
-                                 : m_blocks * p.H * p.B;
-  const int first_slot = !kPersistent ? 0 : paired ? 2 * blockIdx.x : blockIdx.x;
-  const int step = kPersistent ? static_cast<int>(gridDim.x) : 1;
-  // The tile (head-major: (b H + h) m_blocks + query block) in a slot; -1 for the second slot of
-  // the pair of the middle query block when a head has an odd number of them.
-  auto slot_tile = [&](int slot) {
-    if (!paired) return slot;
-    const int pair = slot / 2, head = pair / pairs_per_head, k = pair % pairs_per_head;
-    const int m = slot % 2 == 0 ? m_blocks - 1 - k : k;
-    return slot % 2 == 1 && m == m_blocks - 1 - k ? -1 : head * m_blocks + m;
-  };
-  // This CTA's next slot that holds a tile, or `slots`.
-  auto next_slot = [&](int slot) {
-    do {
-      slot += !paired ? step : slot % 2 == 0 ? 1 : 2 * step - 1;
-    } while (slot < slots && slot_tile(slot) < 0);
-    return slot;
-  };
+  const TileList<kPaired> list{m_blocks, p.H * p.B, static_cast<int>(gridDim.x)};
+  const int slots = kPersistent ? list.slots() : 1;
+  const int first_slot = kPersistent ? list.first_slot(static_cast<int>(blockIdx.x)) : 0;
+  auto next_slot = [&](int slot) { return kPersistent ? list.next_slot(slot) : slots; };
   int m_block = 0, h = 0, b = 0, hkv = 0, m0 = 0;
   // The key blocks that the tile's rows see: [n_end - n_iter, n_end), walked from the last.
   int n_end = 0, n_iter = 0;
@@ -167,7 +146,7 @@ __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
     // 0 padding (TMA reads them as zeros; they see no key and are never written). Under a causal
     // mask that tile sees the fewest keys, where a partial last tile would see them all: at
     // Nq = 1024 with 192-row tiles, 27 key blocks per head instead of 32.
-    m0 = m_block * kBlockM - (kPersistent && !paired ? 0 : m_blocks * kBlockM - p.Nq);
+    m0 = tile_first_row(m_block, kBlockM, p.Nq, !kPersistent || kPaired);
     n_end = 0;
     n_iter = 0;
     const int first_key = max(0, m0 + band.lo);
@@ -201,7 +180,7 @@ __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
     // and the tq-th tile's Q phase.
     int kv = 0, tq = 0;
     for (int slot = first_slot; slot < slots; slot = next_slot(slot)) {
-      set_tile(slot_tile(slot));
+      set_tile(list.tile(slot));
       if (n_iter == 0) continue;
       // The previous tile's Q is free once every consumer warp's last S of it is complete (a
       // fresh barrier's wait for parity 1 returns at once).
@@ -394,7 +373,7 @@ __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
   // producer.
   int kv = 0, tq = 0;
   for (int slot = first_slot; slot < slots; slot = next_slot(slot)) {
-    set_tile(slot_tile(slot));
+    set_tile(list.tile(slot));
     row0 = m0 + 64 * wg + 16 * warp;
 #pragma unroll
     for (int i = 0; i < D / 2; ++i) r_o[i] = 0.0f;
@@ -572,8 +551,8 @@ cudaError_t launch_sm90(const FlashFwdParams& p, cudaStream_t stream) {
     if (err == cudaSuccess) err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
     if (err != cudaSuccess) return err;
     // One CTA per SM (the shared memory and registers allow no second).
-    const int64_t tiles = static_cast<int64_t>(kPaired ? (m_blocks + 1) / 2 : m_blocks) * p.H * p.B;
-    grid = dim3(static_cast<unsigned>(std::min<int64_t>(tiles, sms)), 1, 1);
+    const TileList<kPaired> list{m_blocks, p.H * p.B, 0};
+    grid = dim3(static_cast<unsigned>(std::min(list.units(), sms)), 1, 1);
   }
   kernel<<<grid, 128 * (1 + kConsumers), smem, stream>>>(tm_q, tm_k, tm_v, args);
   return cudaGetLastError();
