@@ -654,6 +654,11 @@ int main(int argc, char** argv) {
       {1, 2, 1, 127, 513, 128, true, bf},
       {1, 1, 1, 300, 70, 128, false, bf},  // Nk smaller than one key block
       {2, 40, 8, 200, 230, 64, true, bf},  // 160 query tiles, more than the SMs
+      // Causal with an even number of query tiles: the Hopper forward's persistent CTAs take
+      // heavy-light pairs (144 and 136, more than an H100's or H200's 132 SMs: some CTAs take
+      // two), the first tile padded above row 0 (68 and 12 rows), Nq < Nk.
+      {1, 72, 8, 700, 733, 64, true, bf},
+      {1, 68, 4, 500, 520, 128, true, hf},
       // 216 tiles, non-causal: the Hopper forward's persistent CTAs take one or two each, and the
       // K/V ring (three key blocks per tile) continues from one tile into the next.
       {3, 24, 8, 300, 290, 128, false, bf},
