@@ -58,6 +58,15 @@ template <int D, bool kDropout>
 constexpr int consumers_for() {
   return D == 64 && !kDropout ? 3 : 2;
 }
+// Query rows per CTA (64 per consumer warpgroup) and the query tiles of Nq rows.
+template <int D, bool kDropout>
+constexpr int block_m_for() {
+  return 64 * consumers_for<D, kDropout>();
+}
+template <int D, bool kDropout>
+int query_tiles(int Nq) {
+  return (Nq + block_m_for<D, kDropout>() - 1) / block_m_for<D, kDropout>();
+}
 
 struct Sm90Args {
   FlashFwdParams p;
@@ -527,7 +536,7 @@ template <typename T, int D, bool kOverlap, bool kPingPong, bool kDropout = fals
           bool kPersistent = false, bool kPaired = false>
 cudaError_t launch_sm90(const FlashFwdParams& p, cudaStream_t stream) {
   constexpr int kConsumers = consumers_for<D, kDropout>();
-  constexpr int kBlockM = 64 * kConsumers;
+  constexpr int kBlockM = block_m_for<D, kDropout>();
   const bool bf16 = p.dtype == FlashDType::bf16;
   CUtensorMap tm_q, tm_k, tm_v;
   Sm90Args args{p, {}, {}, {}};
@@ -543,7 +552,7 @@ cudaError_t launch_sm90(const FlashFwdParams& p, cudaStream_t stream) {
   const int smem = (kBlockM + 2 * kStages * kBlockN) * D * static_cast<int>(sizeof(T)) + 1024;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
-  const int m_blocks = (p.Nq + kBlockM - 1) / kBlockM;
+  const int m_blocks = query_tiles<D, kDropout>(p.Nq);
   dim3 grid(m_blocks, p.H, p.B);
   if constexpr (kPersistent) {
     int dev = 0, sms = 0;
@@ -598,9 +607,7 @@ cudaError_t run_flash_fwd_sm90(const FlashFwdParams& p, Sm90Variant variant, cud
   // and Nq <= 4096: the pairs are dealt statically, and at 16k, with 8-11 pairs per CTA, the last
   // round's idle CTAs cost more than the loads the persistent CTAs hide (0.89-0.91x). At D = 128,
   // N = 512-4096 it measured 1.04-1.10x, at D = 64, N = 1024 1.09x.
-  const int m_blocks =
-      (p.Nq + 64 * consumers_for<D, false>() - 1) / (64 * consumers_for<D, false>());
-  if (band.lo <= 1 - p.Nq && band.hi >= 0 && m_blocks % 2 == 0 && p.Nq <= 4096) {
+  if (band.lo <= 1 - p.Nq && band.hi >= 0 && query_tiles<D, false>(p.Nq) % 2 == 0 && p.Nq <= 4096) {
     return launch_sm90<T, D, true, true, false, true, true>(p, stream);
   }
   return launch_sm90<T, D, true, true>(p, stream);

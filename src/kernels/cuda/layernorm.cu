@@ -491,7 +491,7 @@ bool with_fused_chunks(int64_t C, std::initializer_list<const void*> ptrs, F&& f
       f.template operator()<4>();
       return true;
     default:
-      return false;  // float32 beyond C = 512: the registers would spill
+      return false;  // float32 beyond C = 512: the two-pass kernels
   }
 }
 
@@ -508,38 +508,8 @@ void with_row_threads(int64_t C, F&& f) {
   }
 }
 
-// fused_backward_pair_kernel and the final pass, for a C that with_fused_chunks accepts (kChunks
-// its chunks of 32 16-byte vectors).
-template <class T, int kChunks>
-void fused_backward_pair(const T* gy, const T* x, const T* w, const float* mean, const float* rstd,
-                         T* gx, const T* gx_add, T* gw, T* gb, int64_t rows, int64_t C,
-                         cudaStream_t stream) {
-  // Rows per block such that the blocks make one wave at the kernel's occupancy, as in
-  // fused_backward; a whole number of rows per warp pair.
-  const int64_t rows_per_block =
-      kPairs * std::max<int64_t>(1, ceil_div(rows, kPairBlocksPerSm * sm_count() * kPairs));
-  // The kernel's offsets from a block's first row are int.
-  TG_CHECK(rows_per_block * C <= 0x7fffffff, "layer_norm: too many rows for the GPU kernel");
-  const int64_t blocks = ceil_div(rows, rows_per_block);
-  TG_CHECK(blocks <= 0x7fffffff, "layer_norm: too many rows for the GPU kernel");
-  const Partials<float> part(gw != nullptr, gb != nullptr, blocks * C, stream);
-  const auto kernel = fused_backward_pair_kernel<T, kPairChunks<T, kChunks>>;
-  const int sums_bytes = 2 * kPairs * static_cast<int>(C) * static_cast<int>(sizeof(float));
-  // Beyond the 48 KB a block may take by default (s_w's 4 KB count too; at C = 1024 the sums take
-  // 32 KB, so this does not happen yet).
-  if (sums_bytes + kFusedMaxC * static_cast<int>(sizeof(float)) > 48 * 1024) {
-    TG_CUDA_CHECK(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, sums_bytes));
-  }
-  kernel<<<static_cast<unsigned>(blocks), kFusedWarps * 32, static_cast<size_t>(sums_bytes),
-           stream>>>(gy, x, w, mean, rstd, gx, gx_add, part.w, part.b, rows, static_cast<int>(C),
-                     1.0f / float(C), static_cast<int>(rows_per_block));
-  TG_CUDA_CHECK_LAUNCH();
-  if (gw || gb) launch_final<T>(part.w, part.b, gw, gb, blocks, C, stream);
-}
-
-// The one-pass backward with its final pass over the blocks' partials; false when it does not
-// serve this problem.
+// The one-pass backward (fused_backward_pair_kernel) with its final pass over the blocks'
+// partials; false when it does not serve this problem.
 template <class T>
 bool fused_backward(const T* gy, const T* x, const T* w, const acc_t<T>* mean, const acc_t<T>* rstd,
                     T* gx, const T* gx_add, T* gw, T* gb, int64_t rows, int64_t C,
@@ -548,7 +518,26 @@ bool fused_backward(const T* gy, const T* x, const T* w, const acc_t<T>* mean, c
     return false;  // float64 keeps the two-pass kernels
   } else {
     return with_fused_chunks<T>(C, {gy, x, w, gx, gx_add}, [&]<int kChunks>() {
-      fused_backward_pair<T, kChunks>(gy, x, w, mean, rstd, gx, gx_add, gw, gb, rows, C, stream);
+      // Rows per block such that the blocks make one wave at the kernel's occupancy: a second,
+      // partial wave cost 13% at 16,384 rows (H200, the warp-per-row kernel before this one). A
+      // whole number of rows per warp pair. gw and gb sum the blocks' partials, so their bits
+      // depend on the device's SM count (the same on every run of one device); gx does not.
+      const int64_t rows_per_block =
+          kPairs * std::max<int64_t>(1, ceil_div(rows, kPairBlocksPerSm * sm_count() * kPairs));
+      // The kernel's offsets from a block's first row are int.
+      TG_CHECK(rows_per_block * C <= 0x7fffffff, "layer_norm: too many rows for the GPU kernel");
+      const int64_t blocks = ceil_div(rows, rows_per_block);
+      TG_CHECK(blocks <= 0x7fffffff, "layer_norm: too many rows for the GPU kernel");
+      const Partials<float> part(gw != nullptr, gb != nullptr, blocks * C, stream);
+      // The sums and s_w stay within the 48 KB a block may take without opting in.
+      static_assert((2 * kPairs + 1) * kFusedMaxC * sizeof(float) <= 48 * 1024);
+      const size_t sums_bytes = 2 * kPairs * static_cast<size_t>(C) * sizeof(float);
+      fused_backward_pair_kernel<T, kPairChunks<T, kChunks>>
+          <<<static_cast<unsigned>(blocks), kFusedWarps * 32, sums_bytes, stream>>>(
+              gy, x, w, mean, rstd, gx, gx_add, part.w, part.b, rows, static_cast<int>(C),
+              1.0f / float(C), static_cast<int>(rows_per_block));
+      TG_CUDA_CHECK_LAUNCH();
+      if (gw || gb) launch_final<T>(part.w, part.b, gw, gb, blocks, C, stream);
     });
   }
 }

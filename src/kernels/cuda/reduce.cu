@@ -171,8 +171,12 @@ __global__ void __launch_bounds__(kThreads)
 // rows k, k + 8, ... of the block's chunk in order and the slices combine by reduce_kernel's tree,
 // so each output's result is reduce_kernel's, bit for bit.
 constexpr int kRowSlices = 8;
+// Outputs per block for elements of elem_bytes: 32 lanes of a 16-byte vector each.
+constexpr int64_t row_outs(size_t elem_bytes) {
+  return kThreads / kRowSlices * (16 / static_cast<int64_t>(elem_bytes));
+}
 template <class T>
-constexpr int64_t kRowOuts = kThreads / kRowSlices* kVec16<T>;  // outputs per block
+constexpr int64_t kRowOuts = row_outs(sizeof(T));
 
 template <class T, bool kMax>
 __global__ void __launch_bounds__(kThreads)
@@ -252,28 +256,6 @@ int parts_for(const Split& s, int slices, int64_t outs) {
   return static_cast<int>(std::clamp<int64_t>(std::min(by_wave, by_size), 1, kMaxParts));
 }
 
-// Launches `parts` > 1's second kernel.
-template <class T, bool kMax>
-void launch_combine(const double* partials, T* out, int64_t n_out, int parts, cudaStream_t stream) {
-  combine_parts_kernel<T, kMax>
-      <<<grid_blocks((n_out + kThreads - 1) / kThreads, one_wave_blocks()), kThreads, 0, stream>>>(
-          partials, out, n_out, parts);
-  TG_CUDA_CHECK_LAUNCH();
-}
-
-template <class T, bool kMax, class Index, int kSlices, bool kOutputsAcross>
-void launch(const T* x, T* out, const Split& s, double* workspace, cudaStream_t stream) {
-  constexpr int kOuts = kThreads / kSlices;
-  const int parts = workspace != nullptr ? parts_for(s, kSlices, kOuts) : 1;
-  const int64_t chunk = (s.n_red + parts - 1) / parts;
-  const dim3 grid(grid_blocks((s.n_out + kOuts - 1) / kOuts, one_wave_blocks()),
-                  static_cast<unsigned>(parts));
-  reduce_kernel<T, kMax, Index, kSlices, kOutputsAcross>
-      <<<grid, kThreads, 0, stream>>>(x, out, s, parts > 1 ? chunk : s.n_red, workspace);
-  TG_CUDA_CHECK_LAUNCH();
-  if (parts > 1) launch_combine<T, kMax>(workspace, out, s.n_out, parts, stream);
-}
-
 // Whether x is a contiguous row-major [n_red, n_out] matrix reduced over its rows, whose rows
 // start 16-byte aligned: rows_reduce_kernel's case.
 bool rows_case(const void* x, size_t elem_bytes, const Split& s) {
@@ -283,40 +265,79 @@ bool rows_case(const void* x, size_t elem_bytes, const Split& s) {
          reinterpret_cast<uintptr_t>(x) % 16 == 0;
 }
 
-template <class T, bool kMax>
-void launch_rows(const T* x, T* out, const Split& s, double* workspace, cudaStream_t stream) {
-  const int parts = workspace != nullptr ? parts_for(s, kRowSlices, kRowOuts<T>) : 1;
-  const int64_t chunk = (s.n_red + parts - 1) / parts;
-  const dim3 grid(grid_blocks((s.n_out + kRowOuts<T> - 1) / kRowOuts<T>, one_wave_blocks()),
-                  static_cast<unsigned>(parts));
-  rows_reduce_kernel<T, kMax><<<grid, kThreads, 0, stream>>>(
-      x, out, s.n_out, s.n_red, parts > 1 ? chunk : s.n_red, workspace);
-  TG_CUDA_CHECK_LAUNCH();
-  if (parts > 1) launch_combine<T, kMax>(workspace, out, s.n_out, parts, stream);
-}
+// A reduction's blocks: rows_reduce_kernel's (rows), or reduce_kernel's with |slices| threads per
+// output (negative: outputs across the warp), the shapes of the header comment; outs, the
+// outputs per block. The launch and reduce_workspace_bytes both take it from here, so that the
+// workspace always holds the launch's partials.
+struct BlockShape {
+  bool rows;
+  int slices;
+  int64_t outs;
+};
 
-// Threads per output: the block shapes of the header comment.
-int slices_for(const Split& s) {
+BlockShape block_shape(const Split& s, const void* x, size_t elem_bytes) {
+  if (rows_case(x, elem_bytes, s)) return {true, kRowSlices, row_outs(elem_bytes)};
   const bool outputs_adjacent = s.kept.n > 0 && s.kept.stride[s.kept.n - 1] == 1;
   const bool elements_adjacent = s.reduced.n > 0 && s.reduced.stride[s.reduced.n - 1] == 1;
-  if (s.n_red <= 16) return 1;
-  if (outputs_adjacent && !elements_adjacent && s.n_out >= 32) return -8;  // outputs across
-  if (s.n_red <= 2048) return 32;
-  return kThreads;
+  int slices = kThreads;
+  if (s.n_red <= 16) {
+    slices = 1;
+  } else if (outputs_adjacent && !elements_adjacent && s.n_out >= 32) {
+    slices = -8;  // outputs across
+  } else if (s.n_red <= 2048) {
+    slices = 32;
+  }
+  return {false, slices, kThreads / std::abs(slices)};
+}
+
+// The number of chunks the reduced range is cut into for shape b (1: no workspace used).
+int parts_of(const Split& s, const BlockShape& b, bool have_workspace) {
+  return have_workspace && std::abs(b.slices) > 1 ? parts_for(s, std::abs(b.slices), b.outs) : 1;
+}
+
+// Launches the first kernel through `first(grid, chunk)` over parts_of(...) chunks of the reduced
+// range, then, with more than one, the kernel that combines their partials.
+template <class T, bool kMax, class First>
+void launch(const Split& s, const BlockShape& b, double* workspace, T* out, cudaStream_t stream,
+            First&& first) {
+  const int parts = parts_of(s, b, workspace != nullptr);
+  const dim3 grid(grid_blocks((s.n_out + b.outs - 1) / b.outs, one_wave_blocks()),
+                  static_cast<unsigned>(parts));
+  first(grid, parts > 1 ? (s.n_red + parts - 1) / parts : s.n_red);
+  TG_CUDA_CHECK_LAUNCH();
+  if (parts > 1) {
+    combine_parts_kernel<T, kMax>
+        <<<grid_blocks((s.n_out + kThreads - 1) / kThreads, one_wave_blocks()), kThreads, 0,
+           stream>>>(workspace, out, s.n_out, parts);
+    TG_CUDA_CHECK_LAUNCH();
+  }
 }
 
 template <class T, bool kMax, class Index>
 void reduce_impl(const T* x, T* out, const Split& s, double* ws, cudaStream_t stream) {
-  if (rows_case(x, sizeof(T), s)) return launch_rows<T, kMax>(x, out, s, ws, stream);
-  switch (slices_for(s)) {
+  const BlockShape b = block_shape(s, x, sizeof(T));
+  // reduce_kernel with kSlices threads per output (kAcross: outputs across the warp).
+  auto with = [&]<int kSlices, bool kAcross>() {
+    launch<T, kMax>(s, b, ws, out, stream, [&](dim3 grid, int64_t chunk) {
+      reduce_kernel<T, kMax, Index, kSlices, kAcross>
+          <<<grid, kThreads, 0, stream>>>(x, out, s, chunk, ws);
+    });
+  };
+  if (b.rows) {
+    return launch<T, kMax>(s, b, ws, out, stream, [&](dim3 grid, int64_t chunk) {
+      rows_reduce_kernel<T, kMax>
+          <<<grid, kThreads, 0, stream>>>(x, out, s.n_out, s.n_red, chunk, ws);
+    });
+  }
+  switch (b.slices) {
     case 1:
-      return launch<T, kMax, Index, 1, false>(x, out, s, nullptr, stream);
+      return with.template operator()<1, false>();
     case -8:
-      return launch<T, kMax, Index, 8, true>(x, out, s, ws, stream);
+      return with.template operator()<8, true>();
     case 32:
-      return launch<T, kMax, Index, 32, false>(x, out, s, ws, stream);
+      return with.template operator()<32, false>();
     default:
-      return launch<T, kMax, Index, kThreads, false>(x, out, s, ws, stream);
+      return with.template operator()<kThreads, false>();
   }
 }
 
@@ -325,14 +346,9 @@ void reduce_impl(const T* x, T* out, const Split& s, double* ws, cudaStream_t st
 size_t reduce_workspace_bytes(const StridedView& x, const StridedView& out) {
   if (x.ndim != out.ndim) return 0;
   const Split s = split_dims(x, out);
-  if (s.n_out == 0) return 0;
   const size_t elem = dtype_size(x.dtype);
-  const bool rows = elem > 0 && elem <= 16 && rows_case(x.data, elem, s);
-  const int slices = rows ? kRowSlices : std::abs(slices_for(s));
-  if (slices == 1) return 0;
-  const int parts = parts_for(
-      s, slices,
-      rows ? kThreads / kRowSlices * (16 / static_cast<int64_t>(elem)) : kThreads / slices);
+  if (s.n_out == 0 || elem == 0 || elem > 16) return 0;
+  const int parts = parts_of(s, block_shape(s, x.data, elem), true);
   return parts > 1 ? static_cast<size_t>(parts) * static_cast<size_t>(s.n_out) * sizeof(double) : 0;
 }
 
