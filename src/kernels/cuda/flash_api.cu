@@ -131,13 +131,20 @@ cudaError_t forward_sm90(const FlashFwdParams& p, flash::Sm90Variant v, cudaStre
     return bf16 ? run_flash_fwd_sm90<__nv_bfloat16, 64>(p, v, stream)
                 : run_flash_fwd_sm90<__half, 64>(p, v, stream);
   }
+  if (p.D == 256) {
+    return bf16 ? run_flash_fwd_sm90<__nv_bfloat16, 256>(p, v, stream)
+                : run_flash_fwd_sm90<__half, 256>(p, v, stream);
+  }
   return bf16 ? run_flash_fwd_sm90<__nv_bfloat16, 128>(p, v, stream)
               : run_flash_fwd_sm90<__half, 128>(p, v, stream);
 }
 
-// The Hopper kernels cover D = 64 and 128 with padded batches; D = 256 and packed batches run the
-// sm_80 kernels everywhere.
-bool sm90_covers(const FlashFwdParams& p) {
+// The Hopper forward covers D = 64, 128 and 256 with padded batches, the Hopper backward D = 64 and
+// 128; packed batches, and the backward at D = 256, run the sm_80 kernels everywhere.
+bool sm90_covers_forward(const FlashFwdParams& p) {
+  return p.cu_seqlens_q == nullptr;
+}
+bool sm90_covers_backward(const FlashFwdParams& p) {
   return p.D != 256 && p.cu_seqlens_q == nullptr;
 }
 
@@ -147,7 +154,7 @@ cudaError_t flash_attention_forward_with(const FlashFwdParams& p, FlashKernel ke
                                          cudaStream_t stream) {
   if (!flash_attention_check(p).empty()) return cudaErrorInvalidValue;
   if (kernel == FlashKernel::sm80) return forward_sm80(p, stream);
-  const bool hopper = flash::flash_sm90_device() && sm90_covers(p);
+  const bool hopper = flash::flash_sm90_device() && sm90_covers_forward(p);
   if (kernel == FlashKernel::sm90) {
     return hopper ? forward_sm90(p, flash::Sm90Variant::pingpong, stream) : cudaErrorInvalidValue;
   }
@@ -198,7 +205,8 @@ cudaError_t flash_attention_backward_ablation(const FlashBwdParams& p, int varia
   using namespace flash;
   if (!flash_attention_check(p).empty() || variant < 0 || variant > 4) return cudaErrorInvalidValue;
   const bool hopper_main = variant >= 3;
-  if (hopper_main && !(flash_sm90_device() && sm90_covers(p.fwd))) return cudaErrorInvalidValue;
+  if (hopper_main && !(flash_sm90_device() && sm90_covers_backward(p.fwd)))
+    return cudaErrorInvalidValue;
   if (p.deterministic && variant != 0 && variant != 3) return cudaErrorInvalidValue;
   if (p.fwd.cu_seqlens_q != nullptr && variant != 0) return cudaErrorInvalidValue;
   const int64_t rows = flash_stat_rows(p.fwd);
@@ -231,7 +239,7 @@ cudaError_t flash_attention_backward_with(const FlashBwdParams& p, FlashKernel k
   if (kernel == FlashKernel::sm90) return flash_attention_backward_ablation(p, 3, stream);
   // Automatic: the Hopper main kernel on sm_90, the sm_80 one elsewhere.
   const bool hopper =
-      kernel == FlashKernel::automatic && flash::flash_sm90_device() && sm90_covers(p.fwd);
+      kernel == FlashKernel::automatic && flash::flash_sm90_device() && sm90_covers_backward(p.fwd);
   return flash_attention_backward_ablation(p, hopper ? 3 : 0, stream);
 }
 

@@ -5,7 +5,7 @@
 // architecture: flash_api.cu checks the problem and picks a kernel: the sm_80 path in
 // flash_{fwd,bwd}_sm80.cu runs on every GPU from Ampere on; on Hopper (sm_90) the forward runs
 // flash_fwd_sm90.cu (wgmma, TMA, warp specialisation) and the backward flash_bwd_sm90.cu's main
-// kernel (wgmma) instead.
+// kernel (wgmma) instead, except the backward at D = 256 (the sm_80 kernel there).
 //
 // Layout: q, o, dq, do are (B, Nq, H, D) and k, v, dk, dv are (B, Nk, Hkv, D) in the sense that an
 // element's address is base + b * batch_stride + n * row_stride + h * head_stride + d; the strides
@@ -114,7 +114,7 @@ cudaError_t flash_attention_forward(const FlashFwdParams& p, cudaStream_t stream
 
 // The forward with an explicit kernel, so that both can be compared in one program: automatic as
 // above, sm80 (any GPU from Ampere on) or sm90 (compute capability 9.0 only; cudaErrorInvalidValue
-// elsewhere and for D = 256 or packed batches, which automatic runs on the sm_80 kernel;
+// elsewhere and for packed batches, which automatic runs on the sm_80 kernel;
 // cudaErrorNotSupported when the operands cannot be described to the copy engine,
 // which automatic answers by running the sm_80 kernel). Both compute the same function; they differ
 // in rounding only.

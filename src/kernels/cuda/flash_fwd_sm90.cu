@@ -2,7 +2,8 @@
 // mbarriers, a producer warp and two or three consumer warpgroups (FlashAttention-3's structure).
 //
 // One CTA computes kBlockM = 64 x (consumer warpgroups) query rows of one (batch, head): 128 rows
-// with two consumers at D = 128, 192 rows with three at D = 64 (see consumers_for). Warpgroups:
+// with two consumers at D = 128 and 256, 192 rows with three at D = 64 (see consumers_for), against
+// key blocks of kBlockN = 128 keys (64 at D = 256, see kBlockNFor). Warpgroups:
 //   warpgroup 0, the producer: gives most of its registers back (setmaxnreg) and one thread issues
 //     the TMA copies: Q once, then K and V of each key block into a ring of kStages stages, each
 //     stage guarded by a "full" mbarrier (the copy's bytes arrived) and an "empty" one (all
@@ -44,15 +45,24 @@
 namespace tilegrad::cuda::flash {
 namespace {
 
-constexpr int kBlockN = 128;  // keys per block: wgmma's N for S, K for O += P V
-constexpr int kStages = 2;    // K/V ring depth
+constexpr int kStages = 2;  // K/V ring depth
+
+// Keys per block: wgmma's N for S, its K for O += P V. 128, but 64 at D = 256: there Q (128 rows)
+// and two stages of K and V take (128 + 4 x 64) x 512 bytes = 192 KB of the 227 KB of shared
+// memory (128-key blocks would need 320 KB), and O's accumulators take 128 registers per thread,
+// leaving S (32) and P (16) room in the consumers' 240. Each block's two products are then as long
+// as at D = 128 (64 x 64 x 256 and 64 x 256 x 64 multiply-adds per warpgroup) and its softmax half
+// as long. (FlashAttention-3 takes 80-key blocks there, 224 KB; 64 keeps the softmax's four
+// partial reductions per row and the 1 KB of alignment slack.)
+template <int D>
+inline constexpr int kBlockNFor = D == 256 ? 64 : 128;
 
 // Consumer warpgroups per CTA, 64 query rows each (wgmma's M). D = 128 keeps two: O, S and P take
-// 160 registers per thread, so only two consumers fit the register file. At D = 64 they take 128,
-// and a third consumer fits in 160 registers each (FlashAttention-3's 192-row tile): a block's
-// products are half as long there while its softmax (exp2 on the quarter-rate unit) is not, so
-// one consumer's softmax needs more than the other's products to hide under; with three in turn,
-// each softmax has two other warpgroups' products to hide under, and each K/V tile serves 192
+// 160 registers per thread (176 at D = 256), so only two consumers fit the register file. At D = 64
+// they take 128, and a third consumer fits in 160 registers each (FlashAttention-3's 192-row tile):
+// a block's products are half as long there while its softmax (exp2 on the quarter-rate unit) is
+// not, so one consumer's softmax needs more than the other's products to hide under; with three in
+// turn, each softmax has two other warpgroups' products to hide under, and each K/V tile serves 192
 // rows instead of 128. The dropout instantiation keeps two: its Philox code needs the registers.
 template <int D, bool kDropout>
 constexpr int consumers_for() {
@@ -80,7 +90,8 @@ __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
                           const __grid_constant__ CUtensorMap tm_k,
                           const __grid_constant__ CUtensorMap tm_v, const Sm90Args args) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  static_assert(D == 64 || D == 128, "D = 64 or 128");
+  static_assert(D == 64 || D == 128 || D == 256, "D = 64, 128 or 256");
+  static_assert(!(kDropout && D == 256), "no dropout at D = 256");
   static_assert(!kPingPong || kOverlap, "ping-pong is built on the overlapped loop");
   static_assert(!kPersistent || (kPingPong && !kDropout), "persistent: the default kernel only");
   static_assert(!kPaired || kPersistent, "paired tiles: persistent CTAs only");
@@ -88,6 +99,7 @@ __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
   constexpr float kLn2 = 0.6931471805599453f;
   static_assert(kConsumers == 2 || kConsumers == 3, "two or three consumer warpgroups");
   constexpr int kBlockM = 64 * kConsumers;  // query rows per CTA
+  constexpr int kBlockN = kBlockNFor<D>;
   // Registers per thread after reallocation: 24 x 128 + 240 x 256 <= 64K with two consumers,
   // 24 x 128 + 160 x 384 <= 64K with three.
   constexpr int kProducerRegs = 24;
@@ -278,8 +290,8 @@ __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
     }
   };
   // Online softmax of S in place (S becomes exp2(S scale log2 e - m)); returns the factors by
-  // which the old O and l must be scaled and updates m and l. A row's 128 scores lie in the four
-  // lanes of a quad: the max needs two shuffles; the sums stay per lane until the end. Without
+  // which the old O and l must be scaled and updates m and l. A row's kBlockN scores lie in the
+  // four lanes of a quad: the max needs two shuffles; the sums stay per lane until the end. Without
   // fast-math the compiler keeps each float reduction in source order, so a single accumulator
   // makes a chain of kNT dependent max (and 2 kNT dependent adds) per row, whose latency the
   // softmax pays while the tensor cores wait for the next turn; four partial accumulators per row,
@@ -537,6 +549,7 @@ template <typename T, int D, bool kOverlap, bool kPingPong, bool kDropout = fals
 cudaError_t launch_sm90(const FlashFwdParams& p, cudaStream_t stream) {
   constexpr int kConsumers = consumers_for<D, kDropout>();
   constexpr int kBlockM = block_m_for<D, kDropout>();
+  constexpr int kBlockN = kBlockNFor<D>;
   const bool bf16 = p.dtype == FlashDType::bf16;
   CUtensorMap tm_q, tm_k, tm_v;
   Sm90Args args{p, {}, {}, {}};
@@ -592,7 +605,13 @@ cudaError_t run_flash_fwd_sm90(const FlashFwdParams& p, Sm90Variant variant, cud
   } else if (variant != Sm90Variant::pingpong) {
     return cudaErrorInvalidValue;
   }
-  if (dropout) return launch_sm90<T, D, true, true, true>(p, stream);
+  if (dropout) {
+    // flash_attention_check refuses dropout at D = 256 (the sm_80 kernels have none either).
+    if constexpr (D == 256)
+      return cudaErrorInvalidValue;
+    else
+      return launch_sm90<T, D, true, true, true>(p, stream);
+  }
   // Persistent CTAs when every query row sees every key (no causal mask, no window): the tiles
   // are then equal and a static schedule balances them.
   const FlashBand band = flash_band(p);
@@ -620,6 +639,10 @@ template cudaError_t run_flash_fwd_sm90<__nv_bfloat16, 128>(const FlashFwdParams
 template cudaError_t run_flash_fwd_sm90<__half, 64>(const FlashFwdParams&, Sm90Variant,
                                                     cudaStream_t);
 template cudaError_t run_flash_fwd_sm90<__half, 128>(const FlashFwdParams&, Sm90Variant,
+                                                     cudaStream_t);
+template cudaError_t run_flash_fwd_sm90<__nv_bfloat16, 256>(const FlashFwdParams&, Sm90Variant,
+                                                            cudaStream_t);
+template cudaError_t run_flash_fwd_sm90<__half, 256>(const FlashFwdParams&, Sm90Variant,
                                                      cudaStream_t);
 
 }  // namespace tilegrad::cuda::flash
