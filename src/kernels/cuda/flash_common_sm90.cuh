@@ -253,6 +253,10 @@ __device__ __forceinline__ void wgmma_ss_m64n64k16(float (&d)[32], uint64_t desc
   "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "             \
   "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, " \
   "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
+#define TG_WGMMA_D40                                                                 \
+  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "           \
+  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+  "%32, %33, %34, %35, %36, %37, %38, %39"
 #define TG_WGMMA_OUT8(d, i)                                                                   \
   "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), \
       "+f"(d[i + 6]), "+f"(d[i + 7])
@@ -282,7 +286,35 @@ __device__ __forceinline__ void wgmma_rs_m64n256k16(float (&d)[128], const uint3
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d));
   }
 }
+
+// d (64 x 80) = A B + (scale_d ? d : 0), A and B K-major in shared memory: S over the forward's
+// 80-key blocks at D = 256.
+template <typename T>
+__device__ __forceinline__ void wgmma_ss_m64n80k16(float (&d)[40], uint64_t desc_a, uint64_t desc_b,
+                                                   int scale_d) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    asm volatile(
+        "{\n.reg .pred p;\n"
+        "setp.ne.b32 p, %42, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n80k16.f32.bf16.bf16 "
+        "{" TG_WGMMA_D40 "}, %40, %41, p, 1, 1, 0, 0;\n}\n"
+        : TG_WGMMA_OUT8(d, 0), TG_WGMMA_OUT8(d, 8), TG_WGMMA_OUT8(d, 16), TG_WGMMA_OUT8(d, 24),
+          TG_WGMMA_OUT8(d, 32)
+        : "l"(desc_a), "l"(desc_b), "r"(scale_d));
+  } else {
+    asm volatile(
+        "{\n.reg .pred p;\n"
+        "setp.ne.b32 p, %42, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n80k16.f32.f16.f16 "
+        "{" TG_WGMMA_D40 "}, %40, %41, p, 1, 1, 0, 0;\n}\n"
+        : TG_WGMMA_OUT8(d, 0), TG_WGMMA_OUT8(d, 8), TG_WGMMA_OUT8(d, 16), TG_WGMMA_OUT8(d, 24),
+          TG_WGMMA_OUT8(d, 32)
+        : "l"(desc_a), "l"(desc_b), "r"(scale_d));
+  }
+}
+
 #undef TG_WGMMA_OUT128
+#undef TG_WGMMA_D40
 #undef TG_WGMMA_OUT8
 #undef TG_WGMMA_D128
 
@@ -302,9 +334,12 @@ struct Wgmma<__nv_bfloat16> {
                                             int scale_d) {
     wgmma_rs_m64n64k16_bf16(d, a, b, scale_d);
   }
-  // S at D = 256 (64-key blocks) and O += P V at D = 256.
+  // S over 64- and 80-key blocks (D = 256); O += P V at D = 256.
   static __device__ __forceinline__ void ss(float (&d)[32], uint64_t a, uint64_t b, int scale_d) {
     wgmma_ss_m64n64k16<__nv_bfloat16, 0, 0>(d, a, b, scale_d);
+  }
+  static __device__ __forceinline__ void ss(float (&d)[40], uint64_t a, uint64_t b, int scale_d) {
+    wgmma_ss_m64n80k16<__nv_bfloat16>(d, a, b, scale_d);
   }
   static __device__ __forceinline__ void rs(float (&d)[128], const uint32_t (&a)[4], uint64_t b,
                                             int scale_d) {
@@ -325,9 +360,12 @@ struct Wgmma<__half> {
                                             int scale_d) {
     wgmma_rs_m64n64k16_f16(d, a, b, scale_d);
   }
-  // S at D = 256 (64-key blocks) and O += P V at D = 256.
+  // S over 64- and 80-key blocks (D = 256); O += P V at D = 256.
   static __device__ __forceinline__ void ss(float (&d)[32], uint64_t a, uint64_t b, int scale_d) {
     wgmma_ss_m64n64k16<__half, 0, 0>(d, a, b, scale_d);
+  }
+  static __device__ __forceinline__ void ss(float (&d)[40], uint64_t a, uint64_t b, int scale_d) {
+    wgmma_ss_m64n80k16<__half>(d, a, b, scale_d);
   }
   static __device__ __forceinline__ void rs(float (&d)[128], const uint32_t (&a)[4], uint64_t b,
                                             int scale_d) {

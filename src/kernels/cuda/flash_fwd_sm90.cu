@@ -3,7 +3,7 @@
 //
 // One CTA computes kBlockM = 64 x (consumer warpgroups) query rows of one (batch, head): 128 rows
 // with two consumers at D = 128 and 256, 192 rows with three at D = 64 (see consumers_for), against
-// key blocks of kBlockN = 128 keys (64 at D = 256, see kBlockNFor). Warpgroups:
+// key blocks of kBlockN = 128 keys (80 at D = 256, see kBlockNFor). Warpgroups:
 //   warpgroup 0, the producer: gives most of its registers back (setmaxnreg) and one thread issues
 //     the TMA copies: Q once, then K and V of each key block into a ring of kStages stages, each
 //     stage guarded by a "full" mbarrier (the copy's bytes arrived) and an "empty" one (all
@@ -47,15 +47,16 @@ namespace {
 
 constexpr int kStages = 2;  // K/V ring depth
 
-// Keys per block: wgmma's N for S, its K for O += P V. 128, but 64 at D = 256: there Q (128 rows)
-// and two stages of K and V take (128 + 4 x 64) x 512 bytes = 192 KB of the 227 KB of shared
-// memory (128-key blocks would need 320 KB), and O's accumulators take 128 registers per thread,
-// leaving S (32) and P (16) room in the consumers' 240. Each block's two products are then as long
-// as at D = 128 (64 x 64 x 256 and 64 x 256 x 64 multiply-adds per warpgroup) and its softmax half
-// as long. (FlashAttention-3 takes 80-key blocks there, 224 KB; 64 keeps the softmax's four
-// partial reductions per row and the 1 KB of alignment slack.)
+// Keys per block: wgmma's N for S, its K for O += P V. 128, but 80 at D = 256 (FlashAttention-3's
+// choice there): Q (128 rows) and two stages of K and V take (128 + 4 x 80) x 512 bytes = 224 KB
+// of the 227 KB of shared memory (128-key blocks would need 320 KB), and O's accumulators take 128
+// registers per thread, leaving S (40) and P (20) room in the consumers' 240. Per block, a
+// consumer's fixed costs (O's rescale, 128 multiplies at D = 256; the row max's shuffles; the
+// barrier waits and turn hand-overs) are spread over 80 keys: 1.02-1.12x the forward with 64-key
+// blocks (H100, run L2 in docs/KERNELS.md). At D = 128 without a mask, 176-key blocks
+// (FlashAttention-3's choice; 229 registers, no spills) measured 0.97-0.99x at N <= 8k: not kept.
 template <int D>
-inline constexpr int kBlockNFor = D == 256 ? 64 : 128;
+inline constexpr int kBlockNFor = D == 256 ? 80 : 128;
 
 // Consumer warpgroups per CTA, 64 query rows each (wgmma's M). D = 128 keeps two: O, S and P take
 // 160 registers per thread (176 at D = 256), so only two consumers fit the register file. At D = 64
@@ -297,7 +298,7 @@ __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
   // softmax pays while the tensor cores wait for the next turn; four partial accumulators per row,
   // both rows' chains side by side, cut the depth fourfold.
   auto softmax = [&](float(&corr)[2]) {
-    static_assert(kNT % 4 == 0, "four partial reductions per row");
+    static_assert(kNT >= 4, "four partial reductions per row");
     float mx[2];
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
