@@ -394,14 +394,24 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
 //   dQ_block = dS K (64 x 256): warp (wm, wd) of 2 x 4 takes queries 32 wm.., columns 64 wd...
 // The 2 x 4 splits read fewer operand bytes per mma than 4 x 2 would (an A tile feeds 8 column
 // tiles). Shared memory: K, V, Q, dO (64 x 264 each, 33 KB) and Pᵀ, dSᵀ (64 x 72): 150 KB, one CTA
-// per SM, which fits an A100's 163 KB. Q and dO have one stage only (two would need 218 KB): the
-// next block's fetch is issued once dV and dK have read them and runs under dQ's product and
-// reductions. The deterministic mode is a run-time switch here (one instantiation per type); no
-// dropout (flash_attention_check rejects it at D = 256).
-template <typename T, int D>
+// per SM. Q, dO, lse and dsum have kQStages stages: one where the device's shared memory ends near
+// 163 KB (A100): the next block's fetch is issued once dV and dK have read them and runs under
+// dQ's product and reductions only; two where 217 KB fit (H100, H200): the next block's fetch is
+// issued at the top of the iteration into the other stage and runs under the whole block, and the
+// barrier that guarded the single stage before the fetch goes. The deterministic mode is a
+// run-time switch here (one instantiation per type and stage count); no dropout
+// (flash_attention_check rejects it at D = 256).
+template <int D, int kQStages>
+constexpr int wide_bwd_smem_bytes(int elem_bytes) {
+  // K, V; kQStages x (Q, dO); Pᵀ, dSᵀ (64 x 72 each); kQStages x (lse, dsum), float.
+  return ((2 + 2 * kQStages) * 64 * kSmemStride<D> + 2 * 64 * 72) * elem_bytes +
+         kQStages * 2 * 64 * 4;
+}
+template <typename T, int D, int kQStages>
 __global__ void __launch_bounds__(256, 1)
     flash_bwd_sm80_wide_kernel(const FlashBwdParams p, float* dq_accum, const float* dsum,
                                int* semaphores) {
+  static_assert(kQStages == 1 || kQStages == 2, "one or two query-block stages");
   using Mma = MmaOp<T>;
   constexpr int kBlockM = 64, kBlockN = 64, kThreads = 256;
   constexpr int kS = kSmemStride<D>;
@@ -414,12 +424,12 @@ __global__ void __launch_bounds__(256, 1)
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* s_k = reinterpret_cast<T*>(smem_raw);                        // (kBlockN, kS)
   T* s_v = s_k + kBlockN * kS;                                    // (kBlockN, kS)
-  T* s_q = s_v + kBlockN * kS;                                    // (kBlockM, kS)
-  T* s_do = s_q + kBlockM * kS;                                   // (kBlockM, kS)
-  T* s_p = s_do + kBlockM * kS;                                   // (kBlockN, kPS): Pᵀ
+  T* s_q = s_v + kBlockN * kS;                                    // kQStages x (kBlockM, kS)
+  T* s_do = s_q + kQStages * kBlockM * kS;                        // kQStages x (kBlockM, kS)
+  T* s_p = s_do + kQStages * kBlockM * kS;                        // (kBlockN, kPS): Pᵀ
   T* s_ds = s_p + kBlockN * kPS;                                  // (kBlockN, kPS): dSᵀ
-  float* s_lse = reinterpret_cast<float*>(s_ds + kBlockN * kPS);  // kBlockM
-  float* s_dsum = s_lse + kBlockM;                                // kBlockM
+  float* s_lse = reinterpret_cast<float*>(s_ds + kBlockN * kPS);  // kQStages x kBlockM
+  float* s_dsum = s_lse + kQStages * kBlockM;                     // kQStages x kBlockM
 
   const int tid = threadIdx.x;
   const int warp = tid / 32, lane = tid % 32;
@@ -442,18 +452,22 @@ __global__ void __launch_bounds__(256, 1)
 
   const T* g_k = static_cast<const T*>(f.k) + seq.k_off(f.k_strides, hkv);
   const T* g_v = static_cast<const T*>(f.v) + seq.k_off(f.v_strides, hkv);
+  // Query block `it` (its Q, dO, lse and dsum) into stage it % kQStages.
   auto load_query_block = [&](int it) {
     const int h = hkv * group + it / n_m;
     const int m0 = (m_begin + it % n_m) * kBlockM;
+    const int stage = it % kQStages;
     const T* g_q = static_cast<const T*>(f.q) + seq.q_off(f.q_strides, h);
     const T* g_do = static_cast<const T*>(p.dout) + seq.q_off(p.dout_strides, h);
-    load_tile_async<kBlockM, D, kS, kThreads>(s_q, g_q, f.q_strides.row, m0, nq, tid);
-    load_tile_async<kBlockM, D, kS, kThreads>(s_do, g_do, p.dout_strides.row, m0, nq, tid);
+    load_tile_async<kBlockM, D, kS, kThreads>(s_q + stage * kBlockM * kS, g_q, f.q_strides.row, m0,
+                                              nq, tid);
+    load_tile_async<kBlockM, D, kS, kThreads>(s_do + stage * kBlockM * kS, g_do, p.dout_strides.row,
+                                              m0, nq, tid);
     if (tid < kBlockM) {
       const int64_t row0 = flash_stat_row(f, seq, h);
       const bool valid = m0 + tid < nq;
-      cp_async_4(s_lse + tid, f.lse + (valid ? row0 + m0 + tid : 0), valid);
-      cp_async_4(s_dsum + tid, dsum + (valid ? row0 + m0 + tid : 0), valid);
+      cp_async_4(s_lse + stage * kBlockM + tid, f.lse + (valid ? row0 + m0 + tid : 0), valid);
+      cp_async_4(s_dsum + stage * kBlockM + tid, dsum + (valid ? row0 + m0 + tid : 0), valid);
     }
   };
 
@@ -494,9 +508,19 @@ __global__ void __launch_bounds__(256, 1)
 
   for (int it = 0; it < total; ++it) {
     cp_async_wait<0>();
-    __syncthreads();  // this block's Q, dO, lse, dsum landed; the last dQ's reads of dSᵀ are done
+    // This block's Q, dO, lse, dsum landed; the last dQ's reads of dSᵀ are done; with two stages,
+    // the other stage's last reads (the previous block's) are done too.
+    __syncthreads();
+    if constexpr (kQStages == 2) {
+      if (it + 1 < total) load_query_block(it + 1);
+      cp_async_commit();
+    }
     const int h = hkv * group + it / n_m;
     const int m0 = (m_begin + it % n_m) * kBlockM;
+    const int stage = it % kQStages;
+    const uint32_t stage_off = stage * kBlockM * kS * kE;
+    const float* s_lset = s_lse + stage * kBlockM;
+    const float* s_dsumt = s_dsum + stage * kBlockM;
 
     // Sᵀ = K Qᵀ and dPᵀ = V dOᵀ: 16 keys x 32 queries per warp.
     float r_s[4][4], r_dp[4][4];
@@ -514,8 +538,8 @@ __global__ void __launch_bounds__(256, 1)
       for (int np = 0; np < 2; ++np) {
         const uint32_t b_off = (np * 16 * kS + ks * 16) * kE;
         uint32_t r_bq[4], r_bdo[4];
-        ldsm_x4(r_bq, s_q_b, b_off);
-        ldsm_x4(r_bdo, s_do_b, b_off);
+        ldsm_x4(r_bq, s_q_b + stage_off, b_off);
+        ldsm_x4(r_bdo, s_do_b + stage_off, b_off);
         Mma::run(r_s[2 * np], r_ak, r_bq[0], r_bq[1]);
         Mma::run(r_s[2 * np + 1], r_ak, r_bq[2], r_bq[3]);
         Mma::run(r_dp[2 * np], r_av, r_bdo[0], r_bdo[1]);
@@ -533,14 +557,14 @@ __global__ void __launch_bounds__(256, 1)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int q_local = q_s + nt * 8 + 2 * t + (e & 1);
-        float pv = fast_exp2(fmaf(r_s[nt][e], scale_log2, -s_lse[q_local] * kLog2e));
+        float pv = fast_exp2(fmaf(r_s[nt][e], scale_log2, -s_lset[q_local] * kLog2e));
         if (need_mask) {
           const int key = k_first + g + (e >> 1) * 8;
           const int q = m0 + q_local;
           if (key >= nk || q >= nq || !band.visible(q, key)) pv = 0.0f;
         }
         r_s[nt][e] = pv;
-        r_dp[nt][e] = pv * (r_dp[nt][e] - s_dsum[q_local]);
+        r_dp[nt][e] = pv * (r_dp[nt][e] - s_dsumt[q_local]);
       }
       const int off = (key_s + g) * kPS + q_s + nt * 8 + 2 * t;
       *reinterpret_cast<uint32_t*>(s_p + off) = Mma::pack(r_s[nt][0], r_s[nt][1]);
@@ -563,8 +587,8 @@ __global__ void __launch_bounds__(256, 1)
       for (int dp = 0; dp < kDT / 2; ++dp) {
         const uint32_t b_off = (kq * 16 * kS + dp * 16) * kE;
         uint32_t r_bdo[4], r_bq[4];
-        ldsm_x4_trans(r_bdo, s_do_bt, b_off);
-        ldsm_x4_trans(r_bq, s_q_bt, b_off);
+        ldsm_x4_trans(r_bdo, s_do_bt + stage_off, b_off);
+        ldsm_x4_trans(r_bq, s_q_bt + stage_off, b_off);
 #pragma unroll
         for (int mt = 0; mt < 2; ++mt) {
           Mma::run(r_dv[mt][2 * dp], r_ap[mt], r_bdo[0], r_bdo[1]);
@@ -574,9 +598,11 @@ __global__ void __launch_bounds__(256, 1)
         }
       }
     }
-    __syncthreads();  // Q and dO read by every warp: the next block's fetch may overwrite them
-    if (it + 1 < total) load_query_block(it + 1);
-    cp_async_commit();
+    if constexpr (kQStages == 1) {
+      __syncthreads();  // Q and dO read by every warp: the next block's fetch may overwrite them
+      if (it + 1 < total) load_query_block(it + 1);
+      cp_async_commit();
+    }
 
     // dQ_block = dS K: 32 queries x kDW columns per warp.
     float r_dq[2][kDT][4];
@@ -761,11 +787,25 @@ cudaError_t run_flash_bwd_sm80(const FlashBwdParams& p, float* dq_accum, float* 
   // Dropout, the deterministic mode and packed batches run in a separate instantiation (kExtras).
   const bool extras = dropout || opt.semaphores != nullptr || f.cu_seqlens_q != nullptr;
   void (*kernel)(const FlashBwdParams, float*, const float*, int*) = nullptr;
+  int wide_smem = 0;  // D = 256: the kernel's shared memory
   if constexpr (D == 256) {
     // Its own kernel (above), deterministic as a run-time switch; no dropout, no ablations, no
-    // Hopper main kernel.
+    // Hopper main kernel. Two query-block stages where the device's shared memory holds them.
     if (dropout || atomic_width != 4 || opt.hopper_main) return cudaErrorInvalidValue;
-    kernel = flash_bwd_sm80_wide_kernel<T, D>;
+    int dev = 0, optin = 0;
+    cudaError_t err = cudaGetDevice(&dev);
+    if (err == cudaSuccess) {
+      err = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    }
+    if (err != cudaSuccess) return err;
+    constexpr int kTwoStages = wide_bwd_smem_bytes<D, 2>(static_cast<int>(sizeof(T)));
+    if (optin >= kTwoStages) {
+      kernel = flash_bwd_sm80_wide_kernel<T, D, 2>;
+      wide_smem = kTwoStages;
+    } else {
+      kernel = flash_bwd_sm80_wide_kernel<T, D, 1>;
+      wide_smem = wide_bwd_smem_bytes<D, 1>(static_cast<int>(sizeof(T)));
+    }
   } else {
     kernel = extras
                  ? flash_bwd_sm80_kernel<T, D, Cfg::kBlockM, Cfg::kBlockN, Cfg::kWarps, 4, true>
@@ -813,14 +853,11 @@ cudaError_t run_flash_bwd_sm80(const FlashBwdParams& p, float* dq_accum, float* 
   }
   if (!hopper_main) {
     constexpr int kS = kSmemStride<D>;
-    // D = 256: K, V, Q, dO and the two 64 x 72 tiles Pᵀ and dSᵀ, lse and dsum (see the kernel).
-    const int smem =
-        D == 256
-            ? static_cast<int>((4 * 64 * kS + 2 * 64 * 72) * sizeof(T) + 2 * 64 * sizeof(float))
-            : static_cast<int>(
-                  ((2 * Cfg::kBlockN + 4 * Cfg::kBlockM) * kS + Cfg::kBlockN * (Cfg::kBlockM + 8)) *
-                      sizeof(T) +
-                  4 * Cfg::kBlockM * sizeof(float));
+    const int smem = D == 256 ? wide_smem
+                              : static_cast<int>(((2 * Cfg::kBlockN + 4 * Cfg::kBlockM) * kS +
+                                                  Cfg::kBlockN * (Cfg::kBlockM + 8)) *
+                                                     sizeof(T) +
+                                                 4 * Cfg::kBlockM * sizeof(float));
     const int block_n = D == 256 ? 64 : Cfg::kBlockN;
     err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (err != cudaSuccess) return err;
