@@ -19,6 +19,8 @@
 #     --kernels REGEX       the kernels of the resource and SASS summaries (default by --pass:
 #                           flash_fwd_sm(80|90), flash_bwd_sm(80|90) or both)
 #     --no-sass             no SASS dump and counts
+#     --no-test             no flash_test (timing runs of kernels whose arithmetic is unchanged:
+#                           the timed outputs are still cross-checked against the baseline's)
 #     --sanitize[=N]        memcheck and racecheck on flash_test's first N cases (default 4:
 #                           D = 256, a packed batch, D = 64 causal GQA, D = 128 with window and
 #                           dropout)
@@ -35,6 +37,7 @@ base_src=build/ab_base
 variants=""
 kernels=""
 sass=1
+test=1
 sanitize=0
 bench=""
 ab_args=()
@@ -45,6 +48,7 @@ while [ $# -gt 0 ]; do
     --variants) variants=$2; shift ;;
     --kernels) kernels=$2; shift ;;
     --no-sass) sass=0 ;;
+    --no-test) test=0 ;;
     --sanitize) sanitize=4 ;;
     --sanitize=*) sanitize=${1#--sanitize=} ;;
     --bench) bench=$2; shift ;;
@@ -91,6 +95,7 @@ done
 wait
 builds=(base new)
 for v in $variants; do builds+=("${v%%=*}"); done
+builds_tested=("${builds[@]:1}")
 for b in "${builds[@]}"; do
   if [ ! -f "build/ab-$b/libtilegrad_flash_capi.so" ] ||
     { [ "$b" != base ] && [ ! -f "build/ab-$b/tilegrad_flash_test" ]; }; then
@@ -148,11 +153,12 @@ if [ $sass -eq 1 ]; then
 fi
 
 start=$SECONDS
-for b in "${builds[@]:1}"; do
+[ $test -eq 1 ] || builds_tested=()
+for b in "${builds_tested[@]}"; do
   timeout 300 "build/ab-$b/tilegrad_flash_test" >"$OUT/test-$b.log" 2>&1 &
   echo $! >"$OUT/test-$b.pid"
 done
-for b in "${builds[@]:1}"; do
+for b in "${builds_tested[@]}"; do
   wait "$(cat "$OUT/test-$b.pid")"
   rc=$?
   echo "flash_test $b: rc $rc; comparisons: $(grep -c ' ok$' "$OUT/test-$b.log") ok," \
@@ -164,7 +170,7 @@ for b in "${builds[@]:1}"; do
     tail -5 "$OUT/test-$b.log"
   fi
 done
-echo "flash_test (all working-tree builds side by side): $((SECONDS - start)) s"
+[ $test -eq 1 ] && echo "flash_test (all working-tree builds side by side): $((SECONDS - start)) s"
 
 if [ "$sanitize" -gt 0 ]; then
   start=$SECONDS
