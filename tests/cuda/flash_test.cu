@@ -659,6 +659,8 @@ int main(int argc, char** argv) {
       // two), the first tile padded above row 0 (68 and 12 rows), Nq < Nk.
       {1, 72, 8, 700, 733, 64, true, bf},
       {1, 68, 4, 500, 520, 128, true, hf},
+      // D = 64, Nq <= 512: 128-row tiles (two consumers), four per head here, 192 pairs.
+      {2, 48, 8, 500, 520, 64, true, hf},
       // 216 tiles, non-causal: the Hopper forward's persistent CTAs take one or two each, and the
       // K/V ring (three key blocks per tile) continues from one tile into the next.
       {3, 24, 8, 300, 290, 128, false, bf},

@@ -546,10 +546,10 @@ __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
 }
 
 template <typename T, int D, bool kOverlap, bool kPingPong, bool kDropout = false,
-          bool kPersistent = false, bool kPaired = false>
+          bool kPersistent = false, bool kPaired = false,
+          int kConsumers = consumers_for<D, kDropout>()>
 cudaError_t launch_sm90(const FlashFwdParams& p, cudaStream_t stream) {
-  constexpr int kConsumers = consumers_for<D, kDropout>();
-  constexpr int kBlockM = block_m_for<D, kDropout>();
+  constexpr int kBlockM = 64 * kConsumers;
   constexpr int kBlockN = kBlockNFor<D>;
   const bool bf16 = p.dtype == FlashDType::bf16;
   CUtensorMap tm_q, tm_k, tm_v;
@@ -561,12 +561,13 @@ cudaError_t launch_sm90(const FlashFwdParams& p, cudaStream_t stream) {
                         bf16)) {
     return cudaErrorNotSupported;
   }
-  auto kernel = flash_fwd_sm90_kernel<T, D, kOverlap, kPingPong, kDropout, kPersistent, kPaired>;
+  auto kernel =
+      flash_fwd_sm90_kernel<T, D, kOverlap, kPingPong, kDropout, kPersistent, kPaired, kConsumers>;
   // Q, kStages of K and V, and up to 1 KB to align the tiles to the swizzle period.
   const int smem = (kBlockM + 2 * kStages * kBlockN) * D * static_cast<int>(sizeof(T)) + 1024;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
-  const int m_blocks = query_tiles<D, kDropout>(p.Nq);
+  const int m_blocks = (p.Nq + kBlockM - 1) / kBlockM;
   dim3 grid(m_blocks, p.H, p.B);
   if constexpr (kPersistent) {
     int dev = 0, sms = 0;
@@ -627,7 +628,19 @@ cudaError_t run_flash_fwd_sm90(const FlashFwdParams& p, Sm90Variant variant, cud
   // and Nq <= 4096: the pairs are dealt statically, and at 16k, with 8-11 pairs per CTA, the last
   // round's idle CTAs cost more than the loads the persistent CTAs hide (0.89-0.91x). At D = 128,
   // N = 512-4096 it measured 1.04-1.10x, at D = 64, N = 1024 1.09x.
-  if (band.lo <= 1 - p.Nq && band.hi >= 0 && query_tiles<D, false>(p.Nq) % 2 == 0 && p.Nq <= 4096) {
+  const bool sees_key_0 = band.lo <= 1 - p.Nq && band.hi >= 0;
+  // At D = 64 and short causal lengths, two consumers (128-row tiles) instead of three: at
+  // Nq = 512 the 192-row tiles are three per head, an odd number that the pairing cannot serve,
+  // and each CTA per tile lives for 1-4 key blocks, its prologue (barriers, Q's load) unhidden;
+  // 128-row tiles are four per head, two pairs of 5 key blocks each. Measured on an H100 (run L5
+  // in docs/KERNELS.md): 1.25x at N = 512; 1.005x at N = 1024 (eight 128-row tiles against six of
+  // 192 rows, both paired), so the larger tiles keep N > 512.
+  if constexpr (D == 64) {
+    if (sees_key_0 && p.Nq <= 512 && ((p.Nq + 127) / 128) % 2 == 0) {
+      return launch_sm90<T, D, true, true, false, true, true, 2>(p, stream);
+    }
+  }
+  if (sees_key_0 && query_tiles<D, false>(p.Nq) % 2 == 0 && p.Nq <= 4096) {
     return launch_sm90<T, D, true, true, false, true, true>(p, stream);
   }
   return launch_sm90<T, D, true, true>(p, stream);
