@@ -318,11 +318,24 @@ __device__ __forceinline__ void wgmma_ss_m64n80k16(float (&d)[40], uint64_t desc
 #undef TG_WGMMA_OUT8
 #undef TG_WGMMA_D128
 
+// The shapes whose asm is written once for both element types, the forward's at D = 256: S over
+// 80-key blocks (m64n80k16) and O += P V (m64n256k16). Wgmma<T> adds the per-type shapes below.
+template <typename T>
+struct WgmmaShapes {
+  static __device__ __forceinline__ void ss(float (&d)[40], uint64_t a, uint64_t b, int scale_d) {
+    wgmma_ss_m64n80k16<T>(d, a, b, scale_d);
+  }
+  static __device__ __forceinline__ void rs(float (&d)[128], const uint32_t (&a)[4], uint64_t b,
+                                            int scale_d) {
+    wgmma_rs_m64n256k16<T>(d, a, b, scale_d);
+  }
+};
+
 template <typename T>
 struct Wgmma;
 
 template <>
-struct Wgmma<__nv_bfloat16> {
+struct Wgmma<__nv_bfloat16> : WgmmaShapes<__nv_bfloat16> {
   static __device__ __forceinline__ void ss(float (&d)[64], uint64_t a, uint64_t b, int scale_d) {
     wgmma_ss_m64n128k16_bf16(d, a, b, scale_d);
   }
@@ -334,21 +347,12 @@ struct Wgmma<__nv_bfloat16> {
                                             int scale_d) {
     wgmma_rs_m64n64k16_bf16(d, a, b, scale_d);
   }
-  // S over 64- and 80-key blocks (D = 256); O += P V at D = 256.
-  static __device__ __forceinline__ void ss(float (&d)[32], uint64_t a, uint64_t b, int scale_d) {
-    wgmma_ss_m64n64k16<__nv_bfloat16, 0, 0>(d, a, b, scale_d);
-  }
-  static __device__ __forceinline__ void ss(float (&d)[40], uint64_t a, uint64_t b, int scale_d) {
-    wgmma_ss_m64n80k16<__nv_bfloat16>(d, a, b, scale_d);
-  }
-  static __device__ __forceinline__ void rs(float (&d)[128], const uint32_t (&a)[4], uint64_t b,
-                                            int scale_d) {
-    wgmma_rs_m64n256k16<__nv_bfloat16>(d, a, b, scale_d);
-  }
+  using WgmmaShapes<__nv_bfloat16>::ss;
+  using WgmmaShapes<__nv_bfloat16>::rs;
 };
 
 template <>
-struct Wgmma<__half> {
+struct Wgmma<__half> : WgmmaShapes<__half> {
   static __device__ __forceinline__ void ss(float (&d)[64], uint64_t a, uint64_t b, int scale_d) {
     wgmma_ss_m64n128k16_f16(d, a, b, scale_d);
   }
@@ -360,17 +364,8 @@ struct Wgmma<__half> {
                                             int scale_d) {
     wgmma_rs_m64n64k16_f16(d, a, b, scale_d);
   }
-  // S over 64- and 80-key blocks (D = 256); O += P V at D = 256.
-  static __device__ __forceinline__ void ss(float (&d)[32], uint64_t a, uint64_t b, int scale_d) {
-    wgmma_ss_m64n64k16<__half, 0, 0>(d, a, b, scale_d);
-  }
-  static __device__ __forceinline__ void ss(float (&d)[40], uint64_t a, uint64_t b, int scale_d) {
-    wgmma_ss_m64n80k16<__half>(d, a, b, scale_d);
-  }
-  static __device__ __forceinline__ void rs(float (&d)[128], const uint32_t (&a)[4], uint64_t b,
-                                            int scale_d) {
-    wgmma_rs_m64n256k16<__half>(d, a, b, scale_d);
-  }
+  using WgmmaShapes<__half>::ss;
+  using WgmmaShapes<__half>::rs;
 };
 
 // Four 8 x 8 matrices of 16-bit elements, each thread holding its mma-fragment pair of each
