@@ -206,44 +206,15 @@ __device__ __forceinline__ void wgmma_rs_m64n128k16_f16(float (&d)[64], const ui
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d));
 }
 
-// d (64 x 64) = A B + (scale_d ? d : 0), both operands from shared memory; kTransA / kTransB = 1
-// for an MN-major operand.
-template <typename T, int kTransA, int kTransB>
-__device__ __forceinline__ void wgmma_ss_m64n64k16(float (&d)[32], uint64_t desc_a, uint64_t desc_b,
-                                                   int scale_d) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    asm volatile(
-        "{\n.reg .pred p;\n"
-        "setp.ne.b32 p, %34, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
-        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, "
-        "%19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, "
-        "%35, %36;\n}\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
-          "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
-          "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
-          "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
-          "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-        : "l"(desc_a), "l"(desc_b), "r"(scale_d), "n"(kTransA), "n"(kTransB));
-  } else {
-    asm volatile(
-        "{\n.reg .pred p;\n"
-        "setp.ne.b32 p, %34, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
-        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, "
-        "%19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, "
-        "%35, %36;\n}\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
-          "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
-          "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
-          "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
-          "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-        : "l"(desc_a), "l"(desc_b), "r"(scale_d), "n"(kTransA), "n"(kTransB));
-  }
-}
-
-// d (64 x 256) = A (64 x 16, registers) B (16 x 256, MN-major) + (scale_d ? d : 0): O += P V at
-// D = 256. The 128 accumulator operands are spelled by macros.
+// The shapes templated on the element type: each asm statement is spelled once, by a macro whose
+// TY is the PTX element type ("bf16" or "f16"), and its accumulator operands by TG_WGMMA_OUT*.
+#define TG_WGMMA_D32                                                       \
+  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+#define TG_WGMMA_D40                                                                 \
+  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "           \
+  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+  "%32, %33, %34, %35, %36, %37, %38, %39"
 #define TG_WGMMA_D128                                                                            \
   "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                       \
   "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "             \
@@ -253,70 +224,79 @@ __device__ __forceinline__ void wgmma_ss_m64n64k16(float (&d)[32], uint64_t desc
   "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "             \
   "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, " \
   "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
-#define TG_WGMMA_D40                                                                 \
-  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "           \
-  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
-  "%32, %33, %34, %35, %36, %37, %38, %39"
 #define TG_WGMMA_OUT8(d, i)                                                                   \
   "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), \
       "+f"(d[i + 6]), "+f"(d[i + 7])
-#define TG_WGMMA_OUT128(d)                                                                    \
-  TG_WGMMA_OUT8(d, 0), TG_WGMMA_OUT8(d, 8), TG_WGMMA_OUT8(d, 16), TG_WGMMA_OUT8(d, 24),       \
-      TG_WGMMA_OUT8(d, 32), TG_WGMMA_OUT8(d, 40), TG_WGMMA_OUT8(d, 48), TG_WGMMA_OUT8(d, 56), \
-      TG_WGMMA_OUT8(d, 64), TG_WGMMA_OUT8(d, 72), TG_WGMMA_OUT8(d, 80), TG_WGMMA_OUT8(d, 88), \
-      TG_WGMMA_OUT8(d, 96), TG_WGMMA_OUT8(d, 104), TG_WGMMA_OUT8(d, 112), TG_WGMMA_OUT8(d, 120)
+#define TG_WGMMA_OUT32(d, i) \
+  TG_WGMMA_OUT8(d, i), TG_WGMMA_OUT8(d, i + 8), TG_WGMMA_OUT8(d, i + 16), TG_WGMMA_OUT8(d, i + 24)
+#define TG_WGMMA_OUT128(d) \
+  TG_WGMMA_OUT32(d, 0), TG_WGMMA_OUT32(d, 32), TG_WGMMA_OUT32(d, 64), TG_WGMMA_OUT32(d, 96)
+// Runs STMT(TY) with T's PTX element type.
+#define TG_WGMMA_FOR_TYPE(T, STMT)                  \
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) { \
+    STMT("bf16");                                   \
+  } else {                                          \
+    STMT("f16");                                    \
+  }
+
+// d (64 x 64) = A B + (scale_d ? d : 0), both operands from shared memory; kTransA / kTransB = 1
+// for an MN-major operand.
+#define TG_WGMMA_SS_M64N64K16(TY)                                               \
+  asm volatile(                                                                 \
+      "{\n.reg .pred p;\n"                                                      \
+      "setp.ne.b32 p, %34, 0;\n"                                                \
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {" TG_WGMMA_D32 \
+      "}, %32, %33, p, 1, 1, %35, %36;\n}\n"                                    \
+      : TG_WGMMA_OUT32(d, 0)                                                    \
+      : "l"(desc_a), "l"(desc_b), "r"(scale_d), "n"(kTransA), "n"(kTransB))
+template <typename T, int kTransA, int kTransB>
+__device__ __forceinline__ void wgmma_ss_m64n64k16(float (&d)[32], uint64_t desc_a, uint64_t desc_b,
+                                                   int scale_d) {
+  TG_WGMMA_FOR_TYPE(T, TG_WGMMA_SS_M64N64K16)
+}
+
+// d (64 x 256) = A (64 x 16, registers) B (16 x 256, MN-major) + (scale_d ? d : 0): O += P V at
+// D = 256.
+#define TG_WGMMA_RS_M64N256K16(TY)                                                \
+  asm volatile(                                                                   \
+      "{\n.reg .pred p;\n"                                                        \
+      "setp.ne.b32 p, %133, 0;\n"                                                 \
+      "wgmma.mma_async.sync.aligned.m64n256k16.f32." TY "." TY " {" TG_WGMMA_D128 \
+      "}, {%128, %129, %130, %131}, %132, p, 1, 1, 1;\n}\n"                       \
+      : TG_WGMMA_OUT128(d)                                                        \
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d))
 template <typename T>
 __device__ __forceinline__ void wgmma_rs_m64n256k16(float (&d)[128], const uint32_t (&a)[4],
                                                     uint64_t desc_b, int scale_d) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    asm volatile(
-        "{\n.reg .pred p;\n"
-        "setp.ne.b32 p, %133, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 "
-        "{" TG_WGMMA_D128 "}, {%128, %129, %130, %131}, %132, p, 1, 1, 1;\n}\n"
-        : TG_WGMMA_OUT128(d)
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d));
-  } else {
-    asm volatile(
-        "{\n.reg .pred p;\n"
-        "setp.ne.b32 p, %133, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 "
-        "{" TG_WGMMA_D128 "}, {%128, %129, %130, %131}, %132, p, 1, 1, 1;\n}\n"
-        : TG_WGMMA_OUT128(d)
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d));
-  }
+  TG_WGMMA_FOR_TYPE(T, TG_WGMMA_RS_M64N256K16)
 }
 
 // d (64 x 80) = A B + (scale_d ? d : 0), A and B K-major in shared memory: S over the forward's
 // 80-key blocks at D = 256.
+#define TG_WGMMA_SS_M64N80K16(TY)                                               \
+  asm volatile(                                                                 \
+      "{\n.reg .pred p;\n"                                                      \
+      "setp.ne.b32 p, %42, 0;\n"                                                \
+      "wgmma.mma_async.sync.aligned.m64n80k16.f32." TY "." TY " {" TG_WGMMA_D40 \
+      "}, %40, %41, p, 1, 1, 0, 0;\n}\n"                                        \
+      : TG_WGMMA_OUT32(d, 0), TG_WGMMA_OUT8(d, 32)                              \
+      : "l"(desc_a), "l"(desc_b), "r"(scale_d))
 template <typename T>
 __device__ __forceinline__ void wgmma_ss_m64n80k16(float (&d)[40], uint64_t desc_a, uint64_t desc_b,
                                                    int scale_d) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    asm volatile(
-        "{\n.reg .pred p;\n"
-        "setp.ne.b32 p, %42, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n80k16.f32.bf16.bf16 "
-        "{" TG_WGMMA_D40 "}, %40, %41, p, 1, 1, 0, 0;\n}\n"
-        : TG_WGMMA_OUT8(d, 0), TG_WGMMA_OUT8(d, 8), TG_WGMMA_OUT8(d, 16), TG_WGMMA_OUT8(d, 24),
-          TG_WGMMA_OUT8(d, 32)
-        : "l"(desc_a), "l"(desc_b), "r"(scale_d));
-  } else {
-    asm volatile(
-        "{\n.reg .pred p;\n"
-        "setp.ne.b32 p, %42, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n80k16.f32.f16.f16 "
-        "{" TG_WGMMA_D40 "}, %40, %41, p, 1, 1, 0, 0;\n}\n"
-        : TG_WGMMA_OUT8(d, 0), TG_WGMMA_OUT8(d, 8), TG_WGMMA_OUT8(d, 16), TG_WGMMA_OUT8(d, 24),
-          TG_WGMMA_OUT8(d, 32)
-        : "l"(desc_a), "l"(desc_b), "r"(scale_d));
-  }
+  TG_WGMMA_FOR_TYPE(T, TG_WGMMA_SS_M64N80K16)
 }
 
+#undef TG_WGMMA_SS_M64N80K16
+#undef TG_WGMMA_RS_M64N256K16
+#undef TG_WGMMA_SS_M64N64K16
+#undef TG_WGMMA_FOR_TYPE
 #undef TG_WGMMA_OUT128
-#undef TG_WGMMA_D40
+#undef TG_WGMMA_OUT32
 #undef TG_WGMMA_OUT8
 #undef TG_WGMMA_D128
+#undef TG_WGMMA_D40
+#undef TG_WGMMA_D32
 
 // The shapes whose asm is written once for both element types, the forward's at D = 256: S over
 // 80-key blocks (m64n80k16) and O += P V (m64n256k16). Wgmma<T> adds the per-type shapes below.
