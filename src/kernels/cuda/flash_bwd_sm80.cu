@@ -787,29 +787,37 @@ cudaError_t run_flash_bwd_sm80(const FlashBwdParams& p, float* dq_accum, float* 
   // Dropout, the deterministic mode and packed batches run in a separate instantiation (kExtras).
   const bool extras = dropout || opt.semaphores != nullptr || f.cu_seqlens_q != nullptr;
   void (*kernel)(const FlashBwdParams, float*, const float*, int*) = nullptr;
-  int wide_smem = 0;  // D = 256: the kernel's shared memory
+  // The main kernel's shared memory and keys per CTA (the Hopper main kernel sets its own); both
+  // main kernels run 256 threads.
+  int smem = 0, block_n = 0;
   if constexpr (D == 256) {
     // Its own kernel (above), deterministic as a run-time switch; no dropout, no ablations, no
     // Hopper main kernel. Two query-block stages where the device's shared memory holds them.
     if (dropout || atomic_width != 4 || opt.hopper_main) return cudaErrorInvalidValue;
-    int dev = 0, optin = 0;
-    cudaError_t err = cudaGetDevice(&dev);
-    if (err == cudaSuccess) {
-      err = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-    }
+    int optin = 0;
+    const cudaError_t err =
+        current_device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, &optin);
     if (err != cudaSuccess) return err;
     constexpr int kTwoStages = wide_bwd_smem_bytes<D, 2>(static_cast<int>(sizeof(T)));
     if (optin >= kTwoStages) {
       kernel = flash_bwd_sm80_wide_kernel<T, D, 2>;
-      wide_smem = kTwoStages;
+      smem = kTwoStages;
     } else {
       kernel = flash_bwd_sm80_wide_kernel<T, D, 1>;
-      wide_smem = wide_bwd_smem_bytes<D, 1>(static_cast<int>(sizeof(T)));
+      smem = wide_bwd_smem_bytes<D, 1>(static_cast<int>(sizeof(T)));
     }
+    block_n = 64;
   } else {
     kernel = extras
                  ? flash_bwd_sm80_kernel<T, D, Cfg::kBlockM, Cfg::kBlockN, Cfg::kWarps, 4, true>
                  : flash_bwd_sm80_kernel<T, D, Cfg::kBlockM, Cfg::kBlockN, Cfg::kWarps, 4, false>;
+    constexpr int kS = kSmemStride<D>;
+    smem = static_cast<int>(
+        ((2 * Cfg::kBlockN + 4 * Cfg::kBlockM) * kS + Cfg::kBlockN * (Cfg::kBlockM + 8)) *
+            sizeof(T) +
+        4 * Cfg::kBlockM * sizeof(float));
+    block_n = Cfg::kBlockN;
+    static_assert(Cfg::kWarps * 32 == 256, "both main kernels run 256 threads");
   }
   // The ablations exist for bf16 at D = 128 only, to keep the build short.
   if (atomic_width != 4 && extras) return cudaErrorInvalidValue;
@@ -852,17 +860,10 @@ cudaError_t run_flash_bwd_sm80(const FlashBwdParams& p, float* dq_accum, float* 
     }
   }
   if (!hopper_main) {
-    constexpr int kS = kSmemStride<D>;
-    const int smem = D == 256 ? wide_smem
-                              : static_cast<int>(((2 * Cfg::kBlockN + 4 * Cfg::kBlockM) * kS +
-                                                  Cfg::kBlockN * (Cfg::kBlockM + 8)) *
-                                                     sizeof(T) +
-                                                 4 * Cfg::kBlockM * sizeof(float));
-    const int block_n = D == 256 ? 64 : Cfg::kBlockN;
     err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (err != cudaSuccess) return err;
     const dim3 grid((f.Nk + block_n - 1) / block_n, f.Hkv, f.B);
-    kernel<<<grid, Cfg::kWarps * 32, smem, stream>>>(p, dq_accum, dsum, opt.semaphores);
+    kernel<<<grid, 256, smem, stream>>>(p, dq_accum, dsum, opt.semaphores);
     err = cudaGetLastError();
     if (err != cudaSuccess) return err;
   }

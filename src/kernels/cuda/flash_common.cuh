@@ -13,6 +13,7 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_runtime.h>
 
 #include <cstdint>
 
@@ -20,6 +21,15 @@
 #include "kernels/cuda/random.h"
 
 namespace tilegrad::cuda::flash {
+
+// ---- launchers (host)
+
+// An attribute of the current device, for the launchers' choices (SM count, shared memory).
+inline cudaError_t current_device_attribute(cudaDeviceAttr attr, int* value) {
+  int dev = 0;
+  const cudaError_t err = cudaGetDevice(&dev);
+  return err != cudaSuccess ? err : cudaDeviceGetAttribute(value, attr, dev);
+}
 
 // ---- masks: the band of visible keys (flash_api.h)
 

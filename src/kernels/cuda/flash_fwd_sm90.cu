@@ -69,15 +69,6 @@ template <int D, bool kDropout>
 constexpr int consumers_for() {
   return D == 64 && !kDropout ? 3 : 2;
 }
-// Query rows per CTA (64 per consumer warpgroup) and the query tiles of Nq rows.
-template <int D, bool kDropout>
-constexpr int block_m_for() {
-  return 64 * consumers_for<D, kDropout>();
-}
-template <int D, bool kDropout>
-int query_tiles(int Nq) {
-  return (Nq + block_m_for<D, kDropout>() - 1) / block_m_for<D, kDropout>();
-}
 
 struct Sm90Args {
   FlashFwdParams p;
@@ -143,7 +134,7 @@ __global__ void __launch_bounds__(128 * (1 + kConsumers), 1)
   // (heaviest first, with heads in groups so that their K and V fit the L2) were slower: dealt
   // statically, unequal tiles leave some CTAs with more work, and at D = 128 the 132 CTAs at work
   // then read the K and V of as many heads, more than the L2 holds.
-  const int m_blocks = (p.Nq + kBlockM - 1) / kBlockM;
+  const int m_blocks = tile_count(p.Nq, kBlockM);
   const TileList<kPaired> list{m_blocks, p.H * p.B, static_cast<int>(gridDim.x)};
   const int slots = kPersistent ? list.slots() : 1;
   const int first_slot = kPersistent ? list.first_slot(static_cast<int>(blockIdx.x)) : 0;
@@ -567,12 +558,11 @@ cudaError_t launch_sm90(const FlashFwdParams& p, cudaStream_t stream) {
   const int smem = (kBlockM + 2 * kStages * kBlockN) * D * static_cast<int>(sizeof(T)) + 1024;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
-  const int m_blocks = (p.Nq + kBlockM - 1) / kBlockM;
+  const int m_blocks = tile_count(p.Nq, kBlockM);
   dim3 grid(m_blocks, p.H, p.B);
   if constexpr (kPersistent) {
-    int dev = 0, sms = 0;
-    err = cudaGetDevice(&dev);
-    if (err == cudaSuccess) err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    int sms = 0;
+    err = current_device_attribute(cudaDevAttrMultiProcessorCount, &sms);
     if (err != cudaSuccess) return err;
     // One CTA per SM (the shared memory and registers allow no second).
     const TileList<kPaired> list{m_blocks, p.H * p.B, 0};
@@ -585,13 +575,10 @@ cudaError_t launch_sm90(const FlashFwdParams& p, cudaStream_t stream) {
 }  // namespace
 
 bool flash_sm90_device() {
-  int dev = 0, major = 0, minor = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
-    return false;
-  }
-  return major == 9 && minor == 0;
+  int major = 0, minor = 0;
+  return current_device_attribute(cudaDevAttrComputeCapabilityMajor, &major) == cudaSuccess &&
+         current_device_attribute(cudaDevAttrComputeCapabilityMinor, &minor) == cudaSuccess &&
+         major == 9 && minor == 0;
 }
 
 template <typename T, int D>
@@ -636,11 +623,11 @@ cudaError_t run_flash_fwd_sm90(const FlashFwdParams& p, Sm90Variant variant, cud
   // in docs/KERNELS.md): 1.25x at N = 512; 1.005x at N = 1024 (eight 128-row tiles against six of
   // 192 rows, both paired), so the larger tiles keep N > 512.
   if constexpr (D == 64) {
-    if (sees_key_0 && p.Nq <= 512 && ((p.Nq + 127) / 128) % 2 == 0) {
+    if (sees_key_0 && p.Nq <= 512 && tile_count(p.Nq, 128) % 2 == 0) {
       return launch_sm90<T, D, true, true, false, true, true, 2>(p, stream);
     }
   }
-  if (sees_key_0 && query_tiles<D, false>(p.Nq) % 2 == 0 && p.Nq <= 4096) {
+  if (sees_key_0 && tile_count(p.Nq, 64 * consumers_for<D, false>()) % 2 == 0 && p.Nq <= 4096) {
     return launch_sm90<T, D, true, true, false, true, true>(p, stream);
   }
   return launch_sm90<T, D, true, true>(p, stream);

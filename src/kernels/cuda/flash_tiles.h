@@ -49,13 +49,17 @@ struct TileList {
   }
 };
 
+// The query tiles of block_m rows that cover nq rows.
+TG_HOST_DEVICE inline int tile_count(int nq, int block_m) {
+  return (nq + block_m - 1) / block_m;
+}
+
 // The first row of query tile m_block, tiles of block_m rows over nq rows. Bottom-aligned, the
 // tiles end at row nq and a partial tile is the first (rows below 0 are padding); otherwise they
 // start at row 0 and a partial tile is the last. Under a causal mask the first tile sees the
 // fewest keys, so bottom alignment puts the padding where it costs least.
 TG_HOST_DEVICE inline int tile_first_row(int m_block, int block_m, int nq, bool bottom) {
-  const int m_blocks = (nq + block_m - 1) / block_m;
-  return m_block * block_m - (bottom ? m_blocks * block_m - nq : 0);
+  return m_block * block_m - (bottom ? tile_count(nq, block_m) * block_m - nq : 0);
 }
 
 }  // namespace tilegrad::cuda::flash

@@ -248,11 +248,11 @@ constexpr int kFusedMaxC = 1024;  // the widest row the one-pass kernels take (s
 // the two through shared memory behind a barrier of its 64 threads, and both warps add half 0 +
 // half 1, so both hold the same bits. w and the gw/gb terms live in shared memory: the kernel uses
 // all 64 registers without them, and a thread's 12 columns at C = 768 would add 36 (24 for the
-// sums alone), past the 80 that three blocks per SM allow. They
-// are stored by column: a lane's four columns are one 16-byte word, so one instruction moves them
-// and a warp's lanes read 512 contiguous bytes (no bank conflicts). A pair's two warps own
-// disjoint columns, so the sums take a row per pair, not per warp: [2, kPairs, C], 32 KB at
-// C = 1024, so that four blocks fit the shared memory of an SM of sm_80 (164 KB) or sm_90.
+// sums alone), past the 80 that three blocks per SM allow. They are stored by column: a lane's
+// four columns are one 16-byte word, so one instruction moves them and a warp's lanes read 512
+// contiguous bytes (no bank conflicts). A pair's two warps own disjoint columns, so the sums take a
+// row per pair, not per warp: [2, kPairs, C], 32 KB at C = 1024, so that four blocks fit the shared
+// memory of an SM of sm_80 (164 KB) or sm_90.
 constexpr int kPairs = kFusedWarps / 2;  // warp pairs per block; pair k is warps 2k and 2k + 1
 constexpr int kPairVec = 4;              // elements per vector
 constexpr int kPairBlocksPerSm = 4;      // the kernel's occupancy, which its bound asks of ptxas
@@ -546,10 +546,10 @@ bool fused_backward(const T* gy, const T* x, const T* w, const acc_t<T>* mean, c
 
 // A warp per row, for the widths the one-pass backward serves (with_fused_chunks): the row is read
 // once, in 16-byte vectors held in registers, and the statistics and y come from there. Lane l
-// owns the vectors l, l + 32, ... of the row. forward_kernel reads x
-// three times in 2-byte loads; for GPT-2's 25 layer norms of [16384, 768] bf16 rows it took
-// 0.68 ms per step on an H200 (1.85 TB/s). The sums run in another order than forward_kernel's, so
-// mean and rstd may differ from its in the last bits.
+// owns the vectors l, l + 32, ... of the row. forward_kernel reads x three times in 2-byte loads;
+// for GPT-2's 25 layer norms of [16384, 768] bf16 rows it took 0.68 ms per step on an H200 (1.85
+// TB/s). The sums run in another order than forward_kernel's, so mean and rstd may differ from its
+// in the last bits.
 template <class T, int kChunks>
 __global__ void __launch_bounds__(kFusedWarps * 32)
     fused_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
