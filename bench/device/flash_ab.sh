@@ -21,9 +21,10 @@
 #     --no-sass             no SASS dump and counts
 #     --no-test             no flash_test (timing runs of kernels whose arithmetic is unchanged:
 #                           the timed outputs are still cross-checked against the baseline's)
-#     --sanitize[=N]        memcheck and racecheck on flash_test's first N cases (default 4:
+#     --sanitize[=N|=I,J..] memcheck and racecheck on flash_test's first N cases (default 4:
 #                           D = 256, a packed batch, D = 64 causal GQA, D = 128 with window and
-#                           dropout)
+#                           dropout), or on the cases at positions I, J, ... of its run order
+#                           (from 0; a single one as "I,")
 #     --bench "ARGS"        then flash_bench.py ARGS on the working tree's build, e.g.
 #                           --bench "--dims 256 --check-dims 256"
 #     -h, --help            this text
@@ -172,7 +173,7 @@ for b in "${builds_tested[@]}"; do
 done
 [ $test -eq 1 ] && echo "flash_test (all working-tree builds side by side): $((SECONDS - start)) s"
 
-if [ "$sanitize" -gt 0 ]; then
+if [ "$sanitize" != 0 ]; then
   start=$SECONDS
   timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 \
     build/ab-new/tilegrad_flash_test "$sanitize" >"$OUT/memcheck.log" 2>&1
@@ -180,7 +181,7 @@ if [ "$sanitize" -gt 0 ]; then
   timeout 150 compute-sanitizer --tool racecheck --error-exitcode 9 \
     build/ab-new/tilegrad_flash_test "$sanitize" >"$OUT/racecheck.log" 2>&1
   rc_race=$?
-  echo "memcheck rc $rc_mem, racecheck rc $rc_race on $sanitize cases ($((SECONDS - start)) s)"
+  echo "memcheck rc $rc_mem, racecheck rc $rc_race on cases $sanitize ($((SECONDS - start)) s)"
   grep -hE "ERROR SUMMARY|RACECHECK SUMMARY|^(B=|varlen)" "$OUT/memcheck.log" \
     "$OUT/racecheck.log" | sort | uniq -c
   [ $rc_mem -ne 0 ] || [ $rc_race -ne 0 ] && status=1

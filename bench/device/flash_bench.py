@@ -339,9 +339,7 @@ def time_config(lib, B, H, N, D, causal, variants=False, fwd_only=False):
                 lambda vid=vid: lib.forward(q, k, v, o, lse, causal, scale, variant=vid))
     res["ours_bwd_ms"] = float("nan") if fwd_only else time_ms(
         lambda: lib.backward(q, k, v, o, lse, dout, dq, dk, dv, ws, causal, scale))
-    if hopper() and not fwd_only and D == 256:  # the sm_80 kernel is the default there
-        res["sm80_bwd_ms"] = res["ours_bwd_ms"]
-    if hopper() and not fwd_only and D != 256:
+    if hopper() and not fwd_only:
         res["sm90_bwd_ms"] = time_ms(
             lambda: lib.backward(q, k, v, o, lse, dout, dq, dk, dv, ws, causal, scale, variant=3))
         res["sm80_bwd_ms"] = time_ms(

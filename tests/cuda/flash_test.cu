@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <utility>
@@ -633,8 +634,9 @@ bool determinism_test(const Case& c, FlashKernel kernel) {
 
 }  // namespace
 
-// Optional argument: how many of the cases to run (the sanitizers run the first few); with it, the
-// mask and determinism tests are skipped.
+// Optional argument: how many of the cases to run (the sanitizers run the first few), or a
+// comma-separated list of positions in the run order (from 0: "11,14"); with it, the mask and
+// determinism tests are skipped.
 int main(int argc, char** argv) {
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
@@ -704,7 +706,21 @@ int main(int argc, char** argv) {
   const int n_cases = static_cast<int>(sizeof(cases) / sizeof(cases[0]));
   const int n_var = static_cast<int>(sizeof(var_cases) / sizeof(var_cases[0]));
   const int n_all = n_cases + n_var;
-  const int n_run = argc > 1 ? std::min(std::atoi(argv[1]), n_all) : n_all;
+  std::vector<int> run_order;
+  if (argc > 1 && std::strchr(argv[1], ',') != nullptr) {
+    for (const char* c = argv[1]; c != nullptr; c = std::strchr(c, ',')) {
+      if (*c == ',') ++c;
+      const int i = std::atoi(c);
+      if (i < 0 || i >= n_all) {
+        std::printf("case position %d is not in [0, %d)\n", i, n_all);
+        return 2;
+      }
+      run_order.push_back(i);
+    }
+  } else {
+    const int n_run = argc > 1 ? std::min(std::atoi(argv[1]), n_all) : n_all;
+    for (int i = 0; i < n_run; ++i) run_order.push_back(i);
+  }
   int major = 0, minor = 0;
   CHECK_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
   CHECK_CUDA(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0));
@@ -712,7 +728,7 @@ int main(int argc, char** argv) {
   std::vector<FlashKernel> kernels{FlashKernel::sm80};
   if (hopper) kernels.push_back(FlashKernel::sm90);
   bool ok = true;
-  for (int i = 0; i < n_run; ++i) {
+  for (const int i : run_order) {
     // Order: cases[0], var_cases[0], cases[1..], var_cases[1..].
     const int var = i == 1 ? 0 : i >= n_cases + 1 ? i - n_cases : -1;
     if (var >= 0) {

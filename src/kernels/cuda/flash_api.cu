@@ -139,13 +139,11 @@ cudaError_t forward_sm90(const FlashFwdParams& p, flash::Sm90Variant v, cudaStre
               : run_flash_fwd_sm90<__half, 128>(p, v, stream);
 }
 
-// The Hopper forward covers D = 64, 128 and 256 with padded batches, the Hopper backward D = 64 and
-// 128; packed batches, and the backward at D = 256, run the sm_80 kernels everywhere.
-bool sm90_covers_forward(const FlashFwdParams& p) {
+// The Hopper kernels cover D = 64, 128 and 256 with padded batches; packed batches run the sm_80
+// kernels everywhere (and the deterministic backward at D = 256: run_flash_bwd_sm90_wide falls
+// back).
+bool sm90_covers(const FlashFwdParams& p) {
   return p.cu_seqlens_q == nullptr;
-}
-bool sm90_covers_backward(const FlashFwdParams& p) {
-  return p.D != 256 && p.cu_seqlens_q == nullptr;
 }
 
 }  // namespace
@@ -154,7 +152,7 @@ cudaError_t flash_attention_forward_with(const FlashFwdParams& p, FlashKernel ke
                                          cudaStream_t stream) {
   if (!flash_attention_check(p).empty()) return cudaErrorInvalidValue;
   if (kernel == FlashKernel::sm80) return forward_sm80(p, stream);
-  const bool hopper = flash::flash_sm90_device() && sm90_covers_forward(p);
+  const bool hopper = flash::flash_sm90_device() && sm90_covers(p);
   if (kernel == FlashKernel::sm90) {
     return hopper ? forward_sm90(p, flash::Sm90Variant::pingpong, stream) : cudaErrorInvalidValue;
   }
@@ -205,8 +203,7 @@ cudaError_t flash_attention_backward_ablation(const FlashBwdParams& p, int varia
   using namespace flash;
   if (!flash_attention_check(p).empty() || variant < 0 || variant > 4) return cudaErrorInvalidValue;
   const bool hopper_main = variant >= 3;
-  if (hopper_main && !(flash_sm90_device() && sm90_covers_backward(p.fwd)))
-    return cudaErrorInvalidValue;
+  if (hopper_main && !(flash_sm90_device() && sm90_covers(p.fwd))) return cudaErrorInvalidValue;
   if (p.deterministic && variant != 0 && variant != 3) return cudaErrorInvalidValue;
   if (p.fwd.cu_seqlens_q != nullptr && variant != 0) return cudaErrorInvalidValue;
   const int64_t rows = flash_stat_rows(p.fwd);
@@ -239,7 +236,7 @@ cudaError_t flash_attention_backward_with(const FlashBwdParams& p, FlashKernel k
   if (kernel == FlashKernel::sm90) return flash_attention_backward_ablation(p, 3, stream);
   // Automatic: the Hopper main kernel on sm_90, the sm_80 one elsewhere.
   const bool hopper =
-      kernel == FlashKernel::automatic && flash::flash_sm90_device() && sm90_covers_backward(p.fwd);
+      kernel == FlashKernel::automatic && flash::flash_sm90_device() && sm90_covers(p.fwd);
   return flash_attention_backward_ablation(p, hopper ? 3 : 0, stream);
 }
 

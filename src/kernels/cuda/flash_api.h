@@ -5,7 +5,8 @@
 // architecture: flash_api.cu checks the problem and picks a kernel: the sm_80 path in
 // flash_{fwd,bwd}_sm80.cu runs on every GPU from Ampere on; on Hopper (sm_90) the forward runs
 // flash_fwd_sm90.cu (wgmma, TMA, warp specialisation) and the backward flash_bwd_sm90.cu's main
-// kernel (wgmma) instead, except the backward at D = 256 (the sm_80 kernel there).
+// kernel (wgmma) instead, at D = 256 flash_bwd_sm90_wide.cu's (the deterministic backward there
+// runs the sm_80 kernel).
 //
 // Layout: q, o, dq, do are (B, Nq, H, D) and k, v, dk, dv are (B, Nk, Hkv, D) in the sense that an
 // element's address is base + b * batch_stride + n * row_stride + h * head_stride + d; the strides
@@ -141,8 +142,8 @@ cudaError_t flash_attention_backward_ablation(const FlashBwdParams& p, int varia
                                               cudaStream_t stream);
 
 // The backward with an explicit kernel: sm90 runs the Hopper main kernel (compute capability 9.0
-// only; cudaErrorInvalidValue elsewhere and for D = 256 or packed batches), sm80 the sm_80 one,
-// automatic the Hopper one on sm_90 and the sm_80 one elsewhere.
+// only; cudaErrorInvalidValue elsewhere and for packed batches), sm80 the sm_80 one, automatic the
+// Hopper one on sm_90 and the sm_80 one elsewhere.
 cudaError_t flash_attention_backward_with(const FlashBwdParams& p, FlashKernel kernel,
                                           cudaStream_t stream);
 

@@ -791,9 +791,12 @@ cudaError_t run_flash_bwd_sm80(const FlashBwdParams& p, float* dq_accum, float* 
   // main kernels run 256 threads.
   int smem = 0, block_n = 0;
   if constexpr (D == 256) {
-    // Its own kernel (above), deterministic as a run-time switch; no dropout, no ablations, no
-    // Hopper main kernel. Two query-block stages where the device's shared memory holds them.
-    if (dropout || atomic_width != 4 || opt.hopper_main) return cudaErrorInvalidValue;
+    // Its own kernel (above), deterministic as a run-time switch; no dropout, no ablations; the
+    // Hopper main kernel is flash_bwd_sm90_wide.cu's (one bulk dQ reduction per block does not fit
+    // there). Two query-block stages where the device's shared memory holds them.
+    if (dropout || atomic_width != 4 || (opt.hopper_main && !opt.hopper_bulk_dq)) {
+      return cudaErrorInvalidValue;
+    }
     int optin = 0;
     const cudaError_t err =
         current_device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, &optin);
@@ -848,15 +851,17 @@ cudaError_t run_flash_bwd_sm80(const FlashBwdParams& p, float* dq_accum, float* 
   // The Hopper kernel launches nothing and says cudaErrorNotSupported when the copy engine cannot
   // describe the operands; this kernel then runs instead.
   bool hopper_main = opt.hopper_main;
-  if constexpr (D != 256) {
-    if (hopper_main) {
+  if (hopper_main) {
+    if constexpr (D == 256) {
+      err = run_flash_bwd_sm90_wide<T>(p, dq_accum, dsum, opt.semaphores, stream);
+    } else {
       err = run_flash_bwd_sm90_main<T, D>(p, dq_accum, dsum, opt.semaphores, stream,
                                           opt.hopper_bulk_dq);
-      if (err == cudaErrorNotSupported) {
-        hopper_main = false;
-      } else if (err != cudaSuccess) {
-        return err;
-      }
+    }
+    if (err == cudaErrorNotSupported) {
+      hopper_main = false;
+    } else if (err != cudaSuccess) {
+      return err;
     }
   }
   if (!hopper_main) {

@@ -32,6 +32,7 @@
 #include <cmath>
 #include <type_traits>
 
+#include "kernels/cuda/flash_bwd_sm90_common.cuh"
 #include "kernels/cuda/flash_common.cuh"
 #include "kernels/cuda/flash_common_sm90.cuh"
 #include "kernels/cuda/flash_sm90.h"
@@ -47,21 +48,9 @@ inline constexpr int kBwdBlockM = D == 64 ? 128 : 64;
 constexpr int kBwdBlockN = 128;  // keys per CTA: 64 per warpgroup (wgmma's M)
 constexpr int kBwdThreads = 256;
 
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-// Generic-proxy writes (cp.async, st.shared) become visible to wgmma's reads after this fence and
-// a barrier.
-__device__ __forceinline__ void fence_proxy_async() {
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-}
-#endif
-
 // kBulkDq: dQ_block goes to shared memory and one thread adds it to the accumulator with one bulk
 // reduction (cp.reduce.async.bulk) per block, issued at the next block's first barrier; otherwise
 // every thread adds its fragments with red.v4 (the sm_80 kernel's way, kept as an ablation).
-// The operands' places in their tensor maps (flash_tma.h).
-struct BwdMaps {
-  MapOrder q, dout, k, v;
-};
 
 template <typename T, int D, bool kBulkDq, bool kExtras>
 __global__ void __launch_bounds__(kBwdThreads, 1)
@@ -115,51 +104,20 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
   const int m_begin = m_span.first, n_m = m_span.count;
   const int total = group * n_m;
 
-  // Query block `it` of the walk into a stage: Q and dO by bulk tensor copies that thread 0 issues
-  // (they complete on the stage's barrier; rows past Nq arrive as zeros), lse and dsum by cp.async.
+  // Query block `it` of the walk into a stage (flash_bwd_sm90_common.cuh).
   auto load_query_block = [&](int it, int stage) {
-    const int h = hkv * group + it / n_m;
-    const int m0 = (m_begin + it % n_m) * kBlockM;
-    if (tid == 0) {
-      int cq[3], cdo[3];
-      maps.q.coords(m0, h, b, cq);
-      maps.dout.coords(m0, h, b, cdo);
-      mbar_arrive_expect_tx(bar(stage), 2 * kQBytes);
-      tma_load_tile<kChunks>(s_q + stage * kQBytes, kQChunkBytes, &tm_q, cq, bar(stage));
-      tma_load_tile<kChunks>(s_do + stage * kQBytes, kQChunkBytes, &tm_do, cdo, bar(stage));
-    }
-    if (tid < kBlockM) {
-      const int64_t row0 = (static_cast<int64_t>(b) * f.H + h) * f.Nq;
-      const bool valid = m0 + tid < f.Nq;
-      cp_async_4(s_lse + stage * kBlockM + tid, f.lse + (valid ? row0 + m0 + tid : 0), valid);
-      cp_async_4(s_dsum + stage * kBlockM + tid, dsum + (valid ? row0 + m0 + tid : 0), valid);
-    }
+    bwd_fetch_query_block<kChunks, kBlockM>(
+        &tm_q, &tm_do, maps, f, dsum, b, hkv * group + it / n_m, (m_begin + it % n_m) * kBlockM,
+        s_q + stage * kQBytes, s_do + stage * kQBytes, kQChunkBytes, s_lse + stage * kBlockM,
+        s_dsum + stage * kBlockM, bar(stage), tid);
   };
 
   float r_dk[D / 2], r_dv[D / 2];
 #pragma unroll
   for (int i = 0; i < D / 2; ++i) r_dk[i] = r_dv[i] = 0.0f;
 
-  if (tid == 0) {
-    mbar_init(bar(0), 1);
-    mbar_init(bar(1), 1);
-    mbar_init_fence();
-  }
-  __syncthreads();
-  if (total > 0) {
-    // K and V complete on stage 0's barrier with the first query block, whose fetch makes the
-    // phase's one arrival.
-    if (tid == 0) {
-      int ck[3], cv[3];
-      maps.k.coords(n0, hkv, b, ck);
-      maps.v.coords(n0, hkv, b, cv);
-      mbar_expect_tx(bar(0), 2 * kKBytes);
-      tma_load_tile<kChunks>(s_k, kKChunkBytes, &tm_k, ck, bar(0));
-      tma_load_tile<kChunks>(s_v, kKChunkBytes, &tm_v, cv, bar(0));
-    }
-    load_query_block(0, 0);
-  }
-  cp_async_commit();
+  bwd_start_walk<kChunks>(&tm_k, &tm_v, maps, b, hkv, n0, s_k, s_v, kKChunkBytes, bar(0), total,
+                          tid, load_query_block);
 
   const float scale_log2 = f.softmax_scale * kLog2e;
   const int key_row0 = warp * 16;
@@ -269,40 +227,9 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     wgmma_wait<1>();  // Sᵀ is ready; dPᵀ may still run under the exp2 below
     fence_regs(r_s);
 
-    // Pᵀ (r_s[4 nt + e] is key g + 8 (e / 2), query 8 nt + 2 t + e % 2 of the warp's tile).
-#pragma unroll
-    for (int nt = 0; nt < kNT; ++nt) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int q_local = nt * 8 + 2 * t + (e & 1);
-        r_s[4 * nt + e] = fast_exp2(fmaf(r_s[4 * nt + e], scale_log2, -s_lset[q_local]));
-      }
-    }
-    // The mask, in the blocks that need one (the causal diagonal, window edges, the last blocks of
-    // ragged lengths). Each of the thread's two keys sees the queries m0 + 2 t + c for c in
-    // [c_lo, c_hi], so an element costs two compares and a select, and only here: written as
-    // per-element tests inside the loop above, the compiler evaluated them for every block under a
-    // predicate, a third of the loop's instructions (SASS, D = 64).
-    const int k_first = n0 + key_row0, k_last = k_first + 15;
-    const bool need_mask = n0 + kBlockN > f.Nk || m0 + kBlockM > f.Nq || k_last > m0 + band.hi ||
-                           k_first < m0 + kBlockM - 1 + band.lo;
-    if (need_mask) {
-      int c_lo[2], c_hi[2];
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const int key = k_first + g + 8 * r;
-        c_lo[r] = key - band.hi - m0 - 2 * t;
-        c_hi[r] = key < f.Nk ? min(key - band.lo, f.Nq - 1) - m0 - 2 * t : -1;
-      }
-#pragma unroll
-      for (int nt = 0; nt < kNT; ++nt) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int c = nt * 8 + (e & 1);
-          if (c < c_lo[e >> 1] || c > c_hi[e >> 1]) r_s[4 * nt + e] = 0.0f;
-        }
-      }
-    }
+    // Pᵀ (r_s[4 nt + e] is key g + 8 (e / 2), query 8 nt + 2 t + e % 2 of the warp's tile), masked
+    // where the block needs it.
+    bwd_probabilities<kNT>(r_s, s_lset, scale_log2, f, band, n0, kBlockN, n0 + key_row0, m0, g, t);
     // The dropout mask of this thread's elements, bit 4 nt + e (KeepMask).
     [[maybe_unused]] KeepMask<kNT> keep = {};
     if constexpr (kExtras) {
@@ -427,20 +354,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
         sem_turn = last_key_block(band, m0, kBlockM, kBlockN, gridDim.x) - n_block;
       }
     } else {
-#pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
-        const float* c = r_dq + 4 * nt;
-        const bool odd = t & 1;
-        const float x0 = __shfl_xor_sync(0xffffffffu, odd ? c[0] : c[2], 1);
-        const float x1 = __shfl_xor_sync(0xffffffffu, odd ? c[1] : c[3], 1);
-        const int row = q_row0 + wi * 16 + g + (odd ? 8 : 0);
-        const float v[4] = {odd ? x0 : c[0], odd ? x1 : c[1], odd ? c[2] : x0, odd ? c[3] : x1};
-        if (row < f.Nq) {
-          red_add<4>(g_dqa + static_cast<int64_t>(row) * D +
-                         dq_accum_col(row, col0 + nt * 8 + 2 * (t & ~1)),
-                     v);
-        }
-      }
+      bwd_red_dq<D, 8>(r_dq, g_dqa, q_row0 + wi * 16, col0, f.Nq, g, t);
     }
     wgmma_wait<0>();  // dK: r_ds and the Q stage are free again
     fence_regs(r_dk);
@@ -459,24 +373,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     }
   }
 
-  T* g_dk = static_cast<T*>(p.dk) + b * p.dk_strides.batch + hkv * p.dk_strides.head;
-  T* g_dv = static_cast<T*>(p.dv) + b * p.dv_strides.batch + hkv * p.dv_strides.head;
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int key = n0 + key_row0 + g + half * 8;
-    if (key < f.Nk) {
-      T* g_dkrow = g_dk + key * p.dk_strides.row + 2 * t;
-      T* g_dvrow = g_dv + key * p.dv_strides.row + 2 * t;
-#pragma unroll
-      for (int dt = 0; dt < kDT; ++dt) {
-        *reinterpret_cast<uint32_t*>(g_dkrow + dt * 8) =
-            Mma::pack(r_dk[4 * dt + 2 * half] * f.softmax_scale,
-                      r_dk[4 * dt + 2 * half + 1] * f.softmax_scale);
-        *reinterpret_cast<uint32_t*>(g_dvrow + dt * 8) =
-            Mma::pack(r_dv[4 * dt + 2 * half], r_dv[4 * dt + 2 * half + 1]);
-      }
-    }
-  }
+  bwd_store_dk_dv<T, kDT>(p, r_dk, r_dv, b, hkv, n0 + key_row0, 0, g, t);
 #else
   (void)p;
   (void)dq_accum;

@@ -114,29 +114,6 @@ __device__ __forceinline__ void wgmma_rs_m64n64k16_f16(float (&d)[32], const uin
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d));
 }
 
-__device__ __forceinline__ void wgmma_ss_m64n128k16_bf16(float (&d)[64], uint64_t desc_a,
-                                                         uint64_t desc_b, int scale_d) {
-  asm volatile(
-      "{\n.reg .pred p;\n"
-      "setp.ne.b32 p, %66, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, "
-      "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, "
-      "%38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, "
-      "%56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
-        "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
-        "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
-        "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
-        "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]),
-        "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
-        "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),
-        "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]),
-        "+f"(d[63])
-      : "l"(desc_a), "l"(desc_b), "r"(scale_d));
-}
-
 __device__ __forceinline__ void wgmma_rs_m64n128k16_bf16(float (&d)[64], const uint32_t (&a)[4],
                                                          uint64_t desc_b, int scale_d) {
   asm volatile(
@@ -158,29 +135,6 @@ __device__ __forceinline__ void wgmma_rs_m64n128k16_bf16(float (&d)[64], const u
         "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]),
         "+f"(d[63])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d));
-}
-
-__device__ __forceinline__ void wgmma_ss_m64n128k16_f16(float (&d)[64], uint64_t desc_a,
-                                                        uint64_t desc_b, int scale_d) {
-  asm volatile(
-      "{\n.reg .pred p;\n"
-      "setp.ne.b32 p, %66, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, "
-      "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, "
-      "%38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, "
-      "%56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
-        "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
-        "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
-        "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
-        "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]),
-        "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
-        "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),
-        "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]),
-        "+f"(d[63])
-      : "l"(desc_a), "l"(desc_b), "r"(scale_d));
 }
 
 __device__ __forceinline__ void wgmma_rs_m64n128k16_f16(float (&d)[64], const uint32_t (&a)[4],
@@ -215,6 +169,11 @@ __device__ __forceinline__ void wgmma_rs_m64n128k16_f16(float (&d)[64], const ui
   "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "           \
   "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
   "%32, %33, %34, %35, %36, %37, %38, %39"
+#define TG_WGMMA_D64                                                                 \
+  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "           \
+  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+  "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
 #define TG_WGMMA_D128                                                                            \
   "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                       \
   "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "             \
@@ -229,6 +188,7 @@ __device__ __forceinline__ void wgmma_rs_m64n128k16_f16(float (&d)[64], const ui
       "+f"(d[i + 6]), "+f"(d[i + 7])
 #define TG_WGMMA_OUT32(d, i) \
   TG_WGMMA_OUT8(d, i), TG_WGMMA_OUT8(d, i + 8), TG_WGMMA_OUT8(d, i + 16), TG_WGMMA_OUT8(d, i + 24)
+#define TG_WGMMA_OUT64(d) TG_WGMMA_OUT32(d, 0), TG_WGMMA_OUT32(d, 32)
 #define TG_WGMMA_OUT128(d) \
   TG_WGMMA_OUT32(d, 0), TG_WGMMA_OUT32(d, 32), TG_WGMMA_OUT32(d, 64), TG_WGMMA_OUT32(d, 96)
 // Runs STMT(TY) with T's PTX element type.
@@ -253,6 +213,23 @@ template <typename T, int kTransA, int kTransB>
 __device__ __forceinline__ void wgmma_ss_m64n64k16(float (&d)[32], uint64_t desc_a, uint64_t desc_b,
                                                    int scale_d) {
   TG_WGMMA_FOR_TYPE(T, TG_WGMMA_SS_M64N64K16)
+}
+
+// d (64 x 128) = A B + (scale_d ? d : 0), both operands from shared memory (kTransA / kTransB = 1
+// for an MN-major operand): S = Q Kᵀ at D = 64 (both K-major), and the D = 256 backward's dV, dK
+// (A K-major, B MN-major) and dQ (both MN-major).
+#define TG_WGMMA_SS_M64N128K16(TY)                                               \
+  asm volatile(                                                                  \
+      "{\n.reg .pred p;\n"                                                       \
+      "setp.ne.b32 p, %66, 0;\n"                                                 \
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {" TG_WGMMA_D64 \
+      "}, %64, %65, p, 1, 1, %67, %68;\n}\n"                                     \
+      : TG_WGMMA_OUT64(d)                                                        \
+      : "l"(desc_a), "l"(desc_b), "r"(scale_d), "n"(kTransA), "n"(kTransB))
+template <typename T, int kTransA, int kTransB>
+__device__ __forceinline__ void wgmma_ss_m64n128k16(float (&d)[64], uint64_t desc_a,
+                                                    uint64_t desc_b, int scale_d) {
+  TG_WGMMA_FOR_TYPE(T, TG_WGMMA_SS_M64N128K16)
 }
 
 // d (64 x 256) = A (64 x 16, registers) B (16 x 256, MN-major) + (scale_d ? d : 0): O += P V at
@@ -290,11 +267,14 @@ __device__ __forceinline__ void wgmma_ss_m64n80k16(float (&d)[40], uint64_t desc
 #undef TG_WGMMA_SS_M64N80K16
 #undef TG_WGMMA_RS_M64N256K16
 #undef TG_WGMMA_SS_M64N64K16
+#undef TG_WGMMA_SS_M64N128K16
 #undef TG_WGMMA_FOR_TYPE
 #undef TG_WGMMA_OUT128
+#undef TG_WGMMA_OUT64
 #undef TG_WGMMA_OUT32
 #undef TG_WGMMA_OUT8
 #undef TG_WGMMA_D128
+#undef TG_WGMMA_D64
 #undef TG_WGMMA_D40
 #undef TG_WGMMA_D32
 
@@ -317,7 +297,7 @@ struct Wgmma;
 template <>
 struct Wgmma<__nv_bfloat16> : WgmmaShapes<__nv_bfloat16> {
   static __device__ __forceinline__ void ss(float (&d)[64], uint64_t a, uint64_t b, int scale_d) {
-    wgmma_ss_m64n128k16_bf16(d, a, b, scale_d);
+    wgmma_ss_m64n128k16<__nv_bfloat16, 0, 0>(d, a, b, scale_d);
   }
   static __device__ __forceinline__ void rs(float (&d)[64], const uint32_t (&a)[4], uint64_t b,
                                             int scale_d) {
@@ -334,7 +314,7 @@ struct Wgmma<__nv_bfloat16> : WgmmaShapes<__nv_bfloat16> {
 template <>
 struct Wgmma<__half> : WgmmaShapes<__half> {
   static __device__ __forceinline__ void ss(float (&d)[64], uint64_t a, uint64_t b, int scale_d) {
-    wgmma_ss_m64n128k16_f16(d, a, b, scale_d);
+    wgmma_ss_m64n128k16<__half, 0, 0>(d, a, b, scale_d);
   }
   static __device__ __forceinline__ void rs(float (&d)[64], const uint32_t (&a)[4], uint64_t b,
                                             int scale_d) {
@@ -355,6 +335,12 @@ __device__ __forceinline__ void stmatrix_x4(uint32_t addr, const uint32_t (&r)[4
   asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr),
                "r"(r[0]), "r"(r[1]), "r"(r[2]), "r"(r[3])
                : "memory");
+}
+
+// Generic-proxy writes to shared memory (cp.async, st.shared, stmatrix) become visible to wgmma's
+// reads after this fence and a barrier.
+__device__ __forceinline__ void fence_proxy_async() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
 // ---- mbarriers and bulk tensor copies

@@ -28,9 +28,10 @@ struct BwdOptions {
   // How many neighbouring dQ floats one reduction adds on sm_90 (4, 2 or 1; sm_80 adds one at a
   // time); 4 is the default, 2 and 1 are ablations for the benchmark (bf16, D = 128 only).
   int atomic_width = 4;
-  // The main kernel is flash_bwd_sm90.cu's (wgmma; sm_90 devices only), the other steps are
-  // shared; hopper_bulk_dq as run_flash_bwd_sm90_main's bulk_dq. The Hopper kernel keeps dq_accum
-  // in dq_accum_col's layout (flash_common.cuh), which the conversion then reads.
+  // The main kernel is flash_bwd_sm90.cu's, or at D = 256 flash_bwd_sm90_wide.cu's (wgmma; sm_90
+  // devices only), the other steps are shared; hopper_bulk_dq as run_flash_bwd_sm90_main's bulk_dq
+  // (false is refused at D = 256, whose kernel has only per-thread reductions). The Hopper kernels
+  // keep dq_accum in dq_accum_col's layout (flash_common.cuh), which the conversion then reads.
   bool hopper_main = false;
   bool hopper_bulk_dq = true;
   // Deterministic dq (FlashBwdParams::deterministic): n_semaphores ordering counters, zeroed here

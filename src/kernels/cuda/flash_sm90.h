@@ -38,4 +38,12 @@ template <typename T, int D>
 cudaError_t run_flash_bwd_sm90_main(const FlashBwdParams& p, float* dq_accum, const float* dsum,
                                     int* semaphores, cudaStream_t stream, bool bulk_dq = true);
 
+// The same at D = 256 (flash_bwd_sm90_wide.cu: the warpgroups split the head dimension, dQ is
+// added by red.v4 from registers), bf16 and f16. No dropout (not defined at D = 256); with
+// semaphores (the deterministic mode) it launches nothing and says cudaErrorNotSupported, as it
+// does when the copy engine cannot describe the operands.
+template <typename T>
+cudaError_t run_flash_bwd_sm90_wide(const FlashBwdParams& p, float* dq_accum, const float* dsum,
+                                    int* semaphores, cudaStream_t stream);
+
 }  // namespace tilegrad::cuda::flash

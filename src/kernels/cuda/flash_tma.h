@@ -36,4 +36,9 @@ struct MapOrder {
 bool make_operand_map(CUtensorMap* map, MapOrder* order, const void* base, const FlashStrides& st,
                       int B, int N, int heads, int D, int box_rows, bool bf16);
 
+// The backward's four operands' places in their maps.
+struct BwdMaps {
+  MapOrder q, dout, k, v;
+};
+
 }  // namespace tilegrad::cuda::flash
