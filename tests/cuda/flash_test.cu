@@ -710,6 +710,7 @@ int main(int argc, char** argv) {
   if (argc > 1 && std::strchr(argv[1], ',') != nullptr) {
     for (const char* c = argv[1]; c != nullptr; c = std::strchr(c, ',')) {
       if (*c == ',') ++c;
+      if (*c == '\0') break;  // "14,": one case
       const int i = std::atoi(c);
       if (i < 0 || i >= n_all) {
         std::printf("case position %d is not in [0, %d)\n", i, n_all);

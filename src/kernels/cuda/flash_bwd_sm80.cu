@@ -793,21 +793,9 @@ cudaError_t run_flash_bwd_sm80(const FlashBwdParams& p, float* dq_accum, float* 
   if constexpr (D == 256) {
     // Its own kernel (above), deterministic as a run-time switch; no dropout, no ablations; the
     // Hopper main kernel is flash_bwd_sm90_wide.cu's (one bulk dQ reduction per block does not fit
-    // there). Two query-block stages where the device's shared memory holds them.
+    // there). Its stage count is chosen below, where it runs.
     if (dropout || atomic_width != 4 || (opt.hopper_main && !opt.hopper_bulk_dq)) {
       return cudaErrorInvalidValue;
-    }
-    int optin = 0;
-    const cudaError_t err =
-        current_device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, &optin);
-    if (err != cudaSuccess) return err;
-    constexpr int kTwoStages = wide_bwd_smem_bytes<D, 2>(static_cast<int>(sizeof(T)));
-    if (optin >= kTwoStages) {
-      kernel = flash_bwd_sm80_wide_kernel<T, D, 2>;
-      smem = kTwoStages;
-    } else {
-      kernel = flash_bwd_sm80_wide_kernel<T, D, 1>;
-      smem = wide_bwd_smem_bytes<D, 1>(static_cast<int>(sizeof(T)));
     }
     block_n = 64;
   } else {
@@ -865,6 +853,20 @@ cudaError_t run_flash_bwd_sm80(const FlashBwdParams& p, float* dq_accum, float* 
     }
   }
   if (!hopper_main) {
+    if constexpr (D == 256) {
+      // Two query-block stages where the device's shared memory holds them.
+      int optin = 0;
+      err = current_device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, &optin);
+      if (err != cudaSuccess) return err;
+      constexpr int kTwoStages = wide_bwd_smem_bytes<D, 2>(static_cast<int>(sizeof(T)));
+      if (optin >= kTwoStages) {
+        kernel = flash_bwd_sm80_wide_kernel<T, D, 2>;
+        smem = kTwoStages;
+      } else {
+        kernel = flash_bwd_sm80_wide_kernel<T, D, 1>;
+        smem = wide_bwd_smem_bytes<D, 1>(static_cast<int>(sizeof(T)));
+      }
+    }
     err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (err != cudaSuccess) return err;
     const dim3 grid((f.Nk + block_n - 1) / block_n, f.Hkv, f.B);

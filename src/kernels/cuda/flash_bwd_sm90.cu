@@ -409,21 +409,13 @@ cudaError_t run_flash_bwd_sm90_main(const FlashBwdParams& p, float* dq_accum, co
                    kBwdBlockN * kBlockM * static_cast<int>(sizeof(T)) +
                    4 * kBlockM * static_cast<int>(sizeof(float)) +
                    kBlockM * D * static_cast<int>(sizeof(float)) + 2 * 8 + 1024;
-  const bool bf16 = f.dtype == FlashDType::bf16;
-  CUtensorMap tm_q, tm_do, tm_k, tm_v;
-  BwdMaps maps;
-  if (!make_operand_map(&tm_q, &maps.q, f.q, f.q_strides, f.B, f.Nq, f.H, D, kBlockM, bf16) ||
-      !make_operand_map(&tm_do, &maps.dout, p.dout, p.dout_strides, f.B, f.Nq, f.H, D, kBlockM,
-                        bf16) ||
-      !make_operand_map(&tm_k, &maps.k, f.k, f.k_strides, f.B, f.Nk, f.Hkv, D, kBwdBlockN, bf16) ||
-      !make_operand_map(&tm_v, &maps.v, f.v, f.v_strides, f.B, f.Nk, f.Hkv, D, kBwdBlockN, bf16)) {
-    return cudaErrorNotSupported;
-  }
+  BwdTensorMaps tm;
+  if (!make_bwd_maps(&tm, p, kBlockM, kBwdBlockN)) return cudaErrorNotSupported;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
   const dim3 grid((f.Nk + kBwdBlockN - 1) / kBwdBlockN, f.Hkv, f.B);
-  kernel<<<grid, kBwdThreads, smem, stream>>>(tm_q, tm_do, tm_k, tm_v, maps, p, dq_accum, dsum,
-                                              semaphores);
+  kernel<<<grid, kBwdThreads, smem, stream>>>(tm.q, tm.dout, tm.k, tm.v, tm.order, p, dq_accum,
+                                              dsum, semaphores);
   return cudaGetLastError();
 }
 

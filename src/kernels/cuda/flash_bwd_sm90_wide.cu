@@ -275,26 +275,15 @@ cudaError_t run_flash_bwd_sm90_wide(const FlashBwdParams& p, float* dq_accum, co
   // The deterministic mode orders whole-block reductions (flash_bwd_sm90.cu); this kernel's are
   // per thread, so the sm_80 kernel serves it.
   if (semaphores != nullptr) return cudaErrorNotSupported;
-  const bool bf16 = f.dtype == FlashDType::bf16;
-  CUtensorMap tm_q, tm_do, tm_k, tm_v;
-  BwdMaps maps;
-  if (!make_operand_map(&tm_q, &maps.q, f.q, f.q_strides, f.B, f.Nq, f.H, kWideD, kWideBlockM,
-                        bf16) ||
-      !make_operand_map(&tm_do, &maps.dout, p.dout, p.dout_strides, f.B, f.Nq, f.H, kWideD,
-                        kWideBlockM, bf16) ||
-      !make_operand_map(&tm_k, &maps.k, f.k, f.k_strides, f.B, f.Nk, f.Hkv, kWideD, kWideBlockN,
-                        bf16) ||
-      !make_operand_map(&tm_v, &maps.v, f.v, f.v_strides, f.B, f.Nk, f.Hkv, kWideD, kWideBlockN,
-                        bf16)) {
-    return cudaErrorNotSupported;
-  }
+  BwdTensorMaps tm;
+  if (!make_bwd_maps(&tm, p, kWideBlockM, kWideBlockN)) return cudaErrorNotSupported;
   auto kernel = flash_bwd_sm90_wide_kernel<T>;
   cudaError_t err =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kWideSmemBytes);
   if (err != cudaSuccess) return err;
   const dim3 grid((f.Nk + kWideBlockN - 1) / kWideBlockN, f.Hkv, f.B);
-  kernel<<<grid, kWideThreads, kWideSmemBytes, stream>>>(tm_q, tm_do, tm_k, tm_v, maps, p, dq_accum,
-                                                         dsum);
+  kernel<<<grid, kWideThreads, kWideSmemBytes, stream>>>(tm.q, tm.dout, tm.k, tm.v, tm.order, p,
+                                                         dq_accum, dsum);
   return cudaGetLastError();
 }
 

@@ -78,4 +78,17 @@ bool make_operand_map(CUtensorMap* map, MapOrder* order, const void* base, const
   return r == CUDA_SUCCESS;
 }
 
+bool make_bwd_maps(BwdTensorMaps* maps, const FlashBwdParams& p, int block_m, int block_n) {
+  const FlashFwdParams& f = p.fwd;
+  const bool bf16 = f.dtype == FlashDType::bf16;
+  return make_operand_map(&maps->q, &maps->order.q, f.q, f.q_strides, f.B, f.Nq, f.H, f.D, block_m,
+                          bf16) &&
+         make_operand_map(&maps->dout, &maps->order.dout, p.dout, p.dout_strides, f.B, f.Nq, f.H,
+                          f.D, block_m, bf16) &&
+         make_operand_map(&maps->k, &maps->order.k, f.k, f.k_strides, f.B, f.Nk, f.Hkv, f.D,
+                          block_n, bf16) &&
+         make_operand_map(&maps->v, &maps->order.v, f.v, f.v_strides, f.B, f.Nk, f.Hkv, f.D,
+                          block_n, bf16);
+}
+
 }  // namespace tilegrad::cuda::flash

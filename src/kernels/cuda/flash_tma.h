@@ -41,4 +41,12 @@ struct BwdMaps {
   MapOrder q, dout, k, v;
 };
 
+// The backward's four maps (Q and dO in boxes of block_m rows, K and V of block_n) and their
+// orders; false as make_operand_map says it.
+struct BwdTensorMaps {
+  CUtensorMap q, dout, k, v;
+  BwdMaps order;
+};
+bool make_bwd_maps(BwdTensorMaps* maps, const FlashBwdParams& p, int block_m, int block_n);
+
 }  // namespace tilegrad::cuda::flash
