@@ -47,6 +47,7 @@ struct Options {
   std::string memory_limit;  // empty: none
   bool no_memory_check = false;
   bool no_gemm_tune = false;
+  bool no_cuda_graph = false;
   int64_t fault_at_step = 0;
   std::string fault_kind = "error";
 };
@@ -97,6 +98,7 @@ void run(const Options& o) {
   c.fault_kind = o.fault_kind == "device" ? train::TrainConfig::FaultKind::device
                                           : train::TrainConfig::FaultKind::error;
   c.gemm_tuning = !o.no_gemm_tune;
+  c.cuda_graph = !o.no_cuda_graph;
 
   std::printf(
       "tilegrad train: %s (L=%d H=%lld C=%lld T=%lld, dropout %.2f, %s attention, remat "
@@ -160,6 +162,16 @@ void run(const Options& o) {
   const train::TrainResult r = train::run_training(
       c, progress, [&] { return peak_flops; }, memory_checked);
 
+  if (c.device.type == DeviceType::cuda) {
+    if (r.graph_step > 0) {
+      std::printf(
+          "\nCUDA graph: forward and backward recorded at step %lld (%lld operations) and "
+          "replayed from then on\n",
+          ll(r.graph_step), ll(r.graph_operations));
+    } else {
+      std::printf("\nCUDA graph: not used (%s)\n", r.graph_off_reason.c_str());
+    }
+  }
   if (r.profiled_steps > 0) {
     double busy = 0;
     for (const ProfileRow& row : r.profile) busy += row.seconds;
@@ -270,6 +282,10 @@ void register_train(CLI::App& app) {
       "Take the GEMM library's heuristic algorithm for each problem instead of timing its "
       "candidates at the problem's first call and keeping the fastest (CUDA; the choices "
       "go to --out/gemm_tuning.json, which --resume takes)");
+  cmd->add_flag("--no-cuda-graph", o->no_cuda_graph,
+                "Run every step eagerly instead of recording the forward and backward as a CUDA "
+                "graph at the second step and replaying it (recorded only without dropout, with "
+                "one micro-batch and without --profile)");
   // Testing only (tests/cli/train_bad_inputs.sh): fail inside step N as a CUDA error would.
   cmd->add_option("--fault-at-step", o->fault_at_step)->group("");
   // `error`: a tilegrad error thrown in the step; `device`: the device made to fail for real.

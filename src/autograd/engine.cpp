@@ -1,5 +1,6 @@
 #include "autograd/engine.h"
 
+#include <memory>
 #include <queue>
 
 #include "autograd/grad_mode.h"
@@ -35,6 +36,15 @@ void accumulate(InputBuffer& buf, size_t slot, Tensor g) {
   buf.grads[slot].add_(g);
 }
 
+// The seed run_backward implied on this thread (implied_seed_value): its storage and the version
+// it had when filled with 1. A weak reference: the seed is freed as soon as its node has consumed
+// it, and a later storage at the same address must not pass for it.
+struct ImpliedSeed {
+  std::weak_ptr<Storage> storage;
+  uint64_t version = 0;
+};
+thread_local ImpliedSeed t_implied_seed;
+
 struct ByNewest {
   bool operator()(const std::shared_ptr<Node>& a, const std::shared_ptr<Node>& b) const {
     return a->sequence_nr() < b->sequence_nr();
@@ -49,6 +59,7 @@ void run_backward(Tensor root, Tensor grad, BackwardOptions options) {
            " does not require grad and has no grad_fn (did you set requires_grad on an input, and "
            "is grad mode on?)");
   Tensor seed = std::move(grad);
+  ImpliedSeed implied;
   if (!seed.defined()) {
     TG_CHECK(root.numel() == 1,
              "backward: the gradient can only be implied for a single-element "
@@ -57,6 +68,7 @@ void run_backward(Tensor root, Tensor grad, BackwardOptions options) {
     CategoryScope cat(Category::gradient);
     seed = empty(root.shape(), {root.dtype(), root.device()});
     seed.fill_(1.0);
+    implied = {seed.storage(), seed.storage()->version()};
   } else {
     TG_CHECK(seed.shape() == root.shape() && seed.dtype() == root.dtype() &&
                  seed.device() == root.device(),
@@ -91,6 +103,13 @@ void run_backward(Tensor root, Tensor grad, BackwardOptions options) {
       for (auto& n : nodes) n->engine_slot = -1;
     }
   } reset_slots{nodes};
+
+  // The implied seed is known for this backward only (a nested one, from a hook, has its own).
+  struct SeedScope {
+    ImpliedSeed prev = t_implied_seed;
+    explicit SeedScope(ImpliedSeed s) { t_implied_seed = s; }
+    ~SeedScope() { t_implied_seed = prev; }
+  } seed_scope{implied};
 
   std::vector<InputBuffer> buffers(nodes.size());
   std::vector<bool> has_buffer(nodes.size(), false);
@@ -185,6 +204,15 @@ void run_backward(Tensor root, Tensor grad, BackwardOptions options) {
     out_grads.clear();
     if (options.on_node_done) options.on_node_done(*node);
   }
+}
+
+std::optional<double> implied_seed_value(const Tensor& grad) {
+  const ImpliedSeed& s = t_implied_seed;
+  if (!grad.defined() || grad.numel() != 1) return std::nullopt;
+  const std::shared_ptr<Storage> seed = s.storage.lock();
+  if (seed == nullptr || grad.storage() != seed || seed->version() != s.version)
+    return std::nullopt;
+  return 1.0;
 }
 
 }  // namespace tilegrad

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 
 #include "core/tensor.h"
 
@@ -31,5 +32,11 @@ struct BackwardOptions {
 // are taken by value: a caller that moves them in lets the engine drop the root's value before the
 // backward and free the seed once the root's node has consumed it.
 void run_backward(Tensor root, Tensor grad, BackwardOptions options = {});
+
+// 1 when `grad` is the seed that the running backward implied for its single-element root, still
+// unchanged; nullopt for any other tensor. A node that needs its upstream scalar on the host
+// (lm_head_cross_entropy scales two buffers by it) reads it here rather than waiting for the
+// device — which inside a CUDA graph capture it could not do at all.
+std::optional<double> implied_seed_value(const Tensor& grad);
 
 }  // namespace tilegrad

@@ -8,6 +8,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -159,6 +161,18 @@ struct DeviceMemoryInfo {
   int64_t total = 0;
 };
 
+// Device work recorded once and replayed without the host code that queued it (CUDA graphs:
+// Backend::capture_graph). A replay runs exactly the recorded operations, on the same buffers and
+// with the same arguments; what the work reads from device memory may change between replays.
+class DeviceGraph {
+ public:
+  virtual ~DeviceGraph() = default;
+  // Queues the recorded work on the calling thread's current stream (asynchronous to the host).
+  virtual void replay() = 0;
+  // How many operations (kernels, copies, memsets) were recorded.
+  virtual int64_t operations() const = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -196,6 +210,17 @@ class Backend {
   // sticky error every later call reports). A device that cannot fail so throws Error at once.
   virtual void inject_device_fault() {
     TG_CHECK(false, "injected device fault (this device has no way to fail for real)");
+  }
+  // Optional: runs `work` and returns, instead of its effects, a recording of the device work it
+  // queued (CUDA: stream capture, cuda/graph.h). Nothing runs until the first replay. Inside the
+  // capture the host cannot read the device: copy_to_host and synchronize throw, index checks
+  // (find_out_of_range) report nothing (whoever fills the graph's inputs checks them), and host
+  // data copied in is copied once, at the capture, and replayed as it was then. Memory allocated
+  // inside comes from a pool of the capture's own; blocks still referenced when it ends must stay
+  // referenced while the graph replays. Throws Error when the work does something a recording
+  // cannot hold; the device is then as before the call. Devices without graphs: nullptr.
+  virtual std::unique_ptr<DeviceGraph> capture_graph(const std::function<void()>& /*work*/) {
+    return nullptr;
   }
 
   // --- elementwise: any layout for inputs and for dst/out ---

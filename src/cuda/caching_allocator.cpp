@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cuda/check.h"
+#include "cuda/graph.h"
 #include "cuda/stream.h"
 #include "memory/tracker.h"
 
@@ -32,6 +33,11 @@ size_t segment_size(size_t size) {
   if (size <= kSmallRequest) return kSmallSegment;
   if (size < kMidRequest) return kMidSegment;
   return round_up(size, kLargeRound);
+}
+
+cudaError_t cuda_malloc(void** p, size_t bytes) {
+  const RelaxedCapture relaxed;  // allowed while the thread captures a graph (cuda/graph.h)
+  return cudaMalloc(p, bytes);
 }
 
 uintptr_t addr(const void* p) {
@@ -236,8 +242,11 @@ class CachingAllocator final : public Allocator {
   Block* new_segment(DeviceState& d, int dev, cudaStream_t stream, size_t size, size_t bytes) {
     const size_t seg = segment_size(size);
     void* p = nullptr;
-    cudaError_t err = cudaMalloc(&p, seg);
-    if (err == cudaErrorMemoryAllocation) {
+    // Inside a graph capture (cuda/graph.h) cudaMalloc needs the relaxed mode, and the cache is
+    // not handed back: cudaFree would wait for the device, which a capture forbids.
+    const bool in_capture = capturing(stream);
+    cudaError_t err = cuda_malloc(&p, seg);
+    if (err == cudaErrorMemoryAllocation && !in_capture) {
       // Blocks waiting on other streams and whole free segments may be what stands in the way:
       // hand them back and try once more.
       (void)cudaGetLastError();
@@ -245,7 +254,7 @@ class CachingAllocator final : public Allocator {
       process_events(d, /*wait=*/true);
       release_cached(d, dev);
       publish(dev, d);
-      err = cudaMalloc(&p, seg);
+      err = cuda_malloc(&p, seg);
     }
     if (err == cudaErrorMemoryAllocation) {
       (void)cudaGetLastError();

@@ -36,6 +36,9 @@
 //   it throws OutOfMemoryError with the request, the tracker's live bytes, the reserved and cached
 //   bytes and the device's free and total memory. Nothing is lost: blocks that were live stay live
 //   and the allocator can be used afterwards.
+// - Graphs. Inside a graph capture (cuda/graph.h, Note [Graph capture]) the capture stream's pool
+//   is the graph's private memory; cudaMalloc runs in the relaxed capture mode, and an
+//   out-of-memory is not retried after emptying the cache (cudaFree would wait for the device).
 // - Devices. An allocation goes to the calling thread's current device (cudaGetDevice); a free goes
 //   to the device the block came from.
 //

@@ -18,6 +18,7 @@
 #include "cuda/check.h"
 #include "cuda/entry_profiler.h"
 #include "cuda/gemm.h"
+#include "cuda/graph.h"
 #include "cuda/stream.h"
 #include "kernels/cuda/attention_reference.h"
 #include "kernels/cuda/cross_entropy.h"
@@ -40,6 +41,13 @@ namespace k = kernels::cuda;
 
 cudaStream_t s() {
   return current_stream();
+}
+
+// The host waits for the device in `entry`, which a graph capture cannot record.
+void refuse_in_capture(const char* entry) {
+  TG_CHECK(!cuda::capturing(), "cuda ", entry,
+           ": the host cannot wait for the device while a CUDA graph is being captured (a value "
+           "read on the host inside the captured work, such as Tensor::item())");
 }
 
 // The FlashAttention kernels' view of the problem, or nullopt-like `false` when they do not apply.
@@ -174,18 +182,30 @@ class CudaBackend final : public Backend {
  public:
   void copy_from_host(const void* host, void* dst, int64_t bytes) override {
     if (bytes <= 0) return;
+    const auto n = static_cast<size_t>(bytes);
+    if (cuda::capturing()) {
+      // Recorded from a pinned copy that the graph owns (Note [Graph capture]).
+      TG_CUDA_CHECK(cudaMemcpyAsync(dst, keep_host_copy(host, n), n, cudaMemcpyHostToDevice, s()));
+      return;
+    }
     // Synchronous for the caller: the host buffer may be freed as soon as this returns.
-    TG_CUDA_CHECK(
-        cudaMemcpyAsync(dst, host, static_cast<size_t>(bytes), cudaMemcpyHostToDevice, s()));
+    TG_CUDA_CHECK(cudaMemcpyAsync(dst, host, n, cudaMemcpyHostToDevice, s()));
     TG_CUDA_CHECK(cudaStreamSynchronize(s()));
   }
   void copy_to_host(const void* src, void* host, int64_t bytes) override {
     if (bytes <= 0) return;
+    refuse_in_capture("copy_to_host");
     TG_CUDA_CHECK(
         cudaMemcpyAsync(host, src, static_cast<size_t>(bytes), cudaMemcpyDeviceToHost, s()));
     TG_CUDA_CHECK(cudaStreamSynchronize(s()));
   }
-  void synchronize() override { TG_CUDA_CHECK(cudaStreamSynchronize(s())); }
+  void synchronize() override {
+    refuse_in_capture("synchronize");
+    TG_CUDA_CHECK(cudaStreamSynchronize(s()));
+  }
+  std::unique_ptr<DeviceGraph> capture_graph(const std::function<void()>& work) override {
+    return cuda::capture_graph(work);
+  }
   int device_count() override { return cuda::device_count(); }
   // The driver's count: it includes other processes' allocations and the CUDA context, which the
   // tracker never sees.
@@ -303,6 +323,9 @@ class CudaBackend final : public Backend {
   }
   int64_t find_out_of_range(DType idx_dt, const void* idx, int64_t n, int64_t lo, int64_t hi,
                             int64_t ignore, int64_t* bad_value) override {
+    // A capture cannot wait for the answer: whoever fills the graph's inputs checks them
+    // (Backend::capture_graph).
+    if (cuda::capturing()) return -1;
     const EntryProfiler::Range range(profiler_, "find_out_of_range");
     return k::find_out_of_range(idx_dt, idx, n, lo, hi, ignore, bad_value, s());
   }

@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "cuda/caching_allocator.h"
 #include "cuda/check.h"
+#include "cuda/graph.h"
 #include "memory/allocator.h"
 
 namespace tilegrad::cuda {
@@ -376,12 +377,6 @@ cublasStatus_t run(Plan& p, const GemmArgs& g, const cublasLtMatmulAlgo_t& algo,
 // Whether this call may run several times with the same result: it does not read D's buffer.
 bool rerunnable(const GemmArgs& g) {
   return g.beta == 0.0 || (g.c_in != nullptr && g.c_in != g.c);
-}
-
-bool capturing(cudaStream_t stream) {
-  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
-  TG_CUDA_CHECK(cudaStreamIsCapturing(stream, &st));
-  return st != cudaStreamCaptureStatusNone;
 }
 
 // RAII pair of timing events.

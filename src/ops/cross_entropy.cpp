@@ -112,6 +112,36 @@ int64_t count_ignored(const Tensor& targets, int64_t ignore_index) {
   return static_cast<int64_t>(count.item());
 }
 
+Tensor inverse_counted(const Tensor& targets, int64_t ignore_index, DType dt) {
+  const int64_t n = targets.numel();
+  Backend& be = backend_of(targets);
+  const TensorOptions ws{DType::f64, targets.device(), Category::workspace};
+  Tensor c = empty({1}, ws);
+  if (n == 0) {
+    be.fill(strided(c), 0.0);
+  } else {  // the ignored targets, counted exactly in float64
+    Tensor hits = empty({n}, ws);
+    be.copy(flat(targets), flat(hits));
+    Tensor key = empty({1}, ws);
+    be.fill(strided(key), static_cast<double>(ignore_index));
+    be.binary(BinaryOp::eq, flat(hits), strided_as(key, {n}), flat(hits));
+    be.reduce(ReduceOp::sum, flat(hits), strided(c));
+  }
+  be.scalar(ScalarOp::rsub, strided(c), static_cast<double>(n), strided(c));  // counted
+  Tensor none = empty({1}, ws);  // counted + [counted == 0] = max(1, counted)
+  be.fill(strided(none), 0.0);
+  be.binary(BinaryOp::eq, strided(c), strided(none), strided(none));
+  be.binary(BinaryOp::add, strided(c), strided(none), strided(c));
+  be.scalar(ScalarOp::rdiv, strided(c), 1.0, strided(c));
+  Tensor out = empty({}, {dt, targets.device(), Category::workspace});
+  StridedView o = strided(out);  // as [1], c's shape
+  o.ndim = 1;
+  o.shape[0] = 1;
+  o.strides[0] = 1;
+  be.copy(strided(c), o);
+  return out;
+}
+
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
                      Reduction reduction) {
   check_defined("cross_entropy", logits, "logits");

@@ -26,4 +26,10 @@ Cost cross_entropy_cost(const Shape& logits, DType dt);
 // rows a mean-reduced cross-entropy does not divide by.
 int64_t count_ignored(const Tensor& targets, int64_t ignore_index);
 
+// 1 / max(1, the number of targets != ignore_index): a scalar of dtype dt on the targets' device,
+// computed there. The factor of a mean that the host never reads, so that a step recorded in a
+// CUDA graph (Backend::capture_graph) takes each replay's count. Where every target is ignored the
+// losses and their gradients are all 0, so the 1 gives the mean 0 of count_ignored's rule.
+Tensor inverse_counted(const Tensor& targets, int64_t ignore_index, DType dt);
+
 }  // namespace tilegrad

@@ -1,7 +1,9 @@
 #include "ops/lm_head_cross_entropy.h"
 
 #include <algorithm>
+#include <optional>
 
+#include "autograd/engine.h"
 #include "autograd/forward_ad.h"
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
@@ -45,8 +47,10 @@ class LmHeadCrossEntropyBackward final : public Node {
 
   std::vector<Tensor> apply(std::vector<Tensor>& grads) override {
     if (!grads[0].defined()) return {Tensor(), Tensor()};
-    // One read of the upstream scalar; the forward already waited for the device (the loss).
-    const double g = grads[0].item();
+    // The upstream scalar, read on the host: known without the device when it is the seed a
+    // backward implied (loss.backward()), as it must be inside a CUDA graph capture.
+    const std::optional<double> seed = implied_seed_value(grads[0]);
+    const double g = seed ? *seed : grads[0].item();
     auto scaled = [&](const Tensor& t, bool needed) {
       if (!needed || !t.defined()) return Tensor();
       return g == 1.0 ? t : mul(t, g);
@@ -111,8 +115,8 @@ Tensor lm_head_cross_entropy(const Tensor& x_in, const Tensor& w_in, const Tenso
   const DType dt = x.dtype(), acc = acc_dtype(dt);
   const int64_t R =
       std::min(chunk_rows > 0 ? chunk_rows : kDefaultLmHeadChunkRows, std::max<int64_t>(N, 1));
-  const int64_t counted = N - count_ignored(t, ignore_index);
-  const double scale = counted > 0 ? 1.0 / static_cast<double>(counted) : 0.0;
+  // The mean's factor stays on the device (inverse_counted): no host read in the step.
+  const Tensor inv_counted = inverse_counted(t, ignore_index, acc);
 
   Tensor lse = empty({N}, {acc, x.device(), Category::workspace});
   Tensor losses = empty({N}, {acc, x.device(), Category::workspace});  // ignored rows: 0
@@ -140,7 +144,6 @@ Tensor lm_head_cross_entropy(const Tensor& x_in, const Tensor& w_in, const Tenso
       slice(w_pad, 0, 0, V).copy_(w);
       slice(w_pad, 0, V, Vp).fill_(0.0);
     }
-    const Tensor one = with_grad ? full({}, 1.0, {acc, x.device(), Category::workspace}) : Tensor();
     for (int64_t r0 = 0; r0 < N; r0 += R) {
       const int64_t rows = std::min(R, N - r0);
       // logits[rows, Vp] = x[r0 : r0 + rows] · w_padᵀ.
@@ -152,10 +155,11 @@ Tensor lm_head_cross_entropy(const Tensor& x_in, const Tensor& w_in, const Tenso
                                  ignore_index);
         continue;
       }
-      // The loss and the logits' gradient in one pass over the chunk where the backend can.
-      be.cross_entropy_forward_backward(dt, logits.data(), t.dtype(), row_ptr(t, r0, 1),
-                                        row_ptr(losses, r0, 1), row_ptr(lse, r0, 1), one.data(),
-                                        scale, glogits.data(), rows, V, Vp, ignore_index);
+      // The loss and the logits' gradient in one pass over the chunk where the backend can; the
+      // upstream "scalar" is the mean's factor.
+      be.cross_entropy_forward_backward(
+          dt, logits.data(), t.dtype(), row_ptr(t, r0, 1), row_ptr(losses, r0, 1),
+          row_ptr(lse, r0, 1), inv_counted.data(), 1.0, glogits.data(), rows, V, Vp, ignore_index);
       if (need_x) {  // dx[r0 : r0 + rows] = glogits · w
         gemm(be, dt, false, false, rows, C, Vp, glogits.data(), Vp, w_pad.data(), C,
              row_ptr(dx, r0, C), C);
@@ -171,7 +175,7 @@ Tensor lm_head_cross_entropy(const Tensor& x_in, const Tensor& w_in, const Tenso
   Tensor out;
   {
     NoGradGuard no_grad;
-    out = mul(sum(losses, {0}, false), scale);
+    out = mul(sum(losses, {0}, false), inv_counted);
   }
   if (with_grad) {
     auto node = std::make_shared<LmHeadCrossEntropyBackward>(std::move(dx), std::move(dw));

@@ -13,26 +13,30 @@ optim::AdamWOptions adamw_options(const TrainConfig& c) {
   return ao;
 }
 
+double forward_backward(const models::GPT& model, const data::Batch& batch, const TrainConfig& c,
+                        Generator& dropout_gen) {
+  Tensor loss = model.loss(batch.x.to(c.device), batch.y.to(c.device), dropout_gen);
+  loss.backward();
+  // Read after the backward is queued: item() waits for the device, and read before it, the
+  // device would drain and then wait for the backward's first launches.
+  return loss.item();
+}
+
 double forward_backward(const models::GPT& model, data::BatchSampler& sampler,
                         int64_t micro_batches, const TrainConfig& c, Generator& dropout_gen) {
   double loss_sum = 0;
-  for (int64_t micro = 0; micro < micro_batches; ++micro) {
-    const data::Batch b = sampler.next();
-    Tensor loss = model.loss(b.x.to(c.device), b.y.to(c.device), dropout_gen);
-    loss.backward();
-    // Read after the backward is queued: item() waits for the device, and read before it, the
-    // device would drain and then wait for the backward's first launches.
-    loss_sum += loss.item();
-  }
+  for (int64_t micro = 0; micro < micro_batches; ++micro)
+    loss_sum += forward_backward(model, sampler.next(), c, dropout_gen);
   return loss_sum;
 }
 
-optim::StepResult update(optim::Optimizer& opt, int64_t micro_batches, const TrainConfig& c) {
+optim::StepResult update(optim::Optimizer& opt, int64_t micro_batches, const TrainConfig& c,
+                         bool keep_grads) {
   optim::StepOptions so;
   so.max_grad_norm = c.grad_clip;
   so.accumulation_steps = micro_batches;
   const optim::StepResult r = opt.step(so);
-  opt.zero_grad();
+  if (!keep_grads) opt.zero_grad();
   return r;
 }
 

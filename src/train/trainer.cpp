@@ -17,9 +17,11 @@
 #include "data/tokenizer_file.h"
 #include "io/atomic_file.h"
 #include "io/checkpoint.h"
+#include "memory/allocator.h"
 #include "memory/tracker.h"
 #include "optim/adamw.h"
 #include "optim/lr_schedule.h"
+#include "train/captured_step.h"
 #include "train/step.h"
 
 namespace tilegrad::train {
@@ -224,6 +226,11 @@ TrainResult run_training(
   const int64_t profile_first = std::min(result.first_step + 3, c.steps);
   const int64_t profile_last = std::min(profile_first + c.profile_steps - 1, c.steps);
 
+  // Note [Captured steps]: the recorded forward and backward, from this process's second step on.
+  std::string graph_off = CapturedStep::unsupported_reason(c);
+  std::unique_ptr<CapturedStep> captured;
+  int64_t steps_run = 0;
+
   // One step: forward and backward of its micro-batches, the update, and the validation and
   // checkpoint that fall on it.
   auto run_step = [&](int64_t step) {
@@ -237,9 +244,33 @@ TrainResult run_training(
     const bool fault = step == c.fault_at_step;
     if (fault && c.fault_kind == TrainConfig::FaultKind::device)
       device_backend.inject_device_fault();
-    const double loss_sum = forward_backward(model, sampler, c.accumulation, c, dropout_gen);
+    double loss_sum = 0;
+    if (captured) {
+      captured->load(sampler.next());
+      loss_sum = captured->replay();
+    } else if (graph_off.empty() && steps_run >= 1) {
+      // The eager steps' blocks go back to the driver first, for the graph's pool to take.
+      const data::Batch b = sampler.next();
+      device_backend.synchronize();
+      allocator_for(c.device).empty_cache();
+      try {
+        captured = std::make_unique<CapturedStep>(model, b, c, dropout_gen);
+      } catch (const Error& e) {
+        graph_off = detail::cat("the capture at step ", step, " failed: ", e.what());
+      }
+      if (captured) {
+        result.graph_step = step;
+        result.graph_operations = captured->operations();
+        loss_sum = captured->replay();
+      } else {
+        loss_sum = forward_backward(model, b, c, dropout_gen);
+      }
+    } else {
+      loss_sum = forward_backward(model, sampler, c.accumulation, c, dropout_gen);
+    }
+    ++steps_run;
     TG_CHECK(!fault, "injected fault (--fault-at-step ", step, ", for tests)");
-    const optim::StepResult r = update(opt, c.accumulation, c);
+    const optim::StepResult r = update(opt, c.accumulation, c, captured != nullptr);
     if (c.profile_steps > 0 && step >= profile_first && step <= profile_last) {
       device_backend.synchronize();  // the step's wall time includes its device work
       result.profiled_wall_s +=
@@ -253,6 +284,7 @@ TrainResult run_training(
     m.step = step;
     m.loss = loss_sum / static_cast<double>(c.accumulation);
     m.lr = opt.lr();
+    m.replayed = captured != nullptr;
     m.grad_norm = r.grad_norm;
     const double tokens = static_cast<double>(c.batch * c.accumulation * c.model.T);
     m.tokens_per_s = tokens / dt;
@@ -284,10 +316,12 @@ TrainResult run_training(
                         {"tokens_per_s", m.tokens_per_s},
                         {"peak_bytes", m.peak_bytes}};
     if (m.val_loss >= 0) j["val_loss"] = m.val_loss;
+    if (m.replayed) j["graph"] = true;
     metrics << j.dump() << "\n" << std::flush;
     result.steps.push_back(m);
     if (on_step) on_step(m);
   }
+  result.graph_off_reason = captured ? "" : graph_off;
   return result;
 }
 

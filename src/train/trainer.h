@@ -62,6 +62,9 @@ struct TrainConfig {
   // every checkpoint and taken from there by --resume, so that a resumed run computes with the
   // same algorithms, bit for bit. Off: the library's heuristic choice.
   bool gemm_tuning = true;
+  // Record the forward and backward of a step as a CUDA graph at the second step and replay it at
+  // every later one (captured_step.h, Note [Captured steps]), where the config allows.
+  bool cuda_graph = true;
   // Testing seam: fail inside this step (0: never). `error` throws a tilegrad::Error after the
   // step's backward and before its update, as a failing kernel would; `device` makes the device
   // fail for real before the step's forward (Backend::inject_device_fault: on CUDA a trapping
@@ -77,6 +80,7 @@ struct StepMetrics {
   double tokens_per_s = 0, mfu = 0;  // mfu against the given peak FLOP/s (0 if none)
   int64_t peak_bytes = 0;            // the tracker's peak since the run started
   double val_loss = -1;              // this step's evaluation, -1 if none
+  bool replayed = false;             // forward and backward ran as a replay of the recorded step
 };
 
 struct TrainResult {
@@ -91,6 +95,11 @@ struct TrainResult {
   // or nothing to compare with: the CPU without a memory limit).
   std::optional<MemoryPrediction> memory_prediction;
   std::optional<AvailableMemory> memory_available;
+  // The recorded step (Note [Captured steps]): the step it was captured at (0: never) and its
+  // operations, or why the steps ran eagerly.
+  int64_t graph_step = 0;
+  int64_t graph_operations = 0;
+  std::string graph_off_reason;
 };
 
 // What run_training throws when a step fails with a tilegrad::Error (Note [Failing cleanly]). The

@@ -6,7 +6,8 @@
 #   3. a few training steps of `tilegrad train --device cuda`; a resumed run that must write the
 #      uninterrupted run's checkpoint byte for byte (GEMM tuning on, its choices taken from the run
 #      directory); and a run stopped by a real CUDA error (a trapping kernel), which must exit
-#      cleanly with its last checkpoint intact and resume to the uninterrupted run's bits.
+#      cleanly with its last checkpoint intact and resume to the uninterrupted run's bits; and the
+#      recorded step (CUDA graph) against an eager run of the same options, byte for byte.
 # Usage: tests/cuda/run_engine.sh [--no-build] [--only kernels|suite|train]...
 # Needs .devdeps/ carried (bench/device/engine_env.sh). Logs under $OUT (default out/engine).
 set -uo pipefail
@@ -126,6 +127,21 @@ if wants train; then
     cmp -s "$f/straight/checkpoints/step-00000004/$g" "$f/run/checkpoints/step-00000004/$g" || ok=0
   done
   echo "CUDA error mid-run: $([ $ok -eq 1 ] && echo "stopped cleanly; step 2 loads; resumed to the uninterrupted run's step-4 checkpoint byte for byte" || echo FAILED)"
+  [ $ok -eq 1 ] || status=1
+  # The recorded step (train/captured_step.h): the uninterrupted run above recorded its forward
+  # and backward at step 2 and replayed them at steps 2-4; a run of the same options with every
+  # step eager must write its step-4 checkpoint byte for byte.
+  timeout 300 "$build/tilegrad" train "${run_fault[@]}" --out "$f/eager" --no-cuda-graph \
+    >"$f/eager.log" 2>&1
+  ok=1
+  grep -q "CUDA graph: forward and backward recorded at step 2" "$f/straight.log" || ok=0
+  [ "$(grep -c '"graph":true' "$f/straight/metrics.jsonl")" -eq 3 ] || ok=0
+  grep -q '"graph":true' "$f/eager/metrics.jsonl" && ok=0
+  for g in model.safetensors optimizer.safetensors; do
+    cmp -s "$f/straight/checkpoints/step-00000004/$g" "$f/eager/checkpoints/step-00000004/$g" || ok=0
+  done
+  echo "CUDA graph: $(grep -h "CUDA graph" "$f/straight.log" | head -1);" \
+    "$([ $ok -eq 1 ] && echo "replayed steps 2-4 equal the eager run's step-4 checkpoint byte for byte" || echo FAILED)"
   [ $ok -eq 1 ] || status=1
 fi
 exit $status

@@ -1,0 +1,74 @@
+// A training step recorded as a device graph (captured_step.h, Note [Captured steps]).
+#include "train/captured_step.h"
+
+#include "core/error.h"
+
+namespace tilegrad::train {
+
+std::string CapturedStep::unsupported_reason(const TrainConfig& c) {
+  if (!c.cuda_graph) return "turned off (--no-cuda-graph)";
+  if (!(c.device.type == DeviceType::cuda)) return "not on a CUDA device";
+  if (c.model.dropout > 0)
+    return "dropout draws a new mask every step, which a recording would repeat";
+  if (c.model.head_chunk == 0)
+    return "the full-logits head (--head-chunk 0) counts its targets on the host";
+  if (c.accumulation > 1) return "more than one micro-batch per step";
+  if (c.profile_steps > 0) return "profiling times each backend entry, outside a recording";
+  return "";
+}
+
+CapturedStep::CapturedStep(const models::GPT& model, const data::Batch& first, const TrainConfig& c,
+                           Generator& dropout_gen)
+    : device_(c.device), V_(c.model.V), params_(model.named_parameters()) {
+  for (const NamedTensor& p : params_) {
+    TG_CHECK(!p.tensor.grad().defined(), "CapturedStep: parameter '", p.name,
+             "' has a gradient; the recorded backward must write every gradient, not add to one");
+  }
+  check(first);
+  x_ = first.x.to(device_);
+  y_ = first.y.to(device_);
+  try {
+    graph_ = backend(device_).capture_graph([&] {
+      loss_ = model.loss(x_, y_, dropout_gen);
+      loss_.backward();
+    });
+    TG_CHECK(graph_ != nullptr, "CapturedStep: ", device_.str(), " cannot record graphs");
+  } catch (...) {
+    // The backward may have set gradients that nothing computed: drop them.
+    loss_ = Tensor();
+    for (const NamedTensor& p : params_) p.tensor.set_grad(Tensor());
+    throw;
+  }
+}
+
+CapturedStep::~CapturedStep() = default;
+
+void CapturedStep::check(const data::Batch& b) const {
+  for (const Tensor* t : {&b.x, &b.y}) {
+    TG_CHECK(t->device().is_cpu() && t->dtype() == DType::i64,
+             "CapturedStep: a batch holds int64 ids on the host, got ", t->str());
+    const Tensor& recorded = t == &b.x ? x_ : y_;
+    TG_CHECK(!recorded.defined() || t->shape() == recorded.shape(), "CapturedStep: the batch's ",
+             t->str(), " does not match the recorded ", recorded.str());
+    const Tensor h = t->contiguous();
+    const auto* ids = static_cast<const int64_t*>(h.data());
+    for (int64_t i = 0; i < h.numel(); ++i) {
+      TG_CHECK(ids[i] >= 0 && ids[i] < V_, "CapturedStep: token id ", ids[i], " at position ", i,
+               " is outside the vocabulary [0, ", V_, ")");
+    }
+  }
+}
+
+void CapturedStep::load(const data::Batch& b) {
+  check(b);
+  Backend& be = backend(device_);
+  be.copy_from_host(b.x.contiguous().data(), x_.data(), x_.nbytes());
+  be.copy_from_host(b.y.contiguous().data(), y_.data(), y_.nbytes());
+}
+
+double CapturedStep::replay() {
+  graph_->replay();
+  return loss_.item();
+}
+
+}  // namespace tilegrad::train

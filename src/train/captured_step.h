@@ -1,0 +1,65 @@
+// The forward and backward of a training step recorded once as a device graph
+// (Backend::capture_graph: CUDA graphs) and replayed at every later step, so that the host queues
+// one launch per step instead of hundreds.
+//
+// Note [Captured steps]
+// - When. On a device that records graphs, for steps of one micro-batch without dropout and
+//   without profiling (TrainConfig::cuda_graph; unsupported_reason says what stands in the way).
+//   The run's first step is eager: it tunes the GEMMs and fills the caches, so that the capture,
+//   at the second step, makes only the calls that its replays repeat.
+// - Inputs. The ids and targets are two device buffers that the capture reads; each batch is
+//   checked on the host (ids in [0, V): the captured index checks cannot look) and copied in.
+// - Gradients. The captured backward starts with no .grad, so it writes every parameter's gradient
+//   rather than adding into one. Those buffers stay the parameters' .grad between steps, in the
+//   graph's memory, and each replay overwrites them: the trainer does not free them. The update
+//   (the gradient norm, clipping and AdamW) stays outside the graph, eager.
+// - Same bits. A replay runs the kernels of an eager step with the same arguments on buffers of
+//   the same alignment: losses and weights are those of the eager run, bit for bit (checked on the
+//   GPU by tests/cuda/run_engine.sh --only train).
+// - Memory. The tracker counts the capture's allocations as an eager step's, so its peak is the
+//   eager one; the graph's pool keeps the step's memory between steps (the driver's figure).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "backend/backend.h"
+#include "data/batch_sampler.h"
+#include "models/gpt.h"
+#include "train/trainer.h"
+
+namespace tilegrad::train {
+
+class CapturedStep {
+ public:
+  // Why the steps of config c cannot be recorded, or "" when they can.
+  static std::string unsupported_reason(const TrainConfig& c);
+
+  // Records the forward and backward of `model` with `first` as the inputs. Nothing runs until
+  // replay(). Throws Error, leaving no gradient behind, when the capture fails.
+  CapturedStep(const models::GPT& model, const data::Batch& first, const TrainConfig& c,
+               Generator& dropout_gen);
+  ~CapturedStep();
+  CapturedStep(const CapturedStep&) = delete;
+  CapturedStep& operator=(const CapturedStep&) = delete;
+
+  // Copies `b` into the inputs (after checking its ids on the host).
+  void load(const data::Batch& b);
+  // Runs the recorded step on the inputs loaded last; returns its loss.
+  double replay();
+  // Operations in the recording (kernels, copies, memsets).
+  int64_t operations() const { return graph_->operations(); }
+
+ private:
+  // Throws Error unless b has the recorded inputs' shapes and dtypes and its ids lie in [0, V).
+  void check(const data::Batch& b) const;
+
+  Device device_;
+  int64_t V_;
+  Tensor x_, y_, loss_;
+  NamedParameters params_;
+  std::unique_ptr<DeviceGraph> graph_;
+};
+
+}  // namespace tilegrad::train
