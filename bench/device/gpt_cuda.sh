@@ -33,7 +33,7 @@ for B in "${batches[@]}"; do
       --eval-iters 1 --sample-tokens 0 --data "$OUT/shk-gpt2" --out "$OUT/tg-$variant-b$B" \
       "${extra[@]}" ${TG_TRAIN_ARGS:-} >"$log" 2>&1
     echo "tilegrad ($variant) B=$B: rc $?"
-    grep -E "MFU is|step 12/12|CUDA graph" "$log" | tail -3
+    grep -E "MFU is|step 12/12|CUDA graph|device memory" "$log" | tail -4
     # Median tokens/s of steps 3..12 (the first steps include cuBLASLt's algorithm choices).
     "$python" - "$OUT/tg-$variant-b$B/metrics.jsonl" "$variant" <<'PY'
 import json, statistics, sys

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <optional>
 
 #include "analysis/measured_peak.h"
 #include "apps/cli_util.h"
@@ -171,6 +172,13 @@ void run(const Options& o) {
     } else {
       std::printf("\nCUDA graph: not used (%s)\n", r.graph_off_reason.c_str());
     }
+    // The driver's view beside the tracker's: the allocator's segments (cache and a graph's pool
+    // included) and what the device has in use (this process's context and other processes too).
+    const std::optional<DeviceMemoryInfo> dm = backend(c.device).device_memory();
+    std::printf(
+        "device memory at the end: %.1f MB held by tilegrad's allocator, %.1f MB in use on "
+        "the device (driver)\n",
+        mb(tracker(c.device).stats().reserved), dm ? mb(dm->total - dm->free) : -1.0);
   }
   if (r.profiled_steps > 0) {
     double busy = 0;

@@ -171,6 +171,11 @@ class DeviceGraph {
   virtual void replay() = 0;
   // How many operations (kernels, copies, memsets) were recorded.
   virtual int64_t operations() const = 0;
+  // Runs `work` now, eagerly, with its device memory taken from the graph's pool where the device
+  // has one (CUDA: the capture stream's, ordered after the work queued before and before the work
+  // queued after), so that work between replays reuses the recording's temporaries instead of
+  // holding memory of its own. Whatever `work` allocates must be freed before the next replay.
+  virtual void run_in_pool(const std::function<void()>& work) { work(); }
 };
 
 class Backend {

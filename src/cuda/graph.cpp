@@ -40,13 +40,18 @@ void free_host_copies(std::vector<void*>& copies) {
 class CudaGraph final : public DeviceGraph {
  public:
   CudaGraph(cudaGraph_t graph, cudaGraphExec_t exec, std::vector<void*> host_copies,
-            int64_t operations)
-      : graph_(graph), exec_(exec), host_copies_(std::move(host_copies)), operations_(operations) {}
+            int64_t operations, cudaStream_t pool_stream)
+      : graph_(graph),
+        exec_(exec),
+        host_copies_(std::move(host_copies)),
+        operations_(operations),
+        pool_stream_(pool_stream) {}
   ~CudaGraph() override {
     // A replay may still be running, reading the pinned copies: wait for it before they go.
     if (last_stream_set_) (void)cudaStreamSynchronize(last_stream_);
     (void)cudaGraphExecDestroy(exec_);
     (void)cudaGraphDestroy(graph_);
+    if (order_event_ != nullptr) (void)cudaEventDestroy(order_event_);
     free_host_copies(host_copies_);
   }
   CudaGraph(const CudaGraph&) = delete;
@@ -59,11 +64,33 @@ class CudaGraph final : public DeviceGraph {
   }
   int64_t operations() const override { return operations_; }
 
+  // On the capture stream, whose pool is the graph's: its free blocks are the recording's
+  // temporaries, idle between replays. Events order the work after what the calling thread's
+  // stream has queued and that stream's next work after it, whatever kind of stream it is.
+  void run_in_pool(const std::function<void()>& work) override {
+    const cudaStream_t from = current_stream();
+    if (order_event_ == nullptr)
+      TG_CUDA_CHECK(cudaEventCreateWithFlags(&order_event_, cudaEventDisableTiming));
+    TG_CUDA_CHECK(cudaEventRecord(order_event_, from));
+    TG_CUDA_CHECK(cudaStreamWaitEvent(pool_stream_, order_event_, 0));
+    struct Back {  // also when `work` throws
+      cudaEvent_t ev;
+      cudaStream_t pool, to;
+      ~Back() {
+        if (cudaEventRecord(ev, pool) == cudaSuccess) (void)cudaStreamWaitEvent(to, ev, 0);
+      }
+    } back{order_event_, pool_stream_, from};
+    const StreamScope scope(pool_stream_);
+    work();
+  }
+
  private:
   cudaGraph_t graph_;
   cudaGraphExec_t exec_;
   std::vector<void*> host_copies_;
   int64_t operations_;
+  cudaStream_t pool_stream_;
+  cudaEvent_t order_event_ = nullptr;
   cudaStream_t last_stream_ = nullptr;
   bool last_stream_set_ = false;
 };
@@ -151,7 +178,7 @@ std::unique_ptr<DeviceGraph> capture_graph(const std::function<void()>& work) {
     TG_CHECK(false, "CUDA graph capture failed: cudaGraphInstantiate: ", cudaGetErrorString(err));
   }
   return std::make_unique<CudaGraph>(graph, exec, std::move(host_copies),
-                                     static_cast<int64_t>(nodes));
+                                     static_cast<int64_t>(nodes), stream);
 }
 
 }  // namespace tilegrad::cuda

@@ -66,8 +66,11 @@ void CapturedStep::load(const data::Batch& b) {
   be.copy_from_host(b.y.contiguous().data(), y_.data(), y_.nbytes());
 }
 
-double CapturedStep::replay() {
+void CapturedStep::replay() {
   graph_->replay();
+}
+
+double CapturedStep::loss() const {
   return loss_.item();
 }
 

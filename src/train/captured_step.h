@@ -17,10 +17,13 @@
 //   the same alignment: losses and weights are those of the eager run, bit for bit (checked on the
 //   GPU by tests/cuda/run_engine.sh --only train).
 // - Memory. The tracker counts the capture's allocations as an eager step's, so its peak is the
-//   eager one; the graph's pool keeps the step's memory between steps (the driver's figure).
+//   eager one. The graph's pool keeps the step's memory between steps, and the evaluations run in
+//   it (run_in_pool), on the recording's idle temporaries, so that the driver does not hold an
+//   evaluation's memory beside it.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -46,8 +49,14 @@ class CapturedStep {
 
   // Copies `b` into the inputs (after checking its ids on the host).
   void load(const data::Batch& b);
-  // Runs the recorded step on the inputs loaded last; returns its loss.
-  double replay();
+  // Queues the recorded step on the inputs loaded last (asynchronous to the host).
+  void replay();
+  // The loss of the last replay (waits for the device).
+  double loss() const;
+  // Runs `work` (an evaluation between steps) with its device memory from the recording's pool
+  // (DeviceGraph::run_in_pool): the driver then holds one step's memory, not a step's and an
+  // evaluation's.
+  void run_in_pool(const std::function<void()>& work) { graph_->run_in_pool(work); }
   // Operations in the recording (kernels, copies, memsets).
   int64_t operations() const { return graph_->operations(); }
 

@@ -247,7 +247,7 @@ TrainResult run_training(
     double loss_sum = 0;
     if (captured) {
       captured->load(sampler.next());
-      loss_sum = captured->replay();
+      captured->replay();
     } else if (graph_off.empty() && steps_run >= 1) {
       // The eager steps' blocks go back to the driver first, for the graph's pool to take.
       const data::Batch b = sampler.next();
@@ -261,7 +261,7 @@ TrainResult run_training(
       if (captured) {
         result.graph_step = step;
         result.graph_operations = captured->operations();
-        loss_sum = captured->replay();
+        captured->replay();
       } else {
         loss_sum = forward_backward(model, b, c, dropout_gen);
       }
@@ -271,6 +271,9 @@ TrainResult run_training(
     ++steps_run;
     TG_CHECK(!fault, "injected fault (--fault-at-step ", step, ", for tests)");
     const optim::StepResult r = update(opt, c.accumulation, c, captured != nullptr);
+    // A replay's loss is read after the update is queued behind it: the device then goes from the
+    // recorded step to the update without waiting for the host.
+    if (captured) loss_sum = captured->loss();
     if (c.profile_steps > 0 && step >= profile_first && step <= profile_last) {
       device_backend.synchronize();  // the step's wall time includes its device work
       result.profiled_wall_s +=
@@ -291,8 +294,14 @@ TrainResult run_training(
     const double peak = peak_flops ? peak_flops() : 0.0;
     m.mfu = peak > 0 ? fpt * m.tokens_per_s / peak : 0;
     m.peak_bytes = memory.snapshot().peak_total;
-    if ((c.eval_interval > 0 && step % c.eval_interval == 0) || step == c.steps)
-      m.val_loss = evaluate(model, val_data, c, step, c.eval_iters);
+    if ((c.eval_interval > 0 && step % c.eval_interval == 0) || step == c.steps) {
+      auto eval = [&] { m.val_loss = evaluate(model, val_data, c, step, c.eval_iters); };
+      if (captured) {
+        captured->run_in_pool(eval);
+      } else {
+        eval();
+      }
+    }
     if ((c.checkpoint_interval > 0 && step % c.checkpoint_interval == 0) || step == c.steps)
       save(step);
     return m;
