@@ -24,6 +24,8 @@ Tensor noncontiguous(const Tensor& t);
 // Storage offsets (in elements) of t's elements in row-major logical order.
 std::vector<int64_t> element_offsets(const Tensor& t);
 double max_abs_diff(const Tensor& a, const Tensor& b);
+// Same dtype, shape and bits, element by element (either may live on any device).
+bool bitwise_equal(const Tensor& a, const Tensor& b);
 // Unit roundoff (half the machine epsilon) of a float dtype: 2^-53, 2^-24, 2^-8, 2^-11.
 double unit_roundoff(DType dt);
 

@@ -3,6 +3,7 @@
 
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -15,8 +16,25 @@ namespace tilegrad::cuda {
 
 namespace {
 
+// Pinned host buffers, freed with their owner: the capture's until it succeeds, then the graph's.
+class HostCopies {
+ public:
+  HostCopies() = default;
+  ~HostCopies() {
+    for (void* p : ptrs_) (void)cudaFreeHost(p);
+  }
+  HostCopies(HostCopies&& o) noexcept : ptrs_(std::move(o.ptrs_)) { o.ptrs_.clear(); }
+  HostCopies(const HostCopies&) = delete;
+  HostCopies& operator=(const HostCopies&) = delete;
+  HostCopies& operator=(HostCopies&&) = delete;
+  void add(void* p) { ptrs_.push_back(p); }
+
+ private:
+  std::vector<void*> ptrs_;
+};
+
 // The pinned host copies of the capture in progress on this thread (capture_graph sets it).
-thread_local std::vector<void*>* t_host_copies = nullptr;
+thread_local HostCopies* t_host_copies = nullptr;
 
 // The capture stream of each device, created at its first capture and kept: the caching
 // allocator's pool for the stream holds the memory of every graph recorded on it.
@@ -32,15 +50,10 @@ cudaStream_t capture_stream(int device) {
   return streams[i];
 }
 
-void free_host_copies(std::vector<void*>& copies) {
-  for (void* p : copies) (void)cudaFreeHost(p);
-  copies.clear();
-}
-
 class CudaGraph final : public DeviceGraph {
  public:
-  CudaGraph(cudaGraph_t graph, cudaGraphExec_t exec, std::vector<void*> host_copies,
-            int64_t operations, cudaStream_t pool_stream)
+  CudaGraph(cudaGraph_t graph, cudaGraphExec_t exec, HostCopies host_copies, int64_t operations,
+            cudaStream_t pool_stream)
       : graph_(graph),
         exec_(exec),
         host_copies_(std::move(host_copies)),
@@ -48,19 +61,17 @@ class CudaGraph final : public DeviceGraph {
         pool_stream_(pool_stream) {}
   ~CudaGraph() override {
     // A replay may still be running, reading the pinned copies: wait for it before they go.
-    if (last_stream_set_) (void)cudaStreamSynchronize(last_stream_);
+    if (last_stream_) (void)cudaStreamSynchronize(*last_stream_);
     (void)cudaGraphExecDestroy(exec_);
     (void)cudaGraphDestroy(graph_);
     if (order_event_ != nullptr) (void)cudaEventDestroy(order_event_);
-    free_host_copies(host_copies_);
   }
   CudaGraph(const CudaGraph&) = delete;
   CudaGraph& operator=(const CudaGraph&) = delete;
 
   void replay() override {
     last_stream_ = current_stream();
-    last_stream_set_ = true;
-    TG_CUDA_CHECK(cudaGraphLaunch(exec_, last_stream_));
+    TG_CUDA_CHECK(cudaGraphLaunch(exec_, *last_stream_));
   }
   int64_t operations() const override { return operations_; }
 
@@ -87,12 +98,11 @@ class CudaGraph final : public DeviceGraph {
  private:
   cudaGraph_t graph_;
   cudaGraphExec_t exec_;
-  std::vector<void*> host_copies_;
+  HostCopies host_copies_;
   int64_t operations_;
   cudaStream_t pool_stream_;
   cudaEvent_t order_event_ = nullptr;
-  cudaStream_t last_stream_ = nullptr;
-  bool last_stream_set_ = false;
+  std::optional<cudaStream_t> last_stream_;  // of the last replay (the legacy stream is nullptr)
 };
 
 // Ends the capture on `stream` and drops whatever it recorded, keeping the first error.
@@ -132,7 +142,7 @@ const void* keep_host_copy(const void* host, size_t bytes) {
     const RelaxedCapture relaxed;
     TG_CUDA_CHECK(cudaMallocHost(&p, bytes));
   }
-  t_host_copies->push_back(p);
+  t_host_copies->add(p);
   std::memcpy(p, host, bytes);
   return p;
 }
@@ -141,28 +151,27 @@ std::unique_ptr<DeviceGraph> capture_graph(const std::function<void()>& work) {
   TG_CHECK(t_host_copies == nullptr,
            "capture_graph: a capture is already in progress on this thread");
   const cudaStream_t stream = capture_stream(current_device());
-  std::vector<void*> host_copies;
+  HostCopies host_copies;  // freed on every failure below
   cudaGraph_t graph = nullptr;
   {
     const StreamScope scope(stream);
     // Thread-local mode: this thread's unsafe calls fail the capture; other threads' are theirs.
     TG_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-    t_host_copies = &host_copies;
+    struct Recording {  // this thread's host copies go to `host_copies` while `work` runs
+      explicit Recording(HostCopies* h) { t_host_copies = h; }
+      ~Recording() { t_host_copies = nullptr; }
+    } recording(&host_copies);
     try {
       work();
     } catch (...) {
       // The caller's error as it was (an out-of-memory error stays one); the capture is over.
-      t_host_copies = nullptr;
       abandon_capture(stream);
-      free_host_copies(host_copies);
       throw;
     }
-    t_host_copies = nullptr;
     const cudaError_t err = cudaStreamEndCapture(stream, &graph);
     if (err != cudaSuccess) {
       (void)cudaGetLastError();
       if (graph != nullptr) (void)cudaGraphDestroy(graph);
-      free_host_copies(host_copies);
       TG_CHECK(false, "CUDA graph capture failed: cudaStreamEndCapture: ", cudaGetErrorString(err),
                " (something in the captured work waited for the device or used another stream)");
     }
@@ -174,7 +183,6 @@ std::unique_ptr<DeviceGraph> capture_graph(const std::function<void()>& work) {
   if (err != cudaSuccess) {
     (void)cudaGetLastError();
     (void)cudaGraphDestroy(graph);
-    free_host_copies(host_copies);
     TG_CHECK(false, "CUDA graph capture failed: cudaGraphInstantiate: ", cudaGetErrorString(err));
   }
   return std::make_unique<CudaGraph>(graph, exec, std::move(host_copies),

@@ -93,13 +93,10 @@ class CrossEntropyBackward final : public Node {
   size_t x_, t_, lse_;
 };
 
-}  // namespace
-
-// How many targets equal ignore_index, counted on the tensor's device. Targets were validated to
-// lie in [0, V) or equal ignore_index, and such values are exact in float64.
-int64_t count_ignored(const Tensor& targets, int64_t ignore_index) {
+// How many targets equal ignore_index, as a [1] float64 tensor on their device (n > 0). Targets
+// were validated to lie in [0, V) or equal ignore_index, and such values are exact in float64.
+Tensor ignored_on_device(const Tensor& targets, int64_t ignore_index) {
   const int64_t n = targets.numel();
-  if (n == 0) return 0;
   Backend& be = backend_of(targets);
   const TensorOptions ws{DType::f64, targets.device(), Category::workspace};
   Tensor hits = empty({n}, ws);
@@ -109,23 +106,26 @@ int64_t count_ignored(const Tensor& targets, int64_t ignore_index) {
   be.binary(BinaryOp::eq, flat(hits), strided_as(key, {n}), flat(hits));
   Tensor count = empty({1}, ws);
   be.reduce(ReduceOp::sum, flat(hits), strided(count));
-  return static_cast<int64_t>(count.item());
+  return count;
+}
+
+}  // namespace
+
+int64_t count_ignored(const Tensor& targets, int64_t ignore_index) {
+  if (targets.numel() == 0) return 0;
+  return static_cast<int64_t>(ignored_on_device(targets, ignore_index).item());
 }
 
 Tensor inverse_counted(const Tensor& targets, int64_t ignore_index, DType dt) {
   const int64_t n = targets.numel();
   Backend& be = backend_of(targets);
   const TensorOptions ws{DType::f64, targets.device(), Category::workspace};
-  Tensor c = empty({1}, ws);
+  Tensor c;
   if (n == 0) {
+    c = empty({1}, ws);
     be.fill(strided(c), 0.0);
-  } else {  // the ignored targets, counted exactly in float64
-    Tensor hits = empty({n}, ws);
-    be.copy(flat(targets), flat(hits));
-    Tensor key = empty({1}, ws);
-    be.fill(strided(key), static_cast<double>(ignore_index));
-    be.binary(BinaryOp::eq, flat(hits), strided_as(key, {n}), flat(hits));
-    be.reduce(ReduceOp::sum, flat(hits), strided(c));
+  } else {
+    c = ignored_on_device(targets, ignore_index);
   }
   be.scalar(ScalarOp::rsub, strided(c), static_cast<double>(n), strided(c));  // counted
   Tensor none = empty({1}, ws);  // counted + [counted == 0] = max(1, counted)
@@ -134,11 +134,7 @@ Tensor inverse_counted(const Tensor& targets, int64_t ignore_index, DType dt) {
   be.binary(BinaryOp::add, strided(c), strided(none), strided(c));
   be.scalar(ScalarOp::rdiv, strided(c), 1.0, strided(c));
   Tensor out = empty({}, {dt, targets.device(), Category::workspace});
-  StridedView o = strided(out);  // as [1], c's shape
-  o.ndim = 1;
-  o.shape[0] = 1;
-  o.strides[0] = 1;
-  be.copy(strided(c), o);
+  be.copy(strided(c), flat(out));  // flat: out as [1], c's shape
   return out;
 }
 
@@ -188,11 +184,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   Tensor out = losses;
   if (reduction != Reduction::none) {
     out = empty_output({}, acc, x.device());
-    StridedView total = strided(out);  // the reduce kernel wants out with x's rank: [1]
-    total.ndim = 1;
-    total.shape[0] = 1;
-    total.strides[0] = 1;
-    be.reduce(ReduceOp::sum, flat(losses), total);
+    // flat: out as [1], for the reduce kernel wants out with x's rank.
+    be.reduce(ReduceOp::sum, flat(losses), flat(out));
     if (scale != 1.0) be.scalar(ScalarOp::mul, strided(out), scale, strided(out));
   }
 

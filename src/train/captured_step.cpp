@@ -19,20 +19,19 @@ std::string CapturedStep::unsupported_reason(const TrainConfig& c) {
 
 CapturedStep::CapturedStep(const models::GPT& model, const data::Batch& first, const TrainConfig& c,
                            Generator& dropout_gen)
-    : device_(c.device), V_(c.model.V), params_(model.named_parameters()) {
+    : V_(c.model.V), params_(model.named_parameters()) {
   for (const NamedTensor& p : params_) {
     TG_CHECK(!p.tensor.grad().defined(), "CapturedStep: parameter '", p.name,
              "' has a gradient; the recorded backward must write every gradient, not add to one");
   }
-  check(first);
-  x_ = first.x.to(device_);
-  y_ = first.y.to(device_);
+  x_ = checked(first.x, Tensor()).to(c.device);
+  y_ = checked(first.y, Tensor()).to(c.device);
   try {
-    graph_ = backend(device_).capture_graph([&] {
+    graph_ = backend(c.device).capture_graph([&] {
       loss_ = model.loss(x_, y_, dropout_gen);
       loss_.backward();
     });
-    TG_CHECK(graph_ != nullptr, "CapturedStep: ", device_.str(), " cannot record graphs");
+    TG_CHECK(graph_ != nullptr, "CapturedStep: ", c.device.str(), " cannot record graphs");
   } catch (...) {
     // The backward may have set gradients that nothing computed: drop them.
     loss_ = Tensor();
@@ -43,27 +42,25 @@ CapturedStep::CapturedStep(const models::GPT& model, const data::Batch& first, c
 
 CapturedStep::~CapturedStep() = default;
 
-void CapturedStep::check(const data::Batch& b) const {
-  for (const Tensor* t : {&b.x, &b.y}) {
-    TG_CHECK(t->device().is_cpu() && t->dtype() == DType::i64,
-             "CapturedStep: a batch holds int64 ids on the host, got ", t->str());
-    const Tensor& recorded = t == &b.x ? x_ : y_;
-    TG_CHECK(!recorded.defined() || t->shape() == recorded.shape(), "CapturedStep: the batch's ",
-             t->str(), " does not match the recorded ", recorded.str());
-    const Tensor h = t->contiguous();
-    const auto* ids = static_cast<const int64_t*>(h.data());
-    for (int64_t i = 0; i < h.numel(); ++i) {
-      TG_CHECK(ids[i] >= 0 && ids[i] < V_, "CapturedStep: token id ", ids[i], " at position ", i,
-               " is outside the vocabulary [0, ", V_, ")");
-    }
+Tensor CapturedStep::checked(const Tensor& ids, const Tensor& recorded) const {
+  TG_CHECK(ids.device().is_cpu() && ids.dtype() == DType::i64,
+           "CapturedStep: a batch holds int64 ids on the host, got ", ids.str());
+  TG_CHECK(!recorded.defined() || ids.shape() == recorded.shape(), "CapturedStep: the batch's ",
+           ids.str(), " does not match the recorded ", recorded.str());
+  const Tensor h = ids.contiguous();
+  const auto* v = static_cast<const int64_t*>(h.data());
+  for (int64_t i = 0; i < h.numel(); ++i) {
+    TG_CHECK(v[i] >= 0 && v[i] < V_, "CapturedStep: token id ", v[i], " at position ", i,
+             " is outside the vocabulary [0, ", V_, ")");
   }
+  return h;
 }
 
 void CapturedStep::load(const data::Batch& b) {
-  check(b);
-  Backend& be = backend(device_);
-  be.copy_from_host(b.x.contiguous().data(), x_.data(), x_.nbytes());
-  be.copy_from_host(b.y.contiguous().data(), y_.data(), y_.nbytes());
+  const Tensor x = checked(b.x, x_), y = checked(b.y, y_);  // both, before either is copied
+  Backend& be = backend(x_.device());
+  be.copy_from_host(x.data(), x_.data(), x_.nbytes());
+  be.copy_from_host(y.data(), y_.data(), y_.nbytes());
 }
 
 void CapturedStep::replay() {

@@ -61,10 +61,10 @@ class CapturedStep {
   int64_t operations() const { return graph_->operations(); }
 
  private:
-  // Throws Error unless b has the recorded inputs' shapes and dtypes and its ids lie in [0, V).
-  void check(const data::Batch& b) const;
+  // `ids`, contiguous, once checked: int64 on the host, in [0, V), shaped as `recorded` (when
+  // defined); throws Error otherwise.
+  Tensor checked(const Tensor& ids, const Tensor& recorded) const;
 
-  Device device_;
   int64_t V_;
   Tensor x_, y_, loss_;
   NamedParameters params_;

@@ -229,7 +229,6 @@ TrainResult run_training(
   // Note [Captured steps]: the recorded forward and backward, from this process's second step on.
   std::string graph_off = CapturedStep::unsupported_reason(c);
   std::unique_ptr<CapturedStep> captured;
-  int64_t steps_run = 0;
 
   // One step: forward and backward of its micro-batches, the update, and the validation and
   // checkpoint that fall on it.
@@ -248,7 +247,7 @@ TrainResult run_training(
     if (captured) {
       captured->load(sampler.next());
       captured->replay();
-    } else if (graph_off.empty() && steps_run >= 1) {
+    } else if (graph_off.empty() && step > result.first_step + 1) {
       // The eager steps' blocks go back to the driver first, for the graph's pool to take.
       const data::Batch b = sampler.next();
       device_backend.synchronize();
@@ -268,7 +267,6 @@ TrainResult run_training(
     } else {
       loss_sum = forward_backward(model, sampler, c.accumulation, c, dropout_gen);
     }
-    ++steps_run;
     TG_CHECK(!fault, "injected fault (--fault-at-step ", step, ", for tests)");
     const optim::StepResult r = update(opt, c.accumulation, c, captured != nullptr);
     // A replay's loss is read after the update is queued behind it: the device then goes from the

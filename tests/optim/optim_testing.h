@@ -71,10 +71,4 @@ inline std::vector<double> give_grad(const Tensor& p, uint64_t seed, double lo =
   return values(g);
 }
 
-inline bool bitwise_equal(const Tensor& a, const Tensor& b) {
-  if (a.dtype() != b.dtype() || a.shape() != b.shape()) return false;
-  const Tensor ca = a.to(Device::cpu()).contiguous(), cb = b.to(Device::cpu()).contiguous();
-  return std::memcmp(ca.data(), cb.data(), static_cast<size_t>(ca.nbytes())) == 0;
-}
-
 }  // namespace tgtest

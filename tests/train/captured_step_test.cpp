@@ -2,7 +2,6 @@
 // (TILEGRAD_TEST_DEVICE=cuda, tests/cuda/run_engine.sh) that replays equal eager steps bit for bit.
 #include "train/captured_step.h"
 
-#include <cstring>
 #include <random>
 #include <vector>
 
@@ -38,12 +37,6 @@ data::Batch random_batch(const train::TrainConfig& c, uint64_t seed) {
     *t = from_vector(ids, {c.batch, c.model.T}, {DType::i64, Device::cpu()});
   }
   return b;
-}
-
-bool same_bits(const Tensor& a, const Tensor& b) {
-  const Tensor ha = a.to(Device::cpu()).contiguous(), hb = b.to(Device::cpu()).contiguous();
-  return ha.shape() == hb.shape() && ha.dtype() == hb.dtype() &&
-         std::memcmp(ha.data(), hb.data(), static_cast<size_t>(ha.nbytes())) == 0;
 }
 
 TEST(CapturedStep, SaysWhatStandsInTheWay) {
@@ -106,7 +99,7 @@ TEST(CapturedStep, ReplaysEqualEagerStepsBitForBit) {
     EXPECT_EQ(le, lg) << "batch " << i;
     for (size_t k = 0; k < pe.size(); ++k) {
       ASSERT_TRUE(pg[k].tensor.grad().defined()) << pg[k].name;
-      EXPECT_TRUE(same_bits(pe[k].tensor.grad(), pg[k].tensor.grad()))
+      EXPECT_TRUE(bitwise_equal(pe[k].tensor.grad(), pg[k].tensor.grad()))
           << pe[k].name << " at batch " << i;
     }
   }
