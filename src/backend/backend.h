@@ -19,6 +19,7 @@
 #include "core/device.h"
 #include "core/dtype.h"
 #include "core/error.h"
+#include "kernels/layernorm_saved.h"
 #include "kernels/optim_step.h"
 #include "kernels/strided.h"
 
@@ -259,13 +260,14 @@ class Backend {
   // w and b may be null (no affine part).
   virtual void layernorm_forward(DType dt, const void* x, const void* w, const void* b, void* y,
                                  void* mean, void* rstd, int64_t rows, int64_t C, double eps) = 0;
-  // Writes (not accumulates) gx, gw, gb; a null output is not computed. gx_add (may be null;
-  // [rows, C], not overlapping gx) is a gradient that gx adds to: gx = gx_add + the input gradient,
-  // with the bits of that sum as a separate add (the input gradient rounded to the dtype first), so
-  // that the gradient already waiting for the input costs no pass of its own.
-  virtual void layernorm_backward(DType dt, const void* gy, const void* x, const void* w,
-                                  const void* mean, const void* rstd, void* gx, void* gw, void* gb,
-                                  int64_t rows, int64_t C, const void* gx_add) = 0;
+  // Writes (not accumulates) gx, gw, gb; a null output is not computed. `saved` is what the forward
+  // kept: its input with mean and rstd, or its output with rstd (kernels/layernorm_saved.h). gx_add
+  // (may be null; [rows, C], not overlapping gx) is a gradient that gx adds to: gx = gx_add + the
+  // input gradient, with the bits of that sum as a separate add (the input gradient rounded to the
+  // dtype first), so that the gradient already waiting for the input costs no pass of its own.
+  virtual void layernorm_backward(DType dt, const void* gy, const LayerNormSaved& saved,
+                                  const void* w, void* gx, void* gw, void* gb, int64_t rows,
+                                  int64_t C, const void* gx_add) = 0;
 
   // --- embedding: out[i, :] = weight[idx[i], :] for n contiguous indices ---
   virtual void embedding_forward(DType dt, const void* weight, DType idx_dt, const void* idx,

@@ -64,10 +64,10 @@ class CpuBackend final : public Backend {
                          void* rstd, int64_t rows, int64_t C, double eps) override {
     k::layernorm_forward(dt, x, w, b, y, mean, rstd, rows, C, eps);
   }
-  void layernorm_backward(DType dt, const void* gy, const void* x, const void* w, const void* mean,
-                          const void* rstd, void* gx, void* gw, void* gb, int64_t rows, int64_t C,
+  void layernorm_backward(DType dt, const void* gy, const LayerNormSaved& saved, const void* w,
+                          void* gx, void* gw, void* gb, int64_t rows, int64_t C,
                           const void* gx_add) override {
-    k::layernorm_backward(dt, gy, x, w, mean, rstd, gx, gw, gb, rows, C, gx_add);
+    k::layernorm_backward(dt, gy, saved, w, gx, gw, gb, rows, C, gx_add);
   }
   void embedding_forward(DType dt, const void* weight, DType idx_dt, const void* idx, void* out,
                          int64_t n, int64_t C) override {

@@ -98,7 +98,10 @@ GPT::GPT(GPTConfig config, Generator& init) : config_(std::move(config)) {
   for (int i = 0; i < c.L; ++i)
     h_.push_back(register_module("transformer.h." + std::to_string(i),
                                  std::make_shared<nn::Block>(ac, init)));
-  ln_f_ = register_module("transformer.ln_f", std::make_shared<nn::LayerNorm>(c.C, c.dtype));
+  // As the blocks' (nn/block.cpp): the plain head's GEMM saves ln_f's output; the chunked head
+  // saves neither, and either tensor costs the same there.
+  ln_f_ = register_module("transformer.ln_f", std::make_shared<nn::LayerNorm>(
+                                                  c.C, c.dtype, 1e-5, LayerNormSaves::output));
 }
 
 Tensor GPT::blocks_forward(const Tensor& x0, Generator& gen) const {

@@ -5,9 +5,15 @@
 namespace tilegrad::nn {
 
 Block::Block(const AttentionConfig& config, Generator& init) {
-  ln_1_ = register_module("ln_1", std::make_shared<LayerNorm>(config.C, config.dtype));
+  // Each layer norm feeds a linear layer that saves its input, the layer norm's output, for its
+  // weight's gradient; the layer norms' backwards read that output too (LayerNormSaves::output),
+  // so that the residual stream before them, which nothing else saves, is freed: two [B, T, C]
+  // tensors per block.
+  ln_1_ = register_module(
+      "ln_1", std::make_shared<LayerNorm>(config.C, config.dtype, 1e-5, LayerNormSaves::output));
   attn_ = register_module("attn", std::make_shared<CausalSelfAttention>(config, init));
-  ln_2_ = register_module("ln_2", std::make_shared<LayerNorm>(config.C, config.dtype));
+  ln_2_ = register_module(
+      "ln_2", std::make_shared<LayerNorm>(config.C, config.dtype, 1e-5, LayerNormSaves::output));
   mlp_ = register_module(
       "mlp", std::make_shared<MLP>(config.C, config.dropout, config.L, init, config.dtype));
 }

@@ -1,17 +1,17 @@
 #include "nn/layer_norm.h"
 
 #include "ops/factory.h"
-#include "ops/layernorm.h"
 
 namespace tilegrad::nn {
 
-LayerNorm::LayerNorm(int64_t C, DType dtype, double eps) : eps_(eps) {
+LayerNorm::LayerNorm(int64_t C, DType dtype, double eps, LayerNormSaves saves)
+    : eps_(eps), saves_(saves) {
   weight_ = register_parameter("weight", ones({C}, {dtype}));
   bias_ = register_parameter("bias", zeros({C}, {dtype}));
 }
 
 Tensor LayerNorm::forward(const Tensor& x) const {
-  return layer_norm(x, weight_, bias_, eps_);
+  return layer_norm(x, weight_, bias_, eps_, saves_);
 }
 
 }  // namespace tilegrad::nn

@@ -3,8 +3,9 @@
 // The forward also produces each row's mean and rstd = 1/sqrt(var + eps) ([rows], in the
 // accumulation dtype); the backward reuses them instead of recomputing two reductions per row. They
 // cost 2 · rows values against the rows · C of x, so saving them is nearly free. The node saves
-// only what the wanted gradients read: gb needs nothing but the incoming gradient; gw needs x, mean
-// and rstd; gx needs those and the weight.
+// only what the wanted gradients read: gb needs nothing but the incoming gradient; gw needs x̂,
+// from x, mean and rstd (or from y, rstd, weight and bias: LayerNormSaves::output); gx needs those
+// and the weight.
 #include "ops/layernorm.h"
 
 #include "autograd/forward_ad.h"
@@ -43,14 +44,19 @@ void check_affine(const Tensor& x, const Tensor& p, const char* what) {
 
 class LayerNormBackward final : public Node {
  public:
-  LayerNormBackward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
-                    bool need_x, bool need_w)
-      : Node("layer_norm"), C_(x.size(-1)), rows_(rows_of(x.shape())) {
+  // `v` is x, or y with LayerNormSaves::output.
+  LayerNormBackward(const Tensor& v, const Tensor& w, const Tensor& b, const Tensor& mean,
+                    const Tensor& rstd, bool need_x, bool need_w, LayerNormSaves saves)
+      : Node("layer_norm"),
+        C_(v.size(-1)),
+        rows_(rows_of(v.shape())),
+        from_output_(saves == LayerNormSaves::output) {
     const bool stats = need_x || need_w;
-    x_ = save(stats ? x : Tensor());
-    mean_ = save(stats ? mean : Tensor());
+    v_ = save(stats ? v : Tensor());
+    mean_ = save(stats && !from_output_ ? mean : Tensor());
     rstd_ = save(stats ? rstd : Tensor());
-    w_ = save(need_x ? w : Tensor());
+    w_ = save(need_x || (stats && from_output_) ? w : Tensor());
+    b_ = save(stats && from_output_ ? b : Tensor());
   }
 
   // gx is written in the pass that computes it, added to the gradient already waiting for x (the
@@ -65,29 +71,34 @@ class LayerNormBackward final : public Node {
     if (!need_x && !need_w) {  // gb alone: the gradient summed over rows
       return {Tensor(), Tensor(), need_b ? sum_to(g, {C_}) : Tensor()};
     }
-    const Tensor x = saved(x_), mean = saved(mean_), rstd = saved(rstd_);
-    const Tensor w = saved(w_);
+    const Tensor v = saved(v_), mean = saved(mean_), rstd = saved(rstd_);
+    const Tensor w = saved(w_), b = saved(b_);
     Tensor gx, gw, gb;
-    if (need_x) gx = empty_output_like(x);
-    if (need_w) gw = empty_output({C_}, x.dtype(), x.device());
-    if (need_b) gb = empty_output({C_}, x.dtype(), x.device());
+    if (need_x) gx = empty_output_like(v);
+    if (need_w) gw = empty_output({C_}, v.dtype(), v.device());
+    if (need_b) gb = empty_output({C_}, v.dtype(), v.device());
     // The waiting gradient, when the kernel can read it as it is (else the engine adds it).
     Tensor add_to;
     if (need_x && waiting_grad(0).defined()) {
       const Tensor& w0 = waiting_grad(0);
-      if (w0.dtype() == x.dtype() && w0.device() == x.device() && w0.is_contiguous())
+      if (w0.dtype() == v.dtype() && w0.device() == v.device() && w0.is_contiguous())
         add_to = std::move(waiting_grad(0));
     }
     auto ptr = [](const Tensor& t) -> void* { return t.defined() ? t.data() : nullptr; };
-    backend_of(x).layernorm_backward(x.dtype(), g.data(), x.data(), ptr(w), mean.data(),
-                                     rstd.data(), ptr(gx), ptr(gw), ptr(gb), rows_, C_,
-                                     ptr(add_to));
+    const LayerNormSaved from{.v = v.data(),
+                              .mean = ptr(mean),
+                              .rstd = rstd.data(),
+                              .b = ptr(b),
+                              .from_output = from_output_};
+    backend_of(v).layernorm_backward(v.dtype(), g.data(), from, ptr(w), ptr(gx), ptr(gw), ptr(gb),
+                                     rows_, C_, ptr(add_to));
     return {gx, gw, gb};
   }
 
  private:
   int64_t C_, rows_;
-  size_t x_, mean_, rstd_, w_;
+  bool from_output_;
+  size_t v_, mean_, rstd_, w_, b_;
 };
 
 // t_y for tangents tx, tw, tb (any may be undefined), computed in the accumulation dtype.
@@ -117,7 +128,8 @@ Tensor layer_norm_tangent(const Tensor& x, const Tensor& w, const Tensor& row_me
 
 }  // namespace
 
-Tensor layer_norm(const Tensor& input, const Tensor& weight, const Tensor& bias, double eps) {
+Tensor layer_norm(const Tensor& input, const Tensor& weight, const Tensor& bias, double eps,
+                  LayerNormSaves saves) {
   check_defined("layer_norm", input);
   check_floating("layer_norm", input);
   TG_CHECK(input.dim() >= 1, "layer_norm: the input needs at least 1 dimension, got a 0-d tensor");
@@ -142,8 +154,9 @@ Tensor layer_norm(const Tensor& input, const Tensor& weight, const Tensor& bias,
                                   rstd.data(), rows, C, eps);
 
   if (any_requires_grad({x, w, b})) {
-    auto node = std::make_shared<LayerNormBackward>(x, w, mean, rstd, x.requires_grad(),
-                                                    w.defined() && w.requires_grad());
+    auto node = std::make_shared<LayerNormBackward>(saves == LayerNormSaves::output ? y : x, w, b,
+                                                    mean, rstd, x.requires_grad(),
+                                                    w.defined() && w.requires_grad(), saves);
     node->cost = cost;
     set_history(node, {x, w, b}, {y});
   }

@@ -1,7 +1,8 @@
 // GPU layer norm (kernels/cuda/layernorm) against the CPU kernel on the same inputs: every float
 // dtype; widths C from 1 to 5000 (each block size of the row kernels) and row counts that give one
 // or many gw/gb partials; with and without weight and bias; rows with a large mean; every choice of
-// requested gradients; gw and gb the same bits on two runs; the CPU's dtype errors.
+// requested gradients; backwards from the input and from the output (LayerNormSaved); gw and gb
+// the same bits on two runs; the CPU's dtype errors.
 //
 // Tolerances are a few units in the last place of the dtype, plus the accumulation type's rounding
 // over sqrt(terms) additions (the GPU adds in a different order), relative to the magnitude of the
@@ -111,6 +112,13 @@ TEST(CudaLayerNorm, ForwardMatchesCpu) {
   }
 }
 
+// What a backward reads of the forward (LayerNormSaved): x, mean and rstd, or y, rstd and b.
+tilegrad::LayerNormSaved saved_of(bool from_y, const void* x, const void* y, const void* mean,
+                                  const void* rstd, const void* b) {
+  if (from_y) return {.v = y, .rstd = rstd, .b = b, .from_output = true};
+  return {.v = x, .mean = mean, .rstd = rstd};
+}
+
 // Which of gx, gw, gb a backward call asks for.
 struct Outputs {
   bool gx, gw, gb;
@@ -127,44 +135,52 @@ TEST(CudaLayerNorm, BackwardMatchesCpuAndIsDeterministic) {
     const size_t es = tilegrad::dtype_size(dt), as = tilegrad::dtype_size(acc_dtype(dt));
     const double u = unit_roundoff(dt), ua = unit_roundoff(acc_dtype(dt));
     for (const Case& cs : kCases) {
-      for (int k = 0; k < 6; ++k) {
-        const Outputs out = kOutputs[k];
+      for (int k = 0; k < 12; ++k) {
+        const Outputs out = kOutputs[k % 6];
         const bool has_w = k % 2 == 0;
-        const std::string what = describe(dt, cs) + (has_w ? " w" : "") + " outputs " +
-                                 (out.gx ? "gx " : "") + (out.gw ? "gw " : "") +
-                                 (out.gb ? "gb" : "");
+        // From the output: a bias too, so that x̂ = (y − b) / w has both parts.
+        const bool from_y = k >= 6;
+        const std::string what = describe(dt, cs) + (has_w ? " w" : "") +
+                                 (from_y ? " from y" : "") + " outputs " + (out.gx ? "gx " : "") +
+                                 (out.gw ? "gw " : "") + (out.gb ? "gb" : "");
         SCOPED_TRACE(what);
         const int64_t rows = cs.rows, C = cs.C;
         const size_t n = static_cast<size_t>(rows * C);
         const Bytes x = encode(dt, random_x(rng, rows, C));
         const Bytes w = encode(dt, uniform(rng, static_cast<size_t>(C), 0.5, 1.5));
+        const Bytes b = encode(dt, uniform(rng, static_cast<size_t>(C), -1.0, 1.0));
         const Bytes gy = encode(dt, uniform(rng, n, -1.0, 1.0));
+        const void* pw = has_w ? w.data() : nullptr;
         // The saved statistics come from the CPU forward, so both backwards read the same ones.
         Bytes y(n * es), mean(rows * as), rstd(rows * as);
-        tilegrad::kernels::cpu::layernorm_forward(dt, x.data(), has_w ? w.data() : nullptr, nullptr,
+        tilegrad::kernels::cpu::layernorm_forward(dt, x.data(), pw, from_y ? b.data() : nullptr,
                                                   y.data(), mean.data(), rstd.data(), rows, C,
                                                   kEps);
 
         Bytes gx_cpu(n * es), gw_cpu(C * es), gb_cpu(C * es);
+        const tilegrad::LayerNormSaved cpu_saved =
+            saved_of(from_y, x.data(), y.data(), mean.data(), rstd.data(), b.data());
         tilegrad::kernels::cpu::layernorm_backward(
-            dt, gy.data(), x.data(), has_w ? w.data() : nullptr, mean.data(), rstd.data(),
-            out.gx ? gx_cpu.data() : nullptr, out.gw ? gw_cpu.data() : nullptr,
-            out.gb ? gb_cpu.data() : nullptr, rows, C);
+            dt, gy.data(), cpu_saved, pw, out.gx ? gx_cpu.data() : nullptr,
+            out.gw ? gw_cpu.data() : nullptr, out.gb ? gb_cpu.data() : nullptr, rows, C);
 
-        const DeviceBuffer dx(x.size()), dw(w.size()), dgy(gy.size()), dmean(mean.size()),
-            drstd(rstd.size());
+        const DeviceBuffer dx(x.size()), dy(y.size()), dw(w.size()), db(b.size()), dgy(gy.size()),
+            dmean(mean.size()), drstd(rstd.size());
         dx.upload(x.data());
+        dy.upload(y.data());
         dw.upload(w.data());
+        db.upload(b.data());
         dgy.upload(gy.data());
         dmean.upload(mean.data());
         drstd.upload(rstd.data());
+        const tilegrad::LayerNormSaved gpu_saved =
+            saved_of(from_y, dx.get(), dy.get(), dmean.get(), drstd.get(), db.get());
         Bytes first[3];
         for (int run = 0; run < 2; ++run) {
           const DeviceBuffer dgx(n * es), dgw(C * es), dgb(C * es);
           tilegrad::kernels::cuda::layernorm_backward(
-              dt, dgy.get(), dx.get(), has_w ? dw.get() : nullptr, dmean.get(), drstd.get(),
-              out.gx ? dgx.get() : nullptr, out.gw ? dgw.get() : nullptr,
-              out.gb ? dgb.get() : nullptr, rows, C, stream);
+              dt, dgy.get(), gpu_saved, has_w ? dw.get() : nullptr, out.gx ? dgx.get() : nullptr,
+              out.gw ? dgw.get() : nullptr, out.gb ? dgb.get() : nullptr, rows, C, stream);
           TG_CUDA_CHECK(cudaStreamSynchronize(stream));
           const Bytes got[3] = {download(dgx), download(dgw), download(dgb)};
           if (run == 1) {
@@ -175,9 +191,16 @@ TEST(CudaLayerNorm, BackwardMatchesCpuAndIsDeterministic) {
           for (int i = 0; i < 3; ++i) first[i] = got[i];
         }
 
-        const std::vector<double> xv = decode(dt, x), wv = decode(dt, w), gv = decode(dt, gy);
+        const std::vector<double> xv = decode(dt, x), yv = decode(dt, y), wv = decode(dt, w),
+                                  bv = decode(dt, b), gv = decode(dt, gy);
         const std::vector<double> mv = decode(acc_dtype(dt), mean),
                                   rv = decode(acc_dtype(dt), rstd);
+        // x̂ as the kernels recover it (the magnitudes the tolerances scale with).
+        auto xhat = [&](int64_t r, int64_t j) {
+          const size_t i = static_cast<size_t>(r * C + j);
+          if (!from_y) return (xv[i] - mv[r]) * rv[r];
+          return (yv[i] - bv[j]) / (has_w ? wv[j] : 1.0);
+        };
         if (out.gx) {
           // Row scale: rstd · (|ĝ| + |mean ĝ| + |x̂| · (|mean ĝx̂| + |ĝ x̂|)), the sizes of the
           // terms whose rounding can show in gx.
@@ -187,7 +210,7 @@ TEST(CudaLayerNorm, BackwardMatchesCpuAndIsDeterministic) {
             double g_max = 0, xh_max = 0, gxh_max = 0, sg = 0, sgx = 0;
             for (int64_t j = 0; j < C; ++j) {
               const double g = gv[r * C + j] * (has_w ? wv[j] : 1.0);
-              const double xh = (xv[r * C + j] - mv[r]) * rv[r];
+              const double xh = xhat(r, j);
               g_max = std::max(g_max, std::abs(g));
               xh_max = std::max(xh_max, std::abs(xh));
               gxh_max = std::max(gxh_max, std::abs(g * xh));
@@ -206,7 +229,7 @@ TEST(CudaLayerNorm, BackwardMatchesCpuAndIsDeterministic) {
         for (int64_t r = 0; r < rows; ++r) {
           for (int64_t j = 0; j < C; ++j) {
             const double g = std::abs(gv[r * C + j]);
-            tol_w[j] += g * std::abs((xv[r * C + j] - mv[r]) * rv[r]);
+            tol_w[j] += g * std::abs(xhat(r, j));
             tol_b[j] += g;
           }
         }
@@ -253,11 +276,13 @@ TEST(CudaLayerNorm, AddsIntoAGivenGradient) {
         dmean.upload(mean.data());
         drstd.upload(rstd.data());
         namespace kc = tilegrad::kernels::cuda;
-        kc::layernorm_backward(dt, dgy.get(), dx.get(), dw.get(), dmean.get(), drstd.get(),
-                               plain.get(), nullptr, nullptr, rows, C, nullptr);
-        kc::layernorm_backward(dt, dgy.get(), dx.get(), dw.get(), dmean.get(), drstd.get(),
-                               summed.get(), params ? dgw.get() : nullptr,
-                               params ? dgb.get() : nullptr, rows, C, nullptr, dga.get());
+        const tilegrad::LayerNormSaved gpu_saved{
+            .v = dx.get(), .mean = dmean.get(), .rstd = drstd.get()};
+        kc::layernorm_backward(dt, dgy.get(), gpu_saved, dw.get(), plain.get(), nullptr, nullptr,
+                               rows, C, nullptr);
+        kc::layernorm_backward(dt, dgy.get(), gpu_saved, dw.get(), summed.get(),
+                               params ? dgw.get() : nullptr, params ? dgb.get() : nullptr, rows, C,
+                               nullptr, dga.get());
         // The separate add, on the host: exact in double, then rounded once to the dtype.
         const std::vector<double> a = decode(dt, ga), g = decode(dt, download(plain));
         std::vector<double> want(n);
@@ -268,12 +293,13 @@ TEST(CudaLayerNorm, AddsIntoAGivenGradient) {
         EXPECT_EQ(download(summed), encode(dt, want));
         // The CPU kernel's sum is its own gradient plus ga, rounded the same way.
         Bytes cpu_plain(n * es), cpu_sum(n * es);
-        tilegrad::kernels::cpu::layernorm_backward(dt, gy.data(), x.data(), w.data(), mean.data(),
-                                                   rstd.data(), cpu_plain.data(), nullptr, nullptr,
-                                                   rows, C);
-        tilegrad::kernels::cpu::layernorm_backward(dt, gy.data(), x.data(), w.data(), mean.data(),
-                                                   rstd.data(), cpu_sum.data(), nullptr, nullptr,
-                                                   rows, C, ga.data());
+        const tilegrad::LayerNormSaved cpu_saved{
+            .v = x.data(), .mean = mean.data(), .rstd = rstd.data()};
+        tilegrad::kernels::cpu::layernorm_backward(dt, gy.data(), cpu_saved, w.data(),
+                                                   cpu_plain.data(), nullptr, nullptr, rows, C);
+        tilegrad::kernels::cpu::layernorm_backward(dt, gy.data(), cpu_saved, w.data(),
+                                                   cpu_sum.data(), nullptr, nullptr, rows, C,
+                                                   ga.data());
         const std::vector<double> gc = decode(dt, cpu_plain);
         for (size_t i = 0; i < n; ++i)
           want[i] = dt == DType::f64
@@ -290,9 +316,9 @@ TEST(CudaLayerNorm, NoRowsGivesZeroParameterGradients) {
   TG_REQUIRE_GPU();
   const int64_t C = 37;
   const DeviceBuffer dgw(C * 4), dgb(C * 4), dummy(4);
-  tilegrad::kernels::cuda::layernorm_backward(DType::f32, dummy.get(), dummy.get(), nullptr,
-                                              dummy.get(), dummy.get(), nullptr, dgw.get(),
-                                              dgb.get(), 0, C, nullptr);
+  const tilegrad::LayerNormSaved saved{.v = dummy.get(), .mean = dummy.get(), .rstd = dummy.get()};
+  tilegrad::kernels::cuda::layernorm_backward(DType::f32, dummy.get(), saved, nullptr, nullptr,
+                                              dgw.get(), dgb.get(), 0, C, nullptr);
   const std::vector<float> gw = tgcuda::to_host<float>(dgw, C), gb = tgcuda::to_host<float>(dgb, C);
   for (int64_t j = 0; j < C; ++j) {
     EXPECT_EQ(gw[j], 0.0f);
@@ -314,14 +340,13 @@ TEST(CudaLayerNorm, RejectsIntegerDTypesLikeTheCpu) {
             }),
             cpu);
   const std::string cpu_bwd = error_of([] {
-    tilegrad::kernels::cpu::layernorm_backward(DType::u8, nullptr, nullptr, nullptr, nullptr,
-                                               nullptr, nullptr, nullptr, nullptr, 1, 1);
+    tilegrad::kernels::cpu::layernorm_backward(DType::u8, nullptr, {}, nullptr, nullptr, nullptr,
+                                               nullptr, 1, 1);
   });
   ASSERT_FALSE(cpu_bwd.empty());
   EXPECT_EQ(error_of([] {
-              tilegrad::kernels::cuda::layernorm_backward(DType::u8, nullptr, nullptr, nullptr,
-                                                          nullptr, nullptr, nullptr, nullptr,
-                                                          nullptr, 1, 1, nullptr);
+              tilegrad::kernels::cuda::layernorm_backward(DType::u8, nullptr, {}, nullptr, nullptr,
+                                                          nullptr, nullptr, 1, 1, nullptr);
             }),
             cpu_bwd);
 }

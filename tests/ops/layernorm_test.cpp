@@ -1,7 +1,7 @@
 // layer_norm: values against a float64 loop reference (with and without weight and bias), gradients
 // against finite differences (contiguous and not), 16-bit and float32 accuracy, a large mean with a
 // small spread, forward mode against reverse mode, saved memory, deterministic weight and bias
-// gradients, and argument errors.
+// gradients, the backward from the output (LayerNormSaves::output), and argument errors.
 #include <omp.h>
 
 #include <cmath>
@@ -88,22 +88,34 @@ TEST(LayerNorm, NormalisedRowsHaveZeroMeanAndUnitVariance) {
   }
 }
 
+// Both ways the backward recovers x̂ (LayerNormSaves).
+const LayerNormSaves kSaves[] = {LayerNormSaves::input, LayerNormSaves::output};
+const char* saves_name(LayerNormSaves s) {
+  return s == LayerNormSaves::input ? "saves input" : "saves output";
+}
+
 TEST(LayerNorm, GradientsMatchFiniteDifferences) {
   uint64_t seed = 20;
-  for (const Shape& shape : {Shape{3, 5}, Shape{2, 3, 4}, Shape{1, 6}, Shape{4, 1}, Shape{7}}) {
-    const int64_t C = shape.back();
-    for (const Affine& a : kAffine) {
-      const Tensor x = rnd(shape, seed++, DType::f64, -2.0, 2.0).set_requires_grad(true);
-      // An absent weight or bias is passed as undefined; the leaf stands in without requiring grad
-      // so that gradcheck does not expect a gradient for it.
-      const Tensor w = rnd({C}, seed++, DType::f64, 0.5, 1.5).set_requires_grad(a.weight);
-      const Tensor b = rnd({C}, seed++, DType::f64, -1.0, 1.0).set_requires_grad(a.bias);
-      SCOPED_TRACE(shape_str(shape) + " " + a.name);
-      expect_gradcheck(
-          [&](const std::vector<Tensor>& v) {
-            return layer_norm(v[0], a.weight ? v[1] : Tensor(), a.bias ? v[2] : Tensor());
-          },
-          {x, w, b});
+  for (const LayerNormSaves saves : kSaves) {
+    for (const Shape& shape : {Shape{3, 5}, Shape{2, 3, 4}, Shape{1, 6}, Shape{4, 1}, Shape{7}}) {
+      const int64_t C = shape.back();
+      for (const Affine& a : kAffine) {
+        const Tensor x = rnd(shape, seed++, DType::f64, -2.0, 2.0).set_requires_grad(true);
+        // An absent weight or bias is passed as undefined; the leaf stands in without requiring
+        // grad so that gradcheck does not expect a gradient for it. Weights of either sign, away
+        // from 0 (where the output no longer tells x̂).
+        std::vector<double> wv = rnd({C}, seed++, DType::f64, 0.5, 1.5).to_vector<double>();
+        for (size_t j = 1; j < wv.size(); j += 2) wv[j] = -wv[j];
+        const Tensor w = from_vector(wv, {C}, {DType::f64}).set_requires_grad(a.weight);
+        const Tensor b = rnd({C}, seed++, DType::f64, -1.0, 1.0).set_requires_grad(a.bias);
+        SCOPED_TRACE(shape_str(shape) + " " + a.name + " " + saves_name(saves));
+        expect_gradcheck(
+            [&](const std::vector<Tensor>& v) {
+              return layer_norm(v[0], a.weight ? v[1] : Tensor(), a.bias ? v[2] : Tensor(), 1e-5,
+                                saves);
+            },
+            {x, w, b});
+      }
     }
   }
 }
@@ -123,25 +135,39 @@ TEST(LayerNorm, GradientsOnNonContiguousInputs) {
       {x, w, b});
 }
 
+// Each subset of gradients, either way to x̂; the two ways agree to float64 rounding.
 TEST(LayerNorm, OnlyWantedGradientsAreComputed) {
   const Tensor x = rnd({4, 5}, 33, DType::f64, -2.0, 2.0);
   const Tensor w = rnd({5}, 34, DType::f64, 0.5, 1.5);
   const Tensor b = rnd({5}, 35, DType::f64, -1.0, 1.0);
   const Tensor g = rnd({4, 5}, 36, DType::f64, -1.0, 1.0);
   for (int wanted = 1; wanted < 8; ++wanted) {
-    const Tensor xl = x.detach().set_requires_grad((wanted & 1) != 0);
-    const Tensor wl = w.detach().set_requires_grad((wanted & 2) != 0);
-    const Tensor bl = b.detach().set_requires_grad((wanted & 4) != 0);
-    layer_norm(xl, wl, bl).backward(g);
-    EXPECT_EQ(xl.grad().defined(), (wanted & 1) != 0) << wanted;
-    EXPECT_EQ(wl.grad().defined(), (wanted & 2) != 0) << wanted;
-    EXPECT_EQ(bl.grad().defined(), (wanted & 4) != 0) << wanted;
-    if (bl.grad().defined()) {  // gb = Σ_rows g, checked by hand
-      const auto vg = g.to_vector<double>(), gb = bl.grad().to_vector<double>();
-      for (int j = 0; j < 5; ++j) {
-        double s = 0;
-        for (int r = 0; r < 4; ++r) s += vg[static_cast<size_t>(r * 5 + j)];
-        EXPECT_NEAR(gb[static_cast<size_t>(j)], s, 1e-14) << wanted;
+    std::vector<Tensor> first;  // the gradients from the input
+    for (const LayerNormSaves saves : kSaves) {
+      SCOPED_TRACE(std::to_string(wanted) + " " + saves_name(saves));
+      const Tensor xl = x.detach().set_requires_grad((wanted & 1) != 0);
+      const Tensor wl = w.detach().set_requires_grad((wanted & 2) != 0);
+      const Tensor bl = b.detach().set_requires_grad((wanted & 4) != 0);
+      layer_norm(xl, wl, bl, 1e-5, saves).backward(g);
+      EXPECT_EQ(xl.grad().defined(), (wanted & 1) != 0);
+      EXPECT_EQ(wl.grad().defined(), (wanted & 2) != 0);
+      EXPECT_EQ(bl.grad().defined(), (wanted & 4) != 0);
+      if (bl.grad().defined()) {  // gb = Σ_rows g, checked by hand
+        const auto vg = g.to_vector<double>(), gb = bl.grad().to_vector<double>();
+        for (int j = 0; j < 5; ++j) {
+          double s = 0;
+          for (int r = 0; r < 4; ++r) s += vg[static_cast<size_t>(r * 5 + j)];
+          EXPECT_NEAR(gb[static_cast<size_t>(j)], s, 1e-14);
+        }
+      }
+      const std::vector<Tensor> grads = {xl.grad(), wl.grad(), bl.grad()};
+      if (first.empty()) {
+        first = grads;
+        continue;
+      }
+      for (size_t i = 0; i < 3; ++i) {
+        if (!grads[i].defined()) continue;
+        EXPECT_LE(max_abs_diff(grads[i], first[i]), 1e-12 * (1 + max_abs(first[i]))) << i;
       }
     }
   }
@@ -194,29 +220,38 @@ TEST(LayerNorm, LowPrecisionDtypesMatchFloat64Reference) {
 TEST(LayerNorm, LowPrecisionGradientsMatchFloat64) {
   // Against the float64 op on the same rounded x, w, b, g (whose gradients gradcheck verifies). The
   // kernel rounds each result once (u_dt relative); the float error of gx's row means and of the
-  // rows-term sums of gw, gb is bounded by (rows + C + 8) u_f32 of each gradient's scale.
+  // rows-term sums of gw, gb is bounded by (rows + C + 8) u_f32 of each gradient's scale. From the
+  // output, y was rounded to the dtype before the backward reads it, so x̂ = (y − b) / w carries
+  // u_dt (|x̂| + |b / w|) more, up to u_dt (sqrt(C) + max |b / w|) relative (|x̂| ≤ sqrt(C)).
   const int64_t rows = 10, C = 24;
   const double uf = unit_roundoff(DType::f32);
-  for (DType dt : {DType::f32, DType::bf16, DType::f16}) {
-    const Tensor x = rnd({rows, C}, 43, DType::f64, -2.0, 2.0).to(dt);
-    const Tensor w = rnd({C}, 44, DType::f64, 0.5, 1.5).to(dt);
-    const Tensor b = rnd({C}, 45, DType::f64, -1.0, 1.0).to(dt);
-    const Tensor g = rnd({rows, C}, 46, DType::f64, -1.0, 1.0).to(dt);
-    std::vector<Tensor> lo = {x.detach().set_requires_grad(true),
-                              w.detach().set_requires_grad(true),
-                              b.detach().set_requires_grad(true)};
-    std::vector<Tensor> hi;
-    for (const Tensor& t : lo) hi.push_back(t.detach().to(DType::f64).set_requires_grad(true));
-    layer_norm(lo[0], lo[1], lo[2]).backward(g);
-    layer_norm(hi[0], hi[1], hi[2]).backward(g.to(DType::f64));
-    const double u = unit_roundoff(dt);
-    for (int i = 0; i < 3; ++i) {
-      ASSERT_EQ(lo[static_cast<size_t>(i)].grad().dtype(), dt);
-      const Tensor ref = hi[static_cast<size_t>(i)].grad();
-      const double scale = max_abs(ref);
-      EXPECT_LE(max_abs_diff(lo[static_cast<size_t>(i)].grad().to(DType::f64), ref),
-                u * scale + 4 * (rows + C + 8) * uf * scale)
-          << dtype_name(dt) << " gradient " << i;
+  for (const LayerNormSaves saves : kSaves) {
+    for (DType dt : {DType::f32, DType::bf16, DType::f16}) {
+      SCOPED_TRACE(saves_name(saves));
+      const Tensor x = rnd({rows, C}, 43, DType::f64, -2.0, 2.0).to(dt);
+      const Tensor w = rnd({C}, 44, DType::f64, 0.5, 1.5).to(dt);
+      const Tensor b = rnd({C}, 45, DType::f64, -1.0, 1.0).to(dt);
+      const Tensor g = rnd({rows, C}, 46, DType::f64, -1.0, 1.0).to(dt);
+      std::vector<Tensor> lo = {x.detach().set_requires_grad(true),
+                                w.detach().set_requires_grad(true),
+                                b.detach().set_requires_grad(true)};
+      std::vector<Tensor> hi;
+      for (const Tensor& t : lo) hi.push_back(t.detach().to(DType::f64).set_requires_grad(true));
+      layer_norm(lo[0], lo[1], lo[2], 1e-5, saves).backward(g);
+      layer_norm(hi[0], hi[1], hi[2]).backward(g.to(DType::f64));
+      const double u = unit_roundoff(dt);
+      const double k = saves == LayerNormSaves::input
+                           ? 0.0
+                           : std::sqrt(static_cast<double>(C)) +
+                                 max_abs(div(b.to(DType::f64), w.to(DType::f64)));
+      for (int i = 0; i < 3; ++i) {
+        ASSERT_EQ(lo[static_cast<size_t>(i)].grad().dtype(), dt);
+        const Tensor ref = hi[static_cast<size_t>(i)].grad();
+        const double scale = max_abs(ref);
+        EXPECT_LE(max_abs_diff(lo[static_cast<size_t>(i)].grad().to(DType::f64), ref),
+                  (u * (1 + 2 * k) + 4 * (rows + C + 8) * uf) * scale)
+            << dtype_name(dt) << " gradient " << i;
+      }
     }
   }
 }
@@ -288,8 +323,9 @@ TEST(LayerNorm, WeightAndBiasGradientsAreDeterministicAcrossThreadCounts) {
   for (int threads : {1, 2, 3}) {
     omp_set_num_threads(threads);
     std::vector<float> gx(x.size()), gw(C), gb(C);
-    kernels::cpu::layernorm_backward(DType::f32, gy.data(), x.data(), w.data(), mean.data(),
-                                     rstd.data(), gx.data(), gw.data(), gb.data(), rows, C);
+    const LayerNormSaved saved{.v = x.data(), .mean = mean.data(), .rstd = rstd.data()};
+    kernels::cpu::layernorm_backward(DType::f32, gy.data(), saved, w.data(), gx.data(), gw.data(),
+                                     gb.data(), rows, C);
     std::vector<float> all = gw;
     all.insert(all.end(), gb.begin(), gb.end());
     all.insert(all.end(), gx.begin(), gx.end());
@@ -347,6 +383,43 @@ TEST(LayerNorm, AddsIntoTheGradientWaitingForItsInput) {
   const int64_t base = scope.snapshot().live_of(Category::gradient);
   y.backward(g);
   EXPECT_EQ(scope.snapshot().peak_of(Category::gradient) - base, rows * C * 4);
+}
+
+// The point of saving the output: the node holds y (which the next op holds anyway), rstd and the
+// parameters, and no tensor with x's storage, so x is freed once the caller drops it.
+TEST(LayerNorm, SavingTheOutputKeepsTheInputFree) {
+  const int64_t rows = 8, C = 16;
+  const Tensor w = rnd({C}, 150, DType::f32, 0.5, 1.5), b = rnd({C}, 151, DType::f32);
+  const Tensor x0 = rnd({rows, C}, 152, DType::f32).set_requires_grad(true);
+  Tensor x = mul(x0, 2.0);  // an intermediate: alive only while something holds it
+  const Tensor y = layer_norm(x, w, b, 1e-5, LayerNormSaves::output);
+  const std::weak_ptr<Storage> x_storage = x.storage();
+  for (const SavedTensor& s : y.grad_fn()->saved_tensors()) {
+    if (s.peek().defined()) {
+      EXPECT_NE(s.peek().storage(), x.storage());
+    }
+  }
+  EXPECT_EQ(y.grad_fn()->saved_bytes(), y.nbytes() + w.nbytes() + b.nbytes() + rows * 4);
+  x = Tensor();
+  EXPECT_TRUE(x_storage.expired());
+  // And the gradients are still right (against the input's way, on a fresh graph).
+  const Tensor g = rnd({rows, C}, 153, DType::f32);
+  y.backward(g);
+  const Tensor x1 = x0.detach().set_requires_grad(true);
+  layer_norm(mul(x1, 2.0), w, b).backward(g);
+  EXPECT_LE(max_abs_diff(x0.grad(), x1.grad()), 1e-5 * (1 + max_abs(x1.grad())));
+}
+
+// A zero in the weight erases x̂ from y in that column: the gradients come out NaN there (and in
+// gx, whose rows sum over every column), never finite and wrong.
+TEST(LayerNorm, ZeroWeightFromTheOutputGivesNaNGradients) {
+  const int64_t C = 6;
+  std::vector<double> wv = {1.0, 0.5, 0.0, 1.5, 0.7, 1.2};
+  const Tensor w = from_vector(wv, {C}, {DType::f64}).set_requires_grad(true);
+  const Tensor x = rnd({3, C}, 160, DType::f64, -2.0, 2.0).set_requires_grad(true);
+  sum(layer_norm(x, w, Tensor(), 1e-5, LayerNormSaves::output)).backward();
+  EXPECT_TRUE(std::isnan(w.grad().to_vector<double>()[2]));
+  for (double v : x.grad().to_vector<double>()) EXPECT_TRUE(std::isnan(v));
 }
 
 TEST(LayerNorm, ReportsItsCost) {

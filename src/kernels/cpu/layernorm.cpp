@@ -50,10 +50,25 @@ void forward_impl(const T* x, const T* w, const T* b, T* y, acc_t<T>* mean, acc_
   });
 }
 
-template <class T>
-void backward_impl(const T* gy, const T* x, const T* w, const acc_t<T>* mean, const acc_t<T>* rstd,
-                   T* gx, const T* gx_add, T* gw, T* gb, int64_t rows, int64_t C) {
+// kFromOutput: x̂ from the output (LayerNormSaved), a template argument so that the inner loops keep
+// no branch.
+template <class T, bool kFromOutput>
+void backward_impl(const T* gy, const LayerNormSaved& saved, const T* w, T* gx, const T* gx_add,
+                   T* gw, T* gb, int64_t rows, int64_t C) {
   using A = acc_t<T>;
+  const T* src = static_cast<const T*>(saved.v);
+  const A* mean = static_cast<const A*>(saved.mean);
+  const A* rstd = static_cast<const A*>(saved.rstd);
+  const T* b = static_cast<const T*>(saved.b);
+  // x̂ of element j of row vr (LayerNormSaved), with the row's mean and rstd.
+  auto xhat = [&](const T* vr, int64_t j, A mu, A rs) -> A {
+    if constexpr (kFromOutput) {
+      const A y = b ? A(vr[j]) - A(b[j]) : A(vr[j]);
+      return w ? y / A(w[j]) : y;
+    } else {
+      return (A(vr[j]) - mu) * rs;
+    }
+  };
   const int64_t blocks = std::clamp<int64_t>(rows, 1, kMaxRowBlocks);
   const int64_t per_block = rows > 0 ? (rows + blocks - 1) / blocks : 0;
   // (blocks, C) each: this block's Σ gy ⊙ x̂ and Σ gy.
@@ -77,10 +92,10 @@ void backward_impl(const T* gy, const T* x, const T* w, const acc_t<T>* mean, co
         for (int64_t j = 0; j < C; ++j) bb[j] += A(gr[j]);
       }
       if (!gx && !bw) continue;
-      const T* xr = x + r * C;
-      const A mu = mean[r], rs = rstd[r];
+      const T* vr = src + r * C;
+      const A mu = kFromOutput ? A(0) : mean[r], rs = rstd[r];
       if (bw) {
-        for (int64_t j = 0; j < C; ++j) bw[j] += A(gr[j]) * ((A(xr[j]) - mu) * rs);
+        for (int64_t j = 0; j < C; ++j) bw[j] += A(gr[j]) * xhat(vr, j, mu, rs);
       }
       if (!gx) continue;
       // ĝ = gy ⊙ w; gx = rstd · (ĝ - mean(ĝ) - x̂ · mean(ĝ ⊙ x̂)).
@@ -88,14 +103,14 @@ void backward_impl(const T* gy, const T* x, const T* w, const acc_t<T>* mean, co
       for (int64_t j = 0; j < C; ++j) {
         const A g = w ? A(gr[j]) * A(w[j]) : A(gr[j]);
         sg += g;
-        sgx += g * ((A(xr[j]) - mu) * rs);
+        sgx += g * xhat(vr, j, mu, rs);
       }
       const A mg = sg * inv_c, mgx = sgx * inv_c;
       T* gxr = gx + r * C;
       const T* ar = gx_add ? gx_add + r * C : nullptr;
       for (int64_t j = 0; j < C; ++j) {
         const A g = w ? A(gr[j]) * A(w[j]) : A(gr[j]);
-        const A xh = (A(xr[j]) - mu) * rs;
+        const A xh = xhat(vr, j, mu, rs);
         const T v = T(rs * (g - mg - xh * mgx));
         // The sum as an add of the two gradients would round it: the gradient first, then the sum.
         gxr[j] = ar ? T(A(ar[j]) + A(v)) : v;
@@ -126,15 +141,19 @@ void layernorm_forward(DType dt, const void* x, const void* w, const void* b, vo
   });
 }
 
-void layernorm_backward(DType dt, const void* gy, const void* x, const void* w, const void* mean,
-                        const void* rstd, void* gx, void* gw, void* gb, int64_t rows, int64_t C,
-                        const void* gx_add) {
+void layernorm_backward(DType dt, const void* gy, const LayerNormSaved& saved, const void* w,
+                        void* gx, void* gw, void* gb, int64_t rows, int64_t C, const void* gx_add) {
   dispatch_floating(dt, "layer_norm", [&]<class T>() {
-    using A = acc_t<T>;
-    backward_impl<T>(static_cast<const T*>(gy), static_cast<const T*>(x), static_cast<const T*>(w),
-                     static_cast<const A*>(mean), static_cast<const A*>(rstd), static_cast<T*>(gx),
-                     static_cast<const T*>(gx_add), static_cast<T*>(gw), static_cast<T*>(gb), rows,
-                     C);
+    auto run = [&]<bool kFromOutput>() {
+      backward_impl<T, kFromOutput>(static_cast<const T*>(gy), saved, static_cast<const T*>(w),
+                                    static_cast<T*>(gx), static_cast<const T*>(gx_add),
+                                    static_cast<T*>(gw), static_cast<T*>(gb), rows, C);
+    };
+    if (saved.from_output) {
+      run.template operator()<true>();
+    } else {
+      run.template operator()<false>();
+    }
   });
 }
 

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "kernels/layernorm_saved.h"
 
 namespace tilegrad::kernels::cpu {
 
@@ -11,8 +12,8 @@ void layernorm_forward(DType dt, const void* x, const void* w, const void* b, vo
                        void* rstd, int64_t rows, int64_t C, double eps);
 // gx_add (optional, [rows, C] like gx) is added to gx: gx = gx_add + the layer norm's input
 // gradient, rounded to the dtype before the sum as a separate add would round it.
-void layernorm_backward(DType dt, const void* gy, const void* x, const void* w, const void* mean,
-                        const void* rstd, void* gx, void* gw, void* gb, int64_t rows, int64_t C,
+void layernorm_backward(DType dt, const void* gy, const LayerNormSaved& saved, const void* w,
+                        void* gx, void* gw, void* gb, int64_t rows, int64_t C,
                         const void* gx_add = nullptr);
 
 }  // namespace tilegrad::kernels::cpu

@@ -94,26 +94,40 @@ __device__ __forceinline__ double add_rn(double a, double b) {
   return __dadd_rn(a, b);
 }
 
-// kGroup threads per row: ĝ = gy ⊙ w; gx = rstd · (ĝ - mean(ĝ) - x̂ · mean(ĝ ⊙ x̂)).
+// x̂ of element j of a row (LayerNormSaved) whose saved value is v: from the input with the row's
+// mean and rstd, or from the output with the column's bias and weight (the two-pass kernels' form;
+// the one-pass kernel keeps 1 / w in shared memory).
+template <class T>
+__device__ __forceinline__ acc_t<T> xhat_of(T v, bool from_output, acc_t<T> mu, acc_t<T> rs,
+                                            const T* __restrict__ w, const T* __restrict__ b,
+                                            int64_t j) {
+  using A = acc_t<T>;
+  if (!from_output) return (A(v) - mu) * rs;
+  const A y = b ? A(v) - A(b[j]) : A(v);
+  return w ? y / A(w[j]) : y;
+}
+
+// kGroup threads per row: ĝ = gy ⊙ w; gx = rstd · (ĝ - mean(ĝ) - x̂ · mean(ĝ ⊙ x̂)). v, mean and b
+// as LayerNormSaved's.
 template <class T, int kGroup>
 __global__ void __launch_bounds__(kRowBlockThreads<kGroup>)
-    backward_gx_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* __restrict__ w,
-                       const acc_t<T>* __restrict__ mean, const acc_t<T>* __restrict__ rstd,
-                       T* __restrict__ gx, const T* __restrict__ gx_add, int64_t rows, int64_t C,
-                       acc_t<T> inv_c) {
+    backward_gx_kernel(const T* __restrict__ gy, const T* __restrict__ v, const T* __restrict__ w,
+                       const T* __restrict__ b, bool from_output, const acc_t<T>* __restrict__ mean,
+                       const acc_t<T>* __restrict__ rstd, T* __restrict__ gx,
+                       const T* __restrict__ gx_add, int64_t rows, int64_t C, acc_t<T> inv_c) {
   using A = acc_t<T>;
   __shared__ A s_red[32];
   const int t = threadIdx.x % kGroup;
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock<kGroup> + threadIdx.x / kGroup;
        r < rows; r += static_cast<int64_t>(gridDim.x) * kRowsPerBlock<kGroup>) {
     const T* gr = gy + r * C;  // (C)
-    const T* xr = x + r * C;   // (C)
-    const A mu = mean[r], rs = rstd[r];
+    const T* vr = v + r * C;   // (C)
+    const A mu = from_output ? A(0) : mean[r], rs = rstd[r];
     A sg = 0, sgx = 0;
     for (int64_t j = t; j < C; j += kGroup) {
       const A g = w ? A(gr[j]) * A(w[j]) : A(gr[j]);
       sg += g;
-      sgx += g * ((A(xr[j]) - mu) * rs);
+      sgx += g * xhat_of(vr[j], from_output, mu, rs, w, b, j);
     }
     const A mg = group_reduce<kGroup, SumOp>(sg, s_red) * inv_c;
     const A mgx = group_reduce<kGroup, SumOp>(sgx, s_red) * inv_c;
@@ -121,18 +135,19 @@ __global__ void __launch_bounds__(kRowBlockThreads<kGroup>)
     const T* ar = gx_add != nullptr ? gx_add + r * C : nullptr;  // (C)
     for (int64_t j = t; j < C; j += kGroup) {
       const A g = w ? A(gr[j]) * A(w[j]) : A(gr[j]);
-      const A xh = (A(xr[j]) - mu) * rs;
-      const T v = T(rs * (g - mg - xh * mgx));
-      gxr[j] = ar != nullptr ? T(add_rn(A(ar[j]), A(v))) : v;
+      const A xh = xhat_of(vr[j], from_output, mu, rs, w, b, j);
+      const T o = T(rs * (g - mg - xh * mgx));
+      gxr[j] = ar != nullptr ? T(add_rn(A(ar[j]), A(o))) : o;
     }
   }
 }
 
 // Thread (row block blockIdx.y, column j): Σ gy ⊙ x̂ and Σ gy over the block's rows, in row order,
-// into part_w / part_b [partials, C] (either may be null).
+// into part_w / part_b [partials, C] (either may be null). v, w, b, mean as backward_gx_kernel's.
 template <class T>
 __global__ void __launch_bounds__(kColThreads)
-    backward_partial_kernel(const T* __restrict__ gy, const T* __restrict__ x,
+    backward_partial_kernel(const T* __restrict__ gy, const T* __restrict__ v,
+                            const T* __restrict__ w, const T* __restrict__ b, bool from_output,
                             const acc_t<T>* __restrict__ mean, const acc_t<T>* __restrict__ rstd,
                             acc_t<T>* __restrict__ part_w, acc_t<T>* __restrict__ part_b,
                             int64_t rows, int64_t C, int64_t per_partial) {
@@ -147,7 +162,10 @@ __global__ void __launch_bounds__(kColThreads)
   for (int64_t r = r0; r < r1; ++r) {
     const A g = A(gy[r * C + j]);
     sb += g;
-    if (part_w) sw += g * ((A(x[r * C + j]) - mean[r]) * rstd[r]);
+    if (part_w) {
+      const A mu = from_output ? A(0) : mean[r];
+      sw += g * xhat_of(v[r * C + j], from_output, mu, rstd[r], w, b, j);
+    }
   }
   if (part_w) part_w[blk * C + j] = sw;
   if (part_b) part_b[blk * C + j] = sb;
@@ -319,17 +337,23 @@ __device__ __forceinline__ void pair_barrier(int pair) {
   }
 }
 
-template <class T, int kPC>
+//
+// kFromY (LayerNormSaved::from_output): x holds y, and x̂ = (y − b) · (1 / w), with b and 1 / w by
+// column in shared memory beside w (the column's shift and scale, where the input's are the row's
+// mean and rstd); mean is not read.
+template <class T, int kPC, bool kFromY>
 __global__ void __launch_bounds__(kFusedWarps * 32, kPairBlocksPerSm)
     fused_backward_pair_kernel(const T* __restrict__ gy, const T* __restrict__ x,
-                               const T* __restrict__ w, const float* __restrict__ mean,
-                               const float* __restrict__ rstd, T* __restrict__ gx,
-                               const T* __restrict__ gx_add, float* __restrict__ part_w,
-                               float* __restrict__ part_b, int64_t rows, int C, float inv_c,
-                               int rows_per_block) {
+                               const T* __restrict__ w, const T* __restrict__ b,
+                               const float* __restrict__ mean, const float* __restrict__ rstd,
+                               T* __restrict__ gx, const T* __restrict__ gx_add,
+                               float* __restrict__ part_w, float* __restrict__ part_b, int64_t rows,
+                               int C, float inv_c, int rows_per_block) {
   using VecW = PairWords<T>;
   using VecF = Vec<kPairVec, float>;
-  extern __shared__ VecF pair_sums[];  // (2, kPairs, C / kPairVec)
+  // (2, kPairs, C / kPairVec) sums, then with kFromY the columns' shift b and scale 1 / w
+  // (C / kPairVec each).
+  extern __shared__ VecF pair_sums[];
   __shared__ VecF s_w[kFusedMaxC / kPairVec];
   // The halves' (Σ ĝ, Σ ĝ ⊙ x̂), [pair][row parity][half]. A warp writes slot (parity, half) of
   // row k, then waits at the pair's barrier for its partner's; it next writes that slot at row
@@ -346,6 +370,8 @@ __global__ void __launch_bounds__(kFusedWarps * 32, kPairBlocksPerSm)
   const int nvec = C / kPairVec;                       // vectors per row
   VecF* dw = pair_sums + pair * nvec;
   VecF* db = pair_sums + (kPairs + pair) * nvec;
+  VecF* s_shift = pair_sums + 2 * kPairs * nvec;  // kFromY only
+  VecF* s_scale = s_shift + nvec;
   for (int q = static_cast<int>(threadIdx.x); q < nvec; q += kFusedWarps * 32) {
     VecW wq{};
     if (w != nullptr) wq = *reinterpret_cast<const VecW*>(w + q * kPairVec);
@@ -353,6 +379,18 @@ __global__ void __launch_bounds__(kFusedWarps * 32, kPairBlocksPerSm)
 #pragma unroll
     for (int e = 0; e < kPairVec; ++e) wv.v[e] = w != nullptr ? pair_elem(wq, e) : 1.0f;
     s_w[q] = wv;
+    if constexpr (kFromY) {
+      VecW bq{};
+      if (b != nullptr) bq = *reinterpret_cast<const VecW*>(b + q * kPairVec);
+      VecF bv, iw;
+#pragma unroll
+      for (int e = 0; e < kPairVec; ++e) {
+        bv.v[e] = b != nullptr ? pair_elem(bq, e) : 0.0f;
+        iw.v[e] = 1.0f / wv.v[e];  // inf where w is 0: x̂ is then 0 · inf, NaN
+      }
+      s_shift[q] = bv;
+      s_scale[q] = iw;
+    }
   }
   for (int q = static_cast<int>(threadIdx.x); q < 2 * kPairs * nvec; q += kFusedWarps * 32)
     pair_sums[q] = VecF{};
@@ -378,16 +416,24 @@ __global__ void __launch_bounds__(kFusedWarps * 32, kPairBlocksPerSm)
   float mu = 0.0f, rs = 0.0f;
   if (pair < n) {
     load_row(pair, vg, vx);
-    mu = mean[r0 + pair];
+    if constexpr (!kFromY) mu = mean[r0 + pair];
     rs = rstd[r0 + pair];
   }
+  // x̂ of element e of vector q (chunk c) of the row in flight.
+  auto xhat = [&](int c, int q, int e) {
+    if constexpr (kFromY) {
+      return (pair_elem(vx[c], e) - s_shift[q].v[e]) * s_scale[q].v[e];
+    } else {
+      return (pair_elem(vx[c], e) - mu) * rs;
+    }
+  };
   // Both warps of a pair take the same rows, so they meet at the same barriers.
   for (int i = pair, parity = 0; i < n; i += kPairs, parity ^= 1) {
     VecW ng[kPC], nx[kPC];
     float nmu = 0.0f, nrs = 0.0f;
     if (i + kPairs < n) {  // in flight during this row
       load_row(i + kPairs, ng, nx);
-      nmu = mean[r0 + i + kPairs];
+      if constexpr (!kFromY) nmu = mean[r0 + i + kPairs];
       nrs = rstd[r0 + i + kPairs];
     }
     float sg = 0.0f, sgx = 0.0f;
@@ -399,7 +445,7 @@ __global__ void __launch_bounds__(kFusedWarps * 32, kPairBlocksPerSm)
       VecF sw = dw[q], sb = db[q];
 #pragma unroll
       for (int e = 0; e < kPairVec; ++e) {
-        const float gye = pair_elem(vg[c], e), xh = (pair_elem(vx[c], e) - mu) * rs;
+        const float gye = pair_elem(vg[c], e), xh = xhat(c, q, e);
         const float g = gye * wv.v[e];
         sg += g;
         sgx += g * xh;
@@ -426,8 +472,7 @@ __global__ void __launch_bounds__(kFusedWarps * 32, kPairBlocksPerSm)
         VecW out{};
 #pragma unroll
         for (int e = 0; e < kPairVec; ++e) {
-          const float xh = (pair_elem(vx[c], e) - mu) * rs;
-          pair_set(out, e, rs * (pair_elem(vg[c], e) * wv.v[e] - mg - xh * mgx));
+          pair_set(out, e, rs * (pair_elem(vg[c], e) * wv.v[e] - mg - xhat(c, q, e) * mgx));
         }
         // gx_add is read here, not with gy and x: held across the reductions, its registers slowed
         // the warp-per-row kernel (1.90 against 1.67 ms for the 25 calls of a GPT-2 step, H200).
@@ -511,13 +556,14 @@ void with_row_threads(int64_t C, F&& f) {
 // The one-pass backward (fused_backward_pair_kernel) with its final pass over the blocks'
 // partials; false when it does not serve this problem.
 template <class T>
-bool fused_backward(const T* gy, const T* x, const T* w, const acc_t<T>* mean, const acc_t<T>* rstd,
-                    T* gx, const T* gx_add, T* gw, T* gb, int64_t rows, int64_t C,
-                    cudaStream_t stream) {
+bool fused_backward(const T* gy, const LayerNormSaved& saved, const T* w, T* gx, const T* gx_add,
+                    T* gw, T* gb, int64_t rows, int64_t C, cudaStream_t stream) {
   if constexpr (sizeof(T) > 4) {
     return false;  // float64 keeps the two-pass kernels
   } else {
-    return with_fused_chunks<T>(C, {gy, x, w, gx, gx_add}, [&]<int kChunks>() {
+    const T* v = static_cast<const T*>(saved.v);
+    const T* b = saved.from_output ? static_cast<const T*>(saved.b) : nullptr;
+    return with_fused_chunks<T>(C, {gy, v, w, b, gx, gx_add}, [&]<int kChunks>() {
       // Rows per block such that the blocks make one wave at the kernel's occupancy: a second,
       // partial wave cost 13% at 16,384 rows (H200, the warp-per-row kernel before this one). A
       // whole number of rows per warp pair. gw and gb sum the blocks' partials, so their bits
@@ -529,13 +575,18 @@ bool fused_backward(const T* gy, const T* x, const T* w, const acc_t<T>* mean, c
       const int64_t blocks = ceil_div(rows, rows_per_block);
       TG_CHECK(blocks <= 0x7fffffff, "layer_norm: too many rows for the GPU kernel");
       const Partials<float> part(gw != nullptr, gb != nullptr, blocks * C, stream);
-      // The sums and s_w stay within the 48 KB a block may take without opting in.
-      static_assert((2 * kPairs + 1) * kFusedMaxC * sizeof(float) <= 48 * 1024);
-      const size_t sums_bytes = 2 * kPairs * static_cast<size_t>(C) * sizeof(float);
-      fused_backward_pair_kernel<T, kPairChunks<T, kChunks>>
-          <<<static_cast<unsigned>(blocks), kFusedWarps * 32, sums_bytes, stream>>>(
-              gy, x, w, mean, rstd, gx, gx_add, part.w, part.b, rows, static_cast<int>(C),
-              1.0f / float(C), static_cast<int>(rows_per_block));
+      // The sums, the shifts and scales, and s_w stay within the 48 KB a block may take without
+      // opting in.
+      static_assert((2 * kPairs + 3) * kFusedMaxC * sizeof(float) <= 48 * 1024);
+      const size_t smem_bytes =
+          (2 * kPairs + (saved.from_output ? 2 : 0)) * static_cast<size_t>(C) * sizeof(float);
+      auto kernel = saved.from_output
+                        ? fused_backward_pair_kernel<T, kPairChunks<T, kChunks>, true>
+                        : fused_backward_pair_kernel<T, kPairChunks<T, kChunks>, false>;
+      kernel<<<static_cast<unsigned>(blocks), kFusedWarps * 32, smem_bytes, stream>>>(
+          gy, v, w, b, static_cast<const float*>(saved.mean), static_cast<const float*>(saved.rstd),
+          gx, gx_add, part.w, part.b, rows, static_cast<int>(C), 1.0f / float(C),
+          static_cast<int>(rows_per_block));
       TG_CUDA_CHECK_LAUNCH();
       if (gw || gb) launch_final<T>(part.w, part.b, gw, gb, blocks, C, stream);
     });
@@ -650,19 +701,21 @@ void layernorm_forward(DType dt, const void* x, const void* w, const void* b, vo
   });
 }
 
-void layernorm_backward(DType dt, const void* gy, const void* x, const void* w, const void* mean,
-                        const void* rstd, void* gx, void* gw, void* gb, int64_t rows, int64_t C,
-                        cudaStream_t stream, const void* gx_add) {
+void layernorm_backward(DType dt, const void* gy, const LayerNormSaved& saved, const void* w,
+                        void* gx, void* gw, void* gb, int64_t rows, int64_t C, cudaStream_t stream,
+                        const void* gx_add) {
   dispatch_floating(dt, "layer_norm", [&]<class T>() {
     using A = acc_t<T>;
     if (C <= 0) return;  // every output is empty
     const T* pgy = static_cast<const T*>(gy);
-    const T* px = static_cast<const T*>(x);
-    const A* pmean = static_cast<const A*>(mean);
-    const A* prstd = static_cast<const A*>(rstd);
-    if (rows > 0 && fused_backward(pgy, px, static_cast<const T*>(w), pmean, prstd,
-                                   static_cast<T*>(gx), static_cast<const T*>(gx_add),
-                                   static_cast<T*>(gw), static_cast<T*>(gb), rows, C, stream))
+    const T* pv = static_cast<const T*>(saved.v);
+    const T* pw = static_cast<const T*>(w);
+    const T* pb = saved.from_output ? static_cast<const T*>(saved.b) : nullptr;
+    const A* pmean = static_cast<const A*>(saved.mean);
+    const A* prstd = static_cast<const A*>(saved.rstd);
+    if (rows > 0 &&
+        fused_backward(pgy, saved, pw, static_cast<T*>(gx), static_cast<const T*>(gx_add),
+                       static_cast<T*>(gw), static_cast<T*>(gb), rows, C, stream))
       return;
     if (gx && rows > 0) {
       const A inv_c = A(1) / A(C);
@@ -670,7 +723,7 @@ void layernorm_backward(DType dt, const void* gy, const void* x, const void* w, 
         const int64_t blocks = (rows + kRowsPerBlock<kGroup> - 1) / kRowsPerBlock<kGroup>;
         backward_gx_kernel<T, kGroup>
             <<<grid_blocks(blocks, kMaxGridBlocks), kRowBlockThreads<kGroup>, 0, stream>>>(
-                pgy, px, static_cast<const T*>(w), pmean, prstd, static_cast<T*>(gx),
+                pgy, pv, pw, pb, saved.from_output, pmean, prstd, static_cast<T*>(gx),
                 static_cast<const T*>(gx_add), rows, C, inv_c);
         TG_CUDA_CHECK_LAUNCH();
       });
@@ -687,8 +740,8 @@ void layernorm_backward(DType dt, const void* gy, const void* x, const void* w, 
     const int64_t col_blocks = (C + kColThreads - 1) / kColThreads;
     TG_CHECK(col_blocks <= 0x7fffffff, "layer_norm: C = ", C, " is too large for the GPU kernel");
     const dim3 grid(static_cast<unsigned>(col_blocks), static_cast<unsigned>(partials));
-    backward_partial_kernel<T><<<grid, kColThreads, 0, stream>>>(pgy, px, pmean, prstd, part.w,
-                                                                 part.b, rows, C, per_partial);
+    backward_partial_kernel<T><<<grid, kColThreads, 0, stream>>>(
+        pgy, pv, pw, pb, saved.from_output, pmean, prstd, part.w, part.b, rows, C, per_partial);
     TG_CUDA_CHECK_LAUNCH();
     launch_final<T>(part.w, part.b, static_cast<T*>(gw), static_cast<T*>(gb), partials, C, stream);
   });

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "kernels/layernorm_saved.h"
 
 namespace tilegrad::kernels::cuda {
 
@@ -17,8 +18,8 @@ void layernorm_forward(DType dt, const void* x, const void* w, const void* b, vo
 // Writes (not accumulates) gx, gw and gb; a null output is not computed. gw and gb are the same
 // bits on every run (no float atomics). gx_add (optional, [rows, C], not overlapping gx) is added
 // to gx as in the CPU kernel.
-void layernorm_backward(DType dt, const void* gy, const void* x, const void* w, const void* mean,
-                        const void* rstd, void* gx, void* gw, void* gb, int64_t rows, int64_t C,
-                        cudaStream_t stream, const void* gx_add = nullptr);
+void layernorm_backward(DType dt, const void* gy, const LayerNormSaved& saved, const void* w,
+                        void* gx, void* gw, void* gb, int64_t rows, int64_t C, cudaStream_t stream,
+                        const void* gx_add = nullptr);
 
 }  // namespace tilegrad::kernels::cuda
