@@ -12,6 +12,10 @@
 // ones.
 #pragma once
 
+#include <cstdint>
+
+#include "core/dtype.h"  // TG_HOST_DEVICE
+
 namespace tilegrad {
 
 struct LayerNormSaved {
@@ -21,5 +25,16 @@ struct LayerNormSaved {
   const void* b = nullptr;     // [C] or null: the bias; read from the output only
   bool from_output = false;
 };
+
+// x̂ of element j of a row whose saved value is v, in the accumulation type A: from the input with
+// the row's mean mu and rstd rs, or from the output with column j of w and b (either may be null).
+// The CPU kernel and the CUDA two-pass kernels; the one-pass CUDA kernel keeps 1 / w by column.
+template <class A, class T>
+TG_HOST_DEVICE inline A layernorm_xhat(bool from_output, T v, A mu, A rs, const T* w, const T* b,
+                                       int64_t j) {
+  if (!from_output) return (A(v) - mu) * rs;
+  const A y = b ? A(v) - A(b[j]) : A(v);
+  return w ? y / A(w[j]) : y;
+}
 
 }  // namespace tilegrad

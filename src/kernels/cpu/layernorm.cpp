@@ -60,14 +60,9 @@ void backward_impl(const T* gy, const LayerNormSaved& saved, const T* w, T* gx, 
   const A* mean = static_cast<const A*>(saved.mean);
   const A* rstd = static_cast<const A*>(saved.rstd);
   const T* b = static_cast<const T*>(saved.b);
-  // x̂ of element j of row vr (LayerNormSaved), with the row's mean and rstd.
-  auto xhat = [&](const T* vr, int64_t j, A mu, A rs) -> A {
-    if constexpr (kFromOutput) {
-      const A y = b ? A(vr[j]) - A(b[j]) : A(vr[j]);
-      return w ? y / A(w[j]) : y;
-    } else {
-      return (A(vr[j]) - mu) * rs;
-    }
+  // x̂ of element j of row vr, with the row's mean and rstd.
+  auto xhat = [&](const T* vr, int64_t j, A mu, A rs) {
+    return layernorm_xhat<A>(kFromOutput, vr[j], mu, rs, w, b, j);
   };
   const int64_t blocks = std::clamp<int64_t>(rows, 1, kMaxRowBlocks);
   const int64_t per_block = rows > 0 ? (rows + blocks - 1) / blocks : 0;

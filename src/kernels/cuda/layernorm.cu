@@ -94,19 +94,6 @@ __device__ __forceinline__ double add_rn(double a, double b) {
   return __dadd_rn(a, b);
 }
 
-// x̂ of element j of a row (LayerNormSaved) whose saved value is v: from the input with the row's
-// mean and rstd, or from the output with the column's bias and weight (the two-pass kernels' form;
-// the one-pass kernel keeps 1 / w in shared memory).
-template <class T>
-__device__ __forceinline__ acc_t<T> xhat_of(T v, bool from_output, acc_t<T> mu, acc_t<T> rs,
-                                            const T* __restrict__ w, const T* __restrict__ b,
-                                            int64_t j) {
-  using A = acc_t<T>;
-  if (!from_output) return (A(v) - mu) * rs;
-  const A y = b ? A(v) - A(b[j]) : A(v);
-  return w ? y / A(w[j]) : y;
-}
-
 // kGroup threads per row: ĝ = gy ⊙ w; gx = rstd · (ĝ - mean(ĝ) - x̂ · mean(ĝ ⊙ x̂)). v, mean and b
 // as LayerNormSaved's.
 template <class T, int kGroup>
@@ -127,7 +114,7 @@ __global__ void __launch_bounds__(kRowBlockThreads<kGroup>)
     for (int64_t j = t; j < C; j += kGroup) {
       const A g = w ? A(gr[j]) * A(w[j]) : A(gr[j]);
       sg += g;
-      sgx += g * xhat_of(vr[j], from_output, mu, rs, w, b, j);
+      sgx += g * layernorm_xhat<A>(from_output, vr[j], mu, rs, w, b, j);
     }
     const A mg = group_reduce<kGroup, SumOp>(sg, s_red) * inv_c;
     const A mgx = group_reduce<kGroup, SumOp>(sgx, s_red) * inv_c;
@@ -135,7 +122,7 @@ __global__ void __launch_bounds__(kRowBlockThreads<kGroup>)
     const T* ar = gx_add != nullptr ? gx_add + r * C : nullptr;  // (C)
     for (int64_t j = t; j < C; j += kGroup) {
       const A g = w ? A(gr[j]) * A(w[j]) : A(gr[j]);
-      const A xh = xhat_of(vr[j], from_output, mu, rs, w, b, j);
+      const A xh = layernorm_xhat<A>(from_output, vr[j], mu, rs, w, b, j);
       const T o = T(rs * (g - mg - xh * mgx));
       gxr[j] = ar != nullptr ? T(add_rn(A(ar[j]), A(o))) : o;
     }
@@ -164,7 +151,7 @@ __global__ void __launch_bounds__(kColThreads)
     sb += g;
     if (part_w) {
       const A mu = from_output ? A(0) : mean[r];
-      sw += g * xhat_of(v[r * C + j], from_output, mu, rstd[r], w, b, j);
+      sw += g * layernorm_xhat<A>(from_output, v[r * C + j], mu, rstd[r], w, b, j);
     }
   }
   if (part_w) part_w[blk * C + j] = sw;
