@@ -17,6 +17,10 @@ struct AutogradMeta {
   std::weak_ptr<Node> grad_accumulator;  // leaves: the AccumulateGrad node, while a graph uses it
   std::vector<std::function<void(const Tensor&)>> final_hooks;
   Tensor tangent;  // forward mode
+  // A gradient's column sums made in passing (autograd/grad_col_sums.h), and the storage version
+  // they were made at.
+  Tensor col_sums;
+  uint64_t col_sums_version = 0;
 };
 
 // The meta of `t`, created if absent.

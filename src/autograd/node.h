@@ -121,6 +121,12 @@ class Node : public std::enable_shared_from_this<Node> {
   }
   void clear_waiting_grads() { waiting_.clear(); }
 
+  // Whether this node's backward sums the gradient of its output `output_nr` over every dimension
+  // but the last (a bias gradient) and takes those sums from the gradient when the node that made
+  // it attached them (autograd/grad_col_sums.h). A node that can make them in passing asks this of
+  // the node its input's gradient goes to.
+  virtual bool takes_output_col_sums(size_t /*output_nr*/) const { return false; }
+
  protected:
   bool released_ = false;
 

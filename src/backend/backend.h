@@ -265,9 +265,11 @@ class Backend {
   // (may be null; [rows, C], not overlapping gx) is a gradient that gx adds to: gx = gx_add + the
   // input gradient, with the bits of that sum as a separate add (the input gradient rounded to the
   // dtype first), so that the gradient already waiting for the input costs no pass of its own.
+  // gx_sum (may be null; [C]; needs gx) gets gx's column sums, the values written summed over the
+  // rows in the accumulation type and rounded once (autograd/grad_col_sums.h).
   virtual void layernorm_backward(DType dt, const void* gy, const LayerNormSaved& saved,
                                   const void* w, void* gx, void* gw, void* gb, int64_t rows,
-                                  int64_t C, const void* gx_add) = 0;
+                                  int64_t C, const void* gx_add, void* gx_sum) = 0;
 
   // --- embedding: out[i, :] = weight[idx[i], :] for n contiguous indices ---
   virtual void embedding_forward(DType dt, const void* weight, DType idx_dt, const void* idx,

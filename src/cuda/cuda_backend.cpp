@@ -306,10 +306,10 @@ class CudaBackend final : public Backend {
     k::layernorm_forward(dt, x, w, b, y, mean, rstd, rows, C, eps, s());
   }
   void layernorm_backward(DType dt, const void* gy, const LayerNormSaved& saved, const void* w,
-                          void* gx, void* gw, void* gb, int64_t rows, int64_t C,
-                          const void* gx_add) override {
+                          void* gx, void* gw, void* gb, int64_t rows, int64_t C, const void* gx_add,
+                          void* gx_sum) override {
     const EntryProfiler::Range range(profiler_, "layernorm_backward");
-    k::layernorm_backward(dt, gy, saved, w, gx, gw, gb, rows, C, s(), gx_add);
+    k::layernorm_backward(dt, gy, saved, w, gx, gw, gb, rows, C, s(), gx_add, gx_sum);
   }
   void embedding_forward(DType dt, const void* weight, DType idx_dt, const void* idx, void* out,
                          int64_t n, int64_t C) override {

@@ -9,6 +9,7 @@
 #include "ops/layernorm.h"
 
 #include "autograd/forward_ad.h"
+#include "autograd/grad_col_sums.h"
 #include "autograd/node.h"
 #include "core/error.h"
 #include "ops/common.h"
@@ -84,6 +85,12 @@ class LayerNormBackward final : public Node {
       if (w0.dtype() == v.dtype() && w0.device() == v.device() && w0.is_contiguous())
         add_to = std::move(waiting_grad(0));
     }
+    // gx's column sums, made in the same pass, when the node that gx goes to sums it for a bias
+    // gradient (a transformer's projections: gx is the residual stream's gradient).
+    const Edge& to = next_edges()[0];
+    Tensor gx_sum;
+    if (need_x && to.valid() && to.node->takes_output_col_sums(to.input_nr))
+      gx_sum = empty_output({C_}, v.dtype(), v.device());
     auto ptr = [](const Tensor& t) -> void* { return t.defined() ? t.data() : nullptr; };
     const LayerNormSaved from{.v = v.data(),
                               .mean = ptr(mean),
@@ -91,7 +98,8 @@ class LayerNormBackward final : public Node {
                               .b = ptr(b),
                               .from_output = from_output_};
     backend_of(v).layernorm_backward(v.dtype(), g.data(), from, ptr(w), ptr(gx), ptr(gw), ptr(gb),
-                                     rows_, C_, ptr(add_to));
+                                     rows_, C_, ptr(add_to), ptr(gx_sum));
+    if (gx_sum.defined()) attach_col_sums(gx, std::move(gx_sum));
     return {gx, gw, gb};
   }
 

@@ -2,12 +2,14 @@
 // applies the activation; x's leading dimensions fold into the GEMM's rows. The backward is
 // gp = g · act'(pre), dx = gp · wᵀ through matmul, and dw = xᵀ · gp with db, the column sums of gp,
 // from that GEMM's epilogue (GemmEpilogue::bias_grad), so the bias gradient costs no pass of its
-// own over gp either.
+// own over gp either — or, where the op that made gp summed its columns in passing (a layer norm's
+// backward: autograd/grad_col_sums.h), from those sums, and the GEMM runs without the epilogue.
 #include "ops/linear.h"
 
 #include <tuple>
 
 #include "autograd/forward_ad.h"
+#include "autograd/grad_col_sums.h"
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
 #include "core/error.h"
@@ -41,6 +43,10 @@ class LinearBackward final : public Node {
     std::tie(gw, gb) = linear_param_grads(saved(x_), gp, needs_input_grad(1), needs_input_grad(2));
     // The residual's gradient is the output's: the same tensor, no copy.
     return {gx, gw, gb, needs_input_grad(3) ? g : Tensor()};
+  }
+  // db is g's column sums when there is no activation (linear_param_grads).
+  bool takes_output_col_sums(size_t output_nr) const override {
+    return output_nr == 0 && act_ == Activation::none && needs_input_grad(2);
   }
 
  private:
@@ -81,22 +87,27 @@ std::pair<Tensor, Tensor> linear_param_grads(const Tensor& x_saved, const Tensor
                                              bool need_b) {
   const int64_t N = gp.size(-1);
   Tensor gw, gb;
-  if (need_w && need_b) {
-    // dw = xᵀ gp with db, gp's column sums, from the same GEMM's epilogue.
+  // db made in passing by the op that made gp (autograd/grad_col_sums.h): the GEMM below then
+  // runs without the bias-gradient epilogue, which costs it more than the sums cost that op.
+  if (need_b) gb = take_col_sums(gp, N);
+  if (need_w) {
+    // dw = xᵀ gp, with db, gp's column sums, from the same GEMM's epilogue when they are wanted
+    // and not made yet.
+    const bool fuse_b = need_b && !gb.defined();
     const Tensor x = x_saved.contiguous();
     const Tensor g2 = reshape(gp, {-1, N}).contiguous();
     const int64_t K = x.size(-1), rows = g2.size(0);
     gw = empty_output({K, N}, gp.dtype(), gp.device());
-    gb = empty_output({N}, gp.dtype(), gp.device());
+    if (fuse_b) gb = empty_output({N}, gp.dtype(), gp.device());
     GemmArgs args =
         gemm_args(gp.dtype(), true, false, K, N, rows, 1.0, x.data(), std::max<int64_t>(K, 1),
                   g2.data(), std::max<int64_t>(N, 1), 0.0, gw.data(), std::max<int64_t>(N, 1));
-    args.epilogue = GemmEpilogue::bias_grad;
-    args.bias_grad = gb.data();
+    if (fuse_b) {
+      args.epilogue = GemmEpilogue::bias_grad;
+      args.bias_grad = gb.data();
+    }
     backend_of(gp).gemm(args);
-  } else if (need_w) {
-    gw = matmul(reshape(x_saved, {-1, x_saved.size(-1)}).transpose(0, 1), reshape(gp, {-1, N}));
-  } else if (need_b) {
+  } else if (need_b && !gb.defined()) {
     gb = sum_to(gp, {N});
   }
   return {gw, gb};

@@ -1,7 +1,9 @@
 // The fused MLP (ops/mlp.h). Forward: the two linear layers' GEMMs with their epilogues (bias +
 // GELU storing the pre-activation, then bias). Backward, for the output gradient g:
 //   h        = gelu(pre)                       (recomputed; only when w2's gradient is wanted)
-//   dw2, db2 = hᵀ g, Σ g                       (one GEMM with the bias-gradient epilogue)
+//   dw2, db2 = hᵀ g, Σ g                       (one GEMM with the bias-gradient epilogue, or
+//                                               db2 made in passing by the layer norm that made
+//                                               g: autograd/grad_col_sums.h)
 //   dpre     = (g w2ᵀ) · gelu'(pre)             (one GEMM with the GELU-gradient epilogue)
 //   dw1, db1 = xᵀ dpre, Σ dpre                  (one GEMM with the bias-gradient epilogue)
 //   dx       = dpre w1ᵀ
@@ -56,6 +58,10 @@ class MlpBackward final : public Node {
     }
     // The residual's gradient is the output's: the same tensor, no copy.
     return {gx, gw1, gb1, gw2, gb2, needs_input_grad(5) ? g : Tensor()};
+  }
+  // db2 is g's column sums (linear_param_grads).
+  bool takes_output_col_sums(size_t output_nr) const override {
+    return output_nr == 0 && needs_input_grad(4);
   }
 
  private:

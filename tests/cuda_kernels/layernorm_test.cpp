@@ -311,6 +311,81 @@ TEST(CudaLayerNorm, AddsIntoAGivenGradient) {
   }
 }
 
+// gx_sum: gx's column sums, of the values the call wrote (after gx_add), on every path — the
+// one-pass kernel summing in shared memory (16-bit C up to 800, float32 up to 512), the one-pass
+// kernel whose shared memory has no room for them (16-bit C = 1024: a pass over gx), the two-pass
+// kernels — from the input and from the output, with and without gx_add, gw and gb; the same bits
+// on a second run, and gx itself the bits of a call without the sums.
+TEST(CudaLayerNorm, SumsTheGradientItWrites) {
+  TG_REQUIRE_GPU();
+  std::mt19937_64 rng(5);
+  namespace kc = tilegrad::kernels::cuda;
+  for (DType dt : kFloatDTypes) {
+    const size_t es = tilegrad::dtype_size(dt), as = tilegrad::dtype_size(acc_dtype(dt));
+    const double u = unit_roundoff(dt), ua = unit_roundoff(acc_dtype(dt));
+    for (const Case& cs : kCases) {
+      for (int k = 0; k < 4; ++k) {
+        const bool from_y = (k & 1) != 0, add = (k & 2) != 0, params = k == 1 || k == 2;
+        SCOPED_TRACE(describe(dt, cs) + (from_y ? " from y" : "") + (add ? " gx_add" : "") +
+                     (params ? " gw gb" : ""));
+        const int64_t rows = cs.rows, C = cs.C;
+        const size_t n = static_cast<size_t>(rows * C);
+        const Bytes x = encode(dt, random_x(rng, rows, C));
+        const Bytes w = encode(dt, uniform(rng, static_cast<size_t>(C), 0.5, 1.5));
+        const Bytes b = encode(dt, uniform(rng, static_cast<size_t>(C), -1.0, 1.0));
+        const Bytes gy = encode(dt, uniform(rng, n, -1.0, 1.0));
+        const Bytes ga = encode(dt, uniform(rng, n, -2.0, 2.0));
+        Bytes y(n * es), mean(rows * as), rstd(rows * as);
+        tilegrad::kernels::cpu::layernorm_forward(dt, x.data(), w.data(), b.data(), y.data(),
+                                                  mean.data(), rstd.data(), rows, C, kEps);
+        const DeviceBuffer dx(x.size()), dy(y.size()), dw(w.size()), db(b.size()), dgy(gy.size()),
+            dga(ga.size()), dmean(mean.size()), drstd(rstd.size()), dgw(C * es), dgb(C * es);
+        dx.upload(x.data());
+        dy.upload(y.data());
+        dw.upload(w.data());
+        db.upload(b.data());
+        dgy.upload(gy.data());
+        dga.upload(ga.data());
+        dmean.upload(mean.data());
+        drstd.upload(rstd.data());
+        const tilegrad::LayerNormSaved saved =
+            saved_of(from_y, dx.get(), dy.get(), dmean.get(), drstd.get(), db.get());
+        const void* pa = add ? dga.get() : nullptr;
+        const DeviceBuffer plain(n * es);
+        kc::layernorm_backward(dt, dgy.get(), saved, dw.get(), plain.get(), nullptr, nullptr, rows,
+                               C, nullptr, pa);
+        Bytes gx, sums;
+        for (int run = 0; run < 2; ++run) {
+          const DeviceBuffer dgx(n * es), dsum(C * es);
+          kc::layernorm_backward(dt, dgy.get(), saved, dw.get(), dgx.get(),
+                                 params ? dgw.get() : nullptr, params ? dgb.get() : nullptr, rows,
+                                 C, nullptr, pa, dsum.get());
+          TG_CUDA_CHECK(cudaDeviceSynchronize());
+          if (run == 1) {
+            EXPECT_TRUE(download(dgx) == gx && download(dsum) == sums) << "a second run differs";
+            break;
+          }
+          gx = download(dgx);
+          sums = download(dsum);
+        }
+        EXPECT_EQ(gx, download(plain)) << "the sums changed gx";
+        // Against gx's sums in float64: the accumulation's error and the final rounding.
+        const std::vector<double> g = decode(dt, gx), got = decode(dt, sums);
+        for (int64_t j = 0; j < C; ++j) {
+          double want = 0, mag = 0;
+          for (int64_t r = 0; r < rows; ++r) {
+            want += g[r * C + j];
+            mag += std::abs(g[r * C + j]);
+          }
+          const double tol =
+              u * std::abs(want) + 16.0 * std::sqrt(static_cast<double>(rows)) * ua * mag;
+          ASSERT_NEAR(got[j], want, tol) << "column " << j;
+        }
+      }
+    }
+  }
+}
+
 // No rows: the statistics are never written and the parameter gradients are zero, as on the CPU.
 TEST(CudaLayerNorm, NoRowsGivesZeroParameterGradients) {
   TG_REQUIRE_GPU();

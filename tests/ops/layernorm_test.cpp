@@ -1,12 +1,14 @@
 // layer_norm: values against a float64 loop reference (with and without weight and bias), gradients
 // against finite differences (contiguous and not), 16-bit and float32 accuracy, a large mean with a
 // small spread, forward mode against reverse mode, saved memory, deterministic weight and bias
-// gradients, the backward from the output (LayerNormSaves::output), and argument errors.
+// gradients, the backward from the output (LayerNormSaves::output), the column sums of its input
+// gradient for a bias before it, and argument errors.
 #include <omp.h>
 
 #include <cmath>
 #include <cstring>
 
+#include "autograd/grad_col_sums.h"
 #include "kernels/cpu/layernorm.h"
 #include "testing.h"
 
@@ -408,6 +410,136 @@ TEST(LayerNorm, SavingTheOutputKeepsTheInputFree) {
   const Tensor x1 = x0.detach().set_requires_grad(true);
   layer_norm(mul(x1, 2.0), w, b).backward(g);
   EXPECT_LE(max_abs_diff(x0.grad(), x1.grad()), 1e-5 * (1 + max_abs(x1.grad())));
+}
+
+// gx_sum: the CPU kernel's column sums of the gx it writes (after gx_add), against float64 sums of
+// those values, for every float dtype, both ways to x̂, a threaded size; gx the same bits as
+// without.
+TEST(LayerNorm, KernelSumsTheGradientItWrites) {
+  for (DType dt : {DType::f64, DType::f32, DType::bf16, DType::f16}) {
+    for (const auto& [rows, C] : {std::pair<int64_t, int64_t>{1, 1}, {5, 7}, {300, 130}}) {
+      for (int k = 0; k < 4; ++k) {
+        const bool from_y = (k & 1) != 0, add = (k & 2) != 0;
+        SCOPED_TRACE(std::string(dtype_name(dt)) + " " + std::to_string(rows) + "x" +
+                     std::to_string(C) + (from_y ? " from y" : "") + (add ? " gx_add" : ""));
+        // The CPU kernel reads host memory, whatever device the suite runs on.
+        const Device cpu = Device::cpu();
+        const Tensor x = rnd({rows, C}, 170, DType::f64, -2, 3).to(dt).to(cpu);
+        const Tensor w = rnd({C}, 171, DType::f64, 0.5, 1.5).to(dt).to(cpu);
+        const Tensor b = rnd({C}, 172).to(dt).to(cpu), gy = rnd({rows, C}, 173).to(dt).to(cpu);
+        const Tensor ga = rnd({rows, C}, 174, DType::f64, -2, 2).to(dt).to(cpu);
+        const DType acc = dt == DType::f64 ? DType::f64 : DType::f32;
+        const Tensor y = empty({rows, C}, {dt, cpu}), mean = empty({rows}, {acc, cpu}),
+                     rstd = empty({rows}, {acc, cpu});
+        kernels::cpu::layernorm_forward(dt, x.data(), w.data(), b.data(), y.data(), mean.data(),
+                                        rstd.data(), rows, C, 1e-5);
+        const LayerNormSaved saved{.v = from_y ? y.data() : x.data(),
+                                   .mean = mean.data(),
+                                   .rstd = rstd.data(),
+                                   .b = b.data(),
+                                   .from_output = from_y};
+        const Tensor plain = empty({rows, C}, {dt, cpu}), gx = empty({rows, C}, {dt, cpu}),
+                     sums = empty({C}, {dt, cpu});
+        kernels::cpu::layernorm_backward(dt, gy.data(), saved, w.data(), plain.data(), nullptr,
+                                         nullptr, rows, C, add ? ga.data() : nullptr);
+        kernels::cpu::layernorm_backward(dt, gy.data(), saved, w.data(), gx.data(), nullptr,
+                                         nullptr, rows, C, add ? ga.data() : nullptr, sums.data());
+        EXPECT_TRUE(bitwise_equal(gx, plain)) << "the sums changed gx";
+        const auto g = gx.to(DType::f64).to_vector<double>();
+        const auto got = sums.to(DType::f64).to_vector<double>();
+        const double u = unit_roundoff(dt), ua = unit_roundoff(acc);
+        for (int64_t j = 0; j < C; ++j) {
+          double want = 0, mag = 0;
+          for (int64_t r = 0; r < rows; ++r) {
+            want += g[static_cast<size_t>(r * C + j)];
+            mag += std::abs(g[static_cast<size_t>(r * C + j)]);
+          }
+          EXPECT_NEAR(got[static_cast<size_t>(j)], want,
+                      u * std::abs(want) + static_cast<double>(rows) * ua * mag)
+              << "column " << j;
+        }
+      }
+    }
+  }
+}
+
+// A linear layer before the layer norm, with the residual path a transformer has: out = h +
+// layer_norm(h), h = linear(x, w, b). The layer norm's backward makes h's gradient (adding into the
+// residual's) and, since the linear node sums that gradient for b, its column sums too; the linear
+// node takes them for b, and its GEMM makes w's gradient alone. b's gradient must be the sums the
+// layer norm's kernel made, bit for bit (the association differs from a sum of its own: 300 rows
+// fall into several of the kernel's row blocks), and every gradient must match a composite that
+// makes h's gradient on a detached leaf.
+TEST(LayerNorm, MakesTheBiasGradientOfTheLinearBeforeIt) {
+  const int64_t B = 3, T = 100, K = 9, C = 130;
+  for (DType dt : {DType::f64, DType::f32, DType::bf16}) {
+    for (LayerNormSaves saves : {LayerNormSaves::input, LayerNormSaves::output}) {
+      SCOPED_TRACE(std::string(dtype_name(dt)) +
+                   (saves == LayerNormSaves::output ? " from the output" : ""));
+      const Tensor x = rnd({B, T, K}, 180, DType::f64).to(dt).set_requires_grad(true);
+      const Tensor w = rnd({K, C}, 181, DType::f64).to(dt).set_requires_grad(true);
+      const Tensor b = rnd({C}, 182, DType::f64).to(dt).set_requires_grad(true);
+      const Tensor lw = rnd({C}, 183, DType::f64, 0.5, 1.5).to(dt), lb = rnd({C}, 184).to(dt);
+      const Tensor g = rnd({B, T, C}, 185).to(dt);
+      const Tensor h = linear(x, w, b);
+      const Tensor z = layer_norm(h, lw, lb, 1e-5, saves);
+      const Tensor out = add(h, z);
+      ASSERT_TRUE(h.grad_fn()->takes_output_col_sums(0));
+      // The node's own pass, as the engine runs it: gx, with the residual's gradient added, carries
+      // its column sums.
+      Tensor sums;
+      {
+        NoGradGuard no_grad;
+        Node& ln = *z.grad_fn();
+        ln.waiting_grad(0) = g;
+        std::vector<Tensor> grads{g};
+        const Tensor gx = ln.apply(grads)[0];
+        ln.clear_waiting_grads();
+        sums = take_col_sums(gx, C);
+        ASSERT_TRUE(sums.defined());
+        const auto gv = gx.to(DType::f64).to_vector<double>();
+        std::vector<double> own(C, 0.0);
+        for (size_t i = 0; i < gv.size(); ++i) own[i % C] += gv[i];
+        const Tensor own_t = from_vector(own, {C}, {DType::f64});
+        EXPECT_LE(max_abs_diff(sums.to(DType::f64), own_t), 1e-2 * max_abs(own_t));
+      }
+      out.backward(g);
+      EXPECT_TRUE(bitwise_equal(b.grad(), sums)) << "b's gradient is not the layer norm's sums";
+      // The composite: h's gradient on a leaf, then the linear's backward from it with b not
+      // wanted (so its GEMM is the same plain one).
+      const Tensor hd = h.detach().set_requires_grad(true);
+      add(hd, layer_norm(hd, lw, lb, 1e-5, saves)).backward(g);
+      const Tensor x2 = x.detach().set_requires_grad(true), w2 = w.detach().set_requires_grad(true);
+      linear(x2, w2, b.detach()).backward(hd.grad());
+      EXPECT_TRUE(bitwise_equal(x.grad(), x2.grad()));
+      EXPECT_TRUE(bitwise_equal(w.grad(), w2.grad()));
+      // The bias-gradient epilogue's own sums of the same gradient: other bits in float32, so the
+      // check on b above can tell which made it.
+      const Tensor b3 = b.detach().set_requires_grad(true);
+      linear(x.detach(), w.detach(), b3).backward(hd.grad());
+      if (dt == DType::f32) {
+        EXPECT_FALSE(bitwise_equal(b3.grad(), sums)) << "the test can't tell";
+      }
+      EXPECT_LE(max_abs_diff(b3.grad().to(DType::f64), sums.to(DType::f64)),
+                1e-2 * max_abs(sums.to(DType::f64)));
+    }
+  }
+}
+
+// Only a node that sums the gradient for a bias is given the sums: not a linear layer without a
+// wanted bias, nor one with an activation between (its bias's gradient sums another tensor).
+TEST(LayerNorm, MakesNoColumnSumsForAnInputNobodySums) {
+  const Tensor x = rnd({4, 6}, 190).set_requires_grad(true);
+  const Tensor w = rnd({6, 8}, 191).set_requires_grad(true);
+  const Tensor b = rnd({8}, 192), bg = rnd({8}, 193).set_requires_grad(true);
+  const Tensor g = rnd({4, 8}, 194);
+  for (const Tensor& h : {linear(x, w, b), linear(x, w, bg, Activation::gelu), mul(x, 2.0)}) {
+    const Tensor z = layer_norm(h, Tensor(), Tensor());
+    NoGradGuard no_grad;
+    std::vector<Tensor> grads{h.size(-1) == 8 ? g : rnd({4, 6}, 195)};
+    const Tensor gx = z.grad_fn()->apply(grads)[0];
+    EXPECT_FALSE(take_col_sums(gx, h.size(-1)).defined());
+  }
 }
 
 // A zero in the weight erases x̂ from y in that column: the gradients come out NaN there (and in

@@ -54,7 +54,7 @@ void forward_impl(const T* x, const T* w, const T* b, T* y, acc_t<T>* mean, acc_
 // no branch.
 template <class T, bool kFromOutput>
 void backward_impl(const T* gy, const LayerNormSaved& saved, const T* w, T* gx, const T* gx_add,
-                   T* gw, T* gb, int64_t rows, int64_t C) {
+                   T* gw, T* gb, T* gx_sum, int64_t rows, int64_t C) {
   using A = acc_t<T>;
   const T* src = static_cast<const T*>(saved.v);
   const A* mean = static_cast<const A*>(saved.mean);
@@ -66,19 +66,24 @@ void backward_impl(const T* gy, const LayerNormSaved& saved, const T* w, T* gx, 
   };
   const int64_t blocks = std::clamp<int64_t>(rows, 1, kMaxRowBlocks);
   const int64_t per_block = rows > 0 ? (rows + blocks - 1) / blocks : 0;
-  // (blocks, C) each: this block's Σ gy ⊙ x̂ and Σ gy.
+  // (blocks, C) each: this block's Σ gy ⊙ x̂, Σ gy and Σ gx.
+  if (!gx) gx_sum = nullptr;
   Workspace pw(gw ? blocks * C * static_cast<int64_t>(sizeof(A)) : 0);
   Workspace pb(gb ? blocks * C * static_cast<int64_t>(sizeof(A)) : 0);
+  Workspace ps(gx_sum ? blocks * C * static_cast<int64_t>(sizeof(A)) : 0);
   A* part_w = pw.as<A>();
   A* part_b = pb.as<A>();
+  A* part_s = ps.as<A>();
   const A inv_c = C > 0 ? A(1) / A(C) : A(0);
 
   parallel_for(blocks, rows * C >= kParallelGrain, [&](int64_t blk) {
     A* bw = part_w ? part_w + blk * C : nullptr;
     A* bb = part_b ? part_b + blk * C : nullptr;
+    A* bs = part_s ? part_s + blk * C : nullptr;
     for (int64_t j = 0; j < C; ++j) {
       if (bw) bw[j] = 0;
       if (bb) bb[j] = 0;
+      if (bs) bs[j] = 0;
     }
     const int64_t r_end = std::min(rows, (blk + 1) * per_block);
     for (int64_t r = blk * per_block; r < r_end; ++r) {
@@ -109,19 +114,22 @@ void backward_impl(const T* gy, const LayerNormSaved& saved, const T* w, T* gx, 
         const T v = T(rs * (g - mg - xh * mgx));
         // The sum as an add of the two gradients would round it: the gradient first, then the sum.
         gxr[j] = ar ? T(A(ar[j]) + A(v)) : v;
+        if (bs) bs[j] += A(gxr[j]);
       }
     }
   });
 
-  if (!gw && !gb) return;
+  if (!gw && !gb && !gx_sum) return;
   parallel_for(C, blocks * C >= kParallelGrain, [&](int64_t j) {
-    A sw = 0, sb = 0;
+    A sw = 0, sb = 0, ss = 0;
     for (int64_t blk = 0; blk < blocks; ++blk) {
       if (part_w) sw += part_w[blk * C + j];
       if (part_b) sb += part_b[blk * C + j];
+      if (part_s) ss += part_s[blk * C + j];
     }
     if (gw) gw[j] = T(sw);
     if (gb) gb[j] = T(sb);
+    if (gx_sum) gx_sum[j] = T(ss);
   });
 }
 
@@ -137,12 +145,14 @@ void layernorm_forward(DType dt, const void* x, const void* w, const void* b, vo
 }
 
 void layernorm_backward(DType dt, const void* gy, const LayerNormSaved& saved, const void* w,
-                        void* gx, void* gw, void* gb, int64_t rows, int64_t C, const void* gx_add) {
+                        void* gx, void* gw, void* gb, int64_t rows, int64_t C, const void* gx_add,
+                        void* gx_sum) {
   dispatch_floating(dt, "layer_norm", [&]<class T>() {
     auto run = [&]<bool kFromOutput>() {
       backward_impl<T, kFromOutput>(static_cast<const T*>(gy), saved, static_cast<const T*>(w),
                                     static_cast<T*>(gx), static_cast<const T*>(gx_add),
-                                    static_cast<T*>(gw), static_cast<T*>(gb), rows, C);
+                                    static_cast<T*>(gw), static_cast<T*>(gb),
+                                    static_cast<T*>(gx_sum), rows, C);
     };
     if (saved.from_output) {
       run.template operator()<true>();

@@ -19,7 +19,8 @@
 // shared memory (each thread owns the same columns in every row); at the end a block adds its
 // pairs' sums in pair order, one partial per block, and the final pass adds the blocks' partials in
 // order. The rows a block and a pair take depend on `rows` alone, so the sums are still the same
-// bits on every run.
+// bits on every run. The same way, the kernel can sum the gx it writes by column (gx_sum: a
+// transformer's projection takes them for its bias gradient, autograd/grad_col_sums.h).
 #include "kernels/cuda/layernorm.h"
 
 #include <algorithm>
@@ -129,14 +130,16 @@ __global__ void __launch_bounds__(kRowBlockThreads<kGroup>)
   }
 }
 
-// Thread (row block blockIdx.y, column j): Σ gy ⊙ x̂ and Σ gy over the block's rows, in row order,
-// into part_w / part_b [partials, C] (either may be null). v, w, b, mean as backward_gx_kernel's.
+// Thread (row block blockIdx.y, column j): Σ gy ⊙ x̂, Σ gy and Σ gx over the block's rows, in row
+// order, into part_w / part_b / part_s [partials, C] (any may be null; part_s reads gx, which an
+// earlier kernel wrote). v, w, b, mean as backward_gx_kernel's.
 template <class T>
 __global__ void __launch_bounds__(kColThreads)
     backward_partial_kernel(const T* __restrict__ gy, const T* __restrict__ v,
                             const T* __restrict__ w, const T* __restrict__ b, bool from_output,
                             const acc_t<T>* __restrict__ mean, const acc_t<T>* __restrict__ rstd,
-                            acc_t<T>* __restrict__ part_w, acc_t<T>* __restrict__ part_b,
+                            const T* __restrict__ gx, acc_t<T>* __restrict__ part_w,
+                            acc_t<T>* __restrict__ part_b, acc_t<T>* __restrict__ part_s,
                             int64_t rows, int64_t C, int64_t per_partial) {
   using A = acc_t<T>;
   const int64_t j = static_cast<int64_t>(blockIdx.x) * kColThreads + threadIdx.x;
@@ -144,9 +147,11 @@ __global__ void __launch_bounds__(kColThreads)
   const int64_t blk = blockIdx.y;
   const int64_t r0 = blk * per_partial < rows ? blk * per_partial : rows;
   const int64_t r1 = r0 + per_partial < rows ? r0 + per_partial : rows;
-  A sw = 0, sb = 0;
+  A sw = 0, sb = 0, ss = 0;
 #pragma unroll 4
   for (int64_t r = r0; r < r1; ++r) {
+    if (part_s) ss += A(gx[r * C + j]);
+    if (!part_w && !part_b) continue;
     const A g = A(gy[r * C + j]);
     sb += g;
     if (part_w) {
@@ -156,28 +161,40 @@ __global__ void __launch_bounds__(kColThreads)
   }
   if (part_w) part_w[blk * C + j] = sw;
   if (part_b) part_b[blk * C + j] = sb;
+  if (part_s) part_s[blk * C + j] = ss;
 }
 
-// The final pass: 32 columns to a block; thread (y, x) adds partials y, y + 32, y + 64, ... of
-// column x in order (four loads in flight before their adds), then the 32 sums of a column meet in
-// order. The work is a few MB spread over few blocks (24 for C = 768), so it must not wait on one
-// load at a time.
+// The column sums a backward makes: gw, gb and gx's sums (Backend::layernorm_backward's gx_sum),
+// each [partials, C] in A in `part`, into `out` [C] in T; an unwanted one has null pointers.
+// `wanted` lists the indices of the wanted ones, for the final pass's grid.
+constexpr int kSums = 3;
+template <class T>
+struct ColumnSums {
+  acc_t<T>* part[kSums] = {};
+  T* out[kSums] = {};
+  int wanted[kSums] = {};
+  int count = 0;
+};
+
+// The final pass: 32 columns of one sum to a block (blockIdx.y picks the sum); thread (y, x) adds
+// partials y, y + 32, y + 64, ... of column x in order (four loads in flight before their adds),
+// then the 32 sums of a column meet in order. The work is a few MB spread over few blocks (24 per
+// sum for C = 768), so it must not wait on one load at a time, and the sums run side by side.
 constexpr int kFinalCols = 32;
 constexpr int kFinalLanes = 32;
 
 template <class T>
 __global__ void __launch_bounds__(kFinalCols* kFinalLanes)
-    backward_final_kernel(const acc_t<T>* __restrict__ part_w, const acc_t<T>* __restrict__ part_b,
-                          T* __restrict__ gw, T* __restrict__ gb, int64_t partials, int64_t C) {
+    backward_final_kernel(ColumnSums<T> sums, int64_t partials, int64_t C) {
   using A = acc_t<T>;
-  __shared__ A s_w[kFinalLanes][kFinalCols], s_b[kFinalLanes][kFinalCols];
+  __shared__ A s_sum[kFinalLanes][kFinalCols];
   const int x = static_cast<int>(threadIdx.x) % kFinalCols;
   const int y = static_cast<int>(threadIdx.x) / kFinalCols;
   const int64_t j = static_cast<int64_t>(blockIdx.x) * kFinalCols + x;
   // Column sums over partials p ≡ y (mod kFinalLanes), four at a time, added in p order.
   auto column = [&](const A* part) {
     A acc = 0;
-    if (part == nullptr || j >= C) return acc;
+    if (j >= C) return acc;
     int64_t p = y;
     for (; p + 3 * kFinalLanes < partials; p += 4 * kFinalLanes) {
       A v[4];
@@ -189,47 +206,56 @@ __global__ void __launch_bounds__(kFinalCols* kFinalLanes)
     for (; p < partials; p += kFinalLanes) acc += part[p * C + j];
     return acc;
   };
-  s_w[y][x] = column(part_w);
-  s_b[y][x] = column(part_b);
+  const int k = sums.wanted[blockIdx.y];
+  s_sum[y][x] = column(sums.part[k]);
   __syncthreads();
-  if (y != 0 || j >= C) return;
-  A sw = 0, sb = 0;
-  for (int k = 0; k < kFinalLanes; ++k) {
-    sw += s_w[k][x];
-    sb += s_b[k][x];
+  if (y == 0 && j < C) {
+    A total = 0;
+    for (int l = 0; l < kFinalLanes; ++l) total += s_sum[l][x];
+    sums.out[k][j] = T(total);
   }
-  if (gw) gw[j] = T(sw);
-  if (gb) gb[j] = T(sb);
 }
 
-// The gw and gb partial sums of a backward, [partials, C] each in A, in one workspace; a gradient
-// that is not wanted gets no buffer (a null pointer).
-template <class A>
+// The partial sums of a backward, [partials, C] each in A, in one workspace; a sum that is not
+// wanted (a null output) gets no buffer.
+template <class T>
 struct Partials {
   std::optional<Workspace> ws;
-  A* w = nullptr;
-  A* b = nullptr;
-  Partials(bool want_w, bool want_b, int64_t elems, cudaStream_t stream) {
-    const int64_t bufs = (want_w ? 1 : 0) + (want_b ? 1 : 0);
+  ColumnSums<T> sums;
+  Partials(T* gw, T* gb, T* gx_sum, int64_t partials, int64_t C, cudaStream_t stream) {
+    T* outs[kSums] = {gw, gb, gx_sum};
+    int64_t bufs = 0;
+    for (T* o : outs) bufs += o != nullptr ? 1 : 0;
     if (bufs == 0) return;
-    ws.emplace(bufs * elems * static_cast<int64_t>(sizeof(A)),
+    const int64_t elems = partials * C;
+    ws.emplace(bufs * elems * static_cast<int64_t>(sizeof(acc_t<T>)),
                Device::cuda(tilegrad::cuda::current_device()));
     // The allocator serves the thread's current stream; if `stream` is another one, this keeps
     // the block from being handed out again before the work queued on `stream` has finished.
     tilegrad::cuda::record_stream(ws->as<void>(), stream);
-    w = want_w ? ws->as<A>() : nullptr;
-    b = want_b ? ws->as<A>() + (want_w ? elems : 0) : nullptr;
+    acc_t<T>* next = ws->as<acc_t<T>>();
+    for (int k = 0; k < kSums; ++k) {
+      if (outs[k] == nullptr) continue;
+      sums.part[k] = next;
+      sums.out[k] = outs[k];
+      sums.wanted[sums.count++] = k;
+      next += elems;
+    }
   }
+  acc_t<T>* w() const { return sums.part[0]; }
+  acc_t<T>* b() const { return sums.part[1]; }
+  acc_t<T>* s() const { return sums.part[2]; }
+  bool any() const { return ws.has_value(); }
 };
 
 // Launches backward_final_kernel over C columns.
 template <class T>
-void launch_final(const acc_t<T>* part_w, const acc_t<T>* part_b, T* gw, T* gb, int64_t partials,
-                  int64_t C, cudaStream_t stream) {
+void launch_final(const Partials<T>& part, int64_t partials, int64_t C, cudaStream_t stream) {
+  if (!part.any()) return;
   const int64_t blocks = (C + kFinalCols - 1) / kFinalCols;
   TG_CHECK(blocks <= 0x7fffffff, "layer_norm: C = ", C, " is too large for the GPU kernel");
-  backward_final_kernel<T><<<static_cast<unsigned>(blocks), kFinalCols * kFinalLanes, 0, stream>>>(
-      part_w, part_b, gw, gb, partials, C);
+  const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>(part.sums.count));
+  backward_final_kernel<T><<<grid, kFinalCols * kFinalLanes, 0, stream>>>(part.sums, partials, C);
   TG_CUDA_CHECK_LAUNCH();
 }
 
@@ -328,18 +354,23 @@ __device__ __forceinline__ void pair_barrier(int pair) {
 // kFromY (LayerNormSaved::from_output): x holds y, and x̂ = (y − b) · (1 / w), with b and 1 / w by
 // column in shared memory beside w (the column's shift and scale, where the input's are the row's
 // mean and rstd); mean is not read.
-template <class T, int kPC, bool kFromY>
+//
+// kSumGx: the pairs also sum the gx they write (the values rounded to T, after gx_add) by column,
+// a third row of sums per pair, into part_s (Backend::layernorm_backward's gx_sum).
+template <class T, int kPC, bool kFromY, bool kSumGx>
 __global__ void __launch_bounds__(kFusedWarps * 32, kPairBlocksPerSm)
     fused_backward_pair_kernel(const T* __restrict__ gy, const T* __restrict__ x,
                                const T* __restrict__ w, const T* __restrict__ b,
                                const float* __restrict__ mean, const float* __restrict__ rstd,
                                T* __restrict__ gx, const T* __restrict__ gx_add,
-                               float* __restrict__ part_w, float* __restrict__ part_b, int64_t rows,
-                               int C, float inv_c, int rows_per_block) {
+                               float* __restrict__ part_w, float* __restrict__ part_b,
+                               float* __restrict__ part_s, int64_t rows, int C, float inv_c,
+                               int rows_per_block) {
   using VecW = PairWords<T>;
   using VecF = Vec<kPairVec, float>;
-  // (2, kPairs, C / kPairVec) sums, then with kFromY the columns' shift b and scale 1 / w
+  // (kNumSums, kPairs, C / kPairVec) sums, then with kFromY the columns' shift b and scale 1 / w
   // (C / kPairVec each).
+  constexpr int kNumSums = kSumGx ? 3 : 2;
   extern __shared__ VecF pair_sums[];
   __shared__ VecF s_w[kFusedMaxC / kPairVec];
   // The halves' (Σ ĝ, Σ ĝ ⊙ x̂), [pair][row parity][half]. A warp writes slot (parity, half) of
@@ -357,7 +388,8 @@ __global__ void __launch_bounds__(kFusedWarps * 32, kPairBlocksPerSm)
   const int nvec = C / kPairVec;                       // vectors per row
   VecF* dw = pair_sums + pair * nvec;
   VecF* db = pair_sums + (kPairs + pair) * nvec;
-  VecF* s_shift = pair_sums + 2 * kPairs * nvec;  // kFromY only
+  VecF* ds = pair_sums + (2 * kPairs + pair) * nvec;     // kSumGx only
+  VecF* s_shift = pair_sums + kNumSums * kPairs * nvec;  // kFromY only
   VecF* s_scale = s_shift + nvec;
   for (int q = static_cast<int>(threadIdx.x); q < nvec; q += kFusedWarps * 32) {
     VecW wq{};
@@ -379,7 +411,7 @@ __global__ void __launch_bounds__(kFusedWarps * 32, kPairBlocksPerSm)
       s_scale[q] = iw;
     }
   }
-  for (int q = static_cast<int>(threadIdx.x); q < 2 * kPairs * nvec; q += kFusedWarps * 32)
+  for (int q = static_cast<int>(threadIdx.x); q < kNumSums * kPairs * nvec; q += kFusedWarps * 32)
     pair_sums[q] = VecF{};
   __syncthreads();  // s_w and the sums are written
   // The pair takes rows r0 + i, i = pair, pair + kPairs, ... below n. Offsets from row r0 are int
@@ -472,6 +504,12 @@ __global__ void __launch_bounds__(kFusedWarps * 32, kPairBlocksPerSm)
           out = sum;
         }
         *reinterpret_cast<VecW*>(gxb + (i * C + q * kPairVec)) = out;
+        if constexpr (kSumGx) {
+          VecF sv = ds[q];
+#pragma unroll
+          for (int e = 0; e < kPairVec; ++e) sv.v[e] += pair_elem(out, e);
+          ds[q] = sv;
+        }
       }
     }
 #pragma unroll
@@ -482,11 +520,11 @@ __global__ void __launch_bounds__(kFusedWarps * 32, kPairBlocksPerSm)
     mu = nmu;
     rs = nrs;
   }
-  // The block's partials of gw and gb: a thread per vector of columns adds the pairs' sums in pair
-  // order.
+  // The block's partials of gw, gb (and gx): a thread per vector of columns adds the pairs' sums
+  // in pair order.
   __syncthreads();
-  for (int which = 0; which < 2; ++which) {
-    float* part = which == 0 ? part_w : part_b;
+  for (int which = 0; which < kNumSums; ++which) {
+    float* part = which == 0 ? part_w : which == 1 ? part_b : part_s;
     if (part == nullptr) continue;
     const VecF* s = pair_sums + which * kPairs * nvec;
     for (int q = static_cast<int>(threadIdx.x); q < nvec; q += kFusedWarps * 32) {
@@ -541,10 +579,12 @@ void with_row_threads(int64_t C, F&& f) {
 }
 
 // The one-pass backward (fused_backward_pair_kernel) with its final pass over the blocks'
-// partials; false when it does not serve this problem.
+// partials; false when it does not serve this problem. gx_sum is made here when the kernel's shared
+// memory has room for its sums (GPT-2's C = 768 has); otherwise it is set to null and left to the
+// caller.
 template <class T>
 bool fused_backward(const T* gy, const LayerNormSaved& saved, const T* w, T* gx, const T* gx_add,
-                    T* gw, T* gb, int64_t rows, int64_t C, cudaStream_t stream) {
+                    T* gw, T* gb, T*& gx_sum, int64_t rows, int64_t C, cudaStream_t stream) {
   if constexpr (sizeof(T) > 4) {
     return false;  // float64 keeps the two-pass kernels
   } else {
@@ -561,21 +601,30 @@ bool fused_backward(const T* gy, const LayerNormSaved& saved, const T* w, T* gx,
       TG_CHECK(rows_per_block * C <= 0x7fffffff, "layer_norm: too many rows for the GPU kernel");
       const int64_t blocks = ceil_div(rows, rows_per_block);
       TG_CHECK(blocks <= 0x7fffffff, "layer_norm: too many rows for the GPU kernel");
-      const Partials<float> part(gw != nullptr, gb != nullptr, blocks * C, stream);
       // The sums, the shifts and scales, and s_w stay within the 48 KB a block may take without
-      // opting in.
+      // opting in; gx's sums, a third row of sums per pair, only where they fit beside them (C up
+      // to 800 from the output, 896 from the input): at four blocks per SM they take 192 KB of an
+      // sm_90 SM's 228 (sm_80's 164 KB holds three, a second wave of blocks).
       static_assert((2 * kPairs + 3) * kFusedMaxC * sizeof(float) <= 48 * 1024);
-      const size_t smem_bytes =
-          (2 * kPairs + (saved.from_output ? 2 : 0)) * static_cast<size_t>(C) * sizeof(float);
-      auto kernel = saved.from_output
-                        ? fused_backward_pair_kernel<T, kPairChunks<T, kChunks>, true>
-                        : fused_backward_pair_kernel<T, kPairChunks<T, kChunks>, false>;
+      const size_t per_row = static_cast<size_t>(C) * sizeof(float);
+      const size_t shifts = saved.from_output ? 2 : 0;
+      const bool sum_gx = gx_sum != nullptr && gx != nullptr &&
+                          (3 * kPairs + shifts) * per_row + kFusedMaxC * sizeof(float) <= 48 * 1024;
+      if (!sum_gx) gx_sum = nullptr;
+      const size_t smem_bytes = ((sum_gx ? 3 : 2) * kPairs + shifts) * per_row;
+      const Partials<T> part(gw, gb, gx_sum, blocks, C, stream);
+      auto pick = [&]<bool kFromY>() {
+        return sum_gx ? fused_backward_pair_kernel<T, kPairChunks<T, kChunks>, kFromY, true>
+                      : fused_backward_pair_kernel<T, kPairChunks<T, kChunks>, kFromY, false>;
+      };
+      auto kernel =
+          saved.from_output ? pick.template operator()<true>() : pick.template operator()<false>();
       kernel<<<static_cast<unsigned>(blocks), kFusedWarps * 32, smem_bytes, stream>>>(
           gy, v, w, b, static_cast<const float*>(saved.mean), static_cast<const float*>(saved.rstd),
-          gx, gx_add, part.w, part.b, rows, static_cast<int>(C), 1.0f / float(C),
+          gx, gx_add, part.w(), part.b(), part.s(), rows, static_cast<int>(C), 1.0f / float(C),
           static_cast<int>(rows_per_block));
       TG_CUDA_CHECK_LAUNCH();
-      if (gw || gb) launch_final<T>(part.w, part.b, gw, gb, blocks, C, stream);
+      launch_final<T>(part, blocks, C, stream);
     });
   }
 }
@@ -690,7 +739,7 @@ void layernorm_forward(DType dt, const void* x, const void* w, const void* b, vo
 
 void layernorm_backward(DType dt, const void* gy, const LayerNormSaved& saved, const void* w,
                         void* gx, void* gw, void* gb, int64_t rows, int64_t C, cudaStream_t stream,
-                        const void* gx_add) {
+                        const void* gx_add, void* gx_sum) {
   dispatch_floating(dt, "layer_norm", [&]<class T>() {
     using A = acc_t<T>;
     if (C <= 0) return;  // every output is empty
@@ -700,37 +749,45 @@ void layernorm_backward(DType dt, const void* gy, const LayerNormSaved& saved, c
     const T* pb = saved.from_output ? static_cast<const T*>(saved.b) : nullptr;
     const A* pmean = static_cast<const A*>(saved.mean);
     const A* prstd = static_cast<const A*>(saved.rstd);
-    if (rows > 0 &&
-        fused_backward(pgy, saved, pw, static_cast<T*>(gx), static_cast<const T*>(gx_add),
-                       static_cast<T*>(gw), static_cast<T*>(gb), rows, C, stream))
-      return;
-    if (gx && rows > 0) {
-      const A inv_c = A(1) / A(C);
-      with_row_threads(C, [&]<int kGroup>() {
-        const int64_t blocks = (rows + kRowsPerBlock<kGroup> - 1) / kRowsPerBlock<kGroup>;
-        backward_gx_kernel<T, kGroup>
-            <<<grid_blocks(blocks, kMaxGridBlocks), kRowBlockThreads<kGroup>, 0, stream>>>(
-                pgy, pv, pw, pb, saved.from_output, pmean, prstd, static_cast<T*>(gx),
-                static_cast<const T*>(gx_add), rows, C, inv_c);
-        TG_CUDA_CHECK_LAUNCH();
-      });
+    T* pgx = static_cast<T*>(gx);
+    T* pgw = static_cast<T*>(gw);
+    T* pgb = static_cast<T*>(gb);
+    T* sum_left = pgx != nullptr ? static_cast<T*>(gx_sum) : nullptr;  // gx's sums still to make
+    if (rows > 0) {
+      T* in_kernel = sum_left;
+      if (fused_backward(pgy, saved, pw, pgx, static_cast<const T*>(gx_add), pgw, pgb, in_kernel,
+                         rows, C, stream)) {
+        pgw = pgb = nullptr;  // made
+        if (in_kernel != nullptr) sum_left = nullptr;
+      } else if (pgx != nullptr) {
+        const A inv_c = A(1) / A(C);
+        with_row_threads(C, [&]<int kGroup>() {
+          const int64_t blocks = (rows + kRowsPerBlock<kGroup> - 1) / kRowsPerBlock<kGroup>;
+          backward_gx_kernel<T, kGroup>
+              <<<grid_blocks(blocks, kMaxGridBlocks), kRowBlockThreads<kGroup>, 0, stream>>>(
+                  pgy, pv, pw, pb, saved.from_output, pmean, prstd, pgx,
+                  static_cast<const T*>(gx_add), rows, C, inv_c);
+          TG_CUDA_CHECK_LAUNCH();
+        });
+      }
     }
-    if (!gw && !gb) return;
+    if (!pgw && !pgb && !sum_left) return;
 
     // The partition depends on `rows` alone, so the sums are the same bits on every run and GPU.
-    // With rows == 0 there is one empty partial per column, and gw = gb = 0.
+    // With rows == 0 there is one empty partial per column, and the sums are 0.
     const int64_t partials = std::clamp<int64_t>((rows + kRowsPerPartial - 1) / kRowsPerPartial,
                                                  int64_t{1}, kMaxPartials);
     const int64_t per_partial = (rows + partials - 1) / partials;
-    const Partials<A> part(gw != nullptr, gb != nullptr, partials * C, stream);
+    const Partials<T> part(pgw, pgb, sum_left, partials, C, stream);
 
     const int64_t col_blocks = (C + kColThreads - 1) / kColThreads;
     TG_CHECK(col_blocks <= 0x7fffffff, "layer_norm: C = ", C, " is too large for the GPU kernel");
     const dim3 grid(static_cast<unsigned>(col_blocks), static_cast<unsigned>(partials));
-    backward_partial_kernel<T><<<grid, kColThreads, 0, stream>>>(
-        pgy, pv, pw, pb, saved.from_output, pmean, prstd, part.w, part.b, rows, C, per_partial);
+    backward_partial_kernel<T>
+        <<<grid, kColThreads, 0, stream>>>(pgy, pv, pw, pb, saved.from_output, pmean, prstd, pgx,
+                                           part.w(), part.b(), part.s(), rows, C, per_partial);
     TG_CUDA_CHECK_LAUNCH();
-    launch_final<T>(part.w, part.b, static_cast<T*>(gw), static_cast<T*>(gb), partials, C, stream);
+    launch_final<T>(part, partials, C, stream);
   });
 }
 

@@ -17,9 +17,10 @@ void layernorm_forward(DType dt, const void* x, const void* w, const void* b, vo
                        void* rstd, int64_t rows, int64_t C, double eps, cudaStream_t stream);
 // Writes (not accumulates) gx, gw and gb; a null output is not computed. gw and gb are the same
 // bits on every run (no float atomics). gx_add (optional, [rows, C], not overlapping gx) is added
-// to gx as in the CPU kernel.
+// to gx as in the CPU kernel. gx_sum (optional, [C], needs gx) gets gx's column sums, the values
+// written summed in float (double for f64), the same bits on every run of one device.
 void layernorm_backward(DType dt, const void* gy, const LayerNormSaved& saved, const void* w,
                         void* gx, void* gw, void* gb, int64_t rows, int64_t C, cudaStream_t stream,
-                        const void* gx_add = nullptr);
+                        const void* gx_add = nullptr, void* gx_sum = nullptr);
 
 }  // namespace tilegrad::kernels::cuda

@@ -1,0 +1,31 @@
+#include "autograd/grad_col_sums.h"
+
+#include <utility>
+
+#include "autograd/meta.h"
+#include "core/error.h"
+
+namespace tilegrad {
+
+void attach_col_sums(const Tensor& grad, Tensor sums) {
+  TG_ASSERT(grad.defined() && grad.dim() >= 1 && grad.is_contiguous() && sums.defined() &&
+                sums.shape() == Shape{grad.size(-1)} && sums.dtype() == grad.dtype() &&
+                sums.device() == grad.device(),
+            "attach_col_sums: the sums must be [N] beside a contiguous [..., N] gradient");
+  AutogradMeta& m = autograd_meta(grad);
+  m.col_sums = std::move(sums);
+  m.col_sums_version = grad.storage()->version();
+}
+
+Tensor take_col_sums(const Tensor& grad, int64_t N) {
+  AutogradMeta* m = grad.defined() ? autograd_meta_or_null(grad) : nullptr;
+  if (m == nullptr || !m->col_sums.defined()) return Tensor();
+  Tensor sums = std::move(m->col_sums);
+  m->col_sums = Tensor();
+  const bool holds = m->col_sums_version == grad.storage()->version() && grad.is_contiguous() &&
+                     grad.dim() >= 1 && grad.size(-1) == N && sums.shape() == Shape{N} &&
+                     sums.dtype() == grad.dtype() && sums.device() == grad.device();
+  return holds ? sums : Tensor();
+}
+
+}  // namespace tilegrad
