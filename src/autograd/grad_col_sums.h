@@ -2,10 +2,10 @@
 //
 // A linear layer's bias gradient is its output gradient summed over every dimension but the last:
 // a pass over [rows, N] of its own, or an epilogue that slows its weight-gradient GEMM (cuBLASLt's
-// BGRADA cost GPT-2's projections 13–45 µs a call on an H100). In a transformer the output
+// BGRADA cost GPT-2's projections 12–23 µs a call on an H100). In a transformer the output
 // gradient of each projection is made by a layer norm's backward — the residual stream's gradient,
 // the layer norm's input gradient added to the residual path's — and that kernel holds every value
-// it writes in registers, so it can sum the columns as it goes for the cost of an add.
+// it writes, so it can sum the columns as it goes without reading them again (about 4 µs a call).
 //
 // The op that makes a gradient attaches its sums to it (attach_col_sums); the op that would sum it
 // takes them (take_col_sums) in place of its own pass. Which producer asks: a node's backward whose

@@ -71,10 +71,7 @@ TEST(CudaLayerNorm, ForwardMatchesCpu) {
                                                   has_b ? b.data() : nullptr, y_cpu.data(),
                                                   mean_cpu.data(), rstd_cpu.data(), rows, C, kEps);
 
-        const DeviceBuffer dx(x.size()), dw(w.size()), db(b.size());
-        dx.upload(x.data());
-        dw.upload(w.data());
-        db.upload(b.data());
+        const DeviceBuffer dx = to_device(x), dw = to_device(w), db = to_device(b);
         const DeviceBuffer dy(n * es), dmean(rows * as), drstd(rows * as);
         tilegrad::kernels::cuda::layernorm_forward(
             dt, dx.get(), has_w ? dw.get() : nullptr, has_b ? db.get() : nullptr, dy.get(),
@@ -164,15 +161,9 @@ TEST(CudaLayerNorm, BackwardMatchesCpuAndIsDeterministic) {
             dt, gy.data(), cpu_saved, pw, out.gx ? gx_cpu.data() : nullptr,
             out.gw ? gw_cpu.data() : nullptr, out.gb ? gb_cpu.data() : nullptr, rows, C);
 
-        const DeviceBuffer dx(x.size()), dy(y.size()), dw(w.size()), db(b.size()), dgy(gy.size()),
-            dmean(mean.size()), drstd(rstd.size());
-        dx.upload(x.data());
-        dy.upload(y.data());
-        dw.upload(w.data());
-        db.upload(b.data());
-        dgy.upload(gy.data());
-        dmean.upload(mean.data());
-        drstd.upload(rstd.data());
+        const DeviceBuffer dx = to_device(x), dy = to_device(y), dw = to_device(w),
+                           db = to_device(b), dgy = to_device(gy), dmean = to_device(mean),
+                           drstd = to_device(rstd);
         const tilegrad::LayerNormSaved gpu_saved =
             saved_of(from_y, dx.get(), dy.get(), dmean.get(), drstd.get(), db.get());
         Bytes first[3];
@@ -266,15 +257,9 @@ TEST(CudaLayerNorm, AddsIntoAGivenGradient) {
         Bytes y(n * es), mean(rows * as), rstd(rows * as);
         tilegrad::kernels::cpu::layernorm_forward(dt, x.data(), w.data(), nullptr, y.data(),
                                                   mean.data(), rstd.data(), rows, C, kEps);
-        const DeviceBuffer dx(x.size()), dw(w.size()), dgy(gy.size()), dga(ga.size()),
-            dmean(mean.size()), drstd(rstd.size()), plain(n * es), summed(n * es), dgw(C * es),
-            dgb(C * es);
-        dx.upload(x.data());
-        dw.upload(w.data());
-        dgy.upload(gy.data());
-        dga.upload(ga.data());
-        dmean.upload(mean.data());
-        drstd.upload(rstd.data());
+        const DeviceBuffer dx = to_device(x), dw = to_device(w), dgy = to_device(gy),
+                           dga = to_device(ga), dmean = to_device(mean), drstd = to_device(rstd);
+        const DeviceBuffer plain(n * es), summed(n * es), dgw(C * es), dgb(C * es);
         namespace kc = tilegrad::kernels::cuda;
         const tilegrad::LayerNormSaved gpu_saved{
             .v = dx.get(), .mean = dmean.get(), .rstd = drstd.get()};
@@ -338,16 +323,10 @@ TEST(CudaLayerNorm, SumsTheGradientItWrites) {
         Bytes y(n * es), mean(rows * as), rstd(rows * as);
         tilegrad::kernels::cpu::layernorm_forward(dt, x.data(), w.data(), b.data(), y.data(),
                                                   mean.data(), rstd.data(), rows, C, kEps);
-        const DeviceBuffer dx(x.size()), dy(y.size()), dw(w.size()), db(b.size()), dgy(gy.size()),
-            dga(ga.size()), dmean(mean.size()), drstd(rstd.size()), dgw(C * es), dgb(C * es);
-        dx.upload(x.data());
-        dy.upload(y.data());
-        dw.upload(w.data());
-        db.upload(b.data());
-        dgy.upload(gy.data());
-        dga.upload(ga.data());
-        dmean.upload(mean.data());
-        drstd.upload(rstd.data());
+        const DeviceBuffer dx = to_device(x), dy = to_device(y), dw = to_device(w),
+                           db = to_device(b), dgy = to_device(gy), dga = to_device(ga),
+                           dmean = to_device(mean), drstd = to_device(rstd);
+        const DeviceBuffer dgw(C * es), dgb(C * es);
         const tilegrad::LayerNormSaved saved =
             saved_of(from_y, dx.get(), dy.get(), dmean.get(), drstd.get(), db.get());
         const void* pa = add ? dga.get() : nullptr;

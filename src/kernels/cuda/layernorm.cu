@@ -164,15 +164,13 @@ __global__ void __launch_bounds__(kColThreads)
   if (part_s) part_s[blk * C + j] = ss;
 }
 
-// The column sums a backward makes: gw, gb and gx's sums (Backend::layernorm_backward's gx_sum),
-// each [partials, C] in A in `part`, into `out` [C] in T; an unwanted one has null pointers.
-// `wanted` lists the indices of the wanted ones, for the final pass's grid.
+// The column sums a backward makes — of gw, gb and gx's sums (Backend::layernorm_backward's
+// gx_sum), those wanted — each [partials, C] in A in part[k], into out[k] [C] in T, k < count.
 constexpr int kSums = 3;
 template <class T>
 struct ColumnSums {
   acc_t<T>* part[kSums] = {};
   T* out[kSums] = {};
-  int wanted[kSums] = {};
   int count = 0;
 };
 
@@ -206,7 +204,7 @@ __global__ void __launch_bounds__(kFinalCols* kFinalLanes)
     for (; p < partials; p += kFinalLanes) acc += part[p * C + j];
     return acc;
   };
-  const int k = sums.wanted[blockIdx.y];
+  const int k = static_cast<int>(blockIdx.y);
   s_sum[y][x] = column(sums.part[k]);
   __syncthreads();
   if (y == 0 && j < C) {
@@ -216,42 +214,39 @@ __global__ void __launch_bounds__(kFinalCols* kFinalLanes)
   }
 }
 
-// The partial sums of a backward, [partials, C] each in A, in one workspace; a sum that is not
-// wanted (a null output) gets no buffer.
+// The partial sums of a backward, [partials, C] each in A, in one workspace: w(), b() and s() for
+// gw, gb and gx_sum, null where that output is (not wanted).
 template <class T>
 struct Partials {
   std::optional<Workspace> ws;
   ColumnSums<T> sums;
+  acc_t<T>* of[kSums] = {};  // by output: gw, gb, gx_sum
   Partials(T* gw, T* gb, T* gx_sum, int64_t partials, int64_t C, cudaStream_t stream) {
-    T* outs[kSums] = {gw, gb, gx_sum};
-    int64_t bufs = 0;
-    for (T* o : outs) bufs += o != nullptr ? 1 : 0;
-    if (bufs == 0) return;
+    T* const outs[kSums] = {gw, gb, gx_sum};
+    for (T* o : outs) sums.count += o != nullptr ? 1 : 0;
+    if (sums.count == 0) return;
     const int64_t elems = partials * C;
-    ws.emplace(bufs * elems * static_cast<int64_t>(sizeof(acc_t<T>)),
+    ws.emplace(sums.count * elems * static_cast<int64_t>(sizeof(acc_t<T>)),
                Device::cuda(tilegrad::cuda::current_device()));
     // The allocator serves the thread's current stream; if `stream` is another one, this keeps
     // the block from being handed out again before the work queued on `stream` has finished.
     tilegrad::cuda::record_stream(ws->as<void>(), stream);
-    acc_t<T>* next = ws->as<acc_t<T>>();
+    int next = 0;
     for (int k = 0; k < kSums; ++k) {
       if (outs[k] == nullptr) continue;
-      sums.part[k] = next;
-      sums.out[k] = outs[k];
-      sums.wanted[sums.count++] = k;
-      next += elems;
+      of[k] = sums.part[next] = ws->as<acc_t<T>>() + next * elems;
+      sums.out[next++] = outs[k];
     }
   }
-  acc_t<T>* w() const { return sums.part[0]; }
-  acc_t<T>* b() const { return sums.part[1]; }
-  acc_t<T>* s() const { return sums.part[2]; }
-  bool any() const { return ws.has_value(); }
+  acc_t<T>* w() const { return of[0]; }
+  acc_t<T>* b() const { return of[1]; }
+  acc_t<T>* s() const { return of[2]; }
 };
 
 // Launches backward_final_kernel over C columns.
 template <class T>
 void launch_final(const Partials<T>& part, int64_t partials, int64_t C, cudaStream_t stream) {
-  if (!part.any()) return;
+  if (part.sums.count == 0) return;
   const int64_t blocks = (C + kFinalCols - 1) / kFinalCols;
   TG_CHECK(blocks <= 0x7fffffff, "layer_norm: C = ", C, " is too large for the GPU kernel");
   const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>(part.sums.count));
@@ -579,9 +574,9 @@ void with_row_threads(int64_t C, F&& f) {
 }
 
 // The one-pass backward (fused_backward_pair_kernel) with its final pass over the blocks'
-// partials; false when it does not serve this problem. gx_sum is made here when the kernel's shared
-// memory has room for its sums (GPT-2's C = 768 has); otherwise it is set to null and left to the
-// caller.
+// partials; false when it does not serve this problem. gx_sum (null, or [C] with gx) is made here
+// when the kernel's shared memory has room for its sums (GPT-2's C = 768 has), and then set to
+// null; otherwise it is left to the caller.
 template <class T>
 bool fused_backward(const T* gy, const LayerNormSaved& saved, const T* w, T* gx, const T* gx_add,
                     T* gw, T* gb, T*& gx_sum, int64_t rows, int64_t C, cudaStream_t stream) {
@@ -606,13 +601,15 @@ bool fused_backward(const T* gy, const LayerNormSaved& saved, const T* w, T* gx,
       // to 800 from the output, 896 from the input): at four blocks per SM they take 192 KB of an
       // sm_90 SM's 228 (sm_80's 164 KB holds three, a second wave of blocks).
       static_assert((2 * kPairs + 3) * kFusedMaxC * sizeof(float) <= 48 * 1024);
-      const size_t per_row = static_cast<size_t>(C) * sizeof(float);
-      const size_t shifts = saved.from_output ? 2 : 0;
-      const bool sum_gx = gx_sum != nullptr && gx != nullptr &&
-                          (3 * kPairs + shifts) * per_row + kFusedMaxC * sizeof(float) <= 48 * 1024;
-      if (!sum_gx) gx_sum = nullptr;
-      const size_t smem_bytes = ((sum_gx ? 3 : 2) * kPairs + shifts) * per_row;
-      const Partials<T> part(gw, gb, gx_sum, blocks, C, stream);
+      // The dynamic shared memory with `sums` rows of sums per pair (s_w is static).
+      auto smem_for = [&](int sums) {
+        return (sums * kPairs + (saved.from_output ? 2 : 0)) * static_cast<size_t>(C) *
+               sizeof(float);
+      };
+      const bool sum_gx =
+          gx_sum != nullptr && smem_for(3) + kFusedMaxC * sizeof(float) <= 48 * 1024;
+      const size_t smem_bytes = smem_for(sum_gx ? 3 : 2);
+      const Partials<T> part(gw, gb, sum_gx ? gx_sum : nullptr, blocks, C, stream);
       auto pick = [&]<bool kFromY>() {
         return sum_gx ? fused_backward_pair_kernel<T, kPairChunks<T, kChunks>, kFromY, true>
                       : fused_backward_pair_kernel<T, kPairChunks<T, kChunks>, kFromY, false>;
@@ -625,6 +622,7 @@ bool fused_backward(const T* gy, const LayerNormSaved& saved, const T* w, T* gx,
           static_cast<int>(rows_per_block));
       TG_CUDA_CHECK_LAUNCH();
       launch_final<T>(part, blocks, C, stream);
+      if (sum_gx) gx_sum = nullptr;  // made
     });
   }
 }
@@ -754,11 +752,9 @@ void layernorm_backward(DType dt, const void* gy, const LayerNormSaved& saved, c
     T* pgb = static_cast<T*>(gb);
     T* sum_left = pgx != nullptr ? static_cast<T*>(gx_sum) : nullptr;  // gx's sums still to make
     if (rows > 0) {
-      T* in_kernel = sum_left;
-      if (fused_backward(pgy, saved, pw, pgx, static_cast<const T*>(gx_add), pgw, pgb, in_kernel,
+      if (fused_backward(pgy, saved, pw, pgx, static_cast<const T*>(gx_add), pgw, pgb, sum_left,
                          rows, C, stream)) {
         pgw = pgb = nullptr;  // made
-        if (in_kernel != nullptr) sum_left = nullptr;
       } else if (pgx != nullptr) {
         const A inv_c = A(1) / A(C);
         with_row_threads(C, [&]<int kGroup>() {
