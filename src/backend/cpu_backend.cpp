@@ -176,6 +176,16 @@ void Backend::attention_flash_backward(const AttentionArgs&, const void*, const 
   throw Error("attention: this device's backend has no flash attention backward kernel");
 }
 
+// The GELU backward as the three entries it stands for; a backend with a one-pass kernel
+// overrides it.
+void Backend::gelu_backward_fused(DType dt, const void* pre, void* grad, void* h, void* grad_sum,
+                                  int64_t rows, int64_t M) {
+  const StridedView p = matrix_view(pre, dt, rows, M, M), g = matrix_view(grad, dt, rows, M, M);
+  unary_backward(UnaryOp::gelu, g, p, g);  // elementwise: in place is safe
+  if (h != nullptr) unary(UnaryOp::gelu, p, matrix_view(h, dt, rows, M, M));
+  if (grad_sum != nullptr) reduce(ReduceOp::sum, g, matrix_view(grad_sum, dt, 1, M, M));
+}
+
 const char* unary_op_name(UnaryOp op) {
   switch (op) {
     case UnaryOp::neg:

@@ -26,6 +26,7 @@
 #include "kernels/cuda/embedding.h"
 #include "kernels/cuda/fault.h"
 #include "kernels/cuda/flash_api.h"
+#include "kernels/cuda/gelu_backward.h"
 #include "kernels/cuda/layernorm.h"
 #include "kernels/cuda/optim.h"
 #include "kernels/cuda/random.h"
@@ -54,19 +55,6 @@ void refuse_in_capture(const char* entry) {
 bool flash_applies(const AttentionArgs& a) {
   return (a.dtype == DType::bf16 || a.dtype == DType::f16) &&
          (a.D == 64 || a.D == 128 || a.D == 256) && a.layout == nullptr;
-}
-
-// A row-major [rows, cols] matrix with row stride ld (0: one row broadcast to all rows).
-StridedView matrix_view(const void* data, DType dt, int64_t rows, int64_t cols, int64_t ld) {
-  StridedView v;
-  v.data = const_cast<void*>(data);
-  v.dtype = dt;
-  v.ndim = 2;
-  v.shape[0] = rows;
-  v.shape[1] = cols;
-  v.strides[0] = ld;
-  v.strides[1] = 1;
-  return v;
 }
 
 // A bias, GELU or GELU-gradient epilogue that cuBLASLt could not run, as elementwise kernels over C
@@ -310,6 +298,13 @@ class CudaBackend final : public Backend {
                           void* gx_sum) override {
     const EntryProfiler::Range range(profiler_, "layernorm_backward");
     k::layernorm_backward(dt, gy, saved, w, gx, gw, gb, rows, C, s(), gx_add, gx_sum);
+  }
+  void gelu_backward_fused(DType dt, const void* pre, void* grad, void* h, void* grad_sum,
+                           int64_t rows, int64_t M) override {
+    if (!k::gelu_backward_fused_supported(dt, pre, grad, h, rows, M))
+      return Backend::gelu_backward_fused(dt, pre, grad, h, grad_sum, rows, M);
+    const EntryProfiler::Range range(profiler_, "gelu_backward_fused");
+    k::gelu_backward_fused(dt, pre, grad, h, grad_sum, rows, M, s());
   }
   void embedding_forward(DType dt, const void* weight, DType idx_dt, const void* idx, void* out,
                          int64_t n, int64_t C) override {

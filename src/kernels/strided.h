@@ -33,4 +33,17 @@ struct StridedView {
   }
 };
 
+// A row-major [rows, cols] matrix with row stride ld (0: one row broadcast to all rows).
+inline StridedView matrix_view(const void* data, DType dt, int64_t rows, int64_t cols, int64_t ld) {
+  StridedView v;
+  v.data = const_cast<void*>(data);
+  v.dtype = dt;
+  v.ndim = 2;
+  v.shape[0] = rows;
+  v.shape[1] = cols;
+  v.strides[0] = ld;
+  v.strides[1] = 1;
+  return v;
+}
+
 }  // namespace tilegrad

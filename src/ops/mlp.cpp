@@ -1,17 +1,24 @@
 // The fused MLP (ops/mlp.h). Forward: the two linear layers' GEMMs with their epilogues (bias +
 // GELU storing the pre-activation, then bias). Backward, for the output gradient g:
-//   h        = gelu(pre)                       (recomputed; only when w2's gradient is wanted)
-//   dw2, db2 = hᵀ g, Σ g                       (one GEMM with the bias-gradient epilogue, or
-//                                               db2 made in passing by the layer norm that made
-//                                               g: autograd/grad_col_sums.h)
-//   dpre     = (g w2ᵀ) · gelu'(pre)             (one GEMM with the GELU-gradient epilogue)
-//   dw1, db1 = xᵀ dpre, Σ dpre                  (one GEMM with the bias-gradient epilogue)
-//   dx       = dpre w1ᵀ
+//   dh         = g w2ᵀ                          (one plain GEMM)
+//   dpre, h,   = dh · gelu'(pre), gelu(pre),    (one pass over pre and dh:
+//   db1          Σ dpre                          Backend::gelu_backward_fused; dpre over dh)
+//   dw2, db2   = hᵀ g, Σ g                      (one GEMM; db2 made in passing by the layer norm
+//                                                that made g: autograd/grad_col_sums.h, or by the
+//                                                GEMM's bias-gradient epilogue)
+//   dw1        = xᵀ dpre                        (one plain GEMM: db1 came with dpre)
+//   dx         = dpre w1ᵀ
+// h is recomputed rather than kept (ops/mlp.h), in the pass that makes dpre, which reads pre
+// anyway. On the GPU that pass stands for three costlier ones: the GEMM's GELU-gradient epilogue
+// (cuBLASLt's DGELU, which reads pre at well below the memory's rate), h's recomputation, and the
+// bias-gradient epilogue of dw1's GEMM (kernels/cuda/gelu_backward.cu has the figures).
 #include "ops/mlp.h"
 
+#include <algorithm>
 #include <tuple>
 
 #include "autograd/forward_ad.h"
+#include "autograd/grad_col_sums.h"
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
 #include "core/error.h"
@@ -43,15 +50,28 @@ class MlpBackward final : public Node {
   std::vector<Tensor> apply(std::vector<Tensor>& grads) override {
     const Tensor& g = grads[0];
     if (!g.defined()) return {Tensor(), Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
-    const Tensor pre = saved(pre_);
-    Tensor gx, gw1, gb1, gw2, gb2;
-    if (needs_input_grad(3) || needs_input_grad(4)) {
-      // h from the pre-activation, alive only until its weight gradient is made.
-      const Tensor h = needs_input_grad(3) ? gelu(pre) : Tensor();
-      std::tie(gw2, gb2) = linear_param_grads(h, g, needs_input_grad(3), needs_input_grad(4));
+    const Tensor pre = saved(pre_).contiguous();
+    const bool below = needs_input_grad(0) || needs_input_grad(1) || needs_input_grad(2);
+    Tensor gx, gw1, gb1, gw2, gb2, dpre, h;
+    if (below) {
+      dpre = hidden_grad(g, saved(w2_));
+      const int64_t M = pre.size(-1), rows = pre.numel() / std::max<int64_t>(M, 1);
+      if (needs_input_grad(3)) h = empty_output(pre.shape(), pre.dtype(), pre.device());
+      const Tensor db1 =
+          needs_input_grad(2) ? empty_output({M}, pre.dtype(), pre.device()) : Tensor();
+      backend_of(pre).gelu_backward_fused(pre.dtype(), pre.data(), dpre.data(),
+                                          h.defined() ? h.data() : nullptr,
+                                          db1.defined() ? db1.data() : nullptr, rows, M);
+      // linear_param_grads takes them for b1's gradient in place of a pass of its own.
+      if (db1.defined()) attach_col_sums(dpre, db1);
+    } else if (needs_input_grad(3)) {
+      h = gelu(pre);
     }
-    if (needs_input_grad(0) || needs_input_grad(1) || needs_input_grad(2)) {
-      const Tensor dpre = pre_act_grad(g, saved(w2_), pre);
+    if (needs_input_grad(3) || needs_input_grad(4)) {
+      std::tie(gw2, gb2) = linear_param_grads(h, g, needs_input_grad(3), needs_input_grad(4));
+      h = Tensor();  // alive only until its weight gradient is made
+    }
+    if (below) {
       std::tie(gw1, gb1) =
           linear_param_grads(saved(x_), dpre, needs_input_grad(1), needs_input_grad(2));
       if (needs_input_grad(0)) gx = matmul(dpre, saved(w1_).transpose(0, 1));
@@ -65,24 +85,20 @@ class MlpBackward final : public Node {
   }
 
  private:
-  // (g · w2ᵀ) · gelu'(pre) in one GEMM. b1's gradient, dpre's column sums, could come from the
-  // same epilogue (cuBLASLt's DGELU_BGRAD), but that ran this GEMM 2.7x slower on an H200
-  // (16384 x 3072 x 768: 448 µs against 167 µs with DGELU alone); the weight-gradient GEMM's
-  // bias-gradient epilogue makes them for less.
-  static Tensor pre_act_grad(const Tensor& g, const Tensor& w2, const Tensor& pre) {
+  // h's gradient g · w2ᵀ, [..., M] as pre, by one GEMM without an epilogue.
+  static Tensor hidden_grad(const Tensor& g, const Tensor& w2) {
     const int64_t M = w2.size(0), N = w2.size(1);
     const Tensor g2 = reshape(g, {-1, N}).contiguous();
     const int64_t rows = g2.size(0);
     // w2ᵀ as a GEMM operand: w2 [M, N] read transposed (or a transposed view read as stored).
     const GemmOperand W = gemm_operand(w2.transpose(0, 1), {});
-    Tensor dpre = empty_output(pre.shape(), g.dtype(), g.device());
-    GemmArgs args =
-        gemm_args(g.dtype(), false, W.trans, rows, M, N, 1.0, g2.data(), std::max<int64_t>(N, 1),
-                  W.t.data(), W.ld, 0.0, dpre.data(), std::max<int64_t>(M, 1));
-    args.epilogue = GemmEpilogue::gelu_grad;
-    args.pre_act = const_cast<void*>(pre.data());
-    backend_of(g).gemm(args);
-    return dpre;
+    Shape shape = g.shape();
+    shape.back() = M;
+    Tensor dh = empty_output(shape, g.dtype(), g.device());
+    backend_of(g).gemm(gemm_args(g.dtype(), false, W.trans, rows, M, N, 1.0, g2.data(),
+                                 std::max<int64_t>(N, 1), W.t.data(), W.ld, 0.0, dh.data(),
+                                 std::max<int64_t>(M, 1)));
+    return dh;
   }
 
   size_t x_, w1_, w2_, pre_;

@@ -4,10 +4,10 @@
 // two things the separate layers cannot:
 // - the hidden activation h = gelu(x · w1 + b1), 4C wide and the largest tensor of a block, is not
 //   kept for the backward: the pre-activation is (the GELU's backward needs it anyway), and h is
-//   recomputed from it by one elementwise pass when w2's gradient needs it. That saves
-//   B·T·4C elements per block for one extra read and write of them;
-// - the GELU's backward runs in the epilogue of the GEMM that makes h's gradient (GemmEpilogue::
-//   gelu_grad), so it costs no pass of its own.
+//   recomputed from it when w2's gradient needs it. That saves B·T·4C elements per block;
+// - the GELU's backward, h's recomputation and b1's gradient (the column sums of pre's gradient)
+//   run in one pass over pre and h's gradient (Backend::gelu_backward_fused), so that the
+//   recomputation costs only h's write.
 #pragma once
 
 #include "core/cost.h"

@@ -2,7 +2,8 @@
 // its definition, gradients against finite differences and against the two linear layers it
 // replaces (every subset of inputs wanting gradients), forward mode, low precision beside the
 // composite, what it keeps for the backward (not the hidden activation), the GEMM's GELU-gradient
-// epilogue on its own, and bad input.
+// epilogue on its own, the backend's one-pass GELU backward on its own and b1's gradient from its
+// sums, and bad input.
 #include <cmath>
 
 #include "testing.h"
@@ -174,6 +175,117 @@ TEST(Mlp, GeluGradientEpilogueMatchesFloat64) {
       }
     }
   }
+}
+
+// The backend's GELU backward on its own (Backend::gelu_backward_fused): pre's gradient, h and the
+// gradient's column sums against float64, for every float dtype, with and without h and the sums,
+// on odd shapes (M not a multiple of 8 runs the separate entries on the GPU; M = 776 and 3072 its
+// one-pass kernel for the 16-bit types, with a partial row chunk), with no rows (sums of zero).
+// The same bits on a second run.
+TEST(Mlp, GeluBackwardFusedMatchesFloat64) {
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{0, 8},   {1, 8},     {3, 5},
+                                                           {37, 24}, {130, 776}, {200, 3072}};
+  for (DType dt : {DType::f64, DType::f32, DType::bf16, DType::f16}) {
+    for (const auto& [rows, M] : shapes) {
+      for (int mode = 0; mode < 3; ++mode) {  // 0: h and sums, 1: sums only, 2: h only
+        SCOPED_TRACE(std::string(dtype_name(dt)) + " " + std::to_string(rows) + "x" +
+                     std::to_string(M) + " mode " + std::to_string(mode));
+        const Tensor pre = rnd({rows, M}, 300 + M, DType::f64, -4, 4).to(dt);
+        const Tensor dh = rnd({rows, M}, 400 + M).to(dt);
+        const bool want_h = mode != 1, want_sums = mode != 2;
+        auto run = [&](Tensor& grad, Tensor& h, Tensor& sums) {
+          grad = dh.clone();
+          h = rnd({rows, M}, 500, DType::f64, 7, 9).to(dt);  // overwritten
+          sums = rnd({M}, 501, DType::f64, 7, 9).to(dt);     // overwritten
+          backend(pre.device())
+              .gelu_backward_fused(dt, pre.data(), grad.data(), want_h ? h.data() : nullptr,
+                                   want_sums ? sums.data() : nullptr, rows, M);
+        };
+        Tensor grad, h, sums;
+        run(grad, h, sums);
+        const auto vp = pre.to(DType::f64).to_vector<double>();
+        const auto vd = dh.to(DType::f64).to_vector<double>();
+        const auto vg = grad.to(DType::f64).to_vector<double>();
+        const auto vh = h.to(DType::f64).to_vector<double>();
+        // The 16-bit types round once; the GPU's float math adds ~2^-21 (kernel_common.cuh).
+        const double u = std::max(unit_roundoff(dt), 0x1p-20);
+        const double sub = dt == DType::f16 ? 0x1p-24 : 0.0;  // float16's subnormal spacing
+        std::vector<double> col(static_cast<size_t>(M), 0.0), mag(static_cast<size_t>(M), 0.0);
+        for (int64_t i = 0; i < rows * M; ++i) {
+          const double x = vp[i], e = 1e-6;
+          const double d = (gelu_ref(x + e) - gelu_ref(x - e)) / (2 * e);
+          // GELU' sums terms of size ~1 to about 0 near x = -0.75: the error is relative to dh.
+          ASSERT_NEAR(vg[i], vd[i] * d, 2 * u * std::abs(vd[i] * d) + 4 * u * std::abs(vd[i]) + sub)
+              << "pre's gradient at " << i;
+          if (want_h) {
+            // The CPU's 16-bit GELU takes the tanh form in float32, whose 1 + tanh cancels for
+            // x << 0: an absolute error of a float32 rounding of |x|.
+            ASSERT_NEAR(vh[i], gelu_ref(x),
+                        2 * u * std::abs(gelu_ref(x)) + 0x1p-22 * std::abs(x) + sub)
+                << i;
+          }
+          col[i % M] += vg[i];  // the values written
+          mag[i % M] += std::abs(vg[i]);
+        }
+        if (!want_h) {  // h untouched
+          EXPECT_TRUE(bitwise_equal(h, rnd({rows, M}, 500, DType::f64, 7, 9).to(dt)));
+        }
+        if (want_sums) {
+          const auto vs = sums.to(DType::f64).to_vector<double>();
+          const double acc_u = dt == DType::f64 ? 0x1p-52 : 0x1p-23;  // float32 sums at least
+          for (int64_t j = 0; j < M; ++j) {
+            ASSERT_NEAR(vs[j], col[j],
+                        unit_roundoff(dt) * std::abs(col[j]) + rows * acc_u * mag[j] + 1e-300)
+                << "column " << j;
+          }
+        }
+        Tensor grad2, h2, sums2;
+        run(grad2, h2, sums2);
+        EXPECT_TRUE(bitwise_equal(grad, grad2));
+        if (want_h) {
+          EXPECT_TRUE(bitwise_equal(h, h2));
+        }
+        if (want_sums) {
+          EXPECT_TRUE(bitwise_equal(sums, sums2));
+        }
+      }
+    }
+  }
+}
+
+// b1's gradient is the GELU pass's column sums of pre's gradient (the backend's reduce on the CPU,
+// in float64), taken by the weight-gradient GEMM in place of its own bias-gradient epilogue, which
+// sums in float32 (kernels/cpu/gemm.cpp): in float32 with 300 rows the two give other bits, so the
+// test tells which one ran. Host tensors: the plumbing of the op, on any test device.
+TEST(Mlp, B1GradientIsTheGeluPassSums) {
+  const Device cpu = Device::cpu();
+  const int64_t rows = 300, K = 9, M = 40, N = 7;
+  auto host = [&](const Shape& s, uint64_t seed, double lo = -1, double hi = 1) {
+    return rnd(s, seed, DType::f64, lo, hi).to(cpu).to(DType::f32);
+  };
+  const Tensor x = host({3, rows / 3, K}, 600, -2, 2).set_requires_grad(true);
+  const Tensor w1 = host({K, M}, 601).set_requires_grad(true);
+  const Tensor b1 = host({M}, 602).set_requires_grad(true);
+  const Tensor w2 = host({M, N}, 603, -0.5, 0.5).set_requires_grad(true);
+  const Tensor b2 = host({N}, 604).set_requires_grad(true);
+  const Tensor g = host({3, rows / 3, N}, 605);
+  mlp(x, w1, b1, w2, b2).backward(g);
+  // pre's gradient as the backward makes it: h's gradient by the same GEMM, GELU' applied by the
+  // same elementwise kernel.
+  Tensor dpre, sums;
+  {
+    NoGradGuard no_grad;
+    const Tensor pre = linear(x, w1, b1);
+    dpre = unary_derivative(UnaryOp::gelu, matmul(g, w2.transpose(0, 1)), pre);
+    sums = sum_to(dpre, {M});
+  }
+  EXPECT_TRUE(bitwise_equal(b1.grad(), sums)) << "b1's gradient is not the GELU pass's sums";
+  // The composite's bias-gradient epilogue, on the same pre's gradient, sums to other bits.
+  const Tensor xd = x.detach().set_requires_grad(true), wd = w1.detach().set_requires_grad(true);
+  const Tensor bd = b1.detach().set_requires_grad(true);
+  linear(xd, wd, bd).backward(dpre);
+  EXPECT_FALSE(bitwise_equal(bd.grad(), sums)) << "the test cannot tell the two paths apart";
+  EXPECT_LE(max_abs_diff(bd.grad(), sums), 1e-4 * max_abs(sums));
 }
 
 // A residual r: mlp(..., r) = r + mlp(...) with the add in the second GEMM. float64 values against

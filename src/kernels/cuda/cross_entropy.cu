@@ -105,40 +105,6 @@ __device__ __forceinline__ double exp_fused(double v) {
   return exp(v);
 }
 
-// A vector of values in the accumulation type to T, element by element.
-template <class T, class A>
-__device__ __forceinline__ Vec16<T> convert(const A (&v)[kVec16<T>]) {
-  Vec16<T> out;
-#pragma unroll
-  for (int e = 0; e < kVec16<T>; ++e) out.v[e] = T(v[e]);
-  return out;
-}
-
-// The same for values that are not NaN, two to an instruction for 16-bit T (cvt.rn.bf16x2.f32,
-// cvt.rn.f16x2.f32): those round as T's own conversion does (core/dtype.h), which differs only in
-// the NaN it writes and spends a test per element on it.
-template <class T, class A>
-__device__ __forceinline__ Vec16<T> convert_not_nan(const A (&v)[kVec16<T>]) {
-  constexpr bool kBf16 = std::is_same_v<T, bfloat16>;
-  if constexpr (kBf16 || std::is_same_v<T, float16>) {
-    Vec16<T> out;
-#pragma unroll
-    for (int e = 0; e < kVec16<T>; e += 2) {
-      uint32_t r;
-      if constexpr (kBf16) {
-        asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(v[e + 1]), "f"(v[e]));
-      } else {
-        asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(v[e + 1]), "f"(v[e]));
-      }
-      out.v[e].bits = static_cast<uint16_t>(r);
-      out.v[e + 1].bits = static_cast<uint16_t>(r >> 16);
-    }
-    return out;
-  } else {
-    return convert<T>(v);
-  }
-}
-
 // Vector k of row gr: one 16-byte store when `vec`, else element by element (none past V).
 template <class T>
 __device__ __forceinline__ void store_vec(const Vec16<T>& out, int64_t k, T* gr, int64_t V,

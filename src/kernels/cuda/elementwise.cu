@@ -272,9 +272,7 @@ struct Gelu {
   __device__ A operator()(T v) const {
     if constexpr (std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>) {
       const float x = float(v);
-      const float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
-      // __expf overflows to inf for u << 0, whose reciprocal is 0: GELU's limit.
-      return x * __frcp_rn(1.0f + __expf(-2.0f * u));
+      return x * gelu_sigmoid_fast(x);
     } else {
       return A(v) * gelu_s(A(v));
     }

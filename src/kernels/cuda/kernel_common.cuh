@@ -9,7 +9,9 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
+#include "core/dtype.h"
 #include "cuda/check.h"
 
 namespace tilegrad::kernels::cuda {
@@ -120,6 +122,15 @@ __device__ __forceinline__ double sqrt_acc(double v) {
   return sqrt(v);
 }
 
+// GELU's sigmoid factor s = 1 / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x³) (GELU(x) = x · s,
+// the tanh approximation), with the hardware exp and reciprocal: relative error ~2^-21, far below
+// a 16-bit output's rounding. __expf overflows to inf for u << 0, whose reciprocal is 0: GELU's
+// limit. The 16-bit GELU kernels share it, so that they give the same bits.
+__device__ __forceinline__ float gelu_sigmoid_fast(float x) {
+  const float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+  return __frcp_rn(1.0f + __expf(-2.0f * u));
+}
+
 // ---- vectors
 
 // kN elements of T, aligned so that one load or store moves them all (16 bytes at most).
@@ -133,6 +144,40 @@ template <class T>
 inline constexpr int kVec16 = 16 / static_cast<int>(sizeof(T));
 template <class T>
 using Vec16 = Vec<kVec16<T>, T>;
+
+// A vector of values in the accumulation type to T, element by element.
+template <class T, class A>
+__device__ __forceinline__ Vec16<T> convert(const A (&v)[kVec16<T>]) {
+  Vec16<T> out;
+#pragma unroll
+  for (int e = 0; e < kVec16<T>; ++e) out.v[e] = T(v[e]);
+  return out;
+}
+
+// The same for values that are not NaN, two to an instruction for 16-bit T (cvt.rn.bf16x2.f32,
+// cvt.rn.f16x2.f32): those round as T's own conversion does (core/dtype.h), which differs only in
+// the NaN it writes and spends a test per element on it.
+template <class T, class A>
+__device__ __forceinline__ Vec16<T> convert_not_nan(const A (&v)[kVec16<T>]) {
+  constexpr bool kBf16 = std::is_same_v<T, bfloat16>;
+  if constexpr (kBf16 || std::is_same_v<T, float16>) {
+    Vec16<T> out;
+#pragma unroll
+    for (int e = 0; e < kVec16<T>; e += 2) {
+      uint32_t r;
+      if constexpr (kBf16) {
+        asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(v[e + 1]), "f"(v[e]));
+      } else {
+        asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(v[e + 1]), "f"(v[e]));
+      }
+      out.v[e].bits = static_cast<uint16_t>(r);
+      out.v[e + 1].bits = static_cast<uint16_t>(r >> 16);
+    }
+    return out;
+  } else {
+    return convert<T>(v);
+  }
+}
 
 // ---- warps
 

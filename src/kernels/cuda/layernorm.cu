@@ -31,6 +31,7 @@
 
 #include "cuda/caching_allocator.h"
 #include "cuda/check.h"
+#include "kernels/cuda/column_sums.cuh"
 #include "kernels/cuda/kernel_common.cuh"
 #include "memory/workspace.h"
 
@@ -164,56 +165,6 @@ __global__ void __launch_bounds__(kColThreads)
   if (part_s) part_s[blk * C + j] = ss;
 }
 
-// The column sums a backward makes — of gw, gb and gx's sums (Backend::layernorm_backward's
-// gx_sum), those wanted — each [partials, C] in A in part[k], into out[k] [C] in T, k < count.
-constexpr int kSums = 3;
-template <class T>
-struct ColumnSums {
-  acc_t<T>* part[kSums] = {};
-  T* out[kSums] = {};
-  int count = 0;
-};
-
-// The final pass: 32 columns of one sum to a block (blockIdx.y picks the sum); thread (y, x) adds
-// partials y, y + 32, y + 64, ... of column x in order (four loads in flight before their adds),
-// then the 32 sums of a column meet in order. The work is a few MB spread over few blocks (24 per
-// sum for C = 768), so it must not wait on one load at a time, and the sums run side by side.
-constexpr int kFinalCols = 32;
-constexpr int kFinalLanes = 32;
-
-template <class T>
-__global__ void __launch_bounds__(kFinalCols* kFinalLanes)
-    backward_final_kernel(ColumnSums<T> sums, int64_t partials, int64_t C) {
-  using A = acc_t<T>;
-  __shared__ A s_sum[kFinalLanes][kFinalCols];
-  const int x = static_cast<int>(threadIdx.x) % kFinalCols;
-  const int y = static_cast<int>(threadIdx.x) / kFinalCols;
-  const int64_t j = static_cast<int64_t>(blockIdx.x) * kFinalCols + x;
-  // Column sums over partials p ≡ y (mod kFinalLanes), four at a time, added in p order.
-  auto column = [&](const A* part) {
-    A acc = 0;
-    if (j >= C) return acc;
-    int64_t p = y;
-    for (; p + 3 * kFinalLanes < partials; p += 4 * kFinalLanes) {
-      A v[4];
-#pragma unroll
-      for (int u = 0; u < 4; ++u) v[u] = part[(p + u * kFinalLanes) * C + j];
-#pragma unroll
-      for (int u = 0; u < 4; ++u) acc += v[u];
-    }
-    for (; p < partials; p += kFinalLanes) acc += part[p * C + j];
-    return acc;
-  };
-  const int k = static_cast<int>(blockIdx.y);
-  s_sum[y][x] = column(sums.part[k]);
-  __syncthreads();
-  if (y == 0 && j < C) {
-    A total = 0;
-    for (int l = 0; l < kFinalLanes; ++l) total += s_sum[l][x];
-    sums.out[k][j] = T(total);
-  }
-}
-
 // The partial sums of a backward, [partials, C] each in A, in one workspace: w(), b() and s() for
 // gw, gb and gx_sum, null where that output is (not wanted).
 template <class T>
@@ -243,15 +194,10 @@ struct Partials {
   acc_t<T>* s() const { return of[2]; }
 };
 
-// Launches backward_final_kernel over C columns.
+// The final pass over C columns of the sums wanted.
 template <class T>
 void launch_final(const Partials<T>& part, int64_t partials, int64_t C, cudaStream_t stream) {
-  if (part.sums.count == 0) return;
-  const int64_t blocks = (C + kFinalCols - 1) / kFinalCols;
-  TG_CHECK(blocks <= 0x7fffffff, "layer_norm: C = ", C, " is too large for the GPU kernel");
-  const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>(part.sums.count));
-  backward_final_kernel<T><<<grid, kFinalCols * kFinalLanes, 0, stream>>>(part.sums, partials, C);
-  TG_CUDA_CHECK_LAUNCH();
+  launch_column_sums<T>(part.sums, partials, C, stream, "layer_norm");
 }
 
 // ---- the one-pass backward
