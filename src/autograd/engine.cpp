@@ -170,12 +170,15 @@ void run_backward(Tensor root, Tensor grad, BackwardOptions options) {
         buf.grads[e.input_nr] = Tensor();
       }
       OpNameScope op(node->name());
+      node->set_releases_saved_after_apply(!options.retain_graph);
       try {
         out_grads = node->apply(in_grads);
       } catch (...) {
+        node->set_releases_saved_after_apply(false);
         node->clear_waiting_grads();
         throw;
       }
+      node->set_releases_saved_after_apply(false);
       // in_grads is destroyed here: the gradients this node consumed are freed.
     }
     if (!options.retain_graph) node->release_saved();

@@ -98,6 +98,11 @@ class Node : public std::enable_shared_from_this<Node> {
   // Drops the saved tensors; the node cannot run again afterwards.
   virtual void release_saved();
   bool released() const { return released_; }
+  // Whether the running backward drops the saved tensors once apply returns (no retain_graph): a
+  // saved tensor that nothing else holds is then the node's to overwrite in its last read. Set by
+  // the engine before apply; false for any other caller.
+  bool releases_saved_after_apply() const { return releases_saved_after_apply_; }
+  void set_releases_saved_after_apply(bool v) { releases_saved_after_apply_ = v; }
 
   Cost cost;  // of the forward op call this node records
 
@@ -138,6 +143,7 @@ class Node : public std::enable_shared_from_this<Node> {
   std::vector<SavedTensor> saved_;
   std::vector<Tensor> preallocated_;
   std::vector<Tensor> waiting_;
+  bool releases_saved_after_apply_ = false;
 };
 
 // The edge that a gradient for `t` should flow along: its grad_fn, or its leaf accumulator if it is

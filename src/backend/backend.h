@@ -273,11 +273,12 @@ class Backend {
 
   // --- the MLP's backward below its GELU (ops/mlp.cpp) ---
   // pre and grad are [rows, M], contiguous: the pre-activation, and h's gradient (g · w2ᵀ). grad
-  // becomes pre's gradient grad · GELU'(pre), in place; h (may be null; [rows, M]) gets GELU(pre),
-  // UnaryOp::gelu's function; grad_sum (may be null; [M]) gets the column sums of the gradient
-  // written, summed over the rows in at least float32 and rounded once (the bias gradient of the
-  // layer before the GELU). The default runs the entries it stands for (unary_backward, unary,
-  // reduce); the GPU's does all three in one pass over pre and grad.
+  // becomes pre's gradient grad · GELU'(pre), in place; h (may be null; [rows, M]; may be pre
+  // itself, which it then overwrites) gets GELU(pre), UnaryOp::gelu's function; grad_sum (may be
+  // null; [M]) gets the column sums of the gradient written, summed over the rows in at least
+  // float32 and rounded once (the bias gradient of the layer before the GELU). The default runs the
+  // entries it stands for (unary_backward, unary, reduce); the GPU's does all three in one pass
+  // over pre and grad.
   virtual void gelu_backward_fused(DType dt, const void* pre, void* grad, void* h, void* grad_sum,
                                    int64_t rows, int64_t M);
 

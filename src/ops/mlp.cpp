@@ -9,9 +9,10 @@
 //   dw1        = xᵀ dpre                        (one plain GEMM: db1 came with dpre)
 //   dx         = dpre w1ᵀ
 // h is recomputed rather than kept (ops/mlp.h), in the pass that makes dpre, which reads pre
-// anyway. On the GPU that pass stands for three costlier ones: the GEMM's GELU-gradient epilogue
-// (cuBLASLt's DGELU, which reads pre at well below the memory's rate), h's recomputation, and the
-// bias-gradient epilogue of dw1's GEMM (kernels/cuda/gelu_backward.cu has the figures).
+// anyway, and written over pre when nothing else can see it (h_over_pre). On the GPU that pass
+// stands for three costlier ones: the GEMM's GELU-gradient epilogue (cuBLASLt's DGELU, which reads
+// pre at well below the memory's rate), h's recomputation, and the bias-gradient epilogue of dw1's
+// GEMM (kernels/cuda/gelu_backward.cu has the figures).
 #include "ops/mlp.h"
 
 #include <algorithm>
@@ -56,12 +57,14 @@ class MlpBackward final : public Node {
     if (below) {
       dpre = hidden_grad(g, saved(w2_));
       const int64_t M = pre.size(-1), rows = pre.numel() / std::max<int64_t>(M, 1);
-      if (needs_input_grad(3)) h = empty_output(pre.shape(), pre.dtype(), pre.device());
+      if (needs_input_grad(3))
+        h = h_over_pre(pre) ? pre : empty_output(pre.shape(), pre.dtype(), pre.device());
       const Tensor db1 =
           needs_input_grad(2) ? empty_output({M}, pre.dtype(), pre.device()) : Tensor();
       backend_of(pre).gelu_backward_fused(pre.dtype(), pre.data(), dpre.data(),
                                           h.defined() ? h.data() : nullptr,
                                           db1.defined() ? db1.data() : nullptr, rows, M);
+      if (h.defined() && h.storage() == pre.storage()) pre.storage()->bump_version();
       // linear_param_grads takes them for b1's gradient in place of a pass of its own.
       if (db1.defined()) attach_col_sums(dpre, db1);
     } else if (needs_input_grad(3)) {
@@ -85,6 +88,18 @@ class MlpBackward final : public Node {
   }
 
  private:
+  // Whether h can be written over pre (Backend::gelu_backward_fused allows it): the pass reads pre
+  // for the last time, and the saved tensors go once this backward returns, so the backward then
+  // holds one [rows, M] buffer (pre's gradient) beside the saved ones rather than two — unless
+  // something else can still see pre: retain_graph, a saved-tensor hook's packed value, or another
+  // tensor or view over its storage.
+  bool h_over_pre(const Tensor& pre) const {
+    const SavedTensor& s = saved_tensors()[pre_];
+    return releases_saved_after_apply() && !s.is_packed() &&
+           s.peek().impl_ptr() == pre.impl_ptr() && pre.impl_ptr().use_count() == 2 &&
+           pre.storage().use_count() == 1;
+  }
+
   // h's gradient g · w2ᵀ, [..., M] as pre, by one GEMM without an epilogue.
   static Tensor hidden_grad(const Tensor& g, const Tensor& w2) {
     const int64_t M = w2.size(0), N = w2.size(1);

@@ -187,7 +187,8 @@ TEST(Mlp, GeluBackwardFusedMatchesFloat64) {
                                                            {37, 24}, {130, 776}, {200, 3072}};
   for (DType dt : {DType::f64, DType::f32, DType::bf16, DType::f16}) {
     for (const auto& [rows, M] : shapes) {
-      for (int mode = 0; mode < 3; ++mode) {  // 0: h and sums, 1: sums only, 2: h only
+      // 0: h and sums, 1: sums only, 2: h only, 3: h over pre and sums.
+      for (int mode = 0; mode < 4; ++mode) {
         SCOPED_TRACE(std::string(dtype_name(dt)) + " " + std::to_string(rows) + "x" +
                      std::to_string(M) + " mode " + std::to_string(mode));
         const Tensor pre = rnd({rows, M}, 300 + M, DType::f64, -4, 4).to(dt);
@@ -195,11 +196,13 @@ TEST(Mlp, GeluBackwardFusedMatchesFloat64) {
         const bool want_h = mode != 1, want_sums = mode != 2;
         auto run = [&](Tensor& grad, Tensor& h, Tensor& sums) {
           grad = dh.clone();
-          h = rnd({rows, M}, 500, DType::f64, 7, 9).to(dt);  // overwritten
-          sums = rnd({M}, 501, DType::f64, 7, 9).to(dt);     // overwritten
+          // Overwritten: h, or pre's copy that h replaces.
+          h = mode == 3 ? pre.clone() : rnd({rows, M}, 500, DType::f64, 7, 9).to(dt);
+          sums = rnd({M}, 501, DType::f64, 7, 9).to(dt);  // overwritten
           backend(pre.device())
-              .gelu_backward_fused(dt, pre.data(), grad.data(), want_h ? h.data() : nullptr,
-                                   want_sums ? sums.data() : nullptr, rows, M);
+              .gelu_backward_fused(dt, mode == 3 ? h.data() : pre.data(), grad.data(),
+                                   want_h ? h.data() : nullptr, want_sums ? sums.data() : nullptr,
+                                   rows, M);
         };
         Tensor grad, h, sums;
         run(grad, h, sums);
@@ -251,6 +254,44 @@ TEST(Mlp, GeluBackwardFusedMatchesFloat64) {
       }
     }
   }
+}
+
+// Without retain_graph the backward writes h over the pre-activation, which nothing else holds
+// and the node drops when it returns: the MLP's backward allocates one [rows, M] buffer (pre's
+// gradient) where with retain_graph (pre must survive for the next backward) it allocates two,
+// and the gradients are the same bits. A second backward after retain_graph still reads the
+// pre-activation.
+TEST(Mlp, WritesTheHiddenActivationOverThePreActivation) {
+  const int64_t rows = 24, M = 40, N = 8;
+  const std::vector<Tensor> in = inputs({4, 6, 8}, M, N, 700, DType::f32);
+  const Tensor g = rnd({4, 6, N}, 701).to(DType::f32);
+  // The backward's allocations of rows x M floats inside the MLP's node.
+  auto run = [&](bool retain, std::vector<Tensor>* grads) {
+    std::vector<Tensor> leaves;
+    for (const Tensor& t : in) leaves.push_back(t.detach().set_requires_grad(true));
+    const Tensor y = fused(leaves);
+    int64_t hidden = 0;
+    {
+      MemoryScope scope(/*record_timeline=*/true);
+      y.backward(g, retain);
+      for (const MemoryEvent& e : scope.events()) {
+        if (e.alloc && e.op == "mlp" && e.bytes == rows * M * 4) ++hidden;
+      }
+    }
+    for (const Tensor& t : leaves) grads->push_back(t.grad());
+    if (retain) {
+      for (const Tensor& t : leaves) t.set_grad(Tensor());
+      y.backward(g);
+      for (size_t i = 0; i < leaves.size(); ++i) {
+        EXPECT_TRUE(bitwise_equal(leaves[i].grad(), (*grads)[i])) << "second backward, input " << i;
+      }
+    }
+    return hidden;
+  };
+  std::vector<Tensor> kept, dropped;
+  EXPECT_EQ(run(true, &kept), 2);
+  EXPECT_EQ(run(false, &dropped), 1);
+  for (size_t i = 0; i < kept.size(); ++i) EXPECT_TRUE(bitwise_equal(kept[i], dropped[i])) << i;
 }
 
 // b1's gradient is the GELU pass's column sums of pre's gradient (the backend's reduce on the CPU,

@@ -12,7 +12,8 @@
 // chunk, two rows in flight. Each thread keeps its columns' sums in registers; the block's slices
 // meet in shared memory in slice order, one partial per (chunk, column), and the final pass
 // (column_sums.cuh) adds the chunks' partials in order. The chunks depend on the shape and the
-// SM count alone, so the sums are the same bits on every run.
+// SM count alone, so the sums are the same bits on every run. h may be pre itself: each thread
+// writes h only where it has read pre.
 #include "kernels/cuda/gelu_backward.h"
 
 #include <algorithm>
@@ -41,8 +42,8 @@ constexpr int64_t kMaxChunks = 1024;
 
 template <class T, bool kH, bool kSum>
 __global__ void __launch_bounds__(kThreads, kMinBlocks)
-    gelu_backward_kernel(const T* __restrict__ pre, T* __restrict__ grad, T* __restrict__ h,
-                         int64_t rows, int64_t M, int64_t chunk, float* __restrict__ partials) {
+    gelu_backward_kernel(const T* pre, T* __restrict__ grad, T* h, int64_t rows, int64_t M,
+                         int64_t chunk, float* __restrict__ partials) {
   constexpr int V = kVec16<T>;
   static_assert(V == 8, "16-bit types: 8 to a 16-byte vector");
   const int lane = static_cast<int>(threadIdx.x) % kLanes;
