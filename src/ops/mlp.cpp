@@ -90,14 +90,16 @@ class MlpBackward final : public Node {
  private:
   // Whether h can be written over pre (Backend::gelu_backward_fused allows it): the pass reads pre
   // for the last time, and the saved tensors go once this backward returns, so the backward then
-  // holds one [rows, M] buffer (pre's gradient) beside the saved ones rather than two — unless
-  // something else can still see pre: retain_graph, a saved-tensor hook's packed value, or another
-  // tensor or view over its storage.
+  // holds one [rows, M] buffer (pre's gradient) beside the saved ones rather than two. Only when
+  // nothing else can still see pre: not under retain_graph, and nothing but this function and the
+  // saved slot holds its tensor (nothing but this function when a saved-tensor hook's unpack made
+  // it: a checkpoint's recomputation, say), nor another tensor or view its storage.
   bool h_over_pre(const Tensor& pre) const {
+    if (!releases_saved_after_apply()) return false;
     const SavedTensor& s = saved_tensors()[pre_];
-    return releases_saved_after_apply() && !s.is_packed() &&
-           s.peek().impl_ptr() == pre.impl_ptr() && pre.impl_ptr().use_count() == 2 &&
-           pre.storage().use_count() == 1;
+    if (!s.is_packed() && s.peek().impl_ptr() != pre.impl_ptr()) return false;  // a copy
+    const long holders = s.is_packed() ? 1 : 2;
+    return pre.impl_ptr().use_count() == holders && pre.storage().use_count() == 1;
   }
 
   // h's gradient g · w2ᵀ, [..., M] as pre, by one GEMM without an epilogue.

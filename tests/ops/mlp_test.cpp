@@ -259,17 +259,18 @@ TEST(Mlp, GeluBackwardFusedMatchesFloat64) {
 // Without retain_graph the backward writes h over the pre-activation, which nothing else holds
 // and the node drops when it returns: the MLP's backward allocates one [rows, M] buffer (pre's
 // gradient) where with retain_graph (pre must survive for the next backward) it allocates two,
-// and the gradients are the same bits. A second backward after retain_graph still reads the
-// pre-activation.
+// and the gradients are the same bits; so too under a checkpoint, whose recomputed pre the node
+// receives alone. A second backward after retain_graph still reads the pre-activation.
 TEST(Mlp, WritesTheHiddenActivationOverThePreActivation) {
   const int64_t rows = 24, M = 40, N = 8;
   const std::vector<Tensor> in = inputs({4, 6, 8}, M, N, 700, DType::f32);
   const Tensor g = rnd({4, 6, N}, 701).to(DType::f32);
-  // The backward's allocations of rows x M floats inside the MLP's node.
-  auto run = [&](bool retain, std::vector<Tensor>* grads) {
+  // The backward's allocations of rows x M floats inside the MLP's node (under a checkpoint, also
+  // the recomputed forward's pre and h).
+  auto run = [&](bool retain, std::vector<Tensor>* grads, bool checkpointed = false) {
     std::vector<Tensor> leaves;
     for (const Tensor& t : in) leaves.push_back(t.detach().set_requires_grad(true));
-    const Tensor y = fused(leaves);
+    const Tensor y = checkpointed ? checkpoint(fused, leaves) : fused(leaves);
     int64_t hidden = 0;
     {
       MemoryScope scope(/*record_timeline=*/true);
@@ -288,10 +289,15 @@ TEST(Mlp, WritesTheHiddenActivationOverThePreActivation) {
     }
     return hidden;
   };
-  std::vector<Tensor> kept, dropped;
+  std::vector<Tensor> kept, dropped, recomputed;
   EXPECT_EQ(run(true, &kept), 2);
   EXPECT_EQ(run(false, &dropped), 1);
-  for (size_t i = 0; i < kept.size(); ++i) EXPECT_TRUE(bitwise_equal(kept[i], dropped[i])) << i;
+  // The recomputed pre is the checkpoint's to hand over: h takes its place there too.
+  EXPECT_EQ(run(false, &recomputed, true), 3);
+  for (size_t i = 0; i < kept.size(); ++i) {
+    EXPECT_TRUE(bitwise_equal(kept[i], dropped[i])) << i;
+    EXPECT_TRUE(bitwise_equal(recomputed[i], dropped[i])) << i;
+  }
 }
 
 // b1's gradient is the GELU pass's column sums of pre's gradient (the backend's reduce on the CPU,
