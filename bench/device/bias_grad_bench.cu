@@ -199,15 +199,29 @@ void find_algos(Gemm& g, size_t wsb) {
     if (res[i].state == CUBLAS_STATUS_SUCCESS) g.algos.push_back(res[i].algo);
 }
 
-// dW column-major [N, K] = g (col-major [N, R]) · x (col-major [K, R])ᵀ.
-Gemm make(cublasLtHandle_t h, int64_t R, int64_t N, int64_t K, bool bgrad, void* bias, void* ws,
-          size_t wsb) {
+// A bf16 GEMM's descriptor with cuBLASLt's operations op_a, op_b (float32 accumulation).
+Gemm begin_gemm(cublasLtHandle_t h, cublasOperation_t op_a, cublasOperation_t op_b) {
   Gemm g{};
   g.h = h;
   CK(cublasLtMatmulDescCreate(&g.d, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-  cublasOperation_t tn = CUBLAS_OP_N, tt = CUBLAS_OP_T;
-  CK(cublasLtMatmulDescSetAttribute(g.d, CUBLASLT_MATMUL_DESC_TRANSA, &tn, sizeof tn));
-  CK(cublasLtMatmulDescSetAttribute(g.d, CUBLASLT_MATMUL_DESC_TRANSB, &tt, sizeof tt));
+  CK(cublasLtMatmulDescSetAttribute(g.d, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof op_a));
+  CK(cublasLtMatmulDescSetAttribute(g.d, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof op_b));
+  return g;
+}
+
+// The operands' column-major layouts (rows, columns; the leading dimension is rows), then the
+// heuristic's candidates for the whole descriptor.
+void finish_gemm(Gemm& g, int64_t a_rows, int64_t a_cols, int64_t b_rows, int64_t b_cols,
+                 int64_t c_rows, int64_t c_cols, size_t wsb) {
+  CK(cublasLtMatrixLayoutCreate(&g.la, CUDA_R_16BF, a_rows, a_cols, a_rows));
+  CK(cublasLtMatrixLayoutCreate(&g.lb, CUDA_R_16BF, b_rows, b_cols, b_rows));
+  CK(cublasLtMatrixLayoutCreate(&g.lc, CUDA_R_16BF, c_rows, c_cols, c_rows));
+  find_algos(g, wsb);
+}
+
+// dW column-major [N, K] = g (col-major [N, R]) · x (col-major [K, R])ᵀ.
+Gemm make(cublasLtHandle_t h, int64_t R, int64_t N, int64_t K, bool bgrad, void* bias, size_t wsb) {
+  Gemm g = begin_gemm(h, CUBLAS_OP_N, CUBLAS_OP_T);
   if (bgrad) {
     cublasLtEpilogue_t e = CUBLASLT_EPILOGUE_BGRADA;
     CK(cublasLtMatmulDescSetAttribute(g.d, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof e));
@@ -215,11 +229,7 @@ Gemm make(cublasLtHandle_t h, int64_t R, int64_t N, int64_t K, bool bgrad, void*
     cudaDataType_t bt = CUDA_R_16BF;
     CK(cublasLtMatmulDescSetAttribute(g.d, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
   }
-  CK(cublasLtMatrixLayoutCreate(&g.la, CUDA_R_16BF, N, R, N));
-  CK(cublasLtMatrixLayoutCreate(&g.lb, CUDA_R_16BF, K, R, K));
-  CK(cublasLtMatrixLayoutCreate(&g.lc, CUDA_R_16BF, N, K, N));
-  find_algos(g, wsb);
-  (void)ws;
+  finish_gemm(g, N, R, K, R, N, K, wsb);
   return g;
 }
 
@@ -246,12 +256,7 @@ float time_us(F&& f, int reps = 40) {
 // dh = g · w2ᵀ as the MLP's backward runs it: column-major dhᵀ [M, R] = w2 (row-major [M, N], read
 // transposed) · gᵀ; with DGELU, aux = pre.
 Gemm make_dh(cublasLtHandle_t h, int64_t R, int64_t M, int64_t N, void* pre, size_t wsb) {
-  Gemm g{};
-  g.h = h;
-  CK(cublasLtMatmulDescCreate(&g.d, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-  cublasOperation_t tn = CUBLAS_OP_N, tt = CUBLAS_OP_T;
-  CK(cublasLtMatmulDescSetAttribute(g.d, CUBLASLT_MATMUL_DESC_TRANSA, &tt, sizeof tt));
-  CK(cublasLtMatmulDescSetAttribute(g.d, CUBLASLT_MATMUL_DESC_TRANSB, &tn, sizeof tn));
+  Gemm g = begin_gemm(h, CUBLAS_OP_T, CUBLAS_OP_N);
   if (pre != nullptr) {
     cublasLtEpilogue_t e = CUBLASLT_EPILOGUE_DGELU;
     CK(cublasLtMatmulDescSetAttribute(g.d, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof e));
@@ -260,10 +265,7 @@ Gemm make_dh(cublasLtHandle_t h, int64_t R, int64_t M, int64_t N, void* pre, siz
     const int64_t ld = M;
     CK(cublasLtMatmulDescSetAttribute(g.d, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof ld));
   }
-  CK(cublasLtMatrixLayoutCreate(&g.la, CUDA_R_16BF, N, M, N));
-  CK(cublasLtMatrixLayoutCreate(&g.lb, CUDA_R_16BF, N, R, N));
-  CK(cublasLtMatrixLayoutCreate(&g.lc, CUDA_R_16BF, M, R, M));
-  find_algos(g, wsb);
+  finish_gemm(g, N, M, N, R, M, R, wsb);
   return g;
 }
 
@@ -384,7 +386,7 @@ int main() {
         return std::make_pair(best, best_algo);
       };
       auto best_gemm = [&](bool bgrad) {
-        Gemm G = make(h, R, s.N, s.K, bgrad, db, ws, wsb);
+        Gemm G = make(h, R, s.N, s.K, bgrad, db, wsb);
         return best_of(G).first;
       };
       const float tb = best_gemm(true), tp = best_gemm(false);
@@ -422,7 +424,7 @@ int main() {
       // The plain GEMM (its best algorithm) with the sum on a side stream, forked after the GEMM's
       // launch and joined after both; blocks_per_sm sizes the sum's grid.
       if (std::getenv("CONCURRENT") != nullptr) {
-        Gemm G = make(h, R, s.N, s.K, false, db, ws, wsb);
+        Gemm G = make(h, R, s.N, s.K, false, db, wsb);
         const auto tuned = best_of(G);
         const float bt = tuned.first;
         cublasLtMatmulAlgo_t best_algo = tuned.second;

@@ -277,8 +277,8 @@ class Backend {
   // itself, which it then overwrites) gets GELU(pre), UnaryOp::gelu's function; grad_sum (may be
   // null; [M]) gets the column sums of the gradient written, summed over the rows in at least
   // float32 and rounded once (the bias gradient of the layer before the GELU). The default runs the
-  // entries it stands for (unary_backward, unary, reduce); the GPU's does all three in one pass
-  // over pre and grad.
+  // entries it stands for (unary_backward, unary, reduce); the CPU's and the GPU's do all three in
+  // one pass over pre and grad.
   virtual void gelu_backward_fused(DType dt, const void* pre, void* grad, void* h, void* grad_sum,
                                    int64_t rows, int64_t M);
 

@@ -8,6 +8,7 @@
 #include "kernels/cpu/cross_entropy.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/embedding.h"
+#include "kernels/cpu/gelu_backward.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/layernorm.h"
 #include "kernels/cpu/optim.h"
@@ -68,6 +69,10 @@ class CpuBackend final : public Backend {
                           void* gx, void* gw, void* gb, int64_t rows, int64_t C, const void* gx_add,
                           void* gx_sum) override {
     k::layernorm_backward(dt, gy, saved, w, gx, gw, gb, rows, C, gx_add, gx_sum);
+  }
+  void gelu_backward_fused(DType dt, const void* pre, void* grad, void* h, void* grad_sum,
+                           int64_t rows, int64_t M) override {
+    k::gelu_backward_fused(dt, pre, grad, h, grad_sum, rows, M);
   }
   void embedding_forward(DType dt, const void* weight, DType idx_dt, const void* idx, void* out,
                          int64_t n, int64_t C) override {
@@ -176,8 +181,8 @@ void Backend::attention_flash_backward(const AttentionArgs&, const void*, const 
   throw Error("attention: this device's backend has no flash attention backward kernel");
 }
 
-// The GELU backward as the three entries it stands for; a backend with a one-pass kernel
-// overrides it.
+// The GELU backward as the three entries it stands for, for a backend without a one-pass kernel
+// (and the GPU's for what its kernel does not take).
 void Backend::gelu_backward_fused(DType dt, const void* pre, void* grad, void* h, void* grad_sum,
                                   int64_t rows, int64_t M) {
   const StridedView p = matrix_view(pre, dt, rows, M, M), g = matrix_view(grad, dt, rows, M, M);

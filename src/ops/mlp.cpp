@@ -57,14 +57,15 @@ class MlpBackward final : public Node {
     if (below) {
       dpre = hidden_grad(g, saved(w2_));
       const int64_t M = pre.size(-1), rows = pre.numel() / std::max<int64_t>(M, 1);
+      const bool over_pre = needs_input_grad(3) && h_over_pre(pre);
       if (needs_input_grad(3))
-        h = h_over_pre(pre) ? pre : empty_output(pre.shape(), pre.dtype(), pre.device());
+        h = over_pre ? pre : empty_output(pre.shape(), pre.dtype(), pre.device());
       const Tensor db1 =
           needs_input_grad(2) ? empty_output({M}, pre.dtype(), pre.device()) : Tensor();
       backend_of(pre).gelu_backward_fused(pre.dtype(), pre.data(), dpre.data(),
                                           h.defined() ? h.data() : nullptr,
                                           db1.defined() ? db1.data() : nullptr, rows, M);
-      if (h.defined() && h.storage() == pre.storage()) pre.storage()->bump_version();
+      if (over_pre) pre.storage()->bump_version();
       // linear_param_grads takes them for b1's gradient in place of a pass of its own.
       if (db1.defined()) attach_col_sums(dpre, db1);
     } else if (needs_input_grad(3)) {
@@ -102,7 +103,8 @@ class MlpBackward final : public Node {
     return pre.impl_ptr().use_count() == holders && pre.storage().use_count() == 1;
   }
 
-  // h's gradient g · w2ᵀ, [..., M] as pre, by one GEMM without an epilogue.
+  // h's gradient g · w2ᵀ, [..., M] as pre, by one GEMM without an epilogue: the MLP's own call
+  // (not matmul's), so that profiles and memory traces count it to this op.
   static Tensor hidden_grad(const Tensor& g, const Tensor& w2) {
     const int64_t M = w2.size(0), N = w2.size(1);
     const Tensor g2 = reshape(g, {-1, N}).contiguous();

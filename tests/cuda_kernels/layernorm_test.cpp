@@ -49,6 +49,29 @@ std::string describe(DType dt, const Case& c) {
          std::to_string(c.C);
 }
 
+// A backward's inputs, drawn in the order x, w, b, gy, and the CPU forward's y, mean and rstd (with
+// w when `with_w`, with b when `with_b`): the saved statistics both backwards read.
+struct BackwardInputs {
+  Bytes x, w, b, gy, y, mean, rstd;
+};
+BackwardInputs backward_inputs(std::mt19937_64& rng, DType dt, int64_t rows, int64_t C, bool with_w,
+                               bool with_b) {
+  const size_t n = static_cast<size_t>(rows * C);
+  const size_t es = tilegrad::dtype_size(dt), as = tilegrad::dtype_size(acc_dtype(dt));
+  BackwardInputs in;
+  in.x = encode(dt, random_x(rng, rows, C));
+  in.w = encode(dt, uniform(rng, static_cast<size_t>(C), 0.5, 1.5));
+  in.b = encode(dt, uniform(rng, static_cast<size_t>(C), -1.0, 1.0));
+  in.gy = encode(dt, uniform(rng, n, -1.0, 1.0));
+  in.y = Bytes(n * es);
+  in.mean = Bytes(rows * as);
+  in.rstd = Bytes(rows * as);
+  tilegrad::kernels::cpu::layernorm_forward(dt, in.x.data(), with_w ? in.w.data() : nullptr,
+                                            with_b ? in.b.data() : nullptr, in.y.data(),
+                                            in.mean.data(), in.rstd.data(), rows, C, kEps);
+  return in;
+}
+
 TEST(CudaLayerNorm, ForwardMatchesCpu) {
   TG_REQUIRE_GPU();
   std::mt19937_64 rng(1);
@@ -129,7 +152,7 @@ TEST(CudaLayerNorm, BackwardMatchesCpuAndIsDeterministic) {
   TG_CUDA_CHECK(cudaStreamCreate(&stream));
   std::mt19937_64 rng(2);
   for (DType dt : kFloatDTypes) {
-    const size_t es = tilegrad::dtype_size(dt), as = tilegrad::dtype_size(acc_dtype(dt));
+    const size_t es = tilegrad::dtype_size(dt);
     const double u = unit_roundoff(dt), ua = unit_roundoff(acc_dtype(dt));
     for (const Case& cs : kCases) {
       for (int k = 0; k < 12; ++k) {
@@ -143,16 +166,10 @@ TEST(CudaLayerNorm, BackwardMatchesCpuAndIsDeterministic) {
         SCOPED_TRACE(what);
         const int64_t rows = cs.rows, C = cs.C;
         const size_t n = static_cast<size_t>(rows * C);
-        const Bytes x = encode(dt, random_x(rng, rows, C));
-        const Bytes w = encode(dt, uniform(rng, static_cast<size_t>(C), 0.5, 1.5));
-        const Bytes b = encode(dt, uniform(rng, static_cast<size_t>(C), -1.0, 1.0));
-        const Bytes gy = encode(dt, uniform(rng, n, -1.0, 1.0));
+        const BackwardInputs in = backward_inputs(rng, dt, rows, C, has_w, from_y);
+        const Bytes &x = in.x, &w = in.w, &b = in.b, &gy = in.gy, &y = in.y, &mean = in.mean,
+                    &rstd = in.rstd;
         const void* pw = has_w ? w.data() : nullptr;
-        // The saved statistics come from the CPU forward, so both backwards read the same ones.
-        Bytes y(n * es), mean(rows * as), rstd(rows * as);
-        tilegrad::kernels::cpu::layernorm_forward(dt, x.data(), pw, from_y ? b.data() : nullptr,
-                                                  y.data(), mean.data(), rstd.data(), rows, C,
-                                                  kEps);
 
         Bytes gx_cpu(n * es), gw_cpu(C * es), gb_cpu(C * es);
         const tilegrad::LayerNormSaved cpu_saved =
@@ -306,7 +323,7 @@ TEST(CudaLayerNorm, SumsTheGradientItWrites) {
   std::mt19937_64 rng(5);
   namespace kc = tilegrad::kernels::cuda;
   for (DType dt : kFloatDTypes) {
-    const size_t es = tilegrad::dtype_size(dt), as = tilegrad::dtype_size(acc_dtype(dt));
+    const size_t es = tilegrad::dtype_size(dt);
     const double u = unit_roundoff(dt), ua = unit_roundoff(acc_dtype(dt));
     for (const Case& cs : kCases) {
       for (int k = 0; k < 4; ++k) {
@@ -315,14 +332,10 @@ TEST(CudaLayerNorm, SumsTheGradientItWrites) {
                      (params ? " gw gb" : ""));
         const int64_t rows = cs.rows, C = cs.C;
         const size_t n = static_cast<size_t>(rows * C);
-        const Bytes x = encode(dt, random_x(rng, rows, C));
-        const Bytes w = encode(dt, uniform(rng, static_cast<size_t>(C), 0.5, 1.5));
-        const Bytes b = encode(dt, uniform(rng, static_cast<size_t>(C), -1.0, 1.0));
-        const Bytes gy = encode(dt, uniform(rng, n, -1.0, 1.0));
+        const BackwardInputs in = backward_inputs(rng, dt, rows, C, true, true);
+        const Bytes &x = in.x, &w = in.w, &b = in.b, &gy = in.gy, &y = in.y, &mean = in.mean,
+                    &rstd = in.rstd;
         const Bytes ga = encode(dt, uniform(rng, n, -2.0, 2.0));
-        Bytes y(n * es), mean(rows * as), rstd(rows * as);
-        tilegrad::kernels::cpu::layernorm_forward(dt, x.data(), w.data(), b.data(), y.data(),
-                                                  mean.data(), rstd.data(), rows, C, kEps);
         const DeviceBuffer dx = to_device(x), dy = to_device(y), dw = to_device(w),
                            db = to_device(b), dgy = to_device(gy), dga = to_device(ga),
                            dmean = to_device(mean), drstd = to_device(rstd);
