@@ -29,10 +29,12 @@ struct Case {
 };
 // C = 1, odd widths, each path (a warp per row up to C = 1024, a block of 256 threads up to 4096,
 // then 512), and rows from one to several hundred (up to 10 partial sums per column in the
-// backward; row counts that leave the last block of warps part full).
-const Case kCases[] = {{1, 1},    {5, 1},      {3, 7},      {70, 64},   {130, 129},
-                       {33, 768}, {200, 768},  {9, 1023},   {3, 2000},  {4, 5000},
-                       {600, 33}, {1000, 520}, {2000, 256}, {100, 1024}};
+// backward; row counts that leave the last block of warps part full). The last two give the
+// one-pass backward's warp pairs two rows and more each on a GPU of up to ~140 SMs (its steps of
+// two rows, and an odd row left at the end).
+const Case kCases[] = {{1, 1},      {5, 1},      {3, 7},      {70, 64},    {130, 129}, {33, 768},
+                       {200, 768},  {9, 1023},   {3, 2000},   {4, 5000},   {600, 33},  {1000, 520},
+                       {2000, 256}, {100, 1024}, {3001, 768}, {1703, 1000}};
 constexpr double kEps = 1e-5;
 
 // Rows of C values in [-2, 3); every third row is shifted by 50, a large mean against the spread.
@@ -379,6 +381,48 @@ TEST(CudaLayerNorm, SumsTheGradientItWrites) {
 }
 
 // No rows: the statistics are never written and the parameter gradients are zero, as on the CPU.
+// A NaN in one row's gy: that row's gx is NaN in every column (its means are), every other row's
+// is finite, and gw and gb are NaN in that column only — on the one-pass backward, whose 16-bit
+// outputs round two to an instruction except where a pair holds a NaN.
+TEST(CudaLayerNorm, ANanStaysInItsRowAndColumn) {
+  TG_REQUIRE_GPU();
+  std::mt19937_64 rng(5);
+  for (DType dt : {DType::f32, DType::bf16, DType::f16}) {
+    for (bool from_y : {false, true}) {
+      SCOPED_TRACE(std::string(tilegrad::dtype_name(dt)) + (from_y ? " from y" : ""));
+      const int64_t rows = 3001, C = 768, bad_row = 1234, bad_col = 77;
+      const size_t n = static_cast<size_t>(rows * C), es = tilegrad::dtype_size(dt);
+      BackwardInputs in = backward_inputs(rng, dt, rows, C, true, from_y);
+      std::vector<double> g = decode(dt, in.gy);
+      g[static_cast<size_t>(bad_row * C + bad_col)] = std::nan("");
+      in.gy = encode(dt, g);
+      const DeviceBuffer dx = to_device(in.x), dy = to_device(in.y), dw = to_device(in.w),
+                         db = to_device(in.b), dgy = to_device(in.gy), dmean = to_device(in.mean),
+                         drstd = to_device(in.rstd);
+      const DeviceBuffer dgx(n * es), dgw(C * es), dgb(C * es);
+      const tilegrad::LayerNormSaved saved =
+          saved_of(from_y, dx.get(), dy.get(), dmean.get(), drstd.get(), db.get());
+      tilegrad::kernels::cuda::layernorm_backward(dt, dgy.get(), saved, dw.get(), dgx.get(),
+                                                  dgw.get(), dgb.get(), rows, C, nullptr);
+      TG_CUDA_CHECK(cudaDeviceSynchronize());
+      const std::vector<double> gx = decode(dt, download(dgx)), gw = decode(dt, download(dgw)),
+                                gb = decode(dt, download(dgb));
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t j = 0; j < C; ++j) {
+          const double v = gx[static_cast<size_t>(r * C + j)];
+          const bool want_nan = r == bad_row;
+          ASSERT_TRUE(want_nan ? std::isnan(v) : std::isfinite(v))
+              << "gx row " << r << " column " << j << ": " << v;
+        }
+      }
+      for (int64_t j = 0; j < C; ++j) {
+        EXPECT_EQ(std::isnan(gw[j]), j == bad_col) << "gw column " << j;
+        EXPECT_EQ(std::isnan(gb[j]), j == bad_col) << "gb column " << j;
+      }
+    }
+  }
+}
+
 TEST(CudaLayerNorm, NoRowsGivesZeroParameterGradients) {
   TG_REQUIRE_GPU();
   const int64_t C = 37;

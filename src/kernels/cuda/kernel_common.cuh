@@ -154,22 +154,39 @@ __device__ __forceinline__ Vec16<T> convert(const A (&v)[kVec16<T>]) {
   return out;
 }
 
-// The same for values that are not NaN, two to an instruction for 16-bit T (cvt.rn.bf16x2.f32,
-// cvt.rn.f16x2.f32): those round as T's own conversion does (core/dtype.h), which differs only in
-// the NaN it writes and spends a test per element on it.
+// Two values to 16-bit T in one instruction (cvt.rn.bf16x2.f32, cvt.rn.f16x2.f32), lo in the low
+// half of the word: for values that are not NaN these round as T's own conversion does
+// (core/dtype.h), which differs only in the NaN it writes and spends a test per element on it.
+template <class T>
+__device__ __forceinline__ uint32_t packed_pair_not_nan(float lo, float hi) {
+  static_assert(std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>);
+  uint32_t r;
+  if constexpr (std::is_same_v<T, bfloat16>) {
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  } else {
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  }
+  return r;
+}
+
+// The same for any values: a pair holding a NaN takes T's conversion (and its NaN) instead, on a
+// branch that rows without NaN never take.
+template <class T>
+__device__ __forceinline__ uint32_t packed_pair(float lo, float hi) {
+  uint32_t r = packed_pair_not_nan<T>(lo, hi);
+  if (lo != lo || hi != hi) [[unlikely]]
+    r = uint32_t{T(lo).bits} | uint32_t{T(hi).bits} << 16;
+  return r;
+}
+
+// convert for values that are not NaN, two to an instruction for 16-bit T (packed_pair_not_nan).
 template <class T, class A>
 __device__ __forceinline__ Vec16<T> convert_not_nan(const A (&v)[kVec16<T>]) {
-  constexpr bool kBf16 = std::is_same_v<T, bfloat16>;
-  if constexpr (kBf16 || std::is_same_v<T, float16>) {
+  if constexpr (std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>) {
     Vec16<T> out;
 #pragma unroll
     for (int e = 0; e < kVec16<T>; e += 2) {
-      uint32_t r;
-      if constexpr (kBf16) {
-        asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(v[e + 1]), "f"(v[e]));
-      } else {
-        asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(v[e + 1]), "f"(v[e]));
-      }
+      const uint32_t r = packed_pair_not_nan<T>(v[e], v[e + 1]);
       out.v[e].bits = static_cast<uint16_t>(r);
       out.v[e + 1].bits = static_cast<uint16_t>(r >> 16);
     }
@@ -177,6 +194,11 @@ __device__ __forceinline__ Vec16<T> convert_not_nan(const A (&v)[kVec16<T>]) {
   } else {
     return convert<T>(v);
   }
+}
+
+// Moves the line holding p into L2 ahead of its load; no register waits for it.
+__device__ __forceinline__ void prefetch_l2(const void* p) {
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
 }
 
 // ---- warps

@@ -208,8 +208,8 @@ constexpr int kFusedMaxC = 1024;  // the widest row the one-pass kernels take (s
 // Two warps share a row. A warp per row kept the row's gy and x, and the next row's, in one warp's
 // registers: 125 of them for bf16 at C = 768, so two blocks fit on an SM, and with 16 warps the SM
 // could not hide its loads' latency (the 25 calls of a GPT-2 step took 1.45 ms on an H100; this
-// kernel 1.23 ms). Here each thread holds half as many elements, and the kernel is bound to 64
-// registers: four blocks, 32 warps, per SM.
+// kernel 1.23 ms). Here each thread holds half as many elements. A pair takes its rows two at a
+// time (rows_step in the kernel), which needs 80 registers: three blocks, 24 warps, per SM.
 //
 // The lanes of a pair hold 4-element vectors (8 bytes of a 16-bit type, 16 of float32) so that
 // C = 768 splits evenly: 192 vectors, three per thread. Pair lane p = half · 32 + lane owns vectors
@@ -219,15 +219,15 @@ constexpr int kFusedMaxC = 1024;  // the widest row the one-pass kernels take (s
 // The row's Σ ĝ and Σ ĝ ⊙ x̂ need both halves: each warp sums its own with shuffles, the pair swaps
 // the two through shared memory behind a barrier of its 64 threads, and both warps add half 0 +
 // half 1, so both hold the same bits. w and the gw/gb terms live in shared memory: the kernel uses
-// all 64 registers without them, and a thread's 12 columns at C = 768 would add 36 (24 for the
-// sums alone), past the 80 that three blocks per SM allow. They are stored by column: a lane's
-// four columns are one 16-byte word, so one instruction moves them and a warp's lanes read 512
-// contiguous bytes (no bank conflicts). A pair's two warps own disjoint columns, so the sums take a
-// row per pair, not per warp: [2, kPairs, C], 32 KB at C = 1024, so that four blocks fit the shared
-// memory of an SM of sm_80 (164 KB) or sm_90.
+// all 80 registers without them, and a thread's 12 columns at C = 768 would add 36 (24 for the
+// sums alone). They are stored by column: a lane's four columns are one 16-byte word, so one
+// instruction moves them and a warp's lanes read 512 contiguous bytes (no bank conflicts). A
+// pair's two warps own disjoint columns, so the sums take a row per pair, not per warp:
+// [2, kPairs, C], 32 KB at C = 1024, so that three blocks fit the shared memory of an SM of sm_80
+// (164 KB) or sm_90.
 constexpr int kPairs = kFusedWarps / 2;  // warp pairs per block; pair k is warps 2k and 2k + 1
 constexpr int kPairVec = 4;              // elements per vector
-constexpr int kPairBlocksPerSm = 4;      // the kernel's occupancy, which its bound asks of ptxas
+constexpr int kPairBlocksPerSm = 3;      // the kernel's occupancy, which its bound asks of ptxas
 
 // with_fused_chunks's kChunks (chunks of 32 · kVec16<T> columns) as chunks of the pair's
 // 64 · kPairVec columns: the same for 16-bit types, half (rounded up) for float32.
@@ -254,20 +254,27 @@ __device__ __forceinline__ float pair_elem(const PairWords<T>& v, int e) {
   }
 }
 
-// Sets element e of v to T(f); the elements are set in order 0, 1, ... from a zeroed v.
+// T(f[e]) for each element, two to a conversion for 16-bit T (packed_pair).
 template <class T>
-__device__ __forceinline__ void pair_set(PairWords<T>& v, int e, float f) {
-  if constexpr (sizeof(T) == 4) {
-    v.w[e] = __float_as_uint(f);
-  } else {
-    v.w[e / 2] |= uint32_t{T(f).bits} << (16 * (e % 2));
+__device__ __forceinline__ PairWords<T> pair_pack(const float (&f)[kPairVec]) {
+  PairWords<T> v;
+#pragma unroll
+  for (int e = 0; e < kPairVec; e += 2) {
+    if constexpr (sizeof(T) == 4) {
+      v.w[e] = __float_as_uint(f[e]);
+      v.w[e + 1] = __float_as_uint(f[e + 1]);
+    } else {
+      v.w[e / 2] = packed_pair<T>(f[e], f[e + 1]);
+    }
   }
+  return v;
 }
 
 // Waits for the 64 threads of warp pair `pair` only, at barrier 1 + pair (barrier 0 is
 // __syncthreads). The ids are immediates: with the id in a register ptxas counts all 16 barriers
 // as used, and an SM has 64 for its resident blocks (cuda_occupancy.h, sm_80 and sm_90), which
-// would cap the kernel at four blocks per SM; this way it uses 5. The branch is uniform over each
+// would cap the kernel at four blocks per SM (it had four before it took two rows at a time); this
+// way it uses 5. The branch is uniform over each
 // warp. The clobber keeps the compiler from moving shared-memory accesses across the barrier.
 template <int kId>
 __device__ __forceinline__ void bar_sync_64() {
@@ -314,12 +321,12 @@ __global__ void __launch_bounds__(kFusedWarps * 32, kPairBlocksPerSm)
   constexpr int kNumSums = kSumGx ? 3 : 2;
   extern __shared__ VecF pair_sums[];
   __shared__ VecF s_w[kFusedMaxC / kPairVec];
-  // The halves' (Σ ĝ, Σ ĝ ⊙ x̂), [pair][row parity][half]. A warp writes slot (parity, half) of
-  // row k, then waits at the pair's barrier for its partner's; it next writes that slot at row
-  // k + 2, after passing the barrier of row k + 1, which the partner reaches only once it has read
-  // row k's slots. So one barrier per row suffices; with one slot, a warp could overwrite it for
-  // the next row while its partner still reads.
-  __shared__ float2 s_stat[kPairs][2][2];
+  // The halves' (Σ ĝ, Σ ĝ ⊙ x̂) of a step's one or two rows, [pair][step parity][half]. A warp
+  // writes slot (parity, half) at step k, then waits at the pair's barrier for its partner's; it
+  // next writes that slot at step k + 2, after passing the barrier of step k + 1, which the partner
+  // reaches only once it has read step k's slots. So one barrier per step suffices; with one slot,
+  // a warp could overwrite it for the next step while its partner still reads.
+  __shared__ float4 s_stat[kPairs][2][2];
   // From the unsigned thread index: shifts and masks that ptxas recomputes where a value is needed
   // again, rather than keep it in a register (from the int index, sm_80's fp16 kPC = 4 spilled
   // `half`).
@@ -361,7 +368,8 @@ __global__ void __launch_bounds__(kFusedWarps * 32, kPairBlocksPerSm)
   const int n = static_cast<int>(min64(rows - r0, rows_per_block));
   const T* gyb = gy + r0 * C;
   const T* xb = x + r0 * C;
-  VecW vg[kPC], vx[kPC];
+  T* gxb = gx != nullptr ? gx + r0 * C : nullptr;
+  const T* ab = gx_add != nullptr ? gx_add + r0 * C : nullptr;
   auto load_row = [&](int i, VecW(&g)[kPC], VecW(&xv)[kPC]) {
 #pragma unroll
     for (int c = 0; c < kPC; ++c) {
@@ -371,96 +379,136 @@ __global__ void __launch_bounds__(kFusedWarps * 32, kPairBlocksPerSm)
       xv[c] = *reinterpret_cast<const VecW*>(xb + (i * C + q * kPairVec));
     }
   };
-  // mean and rstd are prefetched with gy and x (two registers): loaded at the top of the row, the
-  // row's first use would wait for them.
-  float mu = 0.0f, rs = 0.0f;
-  if (pair < n) {
-    load_row(pair, vg, vx);
-    if constexpr (!kFromY) mu = mean[r0 + pair];
-    rs = rstd[r0 + pair];
-  }
-  // x̂ of element e of vector q (chunk c) of the row in flight.
-  auto xhat = [&](int c, int q, int e) {
+  // Column vector q's w and, from the output, its shift and scale.
+  struct ColumnParams {
+    VecF w, shift, scale;
+  };
+  auto column_params = [&](int q) {
+    ColumnParams pq{s_w[q], {}, {}};
     if constexpr (kFromY) {
-      return (pair_elem(vx[c], e) - s_shift[q].v[e]) * s_scale[q].v[e];
-    } else {
-      return (pair_elem(vx[c], e) - mu) * rs;
+      pq.shift = s_shift[q];
+      pq.scale = s_scale[q];
+    }
+    return pq;
+  };
+  // Row i's vectors of the thread into L2.
+  auto prefetch_row = [&](const T* base, int i) {
+#pragma unroll
+    for (int c = 0; c < kPC; ++c) {
+      const int q = c * 64 + pl;
+      if (q < nvec) prefetch_l2(base + (i * C + q * kPairVec));
     }
   };
-  // Both warps of a pair take the same rows, so they meet at the same barriers.
-  for (int i = pair, parity = 0; i < n; i += kPairs, parity ^= 1) {
-    VecW ng[kPC], nx[kPC];
-    float nmu = 0.0f, nrs = 0.0f;
-    if (i + kPairs < n) {  // in flight during this row
-      load_row(i + kPairs, ng, nx);
-      if constexpr (!kFromY) nmu = mean[r0 + i + kPairs];
-      nrs = rstd[r0 + i + kPairs];
+  // The pair's rows kRows at a time: i and i + kPairs. Each vector of w, of the shifts and scales
+  // and of the sums is read from shared memory once for the rows together, and the pair meets
+  // once: shared memory moved ~48 bytes per element with one row at a time (w, shift and scale in
+  // both phases, the sums read and written), 6x what the kernel moves through DRAM, and bounded the
+  // kernel with it. Each sum still adds row i's terms before row i + kPairs's, element by element,
+  // as one row at a time did, so every result is the same bits.
+  auto rows_step = [&]<int kRows>(int i, int parity) {
+    VecW vg[kRows][kPC], vx[kRows][kPC];
+    float mu[kRows], rs[kRows];
+#pragma unroll
+    for (int k = 0; k < kRows; ++k) {
+      load_row(i + k * kPairs, vg[k], vx[k]);
+      mu[k] = 0.0f;
+      if constexpr (!kFromY) mu[k] = mean[r0 + i + k * kPairs];
+      rs[k] = rstd[r0 + i + k * kPairs];
     }
-    float sg = 0.0f, sgx = 0.0f;
+    // The kernel waits on memory more than it computes (ncu, H200: no warp eligible in 48% of the
+    // cycles, 52% of DRAM's rate): this step's gx_add, read after the pair's barrier, and the next
+    // step's gy and x go to L2 now, so that those loads wait for L2 rather than DRAM. A prefetch
+    // needs no registers, which the kernel has none left of to hold the values themselves.
+#pragma unroll
+    for (int k = 0; k < kRows; ++k) {
+      if (ab != nullptr) prefetch_row(ab, i + k * kPairs);
+      const int next = i + (2 + k) * kPairs;
+      if (next < n) {
+        prefetch_row(gyb, next);
+        prefetch_row(xb, next);
+      }
+    }
+    // x̂ of element e of vector (row k, chunk c), with the column's shift and scale (kFromY).
+    auto xhat = [&](int k, int c, int e, const ColumnParams& pq) {
+      if constexpr (kFromY) {
+        return (pair_elem(vx[k][c], e) - pq.shift.v[e]) * pq.scale.v[e];
+      } else {
+        return (pair_elem(vx[k][c], e) - mu[k]) * rs[k];
+      }
+    };
+    float sg[kRows] = {}, sgx[kRows] = {};
 #pragma unroll
     for (int c = 0; c < kPC; ++c) {
       const int q = c * 64 + pl;
       if (q >= nvec) continue;
-      const VecF wv = s_w[q];
+      const ColumnParams pq = column_params(q);
       VecF sw = dw[q], sb = db[q];
 #pragma unroll
-      for (int e = 0; e < kPairVec; ++e) {
-        const float gye = pair_elem(vg[c], e), xh = xhat(c, q, e);
-        const float g = gye * wv.v[e];
-        sg += g;
-        sgx += g * xh;
-        sw.v[e] += gye * xh;
-        sb.v[e] += gye;
+      for (int k = 0; k < kRows; ++k) {
+#pragma unroll
+        for (int e = 0; e < kPairVec; ++e) {
+          const float gye = pair_elem(vg[k][c], e), xh = xhat(k, c, e, pq);
+          const float g = gye * pq.w.v[e];
+          sg[k] += g;
+          sgx[k] += g * xh;
+          sw.v[e] += gye * xh;
+          sb.v[e] += gye;
+        }
       }
       dw[q] = sw;
       db[q] = sb;
     }
-    if (gx != nullptr) {
-      sg = warp_sum(sg);
-      sgx = warp_sum(sgx);
-      if (lane == 0) s_stat[pair][parity][half] = make_float2(sg, sgx);
-      pair_barrier(pair);
-      const float2 h0 = s_stat[pair][parity][0], h1 = s_stat[pair][parity][1];
-      const float mg = (h0.x + h1.x) * inv_c, mgx = (h0.y + h1.y) * inv_c;
-      T* gxb = gx + r0 * C;
-      const T* ab = gx_add != nullptr ? gx_add + r0 * C : nullptr;
-#pragma unroll
-      for (int c = 0; c < kPC; ++c) {
-        const int q = c * 64 + pl;
-        if (q >= nvec) continue;
-        const VecF wv = s_w[q];
-        VecW out{};
-#pragma unroll
-        for (int e = 0; e < kPairVec; ++e) {
-          pair_set(out, e, rs * (pair_elem(vg[c], e) * wv.v[e] - mg - xhat(c, q, e) * mgx));
-        }
-        // gx_add is read here, not with gy and x: held across the reductions, its registers slowed
-        // the warp-per-row kernel (1.90 against 1.67 ms for the 25 calls of a GPT-2 step, H200).
-        if (ab != nullptr) {
-          const VecW a = *reinterpret_cast<const VecW*>(ab + (i * C + q * kPairVec));
-          VecW sum{};
-#pragma unroll
-          for (int e = 0; e < kPairVec; ++e)
-            pair_set(sum, e, add_rn(pair_elem(a, e), pair_elem(out, e)));
-          out = sum;
-        }
-        *reinterpret_cast<VecW*>(gxb + (i * C + q * kPairVec)) = out;
-        if constexpr (kSumGx) {
-          VecF sv = ds[q];
-#pragma unroll
-          for (int e = 0; e < kPairVec; ++e) sv.v[e] += pair_elem(out, e);
-          ds[q] = sv;
-        }
-      }
+    if (gx == nullptr) return;
+    float4 mine = make_float4(0.0f, 0.0f, 0.0f, 0.0f);  // (Σ ĝ, Σ ĝ ⊙ x̂) of the rows
+    mine.x = warp_sum(sg[0]);
+    mine.y = warp_sum(sgx[0]);
+    if constexpr (kRows == 2) {
+      mine.z = warp_sum(sg[1]);
+      mine.w = warp_sum(sgx[1]);
     }
+    if (lane == 0) s_stat[pair][parity][half] = mine;
+    pair_barrier(pair);
+    const float4 h0 = s_stat[pair][parity][0], h1 = s_stat[pair][parity][1];
+    const float mg[2] = {(h0.x + h1.x) * inv_c, (h0.z + h1.z) * inv_c};
+    const float mgx[2] = {(h0.y + h1.y) * inv_c, (h0.w + h1.w) * inv_c};
 #pragma unroll
     for (int c = 0; c < kPC; ++c) {
-      vg[c] = ng[c];
-      vx[c] = nx[c];
+      const int q = c * 64 + pl;
+      if (q >= nvec) continue;
+      const ColumnParams pq = column_params(q);
+      [[maybe_unused]] VecF sv{};
+      if constexpr (kSumGx) sv = ds[q];
+#pragma unroll
+      for (int k = 0; k < kRows; ++k) {
+        const int off = (i + k * kPairs) * C + q * kPairVec;
+        float o[kPairVec];
+#pragma unroll
+        for (int e = 0; e < kPairVec; ++e) {
+          o[e] = rs[k] * (pair_elem(vg[k][c], e) * pq.w.v[e] - mg[k] - xhat(k, c, e, pq) * mgx[k]);
+        }
+        VecW out = pair_pack<T>(o);
+        // gx_add is read here, not with gy and x: held across the reductions, its registers
+        // slowed the warp-per-row kernel (1.90 against 1.67 ms for the 25 calls of a GPT-2 step,
+        // H200).
+        if (ab != nullptr) {
+          const VecW a = *reinterpret_cast<const VecW*>(ab + off);
+#pragma unroll
+          for (int e = 0; e < kPairVec; ++e) o[e] = add_rn(pair_elem(a, e), pair_elem(out, e));
+          out = pair_pack<T>(o);
+        }
+        *reinterpret_cast<VecW*>(gxb + off) = out;
+        if constexpr (kSumGx) {
+#pragma unroll
+          for (int e = 0; e < kPairVec; ++e) sv.v[e] += pair_elem(out, e);
+        }
+      }
+      if constexpr (kSumGx) ds[q] = sv;
     }
-    mu = nmu;
-    rs = nrs;
-  }
+  };
+  // Both warps of a pair take the same rows, so they meet at the same barriers.
+  int i = pair, parity = 0;
+  for (; i + kPairs < n; i += 2 * kPairs, parity ^= 1) rows_step.template operator()<2>(i, parity);
+  if (i < n) rows_step.template operator()<1>(i, parity);
   // The block's partials of gw, gb (and gx): a thread per vector of columns adds the pairs' sums
   // in pair order.
   __syncthreads();
@@ -544,8 +592,8 @@ bool fused_backward(const T* gy, const LayerNormSaved& saved, const T* w, T* gx,
       TG_CHECK(blocks <= 0x7fffffff, "layer_norm: too many rows for the GPU kernel");
       // The sums, the shifts and scales, and s_w stay within the 48 KB a block may take without
       // opting in; gx's sums, a third row of sums per pair, only where they fit beside them (C up
-      // to 800 from the output, 896 from the input): at four blocks per SM they take 192 KB of an
-      // sm_90 SM's 228 (sm_80's 164 KB holds three, a second wave of blocks).
+      // to 800 from the output, 896 from the input): at three blocks per SM they take 144 KB of an
+      // sm_90 SM's 228 or sm_80's 164.
       static_assert((2 * kPairs + 3) * kFusedMaxC * sizeof(float) <= 48 * 1024);
       // The dynamic shared memory with `sums` rows of sums per pair (s_w is static).
       auto smem_for = [&](int sums) {
