@@ -3,7 +3,8 @@
 # 6 layers x 6 heads x 384, block 256, batch 64, dropout 0.2, lr 1e-3 -> 1e-4 cosine over the
 # run after 100 warmup iterations, beta2 0.99, weight decay 0.1, clipping 1.0, evaluation every
 # 250 iterations on 200 batches. Validation loss and wall time of each; logs under $OUT.
-#   bench/device/shakespeare_cuda.sh [--iters N] [--dtype bf16|f32] [--torch]
+#   bench/device/shakespeare_cuda.sh [--iters N] [--dtype bf16|f32] [--seed S] [--torch]
+# (--seed: both runs' seed; default each program's own, 1337.)
 # Builds `tilegrad` first (build/device, incremental); needs .devdeps/ carried.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -12,12 +13,14 @@ mkdir -p "$OUT"
 iters=5000
 dtype=bf16
 torch=0
+seed=1337
 torch_wall=
 while [ $# -gt 0 ]; do
   case "$1" in
     --iters) iters=$2; shift ;;
     --dtype) dtype=$2; shift ;;
     --torch) torch=1 ;;
+    --seed) seed=$2; shift ;;
     *) echo "unknown option $1"; exit 2 ;;
   esac
   shift
@@ -30,7 +33,8 @@ tg=$build/tilegrad
 start=$SECONDS
 timeout 900 "$tg" train --device cuda --dtype "$dtype" --preset shakespeare-char --batch 64 \
   --steps "$iters" --lr 1e-3 --min-lr 1e-4 --warmup 100 --eval-interval 250 --eval-iters 200 \
-  --sample-tokens 300 --data "$OUT/data" --out "$OUT/tilegrad" >"$OUT/tilegrad.log" 2>&1
+  --sample-tokens 300 --seed "$seed" --data "$OUT/data" --out "$OUT/tilegrad" \
+  >"$OUT/tilegrad.log" 2>&1
 rc=$?
 tg_wall=$((SECONDS - start))
 echo "tilegrad: rc $rc, wall $tg_wall s"
@@ -48,7 +52,7 @@ sed -n '/^sample:/,$p' "$OUT/tilegrad.log" | head -8
 if [ $torch -eq 1 ]; then
   start=$SECONDS
   timeout 900 "${PYTHON:-python3}" bench/device/gpt_torch_cuda.py --mode shakespeare \
-    --text data/tinyshakespeare.txt --max-iters "$iters" >"$OUT/torch.log" 2>&1
+    --text data/tinyshakespeare.txt --max-iters "$iters" --seed "$seed" >"$OUT/torch.log" 2>&1
   rc=$?
   torch_wall=$((SECONDS - start))
   echo "pytorch: rc $rc, wall $torch_wall s"
