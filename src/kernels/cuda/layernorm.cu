@@ -274,8 +274,8 @@ __device__ __forceinline__ PairWords<T> pair_pack(const float (&f)[kPairVec]) {
 // __syncthreads). The ids are immediates: with the id in a register ptxas counts all 16 barriers
 // as used, and an SM has 64 for its resident blocks (cuda_occupancy.h, sm_80 and sm_90), which
 // would cap the kernel at four blocks per SM (it had four before it took two rows at a time); this
-// way it uses 5. The branch is uniform over each
-// warp. The clobber keeps the compiler from moving shared-memory accesses across the barrier.
+// way it uses 5. The branch is uniform over each warp. The clobber keeps the compiler from moving
+// shared-memory accesses across the barrier.
 template <int kId>
 __device__ __forceinline__ void bar_sync_64() {
   asm volatile("bar.sync %0, 64;" ::"n"(kId) : "memory");
@@ -404,7 +404,7 @@ __global__ void __launch_bounds__(kFusedWarps * 32, kPairBlocksPerSm)
   // once: shared memory moved ~48 bytes per element with one row at a time (w, shift and scale in
   // both phases, the sums read and written), 6x what the kernel moves through DRAM, and bounded the
   // kernel with it. Each sum still adds row i's terms before row i + kPairs's, element by element,
-  // as one row at a time did, so every result is the same bits.
+  // as one row at a time did: with the same rows to a block, every result is the same bits.
   auto rows_step = [&]<int kRows>(int i, int parity) {
     VecW vg[kRows][kPC], vx[kRows][kPC];
     float mu[kRows], rs[kRows];
