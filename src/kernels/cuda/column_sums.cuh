@@ -8,11 +8,15 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <initializer_list>
+#include <optional>
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "cuda/caching_allocator.h"
 #include "cuda/check.h"
 #include "kernels/cuda/kernel_common.cuh"
+#include "memory/workspace.h"
 
 namespace tilegrad::kernels::cuda {
 
@@ -78,5 +82,42 @@ void launch_column_sums(const ColumnSums<T>& sums, int64_t partials, int64_t C, 
   column_sums_final_kernel<T><<<grid, kFinalCols * kFinalLanes, 0, stream>>>(sums, partials, C);
   TG_CUDA_CHECK_LAUNCH();
 }
+
+// The partials of up to kSums column sums in one workspace: for each output of `outs` that is not
+// null, of[k] is its [partials, C] buffer in A (null where the output is), which a kernel fills and
+// finish() adds up into the output.
+template <class T>
+struct ColumnPartials {
+  std::optional<Workspace> ws;
+  ColumnSums<T> sums;
+  acc_t<T>* of[kSums] = {};  // in the order of outs
+  int64_t partials, C;
+
+  ColumnPartials(std::initializer_list<T*> outs, int64_t partials_, int64_t C_, cudaStream_t stream)
+      : partials(partials_), C(C_) {
+    TG_ASSERT(outs.size() <= kSums, "ColumnPartials: at most kSums outputs");
+    for (T* o : outs) sums.count += o != nullptr ? 1 : 0;
+    if (sums.count == 0) return;
+    const int64_t elems = partials * C;
+    ws.emplace(sums.count * elems * static_cast<int64_t>(sizeof(acc_t<T>)),
+               Device::cuda(tilegrad::cuda::current_device()));
+    // The allocator serves the thread's current stream; if `stream` is another one, this keeps
+    // the block from being handed out again before the work queued on `stream` has finished.
+    tilegrad::cuda::record_stream(ws->as<void>(), stream);
+    int next = 0, k = 0;
+    for (T* o : outs) {
+      if (o != nullptr) {
+        of[k] = sums.part[next] = ws->as<acc_t<T>>() + next * elems;
+        sums.out[next++] = o;
+      }
+      ++k;
+    }
+  }
+
+  // The final pass into the outputs (nothing when none is wanted); `op` as launch_column_sums's.
+  void finish(cudaStream_t stream, const char* op) const {
+    launch_column_sums<T>(sums, partials, C, stream, op);
+  }
+};
 
 }  // namespace tilegrad::kernels::cuda

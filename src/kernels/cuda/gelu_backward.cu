@@ -18,14 +18,11 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <optional>
 
 #include "core/error.h"
-#include "cuda/caching_allocator.h"
 #include "cuda/check.h"
 #include "kernels/cuda/column_sums.cuh"
 #include "kernels/cuda/kernel_common.cuh"
-#include "memory/workspace.h"
 
 namespace tilegrad::kernels::cuda {
 
@@ -117,16 +114,8 @@ void launch(const T* pre, T* grad, T* h, T* grad_sum, int64_t rows, int64_t M,
   const int64_t wanted = std::clamp<int64_t>(one_wave_blocks() / tiles, 1, kMaxChunks);
   const int64_t chunk = std::max<int64_t>(ceil_div(rows, wanted), int64_t{kSlices} * kUnroll);
   const int64_t chunks = ceil_div(rows, chunk);
-  std::optional<Workspace> ws;
-  float* partials = nullptr;
-  if (grad_sum != nullptr) {
-    ws.emplace(chunks * M * static_cast<int64_t>(sizeof(float)),
-               Device::cuda(tilegrad::cuda::current_device()));
-    // The allocator serves the thread's current stream; this keeps the block from being handed
-    // out again before the work queued on `stream` has finished, if that is another stream.
-    tilegrad::cuda::record_stream(ws->as<void>(), stream);
-    partials = ws->as<float>();
-  }
+  const ColumnPartials<T> part({grad_sum}, chunks, M, stream);
+  float* const partials = part.of[0];
   const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(chunks));
   auto run = [&]<bool kH, bool kSum>() {
     gelu_backward_kernel<T, kH, kSum>
@@ -140,13 +129,7 @@ void launch(const T* pre, T* grad, T* h, T* grad_sum, int64_t rows, int64_t M,
                         : run.template operator()<false, false>();
   }
   TG_CUDA_CHECK_LAUNCH();
-  if (grad_sum != nullptr) {
-    ColumnSums<T> sums;
-    sums.part[0] = partials;
-    sums.out[0] = grad_sum;
-    sums.count = 1;
-    launch_column_sums<T>(sums, chunks, M, stream, "mlp");
-  }
+  part.finish(stream, "mlp");
 }
 
 bool aligned16(const void* p) {

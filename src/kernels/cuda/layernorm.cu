@@ -27,13 +27,10 @@
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
-#include <optional>
 
-#include "cuda/caching_allocator.h"
 #include "cuda/check.h"
 #include "kernels/cuda/column_sums.cuh"
 #include "kernels/cuda/kernel_common.cuh"
-#include "memory/workspace.h"
 
 namespace tilegrad::kernels::cuda {
 
@@ -163,41 +160,6 @@ __global__ void __launch_bounds__(kColThreads)
   if (part_w) part_w[blk * C + j] = sw;
   if (part_b) part_b[blk * C + j] = sb;
   if (part_s) part_s[blk * C + j] = ss;
-}
-
-// The partial sums of a backward, [partials, C] each in A, in one workspace: w(), b() and s() for
-// gw, gb and gx_sum, null where that output is (not wanted).
-template <class T>
-struct Partials {
-  std::optional<Workspace> ws;
-  ColumnSums<T> sums;
-  acc_t<T>* of[kSums] = {};  // by output: gw, gb, gx_sum
-  Partials(T* gw, T* gb, T* gx_sum, int64_t partials, int64_t C, cudaStream_t stream) {
-    T* const outs[kSums] = {gw, gb, gx_sum};
-    for (T* o : outs) sums.count += o != nullptr ? 1 : 0;
-    if (sums.count == 0) return;
-    const int64_t elems = partials * C;
-    ws.emplace(sums.count * elems * static_cast<int64_t>(sizeof(acc_t<T>)),
-               Device::cuda(tilegrad::cuda::current_device()));
-    // The allocator serves the thread's current stream; if `stream` is another one, this keeps
-    // the block from being handed out again before the work queued on `stream` has finished.
-    tilegrad::cuda::record_stream(ws->as<void>(), stream);
-    int next = 0;
-    for (int k = 0; k < kSums; ++k) {
-      if (outs[k] == nullptr) continue;
-      of[k] = sums.part[next] = ws->as<acc_t<T>>() + next * elems;
-      sums.out[next++] = outs[k];
-    }
-  }
-  acc_t<T>* w() const { return of[0]; }
-  acc_t<T>* b() const { return of[1]; }
-  acc_t<T>* s() const { return of[2]; }
-};
-
-// The final pass over C columns of the sums wanted.
-template <class T>
-void launch_final(const Partials<T>& part, int64_t partials, int64_t C, cudaStream_t stream) {
-  launch_column_sums<T>(part.sums, partials, C, stream, "layer_norm");
 }
 
 // ---- the one-pass backward
@@ -603,7 +565,8 @@ bool fused_backward(const T* gy, const LayerNormSaved& saved, const T* w, T* gx,
       const bool sum_gx =
           gx_sum != nullptr && smem_for(3) + kFusedMaxC * sizeof(float) <= 48 * 1024;
       const size_t smem_bytes = smem_for(sum_gx ? 3 : 2);
-      const Partials<T> part(gw, gb, sum_gx ? gx_sum : nullptr, blocks, C, stream);
+      // Partials of gw, gb and gx_sum: part.of[0], [1], [2].
+      const ColumnPartials<T> part({gw, gb, sum_gx ? gx_sum : nullptr}, blocks, C, stream);
       auto pick = [&]<bool kFromY>() {
         return sum_gx ? fused_backward_pair_kernel<T, kPairChunks<T, kChunks>, kFromY, true>
                       : fused_backward_pair_kernel<T, kPairChunks<T, kChunks>, kFromY, false>;
@@ -612,10 +575,10 @@ bool fused_backward(const T* gy, const LayerNormSaved& saved, const T* w, T* gx,
           saved.from_output ? pick.template operator()<true>() : pick.template operator()<false>();
       kernel<<<static_cast<unsigned>(blocks), kFusedWarps * 32, smem_bytes, stream>>>(
           gy, v, w, b, static_cast<const float*>(saved.mean), static_cast<const float*>(saved.rstd),
-          gx, gx_add, part.w(), part.b(), part.s(), rows, static_cast<int>(C), 1.0f / float(C),
-          static_cast<int>(rows_per_block));
+          gx, gx_add, part.of[0], part.of[1], part.of[2], rows, static_cast<int>(C),
+          1.0f / float(C), static_cast<int>(rows_per_block));
       TG_CUDA_CHECK_LAUNCH();
-      launch_final<T>(part, blocks, C, stream);
+      part.finish(stream, "layer_norm");
       if (sum_gx) gx_sum = nullptr;  // made
     });
   }
@@ -768,16 +731,16 @@ void layernorm_backward(DType dt, const void* gy, const LayerNormSaved& saved, c
     const int64_t partials = std::clamp<int64_t>((rows + kRowsPerPartial - 1) / kRowsPerPartial,
                                                  int64_t{1}, kMaxPartials);
     const int64_t per_partial = (rows + partials - 1) / partials;
-    const Partials<T> part(pgw, pgb, sum_left, partials, C, stream);
+    const ColumnPartials<T> part({pgw, pgb, sum_left}, partials, C, stream);  // of[0..2]
 
     const int64_t col_blocks = (C + kColThreads - 1) / kColThreads;
     TG_CHECK(col_blocks <= 0x7fffffff, "layer_norm: C = ", C, " is too large for the GPU kernel");
     const dim3 grid(static_cast<unsigned>(col_blocks), static_cast<unsigned>(partials));
-    backward_partial_kernel<T>
-        <<<grid, kColThreads, 0, stream>>>(pgy, pv, pw, pb, saved.from_output, pmean, prstd, pgx,
-                                           part.w(), part.b(), part.s(), rows, C, per_partial);
+    backward_partial_kernel<T><<<grid, kColThreads, 0, stream>>>(
+        pgy, pv, pw, pb, saved.from_output, pmean, prstd, pgx, part.of[0], part.of[1], part.of[2],
+        rows, C, per_partial);
     TG_CUDA_CHECK_LAUNCH();
-    launch_final<T>(part, partials, C, stream);
+    part.finish(stream, "layer_norm");
   });
 }
 
