@@ -5,7 +5,8 @@ GPT-2's architecture as tilegrad builds it (src/models/gpt.cpp): token and posit
 pre-LayerNorm blocks with biases (eps 1e-5), causal self-attention, a 4x MLP with tanh GELU,
 dropout after the embeddings / on the attention probabilities / after each projection, and a head
 tied to the token embedding; GPT-2's initialisation (std 0.02, residual projections
-0.02 / sqrt(2 L), zero biases).
+0.02 / sqrt(2 L), zero biases). bias=False drops every bias of the linear layers and layer norms
+(nanoGPT's bias = False; tilegrad's GPTConfig::bias).
 """
 import math
 
@@ -30,16 +31,32 @@ def causal_attention(q, k, v, p, explicit=False):
     return att @ v
 
 
+class BiasFreeLayerNorm(nn.Module):
+    """A layer norm with a weight and no bias (old PyTorch, the CPU peer's 1.13, has no
+    nn.LayerNorm(bias=False))."""
+
+    def __init__(self, C):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(C))
+
+    def forward(self, x):
+        return F.layer_norm(x, self.weight.shape, self.weight, None, 1e-5)
+
+
+def LayerNorm(C, bias):
+    return nn.LayerNorm(C) if bias else BiasFreeLayerNorm(C)
+
+
 class Block(nn.Module):
-    def __init__(self, C, H, p, explicit_attention=False):
+    def __init__(self, C, H, p, explicit_attention=False, bias=True):
         super().__init__()
         self.H, self.p, self.explicit_attention = H, p, explicit_attention
-        self.ln_1 = nn.LayerNorm(C)
-        self.c_attn = nn.Linear(C, 3 * C)
-        self.c_proj = nn.Linear(C, C)
-        self.ln_2 = nn.LayerNorm(C)
-        self.c_fc = nn.Linear(C, 4 * C)
-        self.mlp_proj = nn.Linear(4 * C, C)
+        self.ln_1 = LayerNorm(C, bias)
+        self.c_attn = nn.Linear(C, 3 * C, bias=bias)
+        self.c_proj = nn.Linear(C, C, bias=bias)
+        self.ln_2 = LayerNorm(C, bias)
+        self.c_fc = nn.Linear(C, 4 * C, bias=bias)
+        self.mlp_proj = nn.Linear(4 * C, C, bias=bias)
 
     def attention(self, x):
         B, T, C = x.shape
@@ -57,14 +74,14 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, L, H, C, V, T, p, remat=False, explicit_attention=False):
+    def __init__(self, L, H, C, V, T, p, remat=False, explicit_attention=False, bias=True):
         super().__init__()
         assert C % H == 0, f"width {C} must be a multiple of the heads {H}"
         self.p, self.remat = p, remat
         self.wte = nn.Embedding(V, C)
         self.wpe = nn.Embedding(T, C)
-        self.h = nn.ModuleList(Block(C, H, p, explicit_attention) for _ in range(L))
-        self.ln_f = nn.LayerNorm(C)
+        self.h = nn.ModuleList(Block(C, H, p, explicit_attention, bias) for _ in range(L))
+        self.ln_f = LayerNorm(C, bias)
         for name, w in self.named_parameters():
             if w.dim() >= 2:
                 # Residual projections are scaled so that the residual stream's variance does not

@@ -206,7 +206,7 @@ def run_timed(a, device, remat):
                    "dropout": dropout, "remat": "every:1" if remat else "none"})
 
     torch.manual_seed(a.seed)
-    model = GPT(L, H, C, V, T, dropout, remat=remat).to(device)
+    model = GPT(L, H, C, V, T, dropout, remat=remat, bias=a.bias).to(device)
     model.train()
     record["params"] = count_params(model)
     flops_per_token = model_flops_per_token(model, L, C, T)
@@ -298,11 +298,11 @@ def run_shakespeare(a, device):
     V = len(chars)
     base = environment(a, device)
     base.update({"layers": L, "heads": H, "width": C, "vocab": V, "batch": B, "block": T,
-                 "dropout": a.dropout, "max_iters": a.max_iters, "train_tokens": len(train_data),
+                 "dropout": a.dropout, "bias": a.bias, "max_iters": a.max_iters, "train_tokens": len(train_data),
                  "val_tokens": len(val_data)})
 
     torch.manual_seed(a.seed)
-    model = GPT(L, H, C, V, T, a.dropout).to(device)
+    model = GPT(L, H, C, V, T, a.dropout, bias=a.bias).to(device)
     base["params"] = count_params(model)
     max_lr, min_lr = 1e-3, 1e-4
     opt = make_optimizer(model, lr=max_lr, betas=(0.9, 0.99), weight_decay=0.1, device=device)
@@ -404,6 +404,9 @@ def parse_args(argv=None):
     g.add_argument("--seq-len", "--block", dest="seq_len", type=int,
                    help="T, also the position table's rows (1024; longctx 65536; shakespeare 256)")
     g.add_argument("--dropout", type=float, help="0 for throughput / longctx, 0.2 for shakespeare")
+    g.add_argument("--bias", action=argparse.BooleanOptionalAction, default=True,
+                   help="biases in the linear layers and layer norms (--no-bias: nanoGPT's "
+                        "bias = False)")
     g = ap.add_argument_group("throughput / longctx")
     g.add_argument("--batch", type=int, help="B (16; longctx 1; shakespeare 64)")
     g.add_argument("--warmup", type=int, help="untimed steps first (10; longctx 1)")

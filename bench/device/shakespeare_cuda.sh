@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # nanoGPT's shakespeare-char recipe on the GPU, tilegrad and (with --torch) PyTorch in one call:
-# 6 layers x 6 heads x 384, block 256, batch 64, dropout 0.2, lr 1e-3 -> 1e-4 cosine over the
-# run after 100 warmup iterations, beta2 0.99, weight decay 0.1, clipping 1.0, evaluation every
-# 250 iterations on 200 batches. Validation loss and wall time of each; logs under $OUT.
-#   bench/device/shakespeare_cuda.sh [--iters N] [--dtype bf16|f32] [--seed S] [--torch]
-# (--seed: both runs' seed; default each program's own, 1337.)
+# 6 layers x 6 heads x 384, block 256, batch 64, dropout 0.2, no biases (nanoGPT's bias = False),
+# lr 1e-3 -> 1e-4 cosine over the run after 100 warmup iterations, beta2 0.99, weight decay 0.1,
+# clipping 1.0, evaluation every 250 iterations on 200 batches. Validation loss and wall time of
+# each; logs under $OUT.
+#   bench/device/shakespeare_cuda.sh [--iters N] [--dtype bf16|f32] [--seed S] [--bias] [--torch]
+# (--seed: both runs' seed; default each program's own, 1337. --bias: GPT-2's biases, in both.)
 # Builds `tilegrad` first (build/device, incremental); needs .devdeps/ carried.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -15,12 +16,14 @@ dtype=bf16
 torch=0
 seed=1337
 torch_wall=
+bias=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --iters) iters=$2; shift ;;
     --dtype) dtype=$2; shift ;;
     --torch) torch=1 ;;
     --seed) seed=$2; shift ;;
+    --bias) bias=1 ;;
     *) echo "unknown option $1"; exit 2 ;;
   esac
   shift
@@ -34,6 +37,7 @@ start=$SECONDS
 timeout 900 "$tg" train --device cuda --dtype "$dtype" --preset shakespeare-char --batch 64 \
   --steps "$iters" --lr 1e-3 --min-lr 1e-4 --warmup 100 --eval-interval 250 --eval-iters 200 \
   --sample-tokens 300 --seed "$seed" --data "$OUT/data" --out "$OUT/tilegrad" \
+  $([ $bias -eq 1 ] || echo --no-bias) \
   >"$OUT/tilegrad.log" 2>&1
 rc=$?
 tg_wall=$((SECONDS - start))
@@ -52,7 +56,8 @@ sed -n '/^sample:/,$p' "$OUT/tilegrad.log" | head -8
 if [ $torch -eq 1 ]; then
   start=$SECONDS
   timeout 900 "${PYTHON:-python3}" bench/device/gpt_torch_cuda.py --mode shakespeare \
-    --text data/tinyshakespeare.txt --max-iters "$iters" --seed "$seed" >"$OUT/torch.log" 2>&1
+    --text data/tinyshakespeare.txt --max-iters "$iters" --seed "$seed" \
+    $([ $bias -eq 1 ] && echo --bias || echo --no-bias) >"$OUT/torch.log" 2>&1
   rc=$?
   torch_wall=$((SECONDS - start))
   echo "pytorch: rc $rc, wall $torch_wall s"

@@ -41,6 +41,7 @@ struct Options {
   int64_t layers = 0, heads = 0, width = 0;
   uint64_t seed = 1337;
   bool resume = false;
+  bool no_bias = false;
   int64_t sample_tokens = 200;
   std::string device;  // empty: cuda when a GPU is present, else cpu
   std::string dtype = "f32";
@@ -67,6 +68,7 @@ void run(const Options& o) {
   if (o.width > 0) c.model.C = o.width;
   if (o.block > 0) c.model.T = o.block;
   if (o.dropout >= 0) c.model.dropout = o.dropout;
+  if (o.no_bias) c.model.bias = false;
   c.model.remat = o.remat;
   c.model.head_chunk = o.head_chunk;
   c.model.attention = o.attention == "standard" ? AttentionImpl::standard : AttentionImpl::flash;
@@ -102,11 +104,11 @@ void run(const Options& o) {
   c.cuda_graph = !o.no_cuda_graph;
 
   std::printf(
-      "tilegrad train: %s (L=%d H=%lld C=%lld T=%lld, dropout %.2f, %s attention, remat "
+      "tilegrad train: %s (L=%d H=%lld C=%lld T=%lld, dropout %.2f,%s %s attention, remat "
       "%s, %s) on %s, batch %lld x %lld, %lld steps, on %s\n",
       o.preset.c_str(), c.model.L, ll(c.model.H), ll(c.model.C), ll(c.model.T), c.model.dropout,
-      o.attention.c_str(), o.remat.c_str(), o.dtype.c_str(), o.data.c_str(), ll(c.batch),
-      ll(c.accumulation), ll(c.steps), c.device.str().c_str());
+      c.model.bias ? "" : " no biases,", o.attention.c_str(), o.remat.c_str(), o.dtype.c_str(),
+      o.data.c_str(), ll(c.batch), ll(c.accumulation), ll(c.steps), c.device.str().c_str());
   // MFU's denominator: the given peak, else this machine's measured float32 GEMM rate (see
   // analysis/measured_peak.h), measured again at every validation and the best kept: other load on
   // the machine at the first measurement would otherwise inflate the MFU for the whole run.
@@ -260,6 +262,8 @@ void register_train(CLI::App& app) {
   cmd->add_option("--heads", o->heads, "Override the preset's heads");
   cmd->add_option("--width", o->width, "Override the preset's width C");
   cmd->add_option("--dropout", o->dropout, "Override the preset's dropout");
+  cmd->add_flag("--no-bias", o->no_bias,
+                "No biases in the linear layers and layer norms (nanoGPT's bias = False)");
   cmd->add_option("--lr", o->lr, "Peak learning rate")->capture_default_str();
   cmd->add_option("--min-lr", o->min_lr, "Final learning rate")->capture_default_str();
   cmd->add_option("--warmup", o->warmup, "Warmup steps (default: min(20, steps / 10))");

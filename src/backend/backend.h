@@ -42,7 +42,8 @@ SavedOperand unary_backward_reads(UnaryOp op);
 
 // What a GEMM does besides the product, in the accumulation type (float for the 16-bit types):
 // `bias` adds bias[j] to column j of the result; `bias_gelu` then also stores that sum to `pre_act`
-// and GELU of it (the tanh approximation, UnaryOp::gelu's function) to C; `bias_grad` writes the
+// and GELU of it (the tanh approximation, UnaryOp::gelu's function) to C; `gelu` does the same
+// without a bias (a linear layer without one, as nanoGPT's bias = False); `bias_grad` writes the
 // column sums of op(B) over k, Σ_k op(B)[k, j], to bias_grad[j] (a linear layer's bias gradient,
 // when op(B) is the output gradient of its weight-gradient GEMM); `gelu_grad` multiplies the
 // product by GELU'(pre_act) (beta must be 0: the input gradient of a GELU layer, from its output
@@ -50,7 +51,9 @@ SavedOperand unary_backward_reads(UnaryOp op);
 // column sums of that result to bias_grad[j] (the GELU layer's bias gradient). On the GPU these are
 // cuBLASLt epilogues, so a linear layer's bias and activation cost no extra pass over the output,
 // and their gradients none over the output gradient.
-enum class GemmEpilogue : uint8_t { none, bias, bias_gelu, bias_grad, gelu_grad };
+// (gelu is last so that the values of the others, which GEMM tuning states record, stay as they
+// were.)
+enum class GemmEpilogue : uint8_t { none, bias, bias_gelu, bias_grad, gelu_grad, gelu };
 
 // C = epilogue(alpha * op(A) · op(B) + beta * C), row-major, for `batch` matrices spaced by
 // stride_* elements. op(A) is [m, k] and op(B) is [k, n]; lda/ldb/ldc are the row strides of A, B,
@@ -68,8 +71,8 @@ struct GemmArgs {
   int64_t batch = 1, stride_a = 0, stride_b = 0, stride_c = 0;
   double alpha = 1.0, beta = 0.0;
   // Epilogues need batch == 1. bias: [n] in C's dtype; pre_act: [m, n] with row stride ldc, C's
-  // dtype, for bias_gelu and gelu_grad; bias_grad: [n] in C's dtype, for bias_grad and (optional)
-  // gelu_grad.
+  // dtype, for bias_gelu, gelu and gelu_grad; bias_grad: [n] in C's dtype, for bias_grad and
+  // (optional) gelu_grad.
   GemmEpilogue epilogue = GemmEpilogue::none;
   const void* bias = nullptr;
   void* pre_act = nullptr;
@@ -90,6 +93,8 @@ inline bool epilogue_args_valid(const GemmArgs& g) {
       return g.batch == 1 && g.bias != nullptr;
     case GemmEpilogue::bias_gelu:
       return g.batch == 1 && g.bias != nullptr && (g.pre_act != nullptr || g.m == 0);
+    case GemmEpilogue::gelu:
+      return g.batch == 1 && (g.pre_act != nullptr || g.m == 0);
     case GemmEpilogue::bias_grad:
       return g.batch == 1 && g.bias_grad != nullptr;
     case GemmEpilogue::gelu_grad:

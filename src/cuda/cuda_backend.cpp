@@ -67,8 +67,9 @@ void apply_epilogue(const GemmArgs& g, cudaStream_t stream) {
                       stream);
     return;
   }
-  k::binary(BinaryOp::add, c, matrix_view(g.bias, g.dtype, g.m, g.n, 0), c, stream);
-  if (g.epilogue != GemmEpilogue::bias_gelu) return;
+  if (g.epilogue != GemmEpilogue::gelu)
+    k::binary(BinaryOp::add, c, matrix_view(g.bias, g.dtype, g.m, g.n, 0), c, stream);
+  if (g.epilogue != GemmEpilogue::bias_gelu && g.epilogue != GemmEpilogue::gelu) return;
   const StridedView pre = matrix_view(g.pre_act, g.dtype, g.m, g.n, g.ldc);
   k::copy(c, pre, stream);
   k::unary(UnaryOp::gelu, pre, c, stream);

@@ -152,6 +152,8 @@ cublasLtEpilogue_t lt_epilogue(const GemmArgs& g) {
       return CUBLASLT_EPILOGUE_BIAS;
     case GemmEpilogue::bias_gelu:
       return CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+    case GemmEpilogue::gelu:
+      return CUBLASLT_EPILOGUE_GELU_AUX;
     case GemmEpilogue::bias_grad:
       // Column-major, our op(B) is cuBLASLt's first operand, whose reduction over k is BGRADA.
       return CUBLASLT_EPILOGUE_BGRADA;
@@ -165,7 +167,8 @@ cublasLtEpilogue_t lt_epilogue(const GemmArgs& g) {
 }
 
 bool uses_aux(const GemmArgs& g) {
-  return g.epilogue == GemmEpilogue::bias_gelu || g.epilogue == GemmEpilogue::gelu_grad;
+  return g.epilogue == GemmEpilogue::bias_gelu || g.epilogue == GemmEpilogue::gelu ||
+         g.epilogue == GemmEpilogue::gelu_grad;
 }
 
 // Whether g's epilogue writes bias-gradient sums (through cuBLASLt's bias pointer).

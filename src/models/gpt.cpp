@@ -94,14 +94,15 @@ GPT::GPT(GPTConfig config, Generator& init) : config_(std::move(config)) {
                          std::make_shared<nn::Embedding>(c.V, c.C, init, 0.02, c.dtype));
   wpe_ = register_module("transformer.wpe",
                          std::make_shared<nn::Embedding>(c.T, c.C, init, 0.02, c.dtype));
-  const nn::AttentionConfig ac{c.C, c.H, c.dropout, c.attention, c.L, c.dtype};
+  const nn::AttentionConfig ac{c.C, c.H, c.dropout, c.attention, c.L, c.dtype, c.bias};
   for (int i = 0; i < c.L; ++i)
     h_.push_back(register_module("transformer.h." + std::to_string(i),
                                  std::make_shared<nn::Block>(ac, init)));
   // As the blocks' (nn/block.cpp): the plain head's GEMM saves ln_f's output; the chunked head
   // saves neither, and either tensor costs the same there.
-  ln_f_ = register_module("transformer.ln_f", std::make_shared<nn::LayerNorm>(
-                                                  c.C, c.dtype, 1e-5, LayerNormSaves::output));
+  ln_f_ = register_module(
+      "transformer.ln_f",
+      std::make_shared<nn::LayerNorm>(c.C, c.dtype, 1e-5, LayerNormSaves::output, c.bias));
 }
 
 Tensor GPT::blocks_forward(const Tensor& x0, Generator& gen) const {

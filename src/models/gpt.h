@@ -25,6 +25,9 @@ struct GPTConfig {
   int64_t V = 64;  // vocabulary
   int64_t T = 32;  // block size (longest context)
   double dropout = 0.0;
+  // Biases in every linear layer and layer norm (GPT-2's). false drops them all, as nanoGPT's
+  // bias = False (its shakespeare-char recipe): the parameters "...bias" are then absent.
+  bool bias = true;
   AttentionImpl attention = AttentionImpl::flash;
   DType dtype = DType::f32;
   std::string remat = "none";

@@ -9,13 +9,13 @@ Block::Block(const AttentionConfig& config, Generator& init) {
   // weight's gradient; the layer norms' backwards read that output too (LayerNormSaves::output),
   // so that the residual stream before them, which nothing else saves, is freed: two [B, T, C]
   // tensors per block.
-  ln_1_ = register_module(
-      "ln_1", std::make_shared<LayerNorm>(config.C, config.dtype, 1e-5, LayerNormSaves::output));
+  ln_1_ = register_module("ln_1", std::make_shared<LayerNorm>(config.C, config.dtype, 1e-5,
+                                                              LayerNormSaves::output, config.bias));
   attn_ = register_module("attn", std::make_shared<CausalSelfAttention>(config, init));
-  ln_2_ = register_module(
-      "ln_2", std::make_shared<LayerNorm>(config.C, config.dtype, 1e-5, LayerNormSaves::output));
-  mlp_ = register_module(
-      "mlp", std::make_shared<MLP>(config.C, config.dropout, config.L, init, config.dtype));
+  ln_2_ = register_module("ln_2", std::make_shared<LayerNorm>(config.C, config.dtype, 1e-5,
+                                                              LayerNormSaves::output, config.bias));
+  mlp_ = register_module("mlp", std::make_shared<MLP>(config.C, config.dropout, config.L, init,
+                                                      config.dtype, config.bias));
 }
 
 // The residual adds happen inside the attention's and the MLP's last GEMMs (their residual

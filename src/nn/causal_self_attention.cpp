@@ -14,10 +14,10 @@ CausalSelfAttention::CausalSelfAttention(const AttentionConfig& config, Generato
   TG_CHECK(config.C > 0 && config.H > 0 && config.C % config.H == 0,
            "attention: width C = ", config.C,
            " must be a positive multiple of the heads H = ", config.H);
-  c_attn_ = register_module(
-      "c_attn", std::make_shared<Linear>(config.C, 3 * config.C, true, init, 0.02, config.dtype));
+  c_attn_ = register_module("c_attn", std::make_shared<Linear>(config.C, 3 * config.C, config.bias,
+                                                               init, 0.02, config.dtype));
   c_proj_ = register_module(
-      "c_proj", std::make_shared<Linear>(config.C, config.C, true, init,
+      "c_proj", std::make_shared<Linear>(config.C, config.C, config.bias, init,
                                          0.02 / std::sqrt(2.0 * config.L), config.dtype));
 }
 

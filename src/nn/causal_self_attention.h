@@ -19,6 +19,9 @@ struct AttentionConfig {
   AttentionImpl impl = AttentionImpl::flash;
   int L = 1;  // layers of the model (c_proj's init is scaled by 1/sqrt(2L), as GPT-2's)
   DType dtype = DType::f32;
+  // Biases in the linear layers and layer norms (GPT-2's); false drops them all (nanoGPT's
+  // bias = False). Read by the block as well as by the attention.
+  bool bias = true;
 };
 
 class CausalSelfAttention : public Module {

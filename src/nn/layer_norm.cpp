@@ -4,10 +4,10 @@
 
 namespace tilegrad::nn {
 
-LayerNorm::LayerNorm(int64_t C, DType dtype, double eps, LayerNormSaves saves)
+LayerNorm::LayerNorm(int64_t C, DType dtype, double eps, LayerNormSaves saves, bool bias)
     : eps_(eps), saves_(saves) {
   weight_ = register_parameter("weight", ones({C}, {dtype}));
-  bias_ = register_parameter("bias", zeros({C}, {dtype}));
+  if (bias) bias_ = register_parameter("bias", zeros({C}, {dtype}));
 }
 
 Tensor LayerNorm::forward(const Tensor& x) const {

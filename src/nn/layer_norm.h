@@ -1,6 +1,6 @@
-// LayerNorm over the last dimension with a learned scale (ones) and shift (zeros). `saves` is what
-// its backward keeps (ops/layernorm.h): the output, for a layer norm whose output the next layer
-// saves anyway.
+// LayerNorm over the last dimension with a learned scale (ones) and, with `bias`, shift (zeros).
+// `saves` is what its backward keeps (ops/layernorm.h): the output, for a layer norm whose output
+// the next layer saves anyway.
 #pragma once
 
 #include "nn/module.h"
@@ -11,7 +11,7 @@ namespace tilegrad::nn {
 class LayerNorm : public Module {
  public:
   explicit LayerNorm(int64_t C, DType dtype = DType::f32, double eps = 1e-5,
-                     LayerNormSaves saves = LayerNormSaves::input);
+                     LayerNormSaves saves = LayerNormSaves::input, bool bias = true);
   Tensor forward(const Tensor& x) const;
 
  private:

@@ -7,10 +7,11 @@
 
 namespace tilegrad::nn {
 
-MLP::MLP(int64_t C, double dropout, int L, Generator& init, DType dtype) : dropout_(dropout) {
-  c_fc_ = register_module("c_fc", std::make_shared<Linear>(C, 4 * C, true, init, 0.02, dtype));
+MLP::MLP(int64_t C, double dropout, int L, Generator& init, DType dtype, bool bias)
+    : dropout_(dropout) {
+  c_fc_ = register_module("c_fc", std::make_shared<Linear>(C, 4 * C, bias, init, 0.02, dtype));
   c_proj_ = register_module(
-      "c_proj", std::make_shared<Linear>(4 * C, C, true, init, 0.02 / std::sqrt(2.0 * L), dtype));
+      "c_proj", std::make_shared<Linear>(4 * C, C, bias, init, 0.02 / std::sqrt(2.0 * L), dtype));
 }
 
 // One op (ops/mlp.h) rather than c_proj(c_fc(x, gelu)): the same values, but the 4C-wide hidden

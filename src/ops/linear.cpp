@@ -58,7 +58,8 @@ class LinearBackward final : public Node {
 
 Tensor linear_product(const Tensor& x, const Tensor& w, const Tensor& b, Activation act,
                       Tensor* pre, const Tensor& residual) {
-  TG_ASSERT(x.is_contiguous() && b.is_contiguous() && (act == Activation::none || pre != nullptr) &&
+  TG_ASSERT(x.is_contiguous() && (!b.defined() || b.is_contiguous()) &&
+                (act == Activation::none || pre != nullptr) &&
                 (!residual.defined() || (act == Activation::none && residual.is_contiguous())),
             "linear_product: operands");
   const int64_t K = w.size(0), N = w.size(1);
@@ -72,8 +73,12 @@ Tensor linear_product(const Tensor& x, const Tensor& w, const Tensor& b, Activat
   GemmArgs g =
       gemm_args(x.dtype(), false, W.trans, rows, N, K, 1.0, x.data(), std::max<int64_t>(K, 1),
                 W.t.data(), W.ld, 0.0, out.data(), std::max<int64_t>(N, 1));
-  g.epilogue = act == Activation::gelu ? GemmEpilogue::bias_gelu : GemmEpilogue::bias;
-  g.bias = b.data();
+  if (b.defined()) {
+    g.epilogue = act == Activation::gelu ? GemmEpilogue::bias_gelu : GemmEpilogue::bias;
+    g.bias = b.data();
+  } else if (act == Activation::gelu) {
+    g.epilogue = GemmEpilogue::gelu;
+  }
   g.pre_act = act == Activation::gelu ? pre->data() : nullptr;
   if (residual.defined()) {
     g.c_in = residual.data();
@@ -158,20 +163,15 @@ Tensor linear(const Tensor& x_in, const Tensor& w, const Tensor& b, Activation a
   check_residual("linear", residual, out_shape);
   TG_CHECK(!residual.defined() || act == Activation::none,
            "linear: a residual is added after the bias, so it takes no activation");
-  // Without a bias there is no epilogue to fuse into: the composite is the same work.
-  if (!b.defined()) {
-    const Tensor y = matmul(x_in, w);
-    if (residual.defined()) return add(residual, y);
-    return act == Activation::gelu ? gelu(y) : y;
-  }
-
-  const Cost cost = linear_cost(x_in.shape(), N, x_in.dtype(), true, act, residual.defined());
+  const Cost cost =
+      linear_cost(x_in.shape(), N, x_in.dtype(), b.defined(), act, residual.defined());
   OpScope scope("linear", cost);
   Tensor x = x_in, bias = b, res = residual;
-  if (!x.is_contiguous() || !bias.is_contiguous() || (res.defined() && !res.is_contiguous())) {
+  if (!x.is_contiguous() || (bias.defined() && !bias.is_contiguous()) ||
+      (res.defined() && !res.is_contiguous())) {
     NoGradGuard no_grad;  // copies that only serve the GEMM; gradients flow to the originals
     x = x.contiguous();
-    bias = bias.contiguous();
+    if (bias.defined()) bias = bias.contiguous();
     if (res.defined()) res = res.contiguous();
   }
   Tensor pre;

@@ -126,8 +126,12 @@ class MlpBackward final : public Node {
 void check_weight(const Tensor& w, const Tensor& b, int64_t K, const char* wn, const char* bn) {
   TG_CHECK(w.dim() == 2 && w.size(0) == K, "mlp: ", wn, " ", shape_str(w.shape()), " must be [", K,
            ", *]");
-  TG_CHECK(b.dim() == 1 && b.size(0) == w.size(1), "mlp: ", bn, " ", shape_str(b.shape()),
-           " must be [", w.size(1), "]");
+  TG_CHECK(!b.defined() || (b.dim() == 1 && b.size(0) == w.size(1)), "mlp: ", bn, " ",
+           shape_str(b.shape()), " must be [", w.size(1), "]");
+}
+
+Tensor contiguous_or_undefined(const Tensor& t) {
+  return t.defined() ? t.contiguous() : t;
 }
 
 }  // namespace
@@ -135,10 +139,12 @@ void check_weight(const Tensor& w, const Tensor& b, int64_t K, const char* wn, c
 Tensor mlp(const Tensor& x_in, const Tensor& w1, const Tensor& b1, const Tensor& w2,
            const Tensor& b2, const Tensor& residual) {
   check_defined("mlp", x_in);
-  for (const Tensor* t : {&w1, &b1, &w2, &b2}) check_defined("mlp", *t, "weight or bias");
+  check_defined("mlp", w1, "weight");
+  check_defined("mlp", w2, "weight");
   check_floating("mlp", x_in);
-  std::vector<Tensor> operands{x_in, w1, b1, w2, b2};
-  if (residual.defined()) operands.push_back(residual);
+  std::vector<Tensor> operands{x_in, w1, w2};
+  for (const Tensor* t : {&b1, &b2, &residual})
+    if (t->defined()) operands.push_back(*t);
   check_compatible("mlp", operands);
   TG_CHECK(x_in.dim() >= 1, "mlp: x must have at least one dimension");
   check_weight(w1, b1, x_in.size(-1), "w1", "b1");
@@ -146,16 +152,16 @@ Tensor mlp(const Tensor& x_in, const Tensor& w1, const Tensor& b1, const Tensor&
   const int64_t M = w1.size(1), N = w2.size(1);
   check_residual("mlp", residual, linear_output_shape(x_in.shape(), N));
 
-  const Cost cost = mlp_cost(x_in.shape(), M, N, x_in.dtype(), residual.defined());
+  const Cost cost =
+      mlp_cost(x_in.shape(), M, N, x_in.dtype(), residual.defined(), b1.defined(), b2.defined());
   OpScope scope("mlp", cost);
   Tensor x = x_in, c1 = b1, c2 = b2, res = residual;
-  if (!x.is_contiguous() || !c1.is_contiguous() || !c2.is_contiguous() ||
-      (res.defined() && !res.is_contiguous())) {
+  {
     NoGradGuard no_grad;  // copies that only serve the GEMMs; gradients flow to the inputs
     x = x.contiguous();
-    c1 = c1.contiguous();
-    c2 = c2.contiguous();
-    if (res.defined()) res = res.contiguous();
+    c1 = contiguous_or_undefined(c1);
+    c2 = contiguous_or_undefined(c2);
+    res = contiguous_or_undefined(res);
   }
   Tensor pre;
   // h lives only in this scope: the backward recomputes it from pre.
@@ -183,12 +189,13 @@ Tensor mlp(const Tensor& x_in, const Tensor& w1, const Tensor& b1, const Tensor&
   return out;
 }
 
-Cost mlp_cost(const Shape& x, int64_t M, int64_t N, DType dt, bool residual) {
+Cost mlp_cost(const Shape& x, int64_t M, int64_t N, DType dt, bool residual, bool bias1,
+              bool bias2) {
   Shape hidden = x;
   if (hidden.empty()) hidden.push_back(1);
   hidden.back() = M;
-  Cost c = linear_cost(x, M, dt, true, Activation::gelu);
-  c += linear_cost(hidden, N, dt, true, Activation::none, residual);
+  Cost c = linear_cost(x, M, dt, bias1, Activation::gelu);
+  c += linear_cost(hidden, N, dt, bias2, Activation::none, residual);
   return c;
 }
 

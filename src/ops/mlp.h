@@ -16,12 +16,14 @@
 namespace tilegrad {
 
 // x [..., K], w1 [K, M], b1 [M], w2 [M, N], b2 [N] (any 2-D layouts for the weights) -> [..., N].
-// Saves x, w1, w2 (each only where a gradient needs it) and the pre-activation x · w1 + b1.
+// Either bias may be undefined (a layer without one). Saves x, w1, w2 (each only where a gradient
+// needs it) and the pre-activation x · w1 + b1.
 // A residual r [..., N] is added in the second GEMM (linear's residual): y + r in one pass.
 Tensor mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2,
            const Tensor& residual = Tensor());
 
-// The two layers' costs (linear_cost).
-Cost mlp_cost(const Shape& x, int64_t M, int64_t N, DType dt, bool residual = false);
+// The two layers' costs (linear_cost), with or without each layer's bias.
+Cost mlp_cost(const Shape& x, int64_t M, int64_t N, DType dt, bool residual = false,
+              bool bias1 = true, bool bias2 = true);
 
 }  // namespace tilegrad

@@ -63,8 +63,15 @@ struct MemoryPrediction {
   // Bytes live on the device before the run (the caller's, and what earlier work left): the
   // tracker's peak during the run counts them too.
   int64_t baseline = 0;
-  // The run's own bytes at its predicted peak, by category (indexed by Category).
+  // The run's own bytes at its predicted peak, by category (indexed by Category), extrapolated
+  // category by category from the probes' bytes at their peaks. The sum is exact (the total grows
+  // by one group's bytes per group); the split is exact where both probes peak at the same point
+  // of the step. Where they do not — a small probe peaking late in its backward, gradients live,
+  // a larger one at the backward's start — a category can come out negative: categories_exact is
+  // then false, and probe_at_peak, the larger probe's own split at its peak, is the one to show.
   std::array<int64_t, kNumCategories> at_peak{};
+  bool categories_exact = true;
+  std::array<int64_t, kNumCategories> probe_at_peak{};
   int64_t peak = 0;   // baseline + the sum of at_peak: the tracker's peak while the run runs
   std::string phase;  // where the peak falls: "setup", "forward+backward", "optimizer step",
                       // "evaluation"

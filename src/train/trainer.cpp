@@ -27,14 +27,18 @@
 namespace tilegrad::train {
 
 nlohmann::json model_json(const models::GPTConfig& m) {
-  return {{"L", m.L},
-          {"H", m.H},
-          {"C", m.C},
-          {"V", m.V},
-          {"T", m.T},
-          {"dropout", m.dropout},
-          {"dtype", std::string(dtype_name(m.dtype))},
-          {"attention", m.attention == AttentionImpl::flash ? "flash" : "standard"}};
+  nlohmann::json j = {{"L", m.L},
+                      {"H", m.H},
+                      {"C", m.C},
+                      {"V", m.V},
+                      {"T", m.T},
+                      {"dropout", m.dropout},
+                      {"dtype", std::string(dtype_name(m.dtype))},
+                      {"attention", m.attention == AttentionImpl::flash ? "flash" : "standard"}};
+  // Written only when false: a model with biases has the JSON (and config hash) it had before the
+  // option existed, so its checkpoints from then still resume.
+  if (!m.bias) j["bias"] = false;
+  return j;
 }
 
 models::GPTConfig model_from_json(const nlohmann::json& j) {
@@ -45,6 +49,7 @@ models::GPTConfig model_from_json(const nlohmann::json& j) {
   m.V = j.at("V").get<int64_t>();
   m.T = j.at("T").get<int64_t>();
   m.dropout = j.at("dropout").get<double>();
+  m.bias = j.value("bias", true);
   m.dtype = parse_dtype(j.at("dtype").get<std::string>());
   m.attention = j.at("attention").get<std::string>() == "flash" ? AttentionImpl::flash
                                                                 : AttentionImpl::standard;

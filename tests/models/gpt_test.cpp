@@ -60,9 +60,27 @@ TEST(GPT, HuggingFaceNamesAndGpt2ParameterCount) {
   EXPECT_EQ(named.size(), 2u + 12u * 12u + 2u);
 }
 
-TEST(GPT, GradientsMatchFiniteDifferences) {
+// bias = false (nanoGPT's bias = False): no "...bias" parameter anywhere, and the count is GPT-2's
+// less its biases — per block the two layer norms' (2C), c_attn's (3C), attn.c_proj's (C), c_fc's
+// (4C) and mlp.c_proj's (C), and ln_f's (C).
+TEST(GPT, WithoutBiasesHasNoBiasParameters) {
+  Generator init(1);
+  GPTConfig c = models::gpt_preset("gpt2");
+  c.bias = false;
+  const GPT gpt(c, init);
+  EXPECT_EQ(gpt.num_parameters(), 124439808 - 12 * (2 + 3 + 1 + 4 + 1) * 768 - 768);
+  const auto named = gpt.named_parameters();
+  EXPECT_EQ(named.size(), 2u + 12u * 6u + 1u);
+  for (const auto& [name, t] : named) EXPECT_EQ(name.find("bias"), std::string::npos) << name;
+}
+
+// Every parameter's gradient at three random elements against float64 central differences, dropout
+// on (the same masks every time).
+void expect_gpt_gradcheck(bool bias) {
   Generator init(2);
-  GPT gpt(small(DType::f64, 0.1), init);
+  GPTConfig c = small(DType::f64, 0.1);
+  c.bias = bias;
+  GPT gpt(c, init);
   const Tensor x = ids(2, 7, 11, 3), y = ids(2, 7, 11, 4);
   auto loss_at = [&] {
     Generator gen(99);  // the same dropout masks every time
@@ -102,9 +120,18 @@ TEST(GPT, GradientsMatchFiniteDifferences) {
   EXPECT_EQ(checked, 3 * static_cast<int>(gpt.named_parameters().size()));
 }
 
-std::vector<std::vector<uint8_t>> grads_under(const std::string& remat, AttentionImpl impl) {
+TEST(GPT, GradientsMatchFiniteDifferences) {
+  for (bool bias : {true, false}) {
+    SCOPED_TRACE(bias ? "with biases" : "without biases");
+    expect_gpt_gradcheck(bias);
+  }
+}
+
+std::vector<std::vector<uint8_t>> grads_under(const std::string& remat, AttentionImpl impl,
+                                              bool bias = true) {
   GPTConfig c = small(DType::f32, 0.2);
   c.L = 4;
+  c.bias = bias;
   c.remat = remat;
   c.attention = impl;
   Generator init(7);
@@ -131,6 +158,13 @@ TEST(GPT, GradientsBitwiseEqualUnderRematerialization) {
       ASSERT_EQ(g.size(), plain.size());
       for (size_t i = 0; i < g.size(); ++i) EXPECT_TRUE(g[i] == plain[i]) << policy << " " << i;
     }
+  }
+  const auto plain = grads_under("none", AttentionImpl::flash, false);
+  for (const char* policy : {"every:1", "selective"}) {
+    const auto g = grads_under(policy, AttentionImpl::flash, false);
+    ASSERT_EQ(g.size(), plain.size());
+    for (size_t i = 0; i < g.size(); ++i)
+      EXPECT_TRUE(g[i] == plain[i]) << "without biases, " << policy << " " << i;
   }
 }
 

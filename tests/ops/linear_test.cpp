@@ -8,11 +8,13 @@
 namespace tgtest {
 namespace {
 
-// act(x · w + b) in float64 for x [rows, K] (x's leading dimensions flattened).
+// act(x · w + b) in float64 for x [rows, K] (x's leading dimensions flattened); an undefined b
+// adds nothing.
 std::vector<double> reference(const Tensor& x, const Tensor& w, const Tensor& b, Activation act) {
   const int64_t K = w.size(0), N = w.size(1), rows = x.numel() / K;
   const auto vx = x.to(DType::f64).to_vector<double>(), vw = w.to(DType::f64).to_vector<double>();
-  const auto vb = b.to(DType::f64).to_vector<double>();
+  const auto vb = b.defined() ? b.to(DType::f64).to_vector<double>()
+                              : std::vector<double>(static_cast<size_t>(N), 0.0);
   std::vector<double> y(static_cast<size_t>(rows * N));
   for (int64_t i = 0; i < rows; ++i)
     for (int64_t j = 0; j < N; ++j) {
@@ -235,6 +237,70 @@ TEST(Linear, ResidualIsAddedInTheGemm) {
   EXPECT_NE(m.find("[3, 6]"), std::string::npos) << m;
   EXPECT_THROW(linear(x, w, b, Activation::gelu, rnd({3, 6}, 4)), Error);
   EXPECT_THROW(linear(x, w, b, Activation::none, rnd({3, 6}, 4, DType::f32)), Error);
+}
+
+// Without a bias (nanoGPT's bias = False) the op is still one GEMM with its epilogue — GELU alone,
+// or a residual as C — not the composite of matmul, add and gelu: values against float64 (odd
+// shapes, with and without a residual), gradients by finite differences, forward mode, bfloat16
+// and float16 against float64, and the activation bytes of the fused path (the composite's
+// matmul would add an [rows, N] tensor of its own).
+TEST(Linear, WithoutBias) {
+  for (const auto& [sx, N] : std::vector<std::pair<Shape, int64_t>>{
+           {{1, 1}, 1}, {{3, 5}, 7}, {{2, 3, 4}, 9}, {{17, 13}, 1}, {{2, 1, 33}, 65}}) {
+    Shape so = sx;
+    so.back() = N;
+    const Tensor x = rnd(sx, 41, DType::f64, -2, 2), w = rnd({sx.back(), N}, 42);
+    const Tensor r = rnd(so, 43, DType::f64, -3, 3);
+    for (Activation act : {Activation::none, Activation::gelu}) {
+      SCOPED_TRACE(shape_str(sx) + " N=" + std::to_string(N) + " " + act_name(act));
+      const Tensor y = linear(x, w, Tensor(), act);
+      ASSERT_EQ(y.shape(), so);
+      const auto ref = reference(x, w, Tensor(), act), got = y.to_vector<double>();
+      for (size_t i = 0; i < got.size(); ++i)
+        ASSERT_NEAR(got[i], ref[i], 1e-13 * (1 + std::abs(ref[i]))) << i;
+      std::vector<Tensor> in{x, w};
+      for (Tensor& t : in) t.set_requires_grad(true);
+      const auto f = [act](const std::vector<Tensor>& v) {
+        return linear(v[0], v[1], Tensor(), act);
+      };
+      expect_gradcheck(f, in);
+      expect_jvp_matches_vjp(f, {x, w});
+    }
+    const auto ref = reference(x, w, Tensor(), Activation::none), vr = r.to_vector<double>();
+    const auto got = linear(x, w, Tensor(), Activation::none, r).to_vector<double>();
+    for (size_t i = 0; i < got.size(); ++i)
+      ASSERT_NEAR(got[i], ref[i] + vr[i], 1e-13 * (1 + std::abs(ref[i] + vr[i]))) << i;
+    std::vector<Tensor> in{x, w, r};
+    for (Tensor& t : in) t.set_requires_grad(true);
+    expect_gradcheck(
+        [](const std::vector<Tensor>& v) {
+          return linear(v[0], v[1], Tensor(), Activation::none, v[2]);
+        },
+        in);
+  }
+  for (DType dt : {DType::bf16, DType::f16}) {
+    for (Activation act : {Activation::none, Activation::gelu}) {
+      SCOPED_TRACE(std::string(dtype_name(dt)) + " " + act_name(act));
+      const double u = unit_roundoff(dt);
+      const Tensor x = rnd({3, 11, 64}, 44).to(dt);
+      const Tensor w = rnd({64, 40}, 45, DType::f64, -0.2, 0.2).to(dt);
+      const auto ref = reference(x, w, Tensor(), act);
+      const auto got = linear(x, w, Tensor(), act).to_vector<double>();
+      for (size_t i = 0; i < got.size(); ++i)
+        ASSERT_NEAR(got[i], ref[i], 2 * u * std::abs(ref[i]) + 64 * 0x1p-24 * 4) << i;
+    }
+  }
+  const Tensor x = rnd({4, 6, 8}, 46).set_requires_grad(true);
+  const Tensor w = rnd({8, 10}, 47).set_requires_grad(true);
+  const int64_t out = 4 * 6 * 10 * 8;
+  for (Activation act : {Activation::none, Activation::gelu}) {
+    MemoryScope scope;
+    const int64_t before = scope.snapshot().live_of(Category::activation);
+    const Tensor y = linear(x, w, Tensor(), act);
+    EXPECT_STREQ(y.grad_fn()->name(), "linear") << act_name(act);
+    const int64_t expect = act == Activation::gelu ? 2 * out : out;  // y (+ the pre-activation)
+    EXPECT_EQ(scope.snapshot().peak_of(Category::activation) - before, expect) << act_name(act);
+  }
 }
 
 TEST(Linear, BadInputThrowsNamingTheShapes) {

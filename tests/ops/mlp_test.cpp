@@ -3,7 +3,7 @@
 // replaces (every subset of inputs wanting gradients), forward mode, low precision beside the
 // composite, what it keeps for the backward (not the hidden activation), the GEMM's GELU-gradient
 // epilogue on its own, the backend's one-pass GELU backward on its own and b1's gradient from its
-// sums, and bad input.
+// sums, the op without biases, and bad input.
 #include <cmath>
 
 #include "testing.h"
@@ -15,12 +15,14 @@ double gelu_ref(double s) {
   return 0.5 * s * (1 + std::tanh(std::sqrt(2 / M_PI) * (s + 0.044715 * s * s * s)));
 }
 
-// x [rows, K] (leading dimensions flattened) · w [K, N] + b, then GELU when `act`, in float64.
+// x [rows, K] (leading dimensions flattened) · w [K, N] + b, then GELU when `act`, in float64; an
+// undefined b adds nothing.
 std::vector<double> layer(const std::vector<double>& x, const Tensor& w, const Tensor& b,
                           bool act) {
   const int64_t K = w.size(0), N = w.size(1), rows = static_cast<int64_t>(x.size()) / K;
   const auto vw = w.to(DType::f64).contiguous().to_vector<double>();
-  const auto vb = b.to(DType::f64).contiguous().to_vector<double>();
+  const auto vb = b.defined() ? b.to(DType::f64).contiguous().to_vector<double>()
+                              : std::vector<double>(static_cast<size_t>(N), 0.0);
   std::vector<double> y(static_cast<size_t>(rows * N));
   for (int64_t i = 0; i < rows; ++i)
     for (int64_t j = 0; j < N; ++j) {
@@ -370,6 +372,63 @@ TEST(Mlp, ResidualIsAddedInTheSecondGemm) {
   EXPECT_NE(m.find("[2, 3, 5]"), std::string::npos) << m;
 }
 
+// Without b1, b2 or both (nanoGPT's bias = False): values against float64 with and without a
+// residual, gradients by finite differences and equal to the two linear layers' (float64), and
+// bfloat16 beside that composite.
+TEST(Mlp, WithoutBiases) {
+  for (int drop = 1; drop < 4; ++drop) {  // bit 0: b1 absent, bit 1: b2 absent
+    SCOPED_TRACE("drop " + std::to_string(drop));
+    // The inputs that remain, and the op and the composite on them.
+    const auto keep = [drop](const std::vector<Tensor>& in) {
+      std::vector<Tensor> kept;
+      for (size_t i = 0; i < in.size(); ++i)
+        if (!(i == 2 && (drop & 1)) && !(i == 4 && (drop & 2))) kept.push_back(in[i]);
+      return kept;
+    };
+    const auto full = [drop](const std::vector<Tensor>& kept) {
+      std::vector<Tensor> in;
+      size_t k = 0;
+      for (size_t i = 0; i < 5; ++i)
+        in.push_back((i == 2 && (drop & 1)) || (i == 4 && (drop & 2)) ? Tensor() : kept[k++]);
+      return in;
+    };
+    const auto f = [&](const std::vector<Tensor>& kept) { return fused(full(kept)); };
+    const auto fc = [&](const std::vector<Tensor>& kept) { return composite(full(kept)); };
+    for (const auto& [sx, M, N] : std::vector<std::tuple<Shape, int64_t, int64_t>>{
+             {{3, 5}, 7, 2}, {{2, 3, 4}, 9, 5}, {{17, 13}, 1, 3}}) {
+      SCOPED_TRACE(shape_str(sx));
+      const std::vector<Tensor> kept = keep(inputs(sx, M, N, 60, DType::f64));
+      const std::vector<Tensor> in = full(kept);
+      Shape so = sx;
+      so.back() = N;
+      const Tensor r = rnd(so, 65, DType::f64, -3, 3);
+      const auto ref = reference(in[0], in[1], in[2], in[3], in[4]), vr = r.to_vector<double>();
+      const auto got = f(kept).to_vector<double>();
+      const auto with_r = mlp(in[0], in[1], in[2], in[3], in[4], r).to_vector<double>();
+      ASSERT_EQ(got.size(), ref.size());
+      for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_NEAR(got[i], ref[i], 1e-13 * (1 + std::abs(ref[i]))) << i;
+        ASSERT_NEAR(with_r[i], ref[i] + vr[i], 1e-13 * (1 + std::abs(ref[i] + vr[i]))) << i;
+      }
+      for (const Tensor& t : kept) t.set_requires_grad(true);
+      expect_gradcheck(f, kept);
+      const Tensor g = rnd(so, 66);
+      const auto a = backward_grads(f(kept), g, kept), b = backward_grads(fc(kept), g, kept);
+      for (size_t i = 0; i < kept.size(); ++i)
+        EXPECT_LE(max_abs_diff(a[i], b[i]), 1e-12) << "input " << i;
+    }
+    const double u = unit_roundoff(DType::bf16);
+    const std::vector<Tensor> lo = keep(inputs({3, 11, 64}, 96, 40, 67, DType::bf16));
+    for (const Tensor& t : lo) t.set_requires_grad(true);
+    const Tensor y = f(lo), yc = fc(lo);
+    EXPECT_LE(max_abs_diff(y, yc), 8 * u * max_abs(yc) + 1e-6);
+    const Tensor g = rnd({3, 11, 40}, 68).to(DType::bf16);
+    const auto a = backward_grads(y, g, lo), b = backward_grads(yc, g, lo);
+    for (size_t i = 0; i < lo.size(); ++i)
+      EXPECT_LE(max_abs_diff(a[i], b[i]), 16 * u * max_abs(b[i]) + 1e-6) << "input " << i;
+  }
+}
+
 TEST(Mlp, BadInputThrowsNamingTheShapes) {
   const auto in = inputs({3, 4}, 5, 6, 80, DType::f64);
   std::string m = error_of([&] { mlp(in[0], rnd({5, 5}, 1), in[2], in[3], in[4]); });
@@ -380,7 +439,7 @@ TEST(Mlp, BadInputThrowsNamingTheShapes) {
   m = error_of([&] { mlp(in[0], in[1], rnd({4}, 1), in[3], in[4]); });
   EXPECT_NE(m.find("b1"), std::string::npos) << m;
   EXPECT_THROW(mlp(in[0], in[1].to(DType::f32), in[2], in[3], in[4]), Error);  // dtype mismatch
-  EXPECT_THROW(mlp(in[0], in[1], Tensor(), in[3], in[4]), Error);              // no bias
+  EXPECT_THROW(mlp(in[0], Tensor(), in[2], in[3], in[4]), Error);              // no weight
 }
 
 }  // namespace

@@ -84,10 +84,41 @@ TEST(TrainMemoryCheck, PredictionEqualsTheTrackersPeakOfTheRun) {
     EXPECT_EQ(p.peak, peak);
     EXPECT_GT(p.of(Category::parameter), 0);
     EXPECT_GT(p.of(Category::optimizer_state), 0);
+    EXPECT_EQ(train::describe(p).find(" -"), std::string::npos);
     const int64_t group = k.remat == "every:2" ? 2 : k.remat == "sqrt" ? 3 : 1;
     EXPECT_EQ(p.group, group);
     EXPECT_EQ(p.probe_layers[1] - p.probe_layers[0], p.groups > 1 ? group : 0);
   }
+}
+
+// A run whose probes peak at different points of the step: at B = 64, T = 32 the one-block probe
+// peaks late in its backward, with more gradients live than the two-block probe has at its peak,
+// so that the category-by-category extrapolation makes the gradients negative. The split shown is
+// then the larger probe's own, and no category is negative. (Nor is the total exact in such a
+// case: 11,592,956 bytes predicted against 11,363,712 measured here; docs/STATUS.md.) On the GPU,
+// whose workspaces differ, both probes of this case peak alike and the split is exact.
+TEST(TrainMemoryCheck, TheSplitShownIsNeverNegative) {
+  const fs::path dir = dataset("split");
+  train::TrainConfig c = small(dir, "out");
+  c.model.L = 3;
+  c.batch = 64;
+  c.model.T = 32;
+  const train::MemoryPrediction p = train::predict_memory(c);
+  if (!default_device().is_cpu() && p.categories_exact) {
+    for (const int64_t v : p.at_peak) EXPECT_GE(v, 0);
+    return;
+  }
+  ASSERT_FALSE(p.categories_exact) << "the case no longer exercises the fallback";
+  EXPECT_LT(p.of(Category::gradient), 0);
+  int64_t shown = 0;
+  for (const int64_t v : p.probe_at_peak) {
+    EXPECT_GE(v, 0);
+    shown += v;
+  }
+  EXPECT_GT(shown, 0);
+  const std::string d = train::describe(p);
+  EXPECT_NE(d.find("at the peak of the 2-block probe"), std::string::npos) << d;
+  EXPECT_EQ(d.find(" -"), std::string::npos) << d;
 }
 
 // Refused at one byte below the prediction, with the numbers and the options that help, before

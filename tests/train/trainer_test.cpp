@@ -169,6 +169,37 @@ TEST(Trainer, AnInjectedDeviceFaultFailsTheStep) {
   EXPECT_NE(msg.find("step 2 of 3 failed: injected device fault"), std::string::npos) << msg;
 }
 
+// bias = false reaches the checkpoint's config (and back); a model with biases writes the JSON it
+// wrote before the option existed (no "bias" key), so that its older checkpoints still resume; and
+// a run without biases trains and resumes bit for bit like any other.
+TEST(Trainer, AModelWithoutBiasesRecordsItAndResumes) {
+  models::GPTConfig m = models::gpt_preset("tiny");
+  EXPECT_FALSE(train::model_json(m).contains("bias"));
+  EXPECT_TRUE(train::model_from_json(train::model_json(m)).bias);
+  m.bias = false;
+  EXPECT_EQ(train::model_json(m).at("bias"), false);
+  EXPECT_FALSE(train::model_from_json(train::model_json(m)).bias);
+
+  const fs::path dir = dataset("no_bias");
+  train::TrainConfig whole = tiny(dir, "whole");
+  whole.model.bias = false;
+  whole.steps = 4;
+  const train::TrainResult a = train::run_training(whole);
+  train::TrainConfig split = whole;
+  split.out_dir = dir / "split";
+  split.checkpoint_interval = 2;
+  train::run_training(split);
+  fs::remove_all(split.out_dir / "checkpoints" / "step-00000004");
+  split.resume = true;
+  const train::TrainResult b = train::run_training(split);
+  ASSERT_EQ(b.steps.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) EXPECT_EQ(b.steps[i].loss, a.steps[i + 2].loss) << i;
+  // The same checkpoint refuses a run with biases: another model.
+  train::TrainConfig with_bias = split;
+  with_bias.model.bias = true;
+  EXPECT_NE(error_of([&] { train::run_training(with_bias); }).find("config"), std::string::npos);
+}
+
 TEST(Trainer, BadDataIsAClearError) {
   const fs::path dir = fs::temp_directory_path() / "tilegrad_train_test_missing";
   fs::remove_all(dir);

@@ -23,9 +23,9 @@ CBLAS_TRANSPOSE tr(bool t) {
   return t ? CblasTrans : CblasNoTrans;
 }
 
-// The epilogue on row r of the result, held in the accumulation type at v (n values): v += bias,
-// then, for bias_gelu, pre_act's row = v (rounded to T) and v = GELU(v); for gelu_grad,
-// v *= GELU'(pre_act's row). The caller stores v.
+// The epilogue on row r of the result, held in the accumulation type at v (n values): v += bias
+// (not for gelu), then, for bias_gelu and gelu, pre_act's row = v (rounded to T) and v = GELU(v);
+// for gelu_grad, v *= GELU'(pre_act's row). The caller stores v.
 template <class T, class A>
 void epilogue_row(const GemmArgs& g, int64_t r, A* v) {
   if (g.epilogue == GemmEpilogue::none || g.epilogue == GemmEpilogue::bias_grad) return;
@@ -38,9 +38,11 @@ void epilogue_row(const GemmArgs& g, int64_t r, A* v) {
     }
     return;
   }
-  const T* bias = static_cast<const T*>(g.bias);
-  for (int64_t j = 0; j < g.n; ++j) v[j] += static_cast<A>(bias[j]);
-  if (g.epilogue != GemmEpilogue::bias_gelu) return;
+  if (g.epilogue != GemmEpilogue::gelu) {
+    const T* bias = static_cast<const T*>(g.bias);
+    for (int64_t j = 0; j < g.n; ++j) v[j] += static_cast<A>(bias[j]);
+    if (g.epilogue != GemmEpilogue::bias_gelu) return;
+  }
   T* pre = static_cast<T*>(g.pre_act) + r * g.ldc;
   for (int64_t j = 0; j < g.n; ++j) pre[j] = T(v[j]);
   if constexpr (std::is_same_v<A, float>) {
