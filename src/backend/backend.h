@@ -55,6 +55,15 @@ SavedOperand unary_backward_reads(UnaryOp op);
 // were.)
 enum class GemmEpilogue : uint8_t { none, bias, bias_gelu, bias_grad, gelu_grad, gelu };
 
+// What the forward epilogues do: add `bias` (bias, bias_gelu), then apply GELU storing the sum to
+// pre_act (bias_gelu, gelu). Each device's implementation asks these rather than list the values.
+inline bool epilogue_adds_bias(GemmEpilogue e) {
+  return e == GemmEpilogue::bias || e == GemmEpilogue::bias_gelu;
+}
+inline bool epilogue_applies_gelu(GemmEpilogue e) {
+  return e == GemmEpilogue::bias_gelu || e == GemmEpilogue::gelu;
+}
+
 // C = epilogue(alpha * op(A) · op(B) + beta * C), row-major, for `batch` matrices spaced by
 // stride_* elements. op(A) is [m, k] and op(B) is [k, n]; lda/ldb/ldc are the row strides of A, B,
 // C as stored.

@@ -67,9 +67,9 @@ void apply_epilogue(const GemmArgs& g, cudaStream_t stream) {
                       stream);
     return;
   }
-  if (g.epilogue != GemmEpilogue::gelu)
+  if (epilogue_adds_bias(g.epilogue))
     k::binary(BinaryOp::add, c, matrix_view(g.bias, g.dtype, g.m, g.n, 0), c, stream);
-  if (g.epilogue != GemmEpilogue::bias_gelu && g.epilogue != GemmEpilogue::gelu) return;
+  if (!epilogue_applies_gelu(g.epilogue)) return;
   const StridedView pre = matrix_view(g.pre_act, g.dtype, g.m, g.n, g.ldc);
   k::copy(c, pre, stream);
   k::unary(UnaryOp::gelu, pre, c, stream);

@@ -167,8 +167,7 @@ cublasLtEpilogue_t lt_epilogue(const GemmArgs& g) {
 }
 
 bool uses_aux(const GemmArgs& g) {
-  return g.epilogue == GemmEpilogue::bias_gelu || g.epilogue == GemmEpilogue::gelu ||
-         g.epilogue == GemmEpilogue::gelu_grad;
+  return epilogue_applies_gelu(g.epilogue) || g.epilogue == GemmEpilogue::gelu_grad;
 }
 
 // Whether g's epilogue writes bias-gradient sums (through cuBLASLt's bias pointer).

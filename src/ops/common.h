@@ -20,6 +20,11 @@ inline Tensor empty_output_like(const Tensor& t) {
 inline Backend& backend_of(const Tensor& t) {
   return backend(t.device());
 }
+// t.contiguous(), or t itself when undefined: an optional operand (a bias, a residual) as a kernel
+// takes it.
+inline Tensor contiguous_or_undefined(const Tensor& t) {
+  return t.defined() ? t.contiguous() : t;
+}
 
 void check_defined(const char* op, const Tensor& t, const char* what = "input");
 void check_floating(const char* op, const Tensor& t);

@@ -146,8 +146,8 @@ Tensor layer_norm(const Tensor& input, const Tensor& weight, const Tensor& bias,
   TG_CHECK(eps >= 0, "layer_norm: eps must be >= 0, got ", eps);
 
   const Tensor x = input.contiguous();
-  const Tensor w = weight.defined() ? weight.contiguous() : weight;
-  const Tensor b = bias.defined() ? bias.contiguous() : bias;
+  const Tensor w = contiguous_or_undefined(weight);
+  const Tensor b = contiguous_or_undefined(bias);
   const int64_t C = x.size(-1);
   const int64_t rows = rows_of(x.shape());
 

@@ -167,12 +167,11 @@ Tensor linear(const Tensor& x_in, const Tensor& w, const Tensor& b, Activation a
       linear_cost(x_in.shape(), N, x_in.dtype(), b.defined(), act, residual.defined());
   OpScope scope("linear", cost);
   Tensor x = x_in, bias = b, res = residual;
-  if (!x.is_contiguous() || (bias.defined() && !bias.is_contiguous()) ||
-      (res.defined() && !res.is_contiguous())) {
+  {
     NoGradGuard no_grad;  // copies that only serve the GEMM; gradients flow to the originals
     x = x.contiguous();
-    if (bias.defined()) bias = bias.contiguous();
-    if (res.defined()) res = res.contiguous();
+    bias = contiguous_or_undefined(bias);
+    res = contiguous_or_undefined(res);
   }
   Tensor pre;
   Tensor out = linear_product(x, w, bias, act, &pre, res);

@@ -130,10 +130,6 @@ void check_weight(const Tensor& w, const Tensor& b, int64_t K, const char* wn, c
            shape_str(b.shape()), " must be [", w.size(1), "]");
 }
 
-Tensor contiguous_or_undefined(const Tensor& t) {
-  return t.defined() ? t.contiguous() : t;
-}
-
 }  // namespace
 
 Tensor mlp(const Tensor& x_in, const Tensor& w1, const Tensor& b1, const Tensor& w2,

@@ -172,8 +172,6 @@ MemoryPrediction predict_memory(const TrainConfig& c,
       p.phase = kPhaseNames[i];
     }
   }
-  p.categories_exact =
-      std::all_of(p.at_peak.begin(), p.at_peak.end(), [](int64_t v) { return v >= 0; });
   p.peak = p.baseline + best;
   p.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return p;
@@ -208,11 +206,11 @@ std::optional<AvailableMemory> available_memory(const TrainConfig& c) {
 
 std::string describe(const MemoryPrediction& p) {
   std::string s = detail::cat(mb(p.peak), " MB (");
-  if (!p.categories_exact)
+  if (!p.categories_exact())
     s += detail::cat("by category at the peak of the ", p.probe_layers[1], "-block probe: ");
   const char* names[kNumCategories] = {"parameters",  "gradients", "optimizer state",
                                        "activations", "workspace", "other"};
-  const auto& split = p.categories_exact ? p.at_peak : p.probe_at_peak;
+  const auto& split = p.categories_exact() ? p.at_peak : p.probe_at_peak;
   for (int k = 0; k < kNumCategories; ++k) {
     s += detail::cat(k ? ", " : "", names[k], " ", mb(split[static_cast<size_t>(k)]));
   }

@@ -46,6 +46,7 @@
 // that is refused could not have run.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <memory>
@@ -67,10 +68,9 @@ struct MemoryPrediction {
   // category by category from the probes' bytes at their peaks. The sum is exact (the total grows
   // by one group's bytes per group); the split is exact where both probes peak at the same point
   // of the step. Where they do not — a small probe peaking late in its backward, gradients live,
-  // a larger one at the backward's start — a category can come out negative: categories_exact is
+  // a larger one at the backward's start — a category can come out negative: categories_exact() is
   // then false, and probe_at_peak, the larger probe's own split at its peak, is the one to show.
   std::array<int64_t, kNumCategories> at_peak{};
-  bool categories_exact = true;
   std::array<int64_t, kNumCategories> probe_at_peak{};
   int64_t peak = 0;   // baseline + the sum of at_peak: the tracker's peak while the run runs
   std::string phase;  // where the peak falls: "setup", "forward+backward", "optimizer step",
@@ -82,6 +82,9 @@ struct MemoryPrediction {
   double seconds = 0;  // wall time of the probe
 
   int64_t run_bytes() const { return peak - baseline; }
+  bool categories_exact() const {
+    return std::all_of(at_peak.begin(), at_peak.end(), [](int64_t v) { return v >= 0; });
+  }
   int64_t of(Category c) const { return at_peak[static_cast<int>(c)]; }
 };
 

@@ -104,11 +104,11 @@ TEST(TrainMemoryCheck, TheSplitShownIsNeverNegative) {
   c.batch = 64;
   c.model.T = 32;
   const train::MemoryPrediction p = train::predict_memory(c);
-  if (!default_device().is_cpu() && p.categories_exact) {
+  if (!default_device().is_cpu() && p.categories_exact()) {
     for (const int64_t v : p.at_peak) EXPECT_GE(v, 0);
     return;
   }
-  ASSERT_FALSE(p.categories_exact) << "the case no longer exercises the fallback";
+  ASSERT_FALSE(p.categories_exact()) << "the case no longer exercises the fallback";
   EXPECT_LT(p.of(Category::gradient), 0);
   int64_t shown = 0;
   for (const int64_t v : p.probe_at_peak) {

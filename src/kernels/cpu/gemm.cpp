@@ -38,11 +38,11 @@ void epilogue_row(const GemmArgs& g, int64_t r, A* v) {
     }
     return;
   }
-  if (g.epilogue != GemmEpilogue::gelu) {
+  if (epilogue_adds_bias(g.epilogue)) {
     const T* bias = static_cast<const T*>(g.bias);
     for (int64_t j = 0; j < g.n; ++j) v[j] += static_cast<A>(bias[j]);
-    if (g.epilogue != GemmEpilogue::bias_gelu) return;
   }
+  if (!epilogue_applies_gelu(g.epilogue)) return;
   T* pre = static_cast<T*>(g.pre_act) + r * g.ldc;
   for (int64_t j = 0; j < g.n; ++j) pre[j] = T(v[j]);
   if constexpr (std::is_same_v<A, float>) {
