@@ -9,6 +9,7 @@
 #include "backend/backend.h"
 #include "core/error.h"
 #include "data/tokenizer_file.h"
+#include "memory/extrapolate.h"
 #include "memory/tracker.h"
 #include "train/step.h"
 
@@ -34,22 +35,20 @@ std::string mb(int64_t bytes) {
   return buf;
 }
 
-// The live bytes by category, minus `start`, at the first event where the total reached the peak
-// of what `scope` saw; `open` is what was live when it opened (the answer when nothing rose above).
-Bytes at_peak(const MemoryScope& scope, const Bytes& open, const Bytes& start) {
-  Bytes out{};
-  for (int k = 0; k < kNumCategories; ++k) out[k] = open[k] - start[k];
-  int64_t best = sum(open);
-  for (const MemoryEvent& e : scope.events()) {
-    if (e.live_after <= best) continue;
-    best = e.live_after;
-    for (int k = 0; k < kNumCategories; ++k) out[k] = e.live_by_category[k] - start[k];
+// What `scope` recorded, with `open` (live when it opened) and every event's live bytes counted
+// from `start`.
+Timeline timeline(const MemoryScope& scope, const Bytes& open, const Bytes& start) {
+  Timeline t;
+  for (int k = 0; k < kNumCategories; ++k) t.open[k] = open[k] - start[k];
+  t.events = scope.events();
+  for (MemoryEvent& e : t.events) {
+    for (int k = 0; k < kNumCategories; ++k) e.live_by_category[k] -= start[k];
   }
-  return out;
+  return t;
 }
 
 struct Probe {
-  std::array<Bytes, kPhases> phases{};  // each phase's bytes at its peak, over its start
+  std::array<Timeline, kPhases> phases{};  // each phase's timeline, counted from the probe's start
   bool left_bytes = false;  // bytes stayed live after the probe (lazily made persistent buffers)
 };
 
@@ -64,13 +63,13 @@ Probe probe(const TrainConfig& c, int layers, const std::string& remat,
   MemoryTracker& t = tracker(c.device);
   const Bytes before = t.stats().live;
   Probe out;
-  // Each phase's bytes at its peak are counted from `before`: parameters and optimizer state,
-  // live through every phase, are part of each one's peak.
+  // Each phase's bytes are counted from `before`: parameters and optimizer state, live through
+  // every phase, are part of each one's peak.
   auto phase = [&](int i, const auto& body) {
     const Bytes open = t.stats().live;
     const MemoryScope scope(true, c.device);
     body();
-    out.phases[static_cast<size_t>(i)] = at_peak(scope, open, before);
+    out.phases[static_cast<size_t>(i)] = timeline(scope, open, before);
   };
   {
     Generator init(c.seed), dropout_gen(c.seed + 1);
@@ -126,11 +125,13 @@ MemoryPrediction predict_memory(const TrainConfig& c,
   MemoryPrediction p;
   p.group = K;
   p.groups = L >= 1 ? (L + K - 1) / K : 1;
-  // The last group has r blocks. When it is short, both probes hold a full group besides it, so
-  // that the backward's largest recomputation (a full group) is in both, as in the model.
+  // The smaller probe holds the first group, the last one (of r blocks) and, when that one is
+  // short, a full group between them (Note [Predicting the peak by measurement]).
   const int64_t r = L - (p.groups - 1) * K;
-  const int64_t first_groups = r < K ? 2 : 1;  // groups of the smaller probe
-  const int64_t added = L >= 1 && p.groups > first_groups ? p.groups - first_groups : 0;
+  const int64_t first_groups = r < K ? 3 : 2;  // groups of the smaller probe
+  // Groups the smaller probe lacks. With one, the larger probe would be the model itself: it is
+  // probed alone.
+  const int64_t added = L >= 1 && p.groups >= first_groups + 2 ? p.groups - first_groups : 0;
   p.probe_layers[0] = static_cast<int>(L - added * K);
   p.probe_layers[1] = static_cast<int>(added > 0 ? p.probe_layers[0] + K : p.probe_layers[0]);
 
@@ -159,16 +160,26 @@ MemoryPrediction predict_memory(const TrainConfig& c,
   p.baseline = tracker(c.device).live_total();
   int64_t best = -1;
   for (int i = 0; i < kPhases; ++i) {
-    Bytes b{};
-    for (int k = 0; k < kNumCategories; ++k) {
-      const int64_t one = p1.phases[static_cast<size_t>(i)][static_cast<size_t>(k)];
-      const int64_t two = p2.phases[static_cast<size_t>(i)][static_cast<size_t>(k)];
-      b[static_cast<size_t>(k)] = one + added * (two - one);
+    const Timeline& one = p1.phases[static_cast<size_t>(i)];
+    const Timeline& two = p2.phases[static_cast<size_t>(i)];
+    std::optional<ExtrapolatedPeak> e = extrapolate_peak(one, two, added);
+    std::optional<ExtrapolatedPeak> own_peak;  // the larger probe's, for the fallback's split
+    if (!e) {
+      // Not of the form the extrapolation assumes (memory/extrapolate.h): each probe's own peak,
+      // extrapolated peak to peak.
+      p.aligned = false;
+      const ExtrapolatedPeak a = *extrapolate_peak(one, one, 0);
+      own_peak = extrapolate_peak(two, two, 0);
+      e = ExtrapolatedPeak{};
+      for (int k = 0; k < kNumCategories; ++k) {
+        e->at_peak[k] = a.at_peak[k] + added * (own_peak->at_peak[k] - a.at_peak[k]);
+        e->total += e->at_peak[k];
+      }
     }
-    if (sum(b) > best) {
-      best = sum(b);
-      p.at_peak = b;
-      p.probe_at_peak = p2.phases[static_cast<size_t>(i)];
+    if (e->total > best) {
+      best = e->total;
+      p.at_peak = e->at_peak;
+      p.probe_at_peak = own_peak ? own_peak->at_peak : e->at_peak;
       p.phase = kPhaseNames[i];
     }
   }
@@ -206,6 +217,7 @@ std::optional<AvailableMemory> available_memory(const TrainConfig& c) {
 
 std::string describe(const MemoryPrediction& p) {
   std::string s = detail::cat(mb(p.peak), " MB (");
+  if (!p.aligned) s += "extrapolated from the probes' peaks, their events not pairing up; ";
   if (!p.categories_exact())
     s += detail::cat("by category at the peak of the ", p.probe_layers[1], "-block probe: ");
   const char* names[kNumCategories] = {"parameters",  "gradients", "optimizer state",

@@ -11,30 +11,36 @@
 //                     the first one's gradients live, as every later one does)
 //   optimizer step    clipping, the update, freeing the gradients
 //   evaluation        one validation batch (every batch of an evaluation is alike)
-// For each phase the tracker's timeline gives the live bytes by category at the phase's peak.
-// The blocks are identical and run one after the other, so each phase's bytes at its peak grow by
-// the same amount with every block — or, with remat every:K, with every group of K blocks, which
-// is one checkpointed segment (K = 1 for none and selective, ceil(sqrt(L)) for sqrt). A model of
+// For each phase the tracker's timeline gives the live bytes by category after every event.
+// The blocks are identical and run one after the other, so each phase's bytes grow by the same
+// amount with every block — or, with remat every:K, with every group of K blocks, which is one
+// checkpointed segment (K = 1 for none and selective, ceil(sqrt(L)) for sqrt). A model of
 // g = ceil(L / K) groups, the last of r <= K blocks, is probed at L1 and L2 = L1 + K blocks (one
-// full group more), where L1 holds the last group and, when that one is short, one full group
-// too (so that the backward's largest recomputation is in both probes, as in the model); each
-// phase is extrapolated over the n = (L - L1) / K groups the probe lacks:
-//   bytes(L) = bytes(L1) + n (bytes(L2) - bytes(L1))      per category, per phase
-// (L itself is probed when n = 0). The run's peak is the largest phase. This is exact when the
-// peak of each phase sits at the same place in the block sequence for L1, L2 and L blocks, which
-// holds for the engine's allocations: tests/train/memory_check_test.cpp checks equality with the
-// tracker's peak of whole runs for none, every:1, every:2 (short last group), sqrt, selective,
-// the plain and the chunked head, accumulation, and a model whose gradients outweigh its
-// activations. If a phase's peak did move along the blocks as blocks are added (from the head's
-// end of the backward, where the activations are, to the embedding's, where all gradients are),
-// the extrapolation would be low — but only by the transient bytes of one group's backward, since
-// the optimizer step, which starts with every gradient live, grows with the gradients too.
+// full group more), where L1 holds the first group, the last one and, when that one is short, a
+// full group between them. The first group differs from the others (its events free what the
+// embedding made, theirs what a group made), and a short last group from a full one, so the
+// smaller probe holds one of each kind, as the model does; the backward's largest recomputation
+// (a full group) is then in both probes. Each phase is extrapolated over the n = (L - L1) / K
+// groups the probe lacks, event by event (memory/extrapolate.h, Note [Extrapolating event by
+// event]): each event of the L1 probe's phase is paired with the same event of the L2 probe's, and
+//   bytes(L) = bytes(L1) + n (bytes(L2) - bytes(L1))      per category, per event
+// (L itself is probed when n < 2). The phase's peak is the largest of these, and the run's peak
+// the largest phase's. Extrapolating the probes' peaks alone would be exact only where both peak
+// at the same event: not so where a small probe peaks late in its backward, with all gradients
+// live, and a larger one at the backward's start, with all activations live.
+// tests/train/memory_check_test.cpp checks equality with the tracker's peak of whole runs for
+// none, every:1, every:2 (short and full last group), sqrt, selective, the plain and the chunked
+// head, accumulation, a model whose gradients outweigh its activations, and a case where probes
+// of one and two blocks peak at different points of the step. Should the probes' event series not
+// pair up (one not a subsequence of the other: the step would not be made of identical groups),
+// each phase's probes' peaks are extrapolated instead, and `aligned` says so.
 //
 // Cost: the probe runs one step of L1 and one of L2 blocks (plus a validation batch each), i.e.
-// (L1 + L2) / L of one step and of one evaluation batch (3/L for none and every:1), plus building
-// the probe models: a small fraction of any run of more than a few steps. For
-// scripts/main-job.sh's config on this machine's 2-core CPU (4 blocks, B 16, T 128, 800 steps of
-// ~0.25 s) the check takes ~0.37 s, about 0.2% of the run. It runs only when there is something
+// (L1 + L2) / L of one step and of one evaluation batch (5/L for none and every:1; one step of
+// the model itself where L1 + L2 would be more), plus building the probe models: a small
+// fraction of any run of more than a few steps. For scripts/main-job.sh's config on this
+// machine's 2-core CPU (4 blocks, B 16, T 128, 800 steps of ~0.25 s) the check takes ~0.45 s,
+// about 0.2% of the run. It runs only when there is something
 // to compare with: a CUDA device, or --memory-limit.
 //
 // What is compared: the tracker's peak (payload bytes, what `train` prints as the peak) with the
@@ -65,12 +71,13 @@ struct MemoryPrediction {
   // tracker's peak during the run counts them too.
   int64_t baseline = 0;
   // The run's own bytes at its predicted peak, by category (indexed by Category), extrapolated
-  // category by category from the probes' bytes at their peaks. The sum is exact (the total grows
-  // by one group's bytes per group); the split is exact where both probes peak at the same point
-  // of the step. Where they do not — a small probe peaking late in its backward, gradients live,
-  // a larger one at the backward's start — a category can come out negative: categories_exact() is
-  // then false, and probe_at_peak, the larger probe's own split at its peak, is the one to show.
+  // event by event from the probes' timelines: exact, total and split.
   std::array<int64_t, kNumCategories> at_peak{};
+  // Whether every phase's probes paired up event by event. When not, each phase's probes' peaks
+  // were extrapolated: the total is then a guess, and where the probes peaked at different
+  // points a category can come out negative (categories_exact() false). probe_at_peak, the
+  // larger probe's own split at its peak, is then the one shown.
+  bool aligned = true;
   std::array<int64_t, kNumCategories> probe_at_peak{};
   int64_t peak = 0;   // baseline + the sum of at_peak: the tracker's peak while the run runs
   std::string phase;  // where the peak falls: "setup", "forward+backward", "optimizer step",
@@ -90,7 +97,8 @@ struct MemoryPrediction {
 
 // Predicts the peak of a run of `c` on c.device (Note [Predicting the peak by measurement]).
 // c.model.V must be the dataset's vocabulary; the batches come from train_data and val_data.
-// Allocates on c.device (a model of at most 2K blocks) and frees everything before it returns.
+// Allocates on c.device (a model of fewer than 4K blocks, or the model itself) and frees everything
+// before it returns.
 MemoryPrediction predict_memory(const TrainConfig& c,
                                 const std::shared_ptr<const data::TokenFile>& train_data,
                                 const std::shared_ptr<const data::TokenFile>& val_data);

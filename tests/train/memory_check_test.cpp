@@ -39,7 +39,8 @@ int64_t measured_peak(const train::TrainConfig& c) {
 
 // Equality, not a bound: the blocks are identical, so each phase's bytes at its peak grow by
 // exactly one group's bytes per group (Note [Predicting the peak by measurement]). Covers the
-// policies' groupings (1 block; 2 with a short last group of 1; sqrt's 3 of 7), the plain head
+// policies' groupings (1 block; 2 with a short last group of 1 and with a full one; sqrt's 6 of
+// 26, the last group of 2), each extrapolated over two groups or more, the plain head
 // (full logits) beside the chunked one, accumulation (the second micro-batch runs with the first
 // one's gradients live), B = 1, T = 4, where a block's gradients outweigh its activations,
 // bfloat16 (float32 master weights) and the standard (materialising) attention.
@@ -58,14 +59,15 @@ TEST(TrainMemoryCheck, PredictionEqualsTheTrackersPeakOfTheRun) {
       {"none", 4, 24, 1},
       {"every:1", 4, 24, 1},
       {"none", 4, 0, 2},
-      {"every:2", 5, 0, 1},
+      {"every:2", 9, 0, 1},
+      {"every:2", 8, 0, 1},
       {"selective", 4, 0, 1},
-      {"sqrt", 7, 24, 1},
+      {"sqrt", 26, 24, 1},
       {"every:1", 1, 0, 1},
       {"none", 6, 0, 1, 1, 4},
       {"every:1", 6, 24, 1, 1, 4},
       {"none", 4, 0, 1, 4, 16, DType::bf16},  // float32 master weights
-      {"every:2", 5, 0, 2, 4, 16, DType::f32, AttentionImpl::standard}};
+      {"every:2", 9, 0, 2, 4, 16, DType::f32, AttentionImpl::standard}};
   for (const Case& k : cases) {
     train::TrainConfig c = small(dir, "out_" + k.remat);
     c.model.remat = k.remat;
@@ -81,44 +83,42 @@ TEST(TrainMemoryCheck, PredictionEqualsTheTrackersPeakOfTheRun) {
     SCOPED_TRACE(k.remat + " L=" + std::to_string(k.L) + " B=" + std::to_string(k.batch) +
                  " T=" + std::to_string(k.T) + " head_chunk=" + std::to_string(k.head_chunk) +
                  " accumulation=" + std::to_string(k.accumulation) + ": " + train::describe(p));
+    EXPECT_TRUE(p.aligned);
     EXPECT_EQ(p.peak, peak);
     EXPECT_GT(p.of(Category::parameter), 0);
     EXPECT_GT(p.of(Category::optimizer_state), 0);
     EXPECT_EQ(train::describe(p).find(" -"), std::string::npos);
-    const int64_t group = k.remat == "every:2" ? 2 : k.remat == "sqrt" ? 3 : 1;
+    const int64_t group = k.remat == "every:2" ? 2 : k.remat == "sqrt" ? 6 : 1;
     EXPECT_EQ(p.group, group);
-    EXPECT_EQ(p.probe_layers[1] - p.probe_layers[0], p.groups > 1 ? group : 0);
+    // Extrapolated over two groups or more (but for the model of one block, probed itself).
+    EXPECT_EQ(p.probe_layers[1] - p.probe_layers[0], k.L > 1 ? group : 0);
+    if (k.L > 1) {
+      EXPECT_LE(p.probe_layers[1] + group, k.L);
+    }
   }
 }
 
-// A run whose probes peak at different points of the step: at B = 64, T = 32 the one-block probe
-// peaks late in its backward, with more gradients live than the two-block probe has at its peak,
-// so that the category-by-category extrapolation makes the gradients negative. The split shown is
-// then the larger probe's own, and no category is negative. (Nor is the total exact in such a
-// case: 11,592,956 bytes predicted against 11,363,712 measured here; docs/STATUS.md.) On the GPU,
-// whose workspaces differ, both probes of this case peak alike and the split is exact.
-TEST(TrainMemoryCheck, TheSplitShownIsNeverNegative) {
+// The case that probing one block and two got wrong: at B = 64, T = 32 (on the CPU) a one-block
+// probe peaks late in its backward, a two-block one at its forward's end, and a model's first
+// block frees what the embedding made, not what a block made, so the one-block probe has no
+// block like the model's later ones. Its peaks extrapolated gave 11,592,956 bytes against
+// 11,363,712 measured for 3 blocks (and gradients below zero); probes of two and three blocks,
+// extrapolated event by event, are exact.
+TEST(TrainMemoryCheck, ExactWhereAOneBlockProbePeaksElsewhere) {
   const fs::path dir = dataset("split");
   train::TrainConfig c = small(dir, "out");
-  c.model.L = 3;
+  c.model.L = 6;
   c.batch = 64;
   c.model.T = 32;
   const train::MemoryPrediction p = train::predict_memory(c);
-  if (!default_device().is_cpu() && p.categories_exact()) {
-    for (const int64_t v : p.at_peak) EXPECT_GE(v, 0);
-    return;
-  }
-  ASSERT_FALSE(p.categories_exact()) << "the case no longer exercises the fallback";
-  EXPECT_LT(p.of(Category::gradient), 0);
-  int64_t shown = 0;
-  for (const int64_t v : p.probe_at_peak) {
-    EXPECT_GE(v, 0);
-    shown += v;
-  }
-  EXPECT_GT(shown, 0);
-  const std::string d = train::describe(p);
-  EXPECT_NE(d.find("at the peak of the 2-block probe"), std::string::npos) << d;
-  EXPECT_EQ(d.find(" -"), std::string::npos) << d;
+  const int64_t peak = measured_peak(c);
+  SCOPED_TRACE(train::describe(p));
+  EXPECT_TRUE(p.aligned);
+  EXPECT_EQ(p.peak, peak);
+  EXPECT_TRUE(p.categories_exact());
+  for (const int64_t v : p.at_peak) EXPECT_GE(v, 0);
+  EXPECT_EQ(train::describe(p).find(" -"), std::string::npos);
+  EXPECT_EQ(train::describe(p).find("probe"), std::string::npos);
 }
 
 // Refused at one byte below the prediction, with the numbers and the options that help, before
