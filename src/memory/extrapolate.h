@@ -20,12 +20,16 @@
 // the event of the same type in the larger one, and every type is extrapolated by itself:
 //   bytes(g + n) = bytes(g) + n (bytes(g + 1) - bytes(g))      per category, per event type
 // The pairing: the smaller timeline is the larger one with the events of one unit taken out (per
-// run of units), so its event series is a subsequence of the larger one's, with events matched
-// by what they are (allocation or free, category, bytes, op). Every way of embedding it is a
-// valid pairing of types (taking a unit out before a run's first unit pairs the last units;
-// after its last, the first ones), and the pairs used are all pairs of all embeddings: those
-// include each run's first and last unit, where the maxima are. A dynamic program over
-// (event, offset) finds them in O(events x one unit's events).
+// run of units), so its event series is a subsequence of the larger one's, events matched by
+// kind (allocation or free, category, op). Embeddings that take each unit out whole are valid
+// pairings of types (taking a unit out before a run's first unit pairs the last units; after its
+// last, the first ones), and they are those with the fewest gaps, one per run: with more, the
+// events of one unit could pair with parts of two, whose bytes are no event's. Sizes are to match
+// too, except where none can (a table with an entry per parameter grows with the units): the
+// embeddings used have the fewest pairs of different sizes, then the fewest gaps, and the pairs
+// used are all pairs of all such embeddings: those include each run's first and last unit, where
+// the maxima are. A dynamic program over (event, offset) finds them in O(events x one unit's
+// events).
 #pragma once
 
 #include <array>
@@ -57,5 +61,10 @@ struct ExtrapolatedPeak {
 // nullopt when small's events are not a subsequence of large's (the two are not of that form).
 std::optional<ExtrapolatedPeak> extrapolate_peak(const Timeline& small, const Timeline& large,
                                                  int64_t n);
+
+// Where the pairing fails: the index of the first event of `small` that follows no embedding of
+// the events before it in `large` (the leftmost embedding is the one to try), or -1 when small's
+// events are, kind for kind, a subsequence of large's.
+int64_t first_unpaired_event(const Timeline& small, const Timeline& large);
 
 }  // namespace tilegrad

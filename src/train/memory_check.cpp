@@ -9,8 +9,10 @@
 #include "backend/backend.h"
 #include "core/error.h"
 #include "data/tokenizer_file.h"
+#include "memory/allocator.h"
 #include "memory/extrapolate.h"
 #include "memory/tracker.h"
+#include "train/captured_step.h"
 #include "train/step.h"
 
 namespace tilegrad::train {
@@ -19,9 +21,15 @@ namespace {
 
 using Bytes = std::array<int64_t, kNumCategories>;
 
-constexpr int kPhases = 4;
-constexpr const char* kPhaseNames[kPhases] = {"setup", "forward+backward", "optimizer step",
-                                              "evaluation"};
+// The last three are the steps recorded in a CUDA graph (captured_step.h), when the run records.
+constexpr int kPhases = 7;
+constexpr const char* kPhaseNames[kPhases] = {"setup",
+                                              "forward+backward",
+                                              "optimizer step",
+                                              "evaluation",
+                                              "recorded forward+backward",
+                                              "optimizer step keeping the gradients",
+                                              "evaluation beside the recorded step"};
 
 int64_t sum(const Bytes& b) {
   int64_t s = 0;
@@ -84,6 +92,27 @@ Probe probe(const TrainConfig& c, int layers, const std::string& remat,
     phase(1, [&] { forward_backward(*model, sampler, micro, pc, dropout_gen); });
     phase(2, [&] { update(*opt, micro, pc); });
     phase(3, [&] { evaluate(*model, val_data, pc, 0, 1); });
+    // From its second step on, a run that records its steps (Note [Captured steps]) keeps the
+    // gradients, the recording's inputs and loss between steps, and evaluates beside them: that
+    // step too, as the trainer runs it. Should the recording fail, the run goes on eagerly, and
+    // so does this.
+    if (CapturedStep::unsupported_reason(c).empty() && c.steps >= 2) {
+      backend(c.device).synchronize();
+      allocator_for(c.device).empty_cache();
+      std::unique_ptr<CapturedStep> captured;
+      try {
+        phase(4, [&] {
+          captured = std::make_unique<CapturedStep>(*model, sampler.next(), pc, dropout_gen);
+          captured->replay();
+        });
+      } catch (const Error&) {
+        out.phases[4] = Timeline{};
+      }
+      if (captured) {
+        phase(5, [&] { update(*opt, 1, pc, true); });
+        phase(6, [&] { captured->run_in_pool([&] { evaluate(*model, val_data, pc, 0, 1); }); });
+      }
+    }
   }
   out.left_bytes = t.live_total() != sum(before);
   return out;
@@ -167,6 +196,14 @@ MemoryPrediction predict_memory(const TrainConfig& c,
     if (!e) {
       // Not of the form the extrapolation assumes (memory/extrapolate.h): each probe's own peak,
       // extrapolated peak to peak.
+      if (const int64_t i0 = first_unpaired_event(one, two); p.aligned && i0 >= 0) {
+        const MemoryEvent& u = one.events[static_cast<size_t>(i0)];
+        p.unpaired = detail::cat("in the ", kPhaseNames[i], ", event ", i0, " of ",
+                                 one.events.size(), " of the ", p.probe_layers[0], "-block probe (",
+                                 u.alloc ? "allocating " : "freeing ", u.bytes, " bytes of ",
+                                 category_name(u.category), u.op.empty() ? "" : " in ", u.op,
+                                 ") has no partner in the ", p.probe_layers[1], "-block probe");
+      }
       p.aligned = false;
       const ExtrapolatedPeak a = *extrapolate_peak(one, one, 0);
       own_peak = extrapolate_peak(two, two, 0);
@@ -217,7 +254,7 @@ std::optional<AvailableMemory> available_memory(const TrainConfig& c) {
 
 std::string describe(const MemoryPrediction& p) {
   std::string s = detail::cat(mb(p.peak), " MB (");
-  if (!p.aligned) s += "extrapolated from the probes' peaks, their events not pairing up; ";
+  if (!p.aligned) s += detail::cat("extrapolated from the probes' peaks: ", p.unpaired, "; ");
   if (!p.categories_exact())
     s += detail::cat("by category at the peak of the ", p.probe_layers[1], "-block probe: ");
   const char* names[kNumCategories] = {"parameters",  "gradients", "optimizer state",

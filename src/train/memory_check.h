@@ -11,6 +11,10 @@
 //                     the first one's gradients live, as every later one does)
 //   optimizer step    clipping, the update, freeing the gradients
 //   evaluation        one validation batch (every batch of an evaluation is alike)
+// and, when the run will record its steps in a CUDA graph (train/captured_step.h: from its second
+// step on), that step as the trainer runs it: the recorded forward+backward, the optimizer step
+// keeping the gradients (the recording writes them in place), and an evaluation in the
+// recording's pool beside them, the gradients and the recording's inputs live.
 // For each phase the tracker's timeline gives the live bytes by category after every event.
 // The blocks are identical and run one after the other, so each phase's bytes grow by the same
 // amount with every block — or, with remat every:K, with every group of K blocks, which is one
@@ -37,11 +41,12 @@
 //
 // Cost: the probe runs one step of L1 and one of L2 blocks (plus a validation batch each), i.e.
 // (L1 + L2) / L of one step and of one evaluation batch (5/L for none and every:1; one step of
-// the model itself where L1 + L2 would be more), plus building the probe models: a small
-// fraction of any run of more than a few steps. For scripts/main-job.sh's config on this
-// machine's 2-core CPU (4 blocks, B 16, T 128, 800 steps of ~0.25 s) the check takes ~0.45 s,
-// about 0.2% of the run. It runs only when there is something
-// to compare with: a CUDA device, or --memory-limit.
+// the model itself where L1 + L2 would be more; twice that where the run records its steps),
+// plus building the probe models: a small fraction of any run of more than a few steps. For
+// scripts/main-job.sh's config on this machine's 2-core CPU (4 blocks, B 16, T 128, 800 steps of
+// ~0.25 s) the check takes ~0.45 s, about 0.2% of the run; on an H100, 0.6-1.8 s for GPT-2 124M
+// (T = 1,024 to 65,536). It runs only when there is something to compare with: a CUDA device, or
+// --memory-limit.
 //
 // What is compared: the tracker's peak (payload bytes, what `train` prints as the peak) with the
 // device's capacity for them — on CUDA, the free bytes of the backend's device_memory() (the
@@ -78,6 +83,7 @@ struct MemoryPrediction {
   // points a category can come out negative (categories_exact() false). probe_at_peak, the
   // larger probe's own split at its peak, is then the one shown.
   bool aligned = true;
+  std::string unpaired;  // when not aligned: the first event without a partner, in words
   std::array<int64_t, kNumCategories> probe_at_peak{};
   int64_t peak = 0;   // baseline + the sum of at_peak: the tracker's peak while the run runs
   std::string phase;  // where the peak falls: "setup", "forward+backward", "optimizer step",

@@ -11,11 +11,12 @@
 namespace tgtest {
 namespace {
 
-// Byte sizes of the made-up computation: each unit's forward keeps `act` activations and uses a
-// transient; the middle part (a head) makes `logits` and frees them; each unit's backward makes
-// `grad` gradients, frees its activations and uses a transient of `bwd_tmp`, which appears twice
-// (the same event twice in one unit, so that units can pair up in more than one way); the
-// epilogue makes `tail` bytes with every gradient live.
+// Byte sizes of the made-up computation: first each unit's state, in two runs; each unit's forward
+// keeps `act` activations and uses a transient; the middle part (a head) makes `logits` and frees
+// them; each unit's backward makes `grad` gradients, frees its activations and uses a transient of
+// `bwd_tmp`, which appears twice (the same event twice in one unit, so that units can pair up in
+// more than one way); the epilogue makes `tail` bytes with every gradient live, then a table whose
+// size grows with g.
 struct Sizes {
   int64_t act, fwd_tmp, logits, grad, bwd_tmp, tail;
 };
@@ -42,6 +43,12 @@ Timeline make(int g, const Sizes& s) {
   Maker m;
   m.live[static_cast<size_t>(Category::parameter)] = 1000;
   m.t.open = m.live;
+  // Two runs of allocations of one kind (an optimizer's state, tensor by tensor, in two groups).
+  for (int u = 0; u < g; ++u) {
+    m.event(true, Category::optimizer_state, s.act + 1, "");
+    m.event(true, Category::optimizer_state, s.grad + 2, "");
+  }
+  for (int u = 0; u < g; ++u) m.event(true, Category::optimizer_state, s.bwd_tmp + 3, "");
   m.event(true, Category::activation, 64, "embedding");
   for (int u = 0; u < g; ++u) {
     m.event(true, Category::workspace, s.fwd_tmp, "block");
@@ -63,6 +70,9 @@ Timeline make(int g, const Sizes& s) {
   m.event(true, Category::gradient, s.tail, "embedding backward");
   m.event(false, Category::gradient, s.tail, "embedding backward");
   m.event(false, Category::activation, 64, "embedding backward");
+  // A table with an entry per unit (an optimizer's list of tensors): its size grows with g.
+  m.event(true, Category::workspace, 8 + 16 * g, "step");
+  m.event(false, Category::workspace, 8 + 16 * g, "step");
   return m.t;
 }
 
@@ -123,13 +133,16 @@ TEST(ExtrapolatePeak, TimelinesThatDoNotPairUpGiveNothing) {
   const Timeline one = make(1, s), two = make(2, s);
   // The larger one shorter than the smaller: not one more unit.
   EXPECT_FALSE(extrapolate_peak(two, one, 3).has_value());
-  // An event of the smaller one that the larger one lacks (a different size, then a different op).
+  // An event of the smaller one that the larger one lacks (of another category, then another op).
   Timeline odd = one;
-  odd.events[1].bytes += 1;
+  odd.events[1].category = Category::other;
   EXPECT_FALSE(extrapolate_peak(odd, two, 3).has_value());
+  EXPECT_EQ(first_unpaired_event(odd, two), 1);
   odd = one;
   odd.events.back().op = "something else";
   EXPECT_FALSE(extrapolate_peak(odd, two, 3).has_value());
+  EXPECT_EQ(first_unpaired_event(odd, two), static_cast<int64_t>(odd.events.size()) - 1);
+  EXPECT_EQ(first_unpaired_event(one, two), -1);
 }
 
 }  // namespace
