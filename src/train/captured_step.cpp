@@ -1,7 +1,9 @@
 // A training step recorded as a device graph (captured_step.h, Note [Captured steps]).
 #include "train/captured_step.h"
 
+#include "backend/backend.h"
 #include "core/error.h"
+#include "memory/allocator.h"
 
 namespace tilegrad::train {
 
@@ -15,6 +17,14 @@ std::string CapturedStep::unsupported_reason(const TrainConfig& c) {
   if (c.accumulation > 1) return "more than one micro-batch per step";
   if (c.profile_steps > 0) return "profiling times each backend entry, outside a recording";
   return "";
+}
+
+std::unique_ptr<CapturedStep> CapturedStep::record(const models::GPT& model,
+                                                   const data::Batch& first, const TrainConfig& c,
+                                                   Generator& dropout_gen) {
+  backend(c.device).synchronize();
+  allocator_for(c.device).empty_cache();
+  return std::make_unique<CapturedStep>(model, first, c, dropout_gen);
 }
 
 CapturedStep::CapturedStep(const models::GPT& model, const data::Batch& first, const TrainConfig& c,

@@ -44,6 +44,10 @@ class CapturedStep {
   CapturedStep(const models::GPT& model, const data::Batch& first, const TrainConfig& c,
                Generator& dropout_gen);
   ~CapturedStep();
+  // The same, as a run records its step (the trainer, and the memory check's probe of it): the
+  // eager steps' cached blocks go back to the driver first, for the graph's pool to take.
+  static std::unique_ptr<CapturedStep> record(const models::GPT& model, const data::Batch& first,
+                                              const TrainConfig& c, Generator& dropout_gen);
   CapturedStep(const CapturedStep&) = delete;
   CapturedStep& operator=(const CapturedStep&) = delete;
 

@@ -9,7 +9,6 @@
 #include "backend/backend.h"
 #include "core/error.h"
 #include "data/tokenizer_file.h"
-#include "memory/allocator.h"
 #include "memory/extrapolate.h"
 #include "memory/tracker.h"
 #include "train/captured_step.h"
@@ -18,8 +17,6 @@
 namespace tilegrad::train {
 
 namespace {
-
-using Bytes = std::array<int64_t, kNumCategories>;
 
 // The last three are the steps recorded in a CUDA graph (captured_step.h), when the run records.
 constexpr int kPhases = 7;
@@ -31,7 +28,7 @@ constexpr const char* kPhaseNames[kPhases] = {"setup",
                                               "optimizer step keeping the gradients",
                                               "evaluation beside the recorded step"};
 
-int64_t sum(const Bytes& b) {
+int64_t sum(const CategoryBytes& b) {
   int64_t s = 0;
   for (const int64_t v : b) s += v;
   return s;
@@ -45,7 +42,7 @@ std::string mb(int64_t bytes) {
 
 // What `scope` recorded, with `open` (live when it opened) and every event's live bytes counted
 // from `start`.
-Timeline timeline(const MemoryScope& scope, const Bytes& open, const Bytes& start) {
+Timeline timeline(const MemoryScope& scope, const CategoryBytes& open, const CategoryBytes& start) {
   Timeline t;
   for (int k = 0; k < kNumCategories; ++k) t.open[k] = open[k] - start[k];
   t.events = scope.events();
@@ -69,12 +66,12 @@ Probe probe(const TrainConfig& c, int layers, const std::string& remat,
   pc.model.remat = remat;
   const DeviceScope on_device(c.device);
   MemoryTracker& t = tracker(c.device);
-  const Bytes before = t.stats().live;
+  const CategoryBytes before = t.stats().live;
   Probe out;
   // Each phase's bytes are counted from `before`: parameters and optimizer state, live through
   // every phase, are part of each one's peak.
   auto phase = [&](int i, const auto& body) {
-    const Bytes open = t.stats().live;
+    const CategoryBytes open = t.stats().live;
     const MemoryScope scope(true, c.device);
     body();
     out.phases[static_cast<size_t>(i)] = timeline(scope, open, before);
@@ -97,12 +94,10 @@ Probe probe(const TrainConfig& c, int layers, const std::string& remat,
     // step too, as the trainer runs it. Should the recording fail, the run goes on eagerly, and
     // so does this.
     if (CapturedStep::unsupported_reason(c).empty() && c.steps >= 2) {
-      backend(c.device).synchronize();
-      allocator_for(c.device).empty_cache();
       std::unique_ptr<CapturedStep> captured;
       try {
         phase(4, [&] {
-          captured = std::make_unique<CapturedStep>(*model, sampler.next(), pc, dropout_gen);
+          captured = CapturedStep::record(*model, sampler.next(), pc, dropout_gen);
           captured->replay();
         });
       } catch (const Error&) {
@@ -205,13 +200,10 @@ MemoryPrediction predict_memory(const TrainConfig& c,
                                  ") has no partner in the ", p.probe_layers[1], "-block probe");
       }
       p.aligned = false;
-      const ExtrapolatedPeak a = *extrapolate_peak(one, one, 0);
       own_peak = extrapolate_peak(two, two, 0);
-      e = ExtrapolatedPeak{};
-      for (int k = 0; k < kNumCategories; ++k) {
-        e->at_peak[k] = a.at_peak[k] + added * (own_peak->at_peak[k] - a.at_peak[k]);
-        e->total += e->at_peak[k];
-      }
+      // Each probe's peak as a timeline with nothing but its opening bytes.
+      e = extrapolate_peak(Timeline{extrapolate_peak(one, one, 0)->at_peak, {}},
+                           Timeline{own_peak->at_peak, {}}, added);
     }
     if (e->total > best) {
       best = e->total;

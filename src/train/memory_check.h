@@ -87,7 +87,7 @@ struct MemoryPrediction {
   std::array<int64_t, kNumCategories> probe_at_peak{};
   int64_t peak = 0;   // baseline + the sum of at_peak: the tracker's peak while the run runs
   std::string phase;  // where the peak falls: "setup", "forward+backward", "optimizer step",
-                      // "evaluation"
+                      // "evaluation", or one of the recorded step's (memory_check.cpp)
   // How it was measured: models of probe_layers[0] and probe_layers[1] blocks (the same twice
   // when the model itself was probed), extrapolated over `groups` groups of `group` blocks.
   int probe_layers[2] = {0, 0};

@@ -17,7 +17,6 @@
 #include "data/tokenizer_file.h"
 #include "io/atomic_file.h"
 #include "io/checkpoint.h"
-#include "memory/allocator.h"
 #include "memory/tracker.h"
 #include "optim/adamw.h"
 #include "optim/lr_schedule.h"
@@ -253,12 +252,9 @@ TrainResult run_training(
       captured->load(sampler.next());
       captured->replay();
     } else if (graph_off.empty() && step > result.first_step + 1) {
-      // The eager steps' blocks go back to the driver first, for the graph's pool to take.
       const data::Batch b = sampler.next();
-      device_backend.synchronize();
-      allocator_for(c.device).empty_cache();
       try {
-        captured = std::make_unique<CapturedStep>(model, b, c, dropout_gen);
+        captured = CapturedStep::record(model, b, c, dropout_gen);
       } catch (const Error& e) {
         graph_off = detail::cat("the capture at step ", step, " failed: ", e.what());
       }
