@@ -42,6 +42,7 @@ struct Options {
   uint64_t seed = 1337;
   bool resume = false;
   bool no_bias = false;
+  bool f32_residual = false;
   int64_t sample_tokens = 200;
   std::string device;  // empty: cuda when a GPU is present, else cpu
   std::string dtype = "f32";
@@ -69,6 +70,7 @@ void run(const Options& o) {
   if (o.block > 0) c.model.T = o.block;
   if (o.dropout >= 0) c.model.dropout = o.dropout;
   if (o.no_bias) c.model.bias = false;
+  c.model.residual_f32 = o.f32_residual;
   c.model.remat = o.remat;
   c.model.head_chunk = o.head_chunk;
   c.model.attention = o.attention == "standard" ? AttentionImpl::standard : AttentionImpl::flash;
@@ -105,9 +107,10 @@ void run(const Options& o) {
 
   std::printf(
       "tilegrad train: %s (L=%d H=%lld C=%lld T=%lld, dropout %.2f,%s %s attention, remat "
-      "%s, %s) on %s, batch %lld x %lld, %lld steps, on %s\n",
+      "%s, %s%s) on %s, batch %lld x %lld, %lld steps, on %s\n",
       o.preset.c_str(), c.model.L, ll(c.model.H), ll(c.model.C), ll(c.model.T), c.model.dropout,
       c.model.bias ? "" : " no biases,", o.attention.c_str(), o.remat.c_str(), o.dtype.c_str(),
+      c.model.residual_f32 && c.model.dtype != DType::f32 ? ", float32 residual stream" : "",
       o.data.c_str(), ll(c.batch), ll(c.accumulation), ll(c.steps), c.device.str().c_str());
   // MFU's denominator: the given peak, else this machine's measured float32 GEMM rate (see
   // analysis/measured_peak.h), measured again at every validation and the best kept: other load on
@@ -264,6 +267,9 @@ void register_train(CLI::App& app) {
   cmd->add_option("--dropout", o->dropout, "Override the preset's dropout");
   cmd->add_flag("--no-bias", o->no_bias,
                 "No biases in the linear layers and layer norms (nanoGPT's bias = False)");
+  cmd->add_flag("--f32-residual", o->f32_residual,
+                "With --dtype bf16, keep the residual stream and its gradient in float32 (as "
+                "PyTorch's autocast does)");
   cmd->add_option("--lr", o->lr, "Peak learning rate")->capture_default_str();
   cmd->add_option("--min-lr", o->min_lr, "Final learning rate")->capture_default_str();
   cmd->add_option("--warmup", o->warmup, "Warmup steps (default: min(20, steps / 10))");

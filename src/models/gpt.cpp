@@ -105,6 +105,10 @@ GPT::GPT(GPTConfig config, Generator& init) : config_(std::move(config)) {
       std::make_shared<nn::LayerNorm>(c.C, c.dtype, 1e-5, LayerNormSaves::output, c.bias));
 }
 
+Tensor GPT::stream(const Tensor& x) const {
+  return config_.residual_f32 ? to_dtype(x, DType::f32) : x;
+}
+
 Tensor GPT::blocks_forward(const Tensor& x0, Generator& gen) const {
   Tensor x = x0;
   if (remat_every_ == 0) {
@@ -136,8 +140,9 @@ Tensor GPT::hidden(const Tensor& ids, Generator& gen) const {
   TG_CHECK(Tn >= 1 && Tn <= config_.T, "GPT: sequence length ", Tn,
            " exceeds the block size T = ", config_.T);
   const Tensor pos = wpe_->forward(arange(Tn, {DType::i64}));  // [T', C]
-  const Tensor x = dropout(wte_->forward(ids) + pos, config_.dropout, gen, training());
-  return ln_f_->forward(blocks_forward(x, gen));
+  const Tensor x =
+      dropout(stream(wte_->forward(ids)) + stream(pos), config_.dropout, gen, training());
+  return ln_f_->forward(to_dtype(blocks_forward(x, gen), config_.dtype));
 }
 
 Tensor GPT::forward(const Tensor& ids, Generator& gen) const {
@@ -175,10 +180,10 @@ Tensor GPT::forward_cached(const Tensor& ids, KVCache& cache) const {
   TG_CHECK(pos + t <= config_.T, "GPT: ", pos + t,
            " positions exceed the block size T = ", config_.T);
   const Tensor positions = slice(arange(config_.T, {DType::i64}), 0, pos, pos + t);
-  Tensor x = wte_->forward(ids) + wpe_->forward(positions);
+  Tensor x = stream(wte_->forward(ids)) + stream(wpe_->forward(positions));
   for (size_t i = 0; i < h_.size(); ++i) x = h_[i]->forward_cached(x, cache.k[i], cache.v[i], pos);
   cache.length = pos + t;
-  return matmul(ln_f_->forward(x), transpose(wte_->weight(), 0, 1));
+  return matmul(ln_f_->forward(to_dtype(x, config_.dtype)), transpose(wte_->weight(), 0, 1));
 }
 
 }  // namespace tilegrad::models

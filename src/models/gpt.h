@@ -36,6 +36,12 @@ struct GPTConfig {
   // same loss and gradients up to rounding; one extra head GEMM). A way of computing, not a
   // property of the model: checkpoints do not record it.
   int64_t head_chunk = 0;
+  // With a 16-bit dtype, keep the residual stream (the embeddings' sum, every block's output and
+  // their gradients) in float32, as PyTorch's autocast does: each branch reads a 16-bit copy of
+  // the stream and its output is added in float32, so that small updates are not rounded away
+  // at every layer. Costs the adds their fusion into the GEMMs, and two casts per branch. Like
+  // head_chunk, a way of computing: checkpoints do not record it.
+  bool residual_f32 = false;
 };
 
 // gpt2 (124M), gpt2-medium, gpt2-large, gpt2-xl, shakespeare-char (nanoGPT's: 6 layers, 6 heads,
@@ -70,6 +76,8 @@ class GPT : public nn::Module {
 
  private:
   Tensor blocks_forward(const Tensor& x, Generator& gen) const;
+  // x in the residual stream's dtype (float32 under residual_f32, else as it is).
+  Tensor stream(const Tensor& x) const;
   // The final hidden states [B, T', C]: everything before the head.
   Tensor hidden(const Tensor& ids, Generator& gen) const;
 

@@ -1,4 +1,6 @@
-// A pre-LayerNorm transformer block with residuals: x + attn(ln_1(x)), then + mlp(ln_2(x)).
+// A pre-LayerNorm transformer block with residuals: x + attn(ln_1(x)), then + mlp(ln_2(x)). The
+// stream x may be float32 around a 16-bit block (GPTConfig::residual_f32): the layer norms then
+// read 16-bit copies of it and the branches' outputs are added in float32.
 #pragma once
 
 #include "nn/causal_self_attention.h"
@@ -19,6 +21,7 @@ class Block : public Module {
   std::shared_ptr<LayerNorm> ln_1_, ln_2_;
   std::shared_ptr<CausalSelfAttention> attn_;
   std::shared_ptr<MLP> mlp_;
+  DType dtype_;  // the block's parameters and activations
 };
 
 }  // namespace tilegrad::nn

@@ -4,6 +4,7 @@
 #include "models/gpt.h"
 #include "optim/adamw.h"
 
+#include <cstdio>
 #include <cstring>
 
 #include "testing.h"
@@ -190,6 +191,86 @@ TEST(GPT, ChunkedHeadEqualsThePlainHead) {
   ASSERT_EQ(plain.size(), chunked.size());
   EXPECT_GT(plain[0], 1.0);
   for (size_t i = 0; i < plain.size(); ++i) EXPECT_NEAR(chunked[i], plain[i], 1e-12) << i;
+}
+
+// GPTConfig::residual_f32 under bf16: the residual stream in float32 brings the logits and the
+// gradients closer to a float64 model holding the same (bf16) parameters than the bf16 stream
+// does, since the stream is no longer rounded to 8 bits of mantissa after every branch; its
+// gradient flows in float32 too. Under float32 the option changes nothing, to the bit.
+TEST(GPT, Float32ResidualStreamComesCloserToFloat64) {
+  auto config = [](DType dt, bool f32_stream) {
+    GPTConfig c = small(dt, 0.0);
+    c.L = 6;
+    c.C = 48;
+    c.H = 4;
+    c.V = 29;
+    c.T = 33;
+    c.residual_f32 = f32_stream;
+    return c;
+  };
+  const Tensor x = ids(3, 33, 29, 8), y = ids(3, 33, 29, 9);
+  // Logits, then every parameter's gradient, as float64 on the host.
+  auto run = [&](GPT& gpt) {
+    Generator gen(11);
+    std::vector<double> out;
+    {
+      NoGradGuard ng;
+      out = gpt.forward(x, gen).to(DType::f64).to_vector<double>();
+    }
+    gpt.loss(x, y, gen).backward();
+    for (const auto& [name, p] : gpt.named_parameters()) {
+      const auto g = p.grad().to(DType::f64).to_vector<double>();
+      out.insert(out.end(), g.begin(), g.end());
+    }
+    return out;
+  };
+  Generator init(7);
+  GPT bf16_stream(config(DType::bf16, false), init);
+  Generator init2(7);
+  GPT f32_stream(config(DType::bf16, true), init2);
+  Generator init3(7);
+  GPT reference(config(DType::f64, false), init3);
+  {
+    NoGradGuard ng;
+    const auto ps = bf16_stream.named_parameters(), pf = f32_stream.named_parameters(),
+               pr = reference.named_parameters();
+    ASSERT_EQ(ps.size(), pr.size());
+    for (size_t i = 0; i < ps.size(); ++i) {
+      pf[i].tensor.copy_(ps[i].tensor);
+      pr[i].tensor.copy_(ps[i].tensor.to(DType::f64));
+    }
+  }
+  const std::vector<double> want = run(reference), got_bf16 = run(bf16_stream),
+                            got_f32 = run(f32_stream);
+  ASSERT_EQ(got_bf16.size(), want.size());
+  ASSERT_EQ(got_f32.size(), want.size());
+  const size_t n_logits = 3 * 33 * 29;
+  // Mean absolute error of [begin, end) against the reference, relative to its mean magnitude.
+  auto error = [&](const std::vector<double>& got, size_t begin, size_t end) {
+    double e = 0, m = 0;
+    for (size_t i = begin; i < end; ++i) {
+      e += std::abs(got[i] - want[i]);
+      m += std::abs(want[i]);
+    }
+    return e / m;
+  };
+  const double logits_bf16 = error(got_bf16, 0, n_logits), logits_f32 = error(got_f32, 0, n_logits);
+  const double grads_bf16 = error(got_bf16, n_logits, want.size()),
+               grads_f32 = error(got_f32, n_logits, want.size());
+  std::printf(
+      "relative error against float64: logits %.3g (bf16 stream) %.3g (float32 stream), "
+      "gradients %.3g %.3g\n",
+      logits_bf16, logits_f32, grads_bf16, grads_f32);
+  EXPECT_LT(logits_f32, 0.8 * logits_bf16) << logits_f32 << " against " << logits_bf16;
+  EXPECT_LT(grads_f32, 0.8 * grads_bf16) << grads_f32 << " against " << grads_bf16;
+  EXPECT_LT(logits_f32, 1e-2);
+
+  // Under float32 the option is a no-op.
+  Generator init4(7), init5(7);
+  GPT plain(config(DType::f32, false), init4), flagged(config(DType::f32, true), init5);
+  const std::vector<double> a = run(plain), b = run(flagged);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], b[i]) << i;
 }
 
 // A fixed batch is memorised: AdamW drives the loss below 0.1 (from ln V ≈ 2.4).
