@@ -4,8 +4,10 @@
 # lr 1e-3 -> 1e-4 cosine over the run after 100 warmup iterations, beta2 0.99, weight decay 0.1,
 # clipping 1.0, evaluation every 250 iterations on 200 batches. Validation loss and wall time of
 # each; logs under $OUT.
-#   bench/device/shakespeare_cuda.sh [--iters N] [--dtype bf16|f32] [--seed S] [--bias] [--torch]
-# (--seed: both runs' seed; default each program's own, 1337. --bias: GPT-2's biases, in both.)
+#   bench/device/shakespeare_cuda.sh [--iters N] [--dtype bf16|f32] [--seed S] [--bias]
+#                                    [--f32-residual] [--torch]
+# (--seed: both runs' seed; default each program's own, 1337. --bias: GPT-2's biases, in both.
+# --f32-residual: tilegrad keeps the residual stream in float32, as PyTorch's autocast does.)
 # Builds `tilegrad` first (build/device, incremental); needs .devdeps/ carried.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -17,6 +19,7 @@ torch=0
 seed=1337
 torch_wall=
 bias=0
+f32_residual=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --iters) iters=$2; shift ;;
@@ -24,6 +27,7 @@ while [ $# -gt 0 ]; do
     --torch) torch=1 ;;
     --seed) seed=$2; shift ;;
     --bias) bias=1 ;;
+    --f32-residual) f32_residual=1 ;;
     *) echo "unknown option $1"; exit 2 ;;
   esac
   shift
@@ -37,7 +41,7 @@ start=$SECONDS
 timeout 900 "$tg" train --device cuda --dtype "$dtype" --preset shakespeare-char --batch 64 \
   --steps "$iters" --lr 1e-3 --min-lr 1e-4 --warmup 100 --eval-interval 250 --eval-iters 200 \
   --sample-tokens 300 --seed "$seed" --data "$OUT/data" --out "$OUT/tilegrad" \
-  $([ $bias -eq 1 ] || echo --no-bias) \
+  $([ $bias -eq 1 ] || echo --no-bias) $([ $f32_residual -eq 1 ] && echo --f32-residual) \
   >"$OUT/tilegrad.log" 2>&1
 rc=$?
 tg_wall=$((SECONDS - start))
