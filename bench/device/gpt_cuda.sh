@@ -21,12 +21,14 @@ python=${PYTHON:-python3}
 # tilegrad runs once per variant and B (TG_VARIANTS, default "graph eager"): `graph` is the default
 # (GEMM tuning: each problem's candidates timed at its first call, TILEGRAD_GEMM_TUNE_LOG prints
 # what was chosen; the step recorded as a CUDA graph at step 2 and replayed), `eager` the same with
-# --no-cuda-graph, `heuristic` with cuBLASLt's heuristic algorithms (--no-gemm-tune).
+# --no-cuda-graph, `heuristic` with cuBLASLt's heuristic algorithms (--no-gemm-tune), `f32res` the
+# default with the residual stream in float32 (--f32-residual).
 for B in "${batches[@]}"; do
   for variant in ${TG_VARIANTS:-graph eager}; do
     extra=()
     [ "$variant" = eager ] && extra=(--no-cuda-graph)
     [ "$variant" = heuristic ] && extra=(--no-gemm-tune)
+    [ "$variant" = f32res ] && extra=(--f32-residual)
     log="$OUT/tilegrad-$variant-b$B.log"
     TILEGRAD_GEMM_TUNE_LOG=1 timeout 300 "$build/tilegrad" train --device cuda --dtype bf16 \
       --preset gpt2 --block 1024 --dropout 0 --batch "$B" --steps 12 --eval-interval 1000 \
