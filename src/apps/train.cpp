@@ -110,8 +110,8 @@ void run(const Options& o) {
       "%s, %s%s) on %s, batch %lld x %lld, %lld steps, on %s\n",
       o.preset.c_str(), c.model.L, ll(c.model.H), ll(c.model.C), ll(c.model.T), c.model.dropout,
       c.model.bias ? "" : " no biases,", o.attention.c_str(), o.remat.c_str(), o.dtype.c_str(),
-      c.model.residual_f32 && c.model.dtype != DType::f32 ? ", float32 residual stream" : "",
-      o.data.c_str(), ll(c.batch), ll(c.accumulation), ll(c.steps), c.device.str().c_str());
+      c.model.stream_dtype() != c.model.dtype ? ", float32 residual stream" : "", o.data.c_str(),
+      ll(c.batch), ll(c.accumulation), ll(c.steps), c.device.str().c_str());
   // MFU's denominator: the given peak, else this machine's measured float32 GEMM rate (see
   // analysis/measured_peak.h), measured again at every validation and the best kept: other load on
   // the machine at the first measurement would otherwise inflate the MFU for the whole run.

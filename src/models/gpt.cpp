@@ -106,7 +106,7 @@ GPT::GPT(GPTConfig config, Generator& init) : config_(std::move(config)) {
 }
 
 Tensor GPT::stream(const Tensor& x) const {
-  return config_.residual_f32 ? to_dtype(x, DType::f32) : x;
+  return to_dtype(x, config_.stream_dtype());
 }
 
 Tensor GPT::blocks_forward(const Tensor& x0, Generator& gen) const {

@@ -42,6 +42,12 @@ struct GPTConfig {
   // at every layer. Costs the adds their fusion into the GEMMs, and two casts per branch. Like
   // head_chunk, a way of computing: checkpoints do not record it.
   bool residual_f32 = false;
+
+  // The residual stream's dtype: float32 under residual_f32 when dtype is narrower (the option
+  // widens, never narrows), else dtype.
+  DType stream_dtype() const {
+    return residual_f32 && dtype_size(dtype) < dtype_size(DType::f32) ? DType::f32 : dtype;
+  }
 };
 
 // gpt2 (124M), gpt2-medium, gpt2-large, gpt2-xl, shakespeare-char (nanoGPT's: 6 layers, 6 heads,
@@ -76,7 +82,7 @@ class GPT : public nn::Module {
 
  private:
   Tensor blocks_forward(const Tensor& x, Generator& gen) const;
-  // x in the residual stream's dtype (float32 under residual_f32, else as it is).
+  // x in the residual stream's dtype (GPTConfig::stream_dtype).
   Tensor stream(const Tensor& x) const;
   // The final hidden states [B, T', C]: everything before the head.
   Tensor hidden(const Tensor& ids, Generator& gen) const;
